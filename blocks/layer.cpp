@@ -1,0 +1,1 @@
+// blocks layer: see its CMakeLists.txt

@@ -1,0 +1,1 @@
+// Compiles the LibTorch precompiled header once; the layers reuse it.

@@ -1,0 +1,44 @@
+// blocklab run <experiment> [overrides...]: validates the config and runs its task.
+#include <iostream>
+
+#include "experiments/experiment.h"
+#include "experiments/task.h"
+#include "registry/cli_options.h"
+#include "registry/command.h"
+
+namespace blocklab {
+namespace {
+
+int run_command(const std::vector<std::string>& args) {
+  po::options_description opts("Options");
+  opts.add_options()("help,h", "show this help")("force", "run again even if an identical run exists")(
+      "resume", "continue the run from its last checkpoint")("quiet,q", "no progress line")(
+      "config-dir", po::value<std::string>(), "experiment configs (default: experiments/conf or $BLOCKLAB_CONF)");
+  const auto cl = parse_command_line("run", args, opts);
+  if (cl.vars.count("help")) {
+    std::cout << command_help("run", "<experiment> [overrides...]",
+                              "Runs an experiment by config name: composes and validates the config, then runs the "
+                              "task it names.",
+                              opts, "Examples:\n  blocklab run vit_fmnist\n  blocklab run vit_fmnist trainer.epochs=3 seed=1\n");
+    return 0;
+  }
+  if (cl.positional.empty()) throw UsageError("blocklab run: name an experiment\n  see: blocklab list experiment");
+  const std::string dir = cl.vars.count("config-dir") ? cl.vars["config-dir"].as<std::string>() : default_config_dir();
+  const std::vector<std::string> overrides(cl.positional.begin() + 1, cl.positional.end());
+  Experiment e = load_experiment(dir, cl.positional[0], overrides, true);
+  RunRequest request;
+  request.experiment = e.name;
+  request.config = e.config;
+  request.overrides = e.overrides;
+  request.force = cl.vars.count("force") > 0;
+  request.resume = cl.vars.count("resume") > 0;
+  request.quiet = cl.vars.count("quiet") > 0;
+  auto task = task_registry().create(e.config.at("task"), request);
+  return task->run();
+}
+
+const bool registered =
+    CommandRegistry::instance().add({"run", "run an experiment by config name (with overrides)", run_command, 40});
+
+}  // namespace
+}  // namespace blocklab

@@ -1,0 +1,50 @@
+// Config composition in the spirit of Hydra: defaults lists, config groups, packages,
+// `_self_`, group and value overrides, then interpolation.
+//
+// A config directory holds primary configs (<dir>/<name>.yaml: the named experiments) and
+// config groups (<dir>/<group>/<option>.yaml, nested groups as sub-directories). A config's
+// `defaults:` list names what it is built from:
+//   - group: option          place <group>/<option>.yaml at package <group> (dots for '/')
+//   - group@pkg: option      ... at package <parent package>.pkg (or _global_)
+//   - optional group: opt    skip silently when the option file does not exist
+//   - override group: opt    change the option an earlier entry chose
+//   - group: null            choose nothing
+//   - name                   include <name>.yaml from the same directory
+//   - _self_                 this config's own body (implicitly last when absent)
+// A file may start with "# @package <pkg>" (_global_, _group_, or an absolute dotted path).
+// Groups in nested configs are relative to the config's own group; a leading '/' makes them
+// absolute.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "registry/config_node.h"
+#include "registry/override.h"
+
+namespace blocklab {
+
+struct ComposeRequest {
+  std::string config_dir;    // filesystem path of the config root
+  std::string display_dir;   // how files are named in messages (default: config_dir)
+  std::string config_name;   // primary config (experiment) name, without .yaml
+  std::vector<Override> overrides;
+  bool resolve = true;       // resolve ${...} interpolations
+};
+
+struct ComposeResult {
+  ConfigNode config;
+  // Group choices that made the config, "model" -> "vit", in composition order.
+  std::vector<std::pair<std::string, std::string>> choices;
+};
+
+// Throws ConfigError (with every problem it can find in one report where possible).
+ComposeResult compose(const ComposeRequest& request);
+
+// Named experiments: the primary configs (*.yaml directly in the config directory).
+std::vector<std::string> list_primary_configs(const std::string& config_dir);
+// Options of a config group ("model", "model/mixer").
+std::vector<std::string> list_group_options(const std::string& config_dir, const std::string& group);
+bool is_config_group(const std::string& config_dir, const std::string& group);
+
+}  // namespace blocklab

@@ -1,0 +1,226 @@
+#include "registry/interpolate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <set>
+
+#include "registry/config_error.h"
+#include "registry/suggest.h"
+
+namespace blocklab {
+
+namespace {
+
+// A piece of a string: literal text or an interpolation expression.
+struct Piece {
+  bool is_expr = false;
+  std::string text;
+};
+
+std::vector<Piece> split_pieces(const std::string& s, const Source& where) {
+  std::vector<Piece> out;
+  std::string lit;
+  for (std::size_t i = 0; i < s.size();) {
+    if (s[i] == '\\' && i + 2 < s.size() && s[i + 1] == '$' && s[i + 2] == '{') {
+      lit += "${";
+      i += 3;
+      continue;
+    }
+    if (s[i] == '$' && i + 1 < s.size() && s[i + 1] == '{') {
+      const std::size_t close = s.find('}', i + 2);
+      if (close == std::string::npos)
+        throw ConfigError("unclosed interpolation in '" + s + "'", where, "", {"write ${path.to.key}"});
+      const std::string expr = s.substr(i + 2, close - i - 2);
+      if (expr.find("${") != std::string::npos)
+        throw ConfigError("nested interpolation in '" + s + "' is not supported", where);
+      if (!lit.empty()) out.push_back({false, lit}), lit.clear();
+      out.push_back({true, expr});
+      i = close + 1;
+      continue;
+    }
+    lit += s[i++];
+  }
+  if (!lit.empty()) out.push_back({false, lit});
+  return out;
+}
+
+// Python's str() of a scalar, as OmegaConf uses it inside strings.
+std::string python_str(const ConfigNode& n) {
+  if (n.is_null()) return "None";
+  switch (n.scalar_type()) {
+    case ScalarType::Bool: return n.as_bool() ? "True" : "False";
+    case ScalarType::Int: return std::to_string(n.as_int());
+    case ScalarType::Float: {
+      const double d = n.as_double();
+      if (std::isnan(d)) return "nan";
+      if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
+      return format_double(d);
+    }
+    default: return n.text();
+  }
+}
+
+class Resolver {
+ public:
+  explicit Resolver(ConfigNode& root) : root_(root) {}
+
+  void walk(ConfigNode& node, std::vector<std::string>& path) {
+    if (node.is_scalar() && has_interpolation(node.text())) {
+      resolve_node(node, path);
+      return;
+    }
+    if (node.is_map()) {
+      for (auto& [k, v] : node.entries()) {
+        path.push_back(k);
+        walk(v, path);
+        path.pop_back();
+      }
+    } else if (node.is_sequence()) {
+      for (std::size_t i = 0; i < node.items().size(); ++i) {
+        path.push_back(std::to_string(i));
+        walk(node.items()[i], path);
+        path.pop_back();
+      }
+    }
+  }
+
+ private:
+  // Resolves the scalar at `path` in place (its targets first, with cycle detection).
+  void resolve_node(ConfigNode& node, const std::vector<std::string>& path) {
+    const std::string here = join_path(path);
+    if (!(node.is_scalar() && has_interpolation(node.text()))) return;
+    if (std::find(active_.begin(), active_.end(), here) != active_.end()) {
+      std::vector<std::string> chain(std::find(active_.begin(), active_.end(), here), active_.end());
+      chain.push_back(here);
+      throw ConfigError("interpolation cycle: " + join_names(chain, " -> "), node.source(), here,
+                        {"one of these values must be given directly"});
+    }
+    active_.push_back(here);
+    const Source where = node.source();
+    const auto pieces = split_pieces(node.text(), where);
+    if (pieces.size() == 1 && pieces[0].is_expr) {
+      ConfigNode value = evaluate(pieces[0].text, path, where);
+      value.set_source(where);
+      node = std::move(value);
+    } else {
+      std::string out;
+      for (const auto& p : pieces) {
+        if (!p.is_expr) {
+          out += p.text;
+          continue;
+        }
+        const ConfigNode v = evaluate(p.text, path, where);
+        if (!v.is_scalar() && !v.is_null())
+          throw ConfigError("cannot put a " + std::string(v.kind_name()) + " inside a string ('${" + p.text + "}')",
+                            where, here);
+        out += python_str(v);
+      }
+      node = ConfigNode::string(out, where);
+    }
+    active_.pop_back();
+  }
+
+  ConfigNode evaluate(const std::string& expr, const std::vector<std::string>& path, const Source& where) {
+    const std::string here = join_path(path);
+    std::string e = expr;
+    e.erase(0, e.find_first_not_of(' '));
+    e.erase(e.find_last_not_of(' ') + 1);
+    const auto colon = e.find(':');
+    if (colon != std::string::npos) return resolver_call(e.substr(0, colon), e.substr(colon + 1), where, here);
+    // Relative paths: ".x" is a sibling of this value, "..x" one level up, ...
+    std::vector<std::string> target;
+    std::string rest = e;
+    if (!rest.empty() && rest[0] == '.') {
+      std::size_t dots = 0;
+      while (dots < rest.size() && rest[dots] == '.') ++dots;
+      if (dots > path.size())
+        throw ConfigError("interpolation '${" + expr + "}' goes above the root", where, here);
+      target.assign(path.begin(), path.end() - static_cast<long>(dots));
+      rest = rest.substr(dots);
+    }
+    if (rest.empty()) throw ConfigError("empty interpolation '${" + expr + "}'", where, here, {"write ${path.to.key}"});
+    std::vector<std::string> parts;
+    try {
+      parts = split_path(rest);
+    } catch (const ConfigError&) {
+      throw ConfigError("malformed interpolation '${" + expr + "}'", where, here, {"write ${path.to.key}"});
+    }
+    target.insert(target.end(), parts.begin(), parts.end());
+    const std::string target_path = join_path(target);
+    ConfigNode* t = root_.find_path(target_path);
+    if (!t) {
+      std::vector<std::string> hints;
+      // The deepest existing container, for did-you-mean.
+      std::vector<std::string> prefix = target;
+      prefix.pop_back();
+      while (!prefix.empty() && !root_.find_path(join_path(prefix))) prefix.pop_back();
+      const ConfigNode* parent = prefix.empty() ? &root_ : root_.find_path(join_path(prefix));
+      if (parent && parent->is_map()) {
+        const std::string missing = target[prefix.size()];
+        const std::string dym = did_you_mean(missing, parent->keys());
+        if (!dym.empty()) hints.push_back(dym);
+        if (!parent->keys().empty())
+          hints.push_back("keys " + (prefix.empty() ? std::string("at the top level") : "under '" + join_path(prefix) + "'") +
+                          ": " + join_names(parent->keys()));
+      }
+      throw ConfigError("interpolation target '" + target_path + "' not found (in '${" + expr + "}')", where, here, hints);
+    }
+    if (t->is_scalar() && has_interpolation(t->text())) resolve_node(*t, target);
+    if (t->is_map() || t->is_sequence()) {
+      // Containers may hold interpolations of their own.
+      std::vector<std::string> tp = target;
+      for_each_interp(*t, tp);
+    }
+    return *t;
+  }
+
+  void for_each_interp(ConfigNode& node, std::vector<std::string>& path) {
+    if (node.is_scalar() && has_interpolation(node.text())) {
+      resolve_node(node, path);
+      return;
+    }
+    if (node.is_map())
+      for (auto& [k, v] : node.entries()) path.push_back(k), for_each_interp(v, path), path.pop_back();
+    if (node.is_sequence())
+      for (std::size_t i = 0; i < node.items().size(); ++i)
+        path.push_back(std::to_string(i)), for_each_interp(node.items()[i], path), path.pop_back();
+  }
+
+  ConfigNode resolver_call(const std::string& name, const std::string& args, const Source& where,
+                           const std::string& here) {
+    if (name == "oc.env") {
+      const auto comma = args.find(',');
+      std::string var = comma == std::string::npos ? args : args.substr(0, comma);
+      var.erase(var.find_last_not_of(' ') + 1);
+      if (const char* v = std::getenv(var.c_str())) return ConfigNode::string(v, where);
+      if (comma != std::string::npos) {
+        std::string def = args.substr(comma + 1);
+        def.erase(0, def.find_first_not_of(' '));
+        if (def.size() >= 2 && (def.front() == '\'' || def.front() == '"') && def.back() == def.front())
+          return ConfigNode::string(def.substr(1, def.size() - 2), where);
+        return ConfigNode::scalar(def, false, where);
+      }
+      throw ConfigError("environment variable '" + var + "' is not set (in '${oc.env:" + args + "}')", where, here,
+                        {"set it, or give a default: ${oc.env:" + var + ",value}"});
+    }
+    throw ConfigError("unknown resolver '" + name + "'", where, here, {"known resolvers: oc.env"});
+  }
+
+  ConfigNode& root_;
+  std::vector<std::string> active_;
+};
+
+}  // namespace
+
+bool has_interpolation(const std::string& text) {
+  return text.find("${") != std::string::npos;
+}
+
+void resolve_interpolations(ConfigNode& root) {
+  Resolver r(root);
+  std::vector<std::string> path;
+  r.walk(root, path);
+}
+
+}  // namespace blocklab

@@ -1,0 +1,115 @@
+// Property test: thousands of random and malformed override strings and YAML documents fed
+// to the parsers (seeded, bounded). They must never crash or hang: each input parses, or
+// throws a ConfigError. Any other exception fails the test.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <random>
+
+#include "experiments/experiment.h"
+#include "registry/config_error.h"
+#include "registry/interpolate.h"
+#include "registry/override.h"
+#include "registry/schema.h"
+#include "registry/yaml_io.h"
+
+using namespace blocklab;
+
+namespace {
+
+std::string random_from(std::mt19937& rng, const std::vector<std::string>& pieces, int n) {
+  std::string s;
+  std::uniform_int_distribution<std::size_t> pick(0, pieces.size() - 1);
+  for (int i = 0; i < n; ++i) s += pieces[pick(rng)];
+  return s;
+}
+
+// Mutates a valid text: deletes, duplicates or replaces a few characters.
+std::string mutate(std::mt19937& rng, std::string s) {
+  const std::string alphabet = "abc019.-_/@=+~,[]{}()'\"\\$:#&*! \n\t|>?%";
+  std::uniform_int_distribution<int> op(0, 2);
+  const int edits = 1 + static_cast<int>(rng() % 4);
+  for (int e = 0; e < edits && !s.empty(); ++e) {
+    const std::size_t at = rng() % s.size();
+    switch (op(rng)) {
+      case 0: s.erase(at, 1 + rng() % 3); break;
+      case 1: s.insert(at, 1, alphabet[rng() % alphabet.size()]); break;
+      default: s[at] = alphabet[rng() % alphabet.size()];
+    }
+  }
+  return s;
+}
+
+template <class F>
+void expect_parse_or_config_error(const std::string& input, F&& f) {
+  try {
+    f();
+  } catch (const ConfigError&) {
+  } catch (const std::exception& e) {
+    FAIL("input " << std::quoted(input) << " threw a non-config error: " << e.what());
+  }
+}
+
+}  // namespace
+
+TEST_CASE("random override strings parse or give a ConfigError", "[fuzz]") {
+  std::mt19937 rng(20261127);
+  const std::vector<std::string> pieces = {"a", "b.c", "model/mixer", "@", "=", "+", "++", "~", ",", "[", "]", "{",
+                                           "}", "(", ")", "'", "\"", "\\", "${", "}", "1", "3e-4", "true", "null",
+                                           " ", ":", "range", "glob", "choice", "zip", "*", "inf", "-", "_", "."};
+  const std::vector<std::string> valid = {"trainer.lr=3e-4", "+a.b=[1,2,{c: d}]", "~x", "model=vit", "seed=range(0,3)",
+                                          "m=glob(attention/*)", "zip(a,b)=[1,2],[3,4]", "s='a,b'", "x=${y.z}"};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  int n = 0;
+  for (; n < 6000 && std::chrono::steady_clock::now() < deadline; ++n) {
+    const std::string input = (n % 2) ? random_from(rng, pieces, 1 + static_cast<int>(rng() % 12))
+                                      : mutate(rng, valid[rng() % valid.size()]);
+    expect_parse_or_config_error(input, [&] {
+      Override o = parse_override(input);
+      if (o.is_sweep()) (void)o.sweep->values(o.source());
+    });
+  }
+  CHECK(n >= 1000);
+}
+
+TEST_CASE("random YAML documents load, resolve and validate or give a ConfigError", "[fuzz]") {
+  std::mt19937 rng(7);
+  const std::vector<std::string> docs = {
+      "a: 1\nb: [1, 2]\nc: {d: '${a}'}\n",
+      "defaults:\n  - trainer: default\n  - _self_\nx: ${trainer.lr}\n",
+      "width: 64\nheads: 4\ndropout: 0.1\n",
+      "a:\n  b:\n    - x: 1\n      y: [1, {z: 2}]\n  c: \"q\\\"uote\"\n",
+      "s: |\n  block text\n  more\nt: >\n  folded\n",
+      "a: &anchor {x: 1}\nb: *anchor\n",
+      "lr: ${oc.env:HOME}\nr: ${..up}\n",
+      "? complex\n: value\n",
+  };
+  Schema schema;
+  schema.add_int("width", 64, "").min = 1;
+  schema.add_int("heads", 4, "").max = 64;
+  schema.add_float("dropout", 0.0, "");
+  schema.add_string("a", "", "");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  int n = 0;
+  for (; n < 4000 && std::chrono::steady_clock::now() < deadline; ++n) {
+    std::string input = mutate(rng, docs[rng() % docs.size()]);
+    if (n % 5 == 0) input = mutate(rng, input);
+    expect_parse_or_config_error(input, [&] {
+      ConfigNode c = parse_yaml(input, "fuzz.yaml");
+      resolve_interpolations(c);
+      DiagnosticSink sink;
+      if (c.is_map()) validate(c, schema, "", {}, sink);
+      (void)dump_yaml(c);
+      (void)dump_json(c);
+    });
+  }
+  CHECK(n >= 1000);
+}
+
+TEST_CASE("pathological inputs stay bounded", "[fuzz]") {
+  const std::string long_digits(200000, '7');
+  CHECK(resolve_plain_scalar(long_digits) == ScalarType::Int);
+  expect_parse_or_config_error("deep list", [] { parse_override("a=" + std::string(2000, '[') + std::string(2000, ']')); });
+  expect_parse_or_config_error("deep yaml", [] { parse_yaml(std::string(5000, '[') + std::string(5000, ']'), "deep"); });
+  expect_parse_or_config_error("long key", [] { parse_override(std::string(100000, 'a') + "=1"); });
+}

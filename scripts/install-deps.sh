@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs everything blocklab needs on Debian 12, idempotently:
+#   - Debian packages: compiler, CMake/Ninja, yaml-cpp, Boost.Program_options, Catch2, datasets
+#   - LibTorch from the pinned PyPI `torch` wheel (CUDA 13 build) in the project venv .venv,
+#     with the three CUDA libraries the machine's toolkit lacks, plus the Python peers used by
+#     tests and benchmarks (hydra-core, omegaconf, numpy).
+# A second run checks what is there and installs nothing. See README.md ("Set-up").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORCH_VERSION=2.11.0          # built for CUDA 13.0 (matches nvcc 13.0 and the GPU machines)
+APT_PACKAGES=(
+  cmake ninja-build g++ pkg-config python3 python3-venv python3-pip
+  libyaml-cpp-dev libboost-program-options-dev catch2
+  dataset-fashion-mnist python3-vega-datasets
+)
+# Libraries libtorch_cuda.so links that the machine's CUDA 13 toolkit does not ship.
+CUDA_EXTRA_WHEELS=("nvidia-cufile==1.15.1.6.*" "nvidia-cusparselt-cu13==0.8.0" "nvidia-nvshmem-cu13==3.4.5")
+# torch's own pure-Python requirements (its nvidia-* requirements are covered above and by
+# the toolkit), and the peers for tests and benchmarks.
+PY_PACKAGES=(filelock "typing-extensions>=4.10.0" "sympy>=1.13.3" "networkx>=2.5.1" jinja2 "fsspec>=0.8.5"
+             numpy hydra-core==1.3.2 omegaconf==2.3.0)
+
+start=$(date +%s)
+say() { printf '[install-deps] %s\n' "$*"; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  say "apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  say "Debian packages: all present"
+fi
+
+# Debian's Python 3.11 (the torch wheel is cp311); fall back to whatever python3 is first.
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=$(command -v python3)
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv with $PY"
+  "$PY" -m venv .venv
+fi
+VPY=.venv/bin/python
+if "$VPY" - "$TORCH_VERSION" <<'PYEOF' 2>/dev/null; then
+import sys, importlib.metadata as md
+assert md.version("torch") == sys.argv[1]
+for p in ("hydra-core", "omegaconf", "numpy", "nvidia-cusparselt-cu13", "nvidia-nvshmem-cu13", "nvidia-cufile"):
+    md.version(p)
+import torch  # loads libtorch with its CUDA libraries
+PYEOF
+  say "venv: torch $TORCH_VERSION and peers present"
+else
+  say "pip install torch==$TORCH_VERSION (no nvidia-* dependencies) and peers"
+  "$VPY" -m pip install -q --disable-pip-version-check --no-deps "torch==$TORCH_VERSION" "${CUDA_EXTRA_WHEELS[@]}"
+  "$VPY" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+  "$VPY" -c "import torch; print('[install-deps] torch', torch.__version__, 'CUDA', torch.version.cuda)"
+fi
+say "done in $(( $(date +%s) - start )) s"

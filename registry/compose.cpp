@@ -4,7 +4,6 @@
 #include <filesystem>
 #include <map>
 #include <optional>
-#include <set>
 
 #include "registry/config_error.h"
 #include "registry/interpolate.h"
@@ -34,6 +33,10 @@ std::string parent_dir(const std::string& group) {
   return p == std::string::npos ? "" : group.substr(0, p);
 }
 
+std::string without_leading_slash(const std::string& path) {
+  return !path.empty() && path[0] == '/' ? path.substr(1) : path;
+}
+
 struct ConfigFile {
   std::string display;                 // display path
   std::optional<std::string> header;   // "# @package ..." value
@@ -44,18 +47,52 @@ struct ConfigFile {
 struct DefaultsEntry {
   enum class Kind { Self, Include, Group };
   Kind kind = Kind::Group;
-  std::string group;        // as written (may start with '/')
+  std::string group;        // group, or config path for Include; as written (may start with '/')
   std::string package;      // after '@', empty when none
   bool optional = false;
   bool is_override = false;
+  bool from_cli = false;    // appended with +group=option
   ConfigNode option;        // scalar (option name) or null
   Source where;
+};
+
+// An option that replaces the one a defaults entry chooses: from the command line
+// (group=option) or from an `override group: option` entry of a defaults list.
+struct ChoiceOverride {
+  ConfigNode option;
+  Source where;
+  bool from_cli = false;
+  bool used = false;
+};
+
+// A `~group[=option]` from the command line.
+struct GroupDeletion {
+  Override override;
+  bool used = false;
+};
+
+// A group entry already expanded, to catch a group chosen twice.
+struct KnownChoice {
+  ConfigNode option;
+  Source where;
+  bool from_cli = false;
 };
 
 // One config body to merge at an absolute package.
 struct MergeItem {
   std::string package;
   ConfigNode body;
+};
+
+// What a config and everything below it contribute, in merge order.
+struct Expansion {
+  std::vector<MergeItem> items;
+  std::vector<std::pair<std::string, std::string>> choices;  // override key -> option
+
+  void append(Expansion&& other) {
+    for (auto& i : other.items) items.push_back(std::move(i));
+    for (auto& c : other.choices) choices.push_back(std::move(c));
+  }
 };
 
 class Composer {
@@ -78,41 +115,42 @@ class Composer {
                         Source{}, "", hints);
     }
     const ConfigFile top = load(req_.config_name + ".yaml");
-    collect_default_overrides(top, "");
     std::vector<std::string> stack{top.display};
-    expand(top, "", "", stack);
+    const std::string top_package = top.header ? header_package(*top.header, "") : "";
+    Expansion all = expand(top, "", top_package, /*primary=*/true, stack);
 
-    // Groups added from the command line (+group=opt, or ++group=opt with no match).
+    // ++group=opt with no entry to change: added after everything else.
     for (const auto& g : group_overrides_) {
-      const bool add = g.op == Override::Op::Add || (g.op == Override::Op::ForceAdd && !matched_.count(key_of(g)));
-      if (!add) continue;
-      if (g.op == Override::Op::Add && matched_.count(key_of(g))) {
-        sink_.add(Diagnostic{g.source(), "", "cannot add config group '" + g.key + "': the defaults list already has it",
-                             {"choose another option with " + g.key + "=" + g.value.text()}});
-        continue;
-      }
-      DefaultsEntry e;
-      e.group = "/" + g.key;
-      e.package = g.package;
-      e.option = g.value;
-      e.where = g.source();
-      expand_group(e, "", "", stack, /*from_cli=*/true);
+      if (g.op != Override::Op::ForceAdd || choice_overrides_.at(key_of(g)).used) continue;
+      all.append(expand_group(cli_entry(g), "", top_package, stack));
     }
-    check_unmatched_overrides();
+    check_unused_overrides();
     sink_.throw_if_any();
 
     ConfigNode root = ConfigNode::map(Source::in_file(top.display, 1));
-    for (auto& item : items_) merge_at(root, item.package, std::move(item.body));
+    for (auto& item : all.items) merge_at(root, item.package, std::move(item.body));
     apply_value_overrides(root);
     sink_.throw_if_any();
     if (req_.resolve) resolve_interpolations(root);
-    return ComposeResult{std::move(root), choices_};
+    return ComposeResult{std::move(root), std::move(all.choices)};
   }
 
  private:
   std::string display(const std::string& rel) const { return (fs::path(display_dir_) / rel).string(); }
 
+  // The key a command-line group override names: "model/mixer", "data@train_data".
   static std::string key_of(const Override& o) { return o.package.empty() ? o.key : o.key + "@" + o.package; }
+
+  // +group=opt (and ++group=opt with no entry to change) as an entry of the primary's defaults.
+  static DefaultsEntry cli_entry(const Override& o) {
+    DefaultsEntry e;
+    e.group = "/" + o.key;
+    e.package = o.package;
+    e.option = o.value;
+    e.where = o.source();
+    e.from_cli = true;
+    return e;
+  }
 
   void classify_overrides() {
     for (const auto& o : req_.overrides) {
@@ -120,7 +158,10 @@ class Composer {
         throw ConfigError("'" + o.text + "' is a sweep: a single run takes one value per key", o.source(), "",
                           {"run every value with: blocklab sweep <experiment> " + o.text});
       }
-      const bool group = is_config_group(req_.config_dir, o.key);
+      // A mapping given to a group's key merges into the group's values (as in Hydra):
+      // trainer={epochs: 1} is a value override, trainer=fast chooses an option.
+      const bool merges_mapping = o.has_value && o.value.is_map() && o.package.empty();
+      const bool group = is_config_group(req_.config_dir, o.key) && !merges_mapping;
       if (group) {
         if (o.has_value && !o.value.is_null() && !o.value.is_scalar()) {
           sink_.add(Diagnostic{o.source(), "", "config group '" + o.key + "' takes an option name, not a " +
@@ -129,6 +170,11 @@ class Composer {
           continue;
         }
         group_overrides_.push_back(o);
+        // The last command-line word for a group wins.
+        if (o.op == Override::Op::Set || o.op == Override::Op::ForceAdd)
+          choice_overrides_[key_of(o)] = ChoiceOverride{o.value, o.source(), /*from_cli=*/true, /*used=*/false};
+        else if (o.op == Override::Op::Delete)
+          deletions_[key_of(o)] = GroupDeletion{o, false};
       } else {
         if (!o.package.empty()) {
           sink_.add(Diagnostic{o.source(), "", "'" + o.key + "' is not a config group, so '@" + o.package +
@@ -165,7 +211,8 @@ class Composer {
     ConfigFile f;
     f.display = display(rel);
     const std::string text = read_text_file((fs::path(req_.config_dir) / rel).string(), f.display);
-    // "# @package x" among the leading comment lines.
+    // A "# @package x" directive among the leading comment lines: '@' right after the '#'
+    // (prose that merely mentions @package is not a directive).
     std::size_t pos = 0;
     while (pos < text.size()) {
       const std::size_t end = std::min(text.find('\n', pos), text.size());
@@ -174,13 +221,12 @@ class Composer {
       const auto first = line.find_first_not_of(" \t\r");
       if (first == std::string::npos) continue;
       if (line[first] != '#') break;
-      const auto at = line.find("@package");
-      if (at != std::string::npos) {
-        std::string v = line.substr(at + 8);
-        v.erase(0, v.find_first_not_of(" \t"));
-        v.erase(v.find_last_not_of(" \t\r") + 1);
-        f.header = v;
-      }
+      const auto at = line.find_first_not_of(" \t", first + 1);
+      if (at == std::string::npos || line.compare(at, 9, "@package ") != 0) continue;
+      std::string v = line.substr(at + 9);
+      v.erase(0, v.find_first_not_of(" \t"));
+      v.erase(v.find_last_not_of(" \t\r") + 1);
+      f.header = v;
     }
     ConfigNode node = parse_yaml(text, f.display);
     if (node.is_null()) node = ConfigNode::map(Source::in_file(f.display, 1));
@@ -210,6 +256,11 @@ class Composer {
       if (item.is_scalar()) {
         e.kind = item.text() == "_self_" ? DefaultsEntry::Kind::Self : DefaultsEntry::Kind::Include;
         e.group = item.text();
+        const auto at = e.group.find('@');  // "name@package"
+        if (e.kind == DefaultsEntry::Kind::Include && at != std::string::npos) {
+          e.package = e.group.substr(at + 1);
+          e.group = e.group.substr(0, at);
+        }
         out.push_back(e);
         continue;
       }
@@ -251,21 +302,40 @@ class Composer {
     return parent_group.empty() ? written : parent_group + "/" + written;
   }
 
-  static std::string entry_key(const std::string& group, const std::string& package) {
-    return package.empty() ? group : group + "@" + package;
+  // Hydra's package of a defaults entry before any package header: the entry's '@package', else
+  // its group path as written (no leading '/'), relative to the including config's package;
+  // "_global_" anywhere in the result starts it again at the root.
+  static std::string entry_package(const std::string& written_package, const std::string& relative_group,
+                                   const std::string& parent_package) {
+    const std::string own = written_package.empty() ? dotted(without_leading_slash(relative_group)) : written_package;
+    std::string package = join_pkg(parent_package, own);
+    const auto global = package.rfind("_global_");
+    if (global != std::string::npos) package = package.substr(std::min(package.size(), global + 9));
+    return package;
   }
 
-  // `override group: opt` entries change choices before the tree is built (outer ones win).
-  void collect_default_overrides(const ConfigFile& f, const std::string& group_dir) {
-    for (const auto& e : parse_defaults(f)) {
-      if (e.kind != DefaultsEntry::Kind::Group || !e.is_override) continue;
-      const std::string key = entry_key(absolute_group(e.group, group_dir), e.package);
-      if (!default_overrides_.count(key)) default_overrides_[key] = e;
-    }
+  // How overrides name a group entry: its group path, plus "@package" (absolute) when the entry
+  // is not at its group's own package. Entries of nested configs that other configs place
+  // elsewhere get their own keys: "model/mixer@teacher.mixer".
+  static std::string override_key(const std::string& group, const std::string& package) {
+    if (package == dotted(group)) return group;
+    return group + "@" + (package.empty() ? "_global_" : package);
   }
 
-  void expand(const ConfigFile& f, const std::string& group_dir, const std::string& package,
-              std::vector<std::string>& stack) {
+  // A "# @package" header is absolute: it ignores the including config's package. `_group_`
+  // (Hydra 1.0's spelling, which blocklab keeps) is the config's own group.
+  static std::string header_package(const std::string& header, const std::string& group) {
+    if (header == "_global_") return "";
+    if (header == "_group_") return dotted(group);
+    if (header.rfind("_global_.", 0) == 0) return header.substr(9);
+    return header;
+  }
+
+  // A config's defaults list, expanded to the bodies to merge. As Hydra does, the entries are
+  // expanded last to first (merged first to last), so that an `override` in a later entry
+  // (an experiment appended with +experiment=x) already applies to the groups chosen before it.
+  Expansion expand(const ConfigFile& f, const std::string& group_dir, const std::string& package, bool primary,
+                   std::vector<std::string>& stack) {
     auto entries = parse_defaults(f);
     const bool has_self = std::any_of(entries.begin(), entries.end(),
                                       [](const DefaultsEntry& e) { return e.kind == DefaultsEntry::Kind::Self; });
@@ -274,79 +344,102 @@ class Composer {
       self.kind = DefaultsEntry::Kind::Self;
       entries.push_back(self);
     }
-    for (const auto& e : entries) {
+    if (primary)
+      for (const auto& g : group_overrides_)
+        if (g.op == Override::Op::Add) entries.push_back(cli_entry(g));
+    register_default_overrides(entries, group_dir, package);
+
+    std::vector<Expansion> parts;
+    for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
+      const DefaultsEntry& e = *it;
       switch (e.kind) {
-        case DefaultsEntry::Kind::Self:
-          items_.push_back(MergeItem{package, f.body});
-          break;
-        case DefaultsEntry::Kind::Include: {
-          const std::string rel = (group_dir.empty() ? "" : group_dir + "/") + e.group + ".yaml";
-          if (!fs::is_regular_file(fs::path(req_.config_dir) / rel)) {
-            sink_.add(Diagnostic{e.where, "defaults", "config '" + e.group + "' not found (no " + display(rel) + ")", {}});
-            break;
-          }
-          descend(rel, group_dir, package, stack, e.where);
+        case DefaultsEntry::Kind::Self: {
+          Expansion self;
+          self.items.push_back(MergeItem{package, f.body});
+          parts.push_back(std::move(self));
           break;
         }
+        case DefaultsEntry::Kind::Include:
+          parts.push_back(expand_include(e, group_dir, package, stack));
+          break;
         case DefaultsEntry::Kind::Group:
-          if (!e.is_override) expand_group(e, group_dir, package, stack, false);
+          if (!e.is_override) parts.push_back(expand_group(e, group_dir, package, stack));
           break;
       }
     }
+    Expansion out;
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it) out.append(std::move(*it));
+    return out;
   }
 
-  void descend(const std::string& rel, const std::string& group_dir, const std::string& package,
-               std::vector<std::string>& stack, const Source& where) {
+  // `override group: opt` entries change choices before the config's entries are expanded.
+  // The first registered wins: the command line, then outer configs, then later entries.
+  void register_default_overrides(const std::vector<DefaultsEntry>& entries, const std::string& group_dir,
+                                  const std::string& package) {
+    for (const auto& e : entries) {
+      if (e.kind != DefaultsEntry::Kind::Group || !e.is_override) continue;
+      const std::string key =
+          override_key(absolute_group(e.group, group_dir), entry_package(e.package, e.group, package));
+      choice_overrides_.emplace(key, ChoiceOverride{e.option, e.where, /*from_cli=*/false, /*used=*/false});
+    }
+  }
+
+  // Loads a config for a defaults entry, unless that would close a cycle.
+  std::optional<ConfigFile> load_child(const std::string& rel, const Source& where,
+                                       const std::vector<std::string>& stack) {
     const std::string disp = display(rel);
     if (std::find(stack.begin(), stack.end(), disp) != stack.end() || stack.size() > 32) {
       sink_.add(Diagnostic{where, "defaults", "defaults lists form a cycle: " + join_names(stack, " -> ") + " -> " + disp,
                            {"remove one of the entries that include each other"}});
-      return;
+      return std::nullopt;
     }
-    ConfigFile child = load(rel);
-    std::string pkg = package;
-    if (child.header) pkg = header_package(*child.header, group_dir);
-    collect_default_overrides(child, group_dir);
-    stack.push_back(disp);
-    expand(child, group_dir, pkg, stack);
+    return load(rel);
+  }
+
+  // A config named directly ("base", "server/apache"): relative to the includer's directory.
+  Expansion expand_include(const DefaultsEntry& e, const std::string& group_dir, const std::string& parent_package,
+                           std::vector<std::string>& stack) {
+    const std::string path = absolute_group(e.group, group_dir);
+    const std::string rel = path + ".yaml";
+    if (!fs::is_regular_file(fs::path(req_.config_dir) / rel)) {
+      sink_.add(Diagnostic{e.where, "defaults", "config '" + e.group + "' not found (no " + display(rel) + ")", {}});
+      return {};
+    }
+    const auto child = load_child(rel, e.where, stack);
+    if (!child) return {};
+    std::string package = entry_package(e.package, parent_dir(without_leading_slash(e.group)), parent_package);
+    if (child->header && e.package.empty()) package = header_package(*child->header, parent_dir(path));
+    stack.push_back(child->display);
+    Expansion out = expand(*child, parent_dir(path), package, false, stack);
     stack.pop_back();
+    return out;
   }
 
-  static std::string header_package(const std::string& header, const std::string& group) {
-    if (header == "_global_") return "";
-    if (header == "_group_") return dotted(group);
-    if (header.rfind("_global_.", 0) == 0) return header.substr(9);
-    return header;
-  }
-
-  void expand_group(const DefaultsEntry& e, const std::string& group_dir, const std::string& parent_package,
-                    std::vector<std::string>& stack, bool from_cli) {
+  Expansion expand_group(const DefaultsEntry& e, const std::string& group_dir, const std::string& parent_package,
+                         std::vector<std::string>& stack) {
     const std::string group = absolute_group(e.group, group_dir);
-    const std::string key = entry_key(group, e.package);
+    std::string package = entry_package(e.package, e.group, parent_package);
+    const std::string key = override_key(group, package);
     ConfigNode option = e.option;
     Source where = e.where;
-    if (!from_cli) {
-      matched_.insert(key);
-      if (auto it = default_overrides_.find(key); it != default_overrides_.end()) {
-        option = it->second.option;
-        where = it->second.where;
-        used_default_overrides_.insert(key);
-      }
-      for (const auto& g : group_overrides_) {
-        if (key_of(g) != key) continue;
-        if (g.op == Override::Op::Delete) {
-          if (!g.has_value || (option.is_scalar() && g.value.is_scalar() && g.value.text() == option.text()))
-            option = ConfigNode::null(), deleted_.insert(key);
-          continue;
-        }
-        if (g.op == Override::Op::Set || g.op == Override::Op::ForceAdd) option = g.value, where = g.source();
+    if (auto it = choice_overrides_.find(key); it != choice_overrides_.end()) {
+      option = it->second.option;
+      where = it->second.where;
+      it->second.used = true;
+    }
+    if (auto it = deletions_.find(key); it != deletions_.end()) {
+      const Override& d = it->second.override;
+      if (!d.has_value || (option.is_scalar() && d.value.is_scalar() && d.value.text() == option.text())) {
+        it->second.used = true;
+        return {};
       }
     }
-    if (option.is_null()) return;
+    if (!note_choice(key, option, where, e.from_cli)) return {};
+    if (option.is_null()) return {};
     const std::string name = option.text();
     const std::string rel = group + "/" + name + ".yaml";
     if (!fs::is_regular_file(fs::path(req_.config_dir) / rel)) {
-      if (e.optional) return;
+      if (e.optional) return {};
       const auto options = list_group_options(req_.config_dir, group);
       std::vector<std::string> hints;
       const std::string dym = did_you_mean(name, options);
@@ -359,58 +452,65 @@ class Composer {
         if (!dg.empty()) hints.push_back(dg);
         hints.push_back("config groups: " + join_names(all_groups()));
         sink_.add(Diagnostic{where, "defaults", "unknown config group '" + group + "'", hints});
-        return;
+        return {};
       }
       sink_.add(Diagnostic{where, "", "unknown option '" + name + "' for config group '" + group + "'", hints});
-      return;
+      return {};
     }
-    std::string package;
-    if (!e.package.empty()) {
-      if (e.package == "_global_") package = "";
-      else if (e.package.rfind("_global_.", 0) == 0) package = e.package.substr(9);
-      else package = join_pkg(parent_package, e.package);
-    } else {
-      package = dotted(group);
-    }
-    choices_.emplace_back(key, name);
+    const auto child = load_child(rel, where, stack);
+    if (!child) return {};
     // The child's own header decides its package unless the entry set one.
-    const std::string disp = display(rel);
-    if (std::find(stack.begin(), stack.end(), disp) != stack.end() || stack.size() > 32) {
-      sink_.add(Diagnostic{where, "defaults", "defaults lists form a cycle: " + join_names(stack, " -> ") + " -> " + disp,
-                           {"remove one of the entries that include each other"}});
-      return;
-    }
-    ConfigFile child = load(rel);
-    if (child.header && e.package.empty()) package = header_package(*child.header, group);
-    collect_default_overrides(child, group);
-    stack.push_back(disp);
-    expand(child, group, package, stack);
+    if (child->header && e.package.empty()) package = header_package(*child->header, group);
+    Expansion out;
+    out.choices.emplace_back(key, name);
+    stack.push_back(child->display);
+    out.append(expand(*child, group, package, false, stack));
     stack.pop_back();
+    return out;
   }
 
-  void check_unmatched_overrides() {
+  // Records the option chosen for a group entry; false (with a diagnostic) when another entry
+  // already chose for the same key, which would leave overrides of that key ambiguous.
+  bool note_choice(const std::string& key, const ConfigNode& option, const Source& where, bool from_cli) {
+    const auto [it, inserted] = known_choices_.emplace(key, KnownChoice{option, where, from_cli});
+    if (inserted) return true;
+    const KnownChoice& first = it->second;
+    if (first.option.is_null() && option.is_null()) return true;
+    if (first.from_cli || from_cli) {
+      const KnownChoice& cli = first.from_cli ? first : KnownChoice{option, where, from_cli};
+      sink_.add(Diagnostic{cli.where, "", "cannot add config group '" + key + "': the defaults list already has it",
+                           {"choose another option with " + key + "=" + cli.option.text()}});
+      return false;
+    }
+    sink_.add(Diagnostic{where, "defaults",
+                         "config group '" + key + "' is chosen twice (first at " + first.where.text() + ")",
+                         {"to change the earlier choice, write '- override " + key + ": ...'"}});
+    return false;
+  }
+
+  void check_unused_overrides() {
     for (const auto& g : group_overrides_) {
       const std::string key = key_of(g);
       if (g.op == Override::Op::Add || g.op == Override::Op::ForceAdd) continue;
-      if (matched_.count(key)) {
-        if (g.op == Override::Op::Delete && g.has_value && !deleted_.count(key))
-          sink_.add(Diagnostic{g.source(), "", "cannot delete config group '" + g.key + "': its option is not '" +
-                                                   g.value.text() + "'",
-                               {"write ~" + g.key + " to delete it whatever its option"}});
-        continue;
-      }
       if (g.op == Override::Op::Delete) {
-        sink_.add(Diagnostic{g.source(), "", "cannot delete config group '" + g.key + "': it is not in the defaults list",
-                             {}});
+        if (deletions_.at(key).used) continue;
+        if (known_choices_.count(key) && g.has_value)
+          sink_.add(Diagnostic{g.source(), "", "cannot delete config group '" + key + "': its option is not '" +
+                                                   g.value.text() + "'",
+                               {"write ~" + key + " to delete it whatever its option"}});
+        else
+          sink_.add(Diagnostic{g.source(), "", "cannot delete config group '" + key + "': it is not in the defaults list",
+                               {}});
         continue;
       }
+      if (choice_overrides_.at(key).used) continue;
       sink_.add(Diagnostic{g.source(), "",
-                           "cannot choose '" + g.key + "': the experiment's defaults list has no entry for this group",
+                           "cannot choose '" + key + "': the experiment's defaults list has no entry for this group",
                            {"to add the group, write +" + g.text}});
     }
-    for (const auto& [key, e] : default_overrides_)
-      if (!used_default_overrides_.count(key))
-        sink_.add(Diagnostic{e.where, "defaults", "'override " + key + "' matches no entry of the defaults list",
+    for (const auto& [key, c] : choice_overrides_)
+      if (!c.from_cli && !c.used)
+        sink_.add(Diagnostic{c.where, "defaults", "'override " + key + "' matches no entry of the defaults list",
                              {"add the group as a plain entry ('- " + key + ": ...') instead"}});
   }
 
@@ -436,6 +536,30 @@ class Composer {
     }
     if (body.is_map() && body.entries().empty() && !package.empty()) return;
     merge_into(*cur, std::move(body));
+  }
+
+  // The first key path of `src` that merging it into `dst` would add ("" when none).
+  static std::string first_new_key(const ConfigNode& dst, const ConfigNode& src) {
+    for (const auto& [k, v] : src.entries()) {
+      const ConfigNode* existing = dst.find(k);
+      if (!existing) return k;
+      if (existing->is_map() && v.is_map()) {
+        const std::string deeper = first_new_key(*existing, v);
+        if (!deeper.empty()) return k + "." + deeper;
+      }
+    }
+    return "";
+  }
+
+  // A list and a mapping do not merge into each other (a scalar may become either); true, with a
+  // diagnostic, when the override tries.
+  bool containers_clash(const ConfigNode& existing, const ConfigNode& value, const Override& o) {
+    if (!(existing.is_map() && value.is_sequence()) && !(existing.is_sequence() && value.is_map())) return false;
+    sink_.add(Diagnostic{o.source(), o.key,
+                         std::string("cannot merge a ") + value.kind_name() + " into a " + existing.kind_name() +
+                             " (at " + existing.source().text() + ")",
+                         {"to replace it, delete it first: ~" + o.key + " +" + o.key + "=..."}});
+    return true;
   }
 
   // Navigates to the parent of `path`; creates maps on the way when `create`.
@@ -491,8 +615,19 @@ class Composer {
             unknown_key(root, o, "to add a new key, write +" + o.text);
             break;
           }
-          if (existing->is_map() && value.is_map()) merge_into(*existing, std::move(value));
-          else *existing = std::move(value);
+          if (containers_clash(*existing, value, o)) break;
+          if (existing->is_map() && value.is_map()) {
+            // A mapping merges into the existing one but, like a dotted key, adds no new keys.
+            const std::string added = first_new_key(*existing, value);
+            if (!added.empty()) {
+              sink_.add(Diagnostic{o.source(), join_path({o.key, added}), "no such key in the config",
+                                   {"to add keys as well, write ++" + o.text}});
+              break;
+            }
+            merge_into(*existing, std::move(value));
+          } else {
+            *existing = std::move(value);
+          }
           break;
         case Override::Op::Add:
           if (existing) {
@@ -508,6 +643,7 @@ class Composer {
             sink_.add(Diagnostic{o.source(), o.key, "cannot add a key under a list or scalar", {}});
             break;
           }
+          if (existing && containers_clash(*existing, value, o)) break;
           if (existing && existing->is_map() && value.is_map()) merge_into(*existing, std::move(value));
           else parent->set(parts.back(), std::move(value));
           break;
@@ -541,12 +677,9 @@ class Composer {
   DiagnosticSink sink_;
   std::vector<Override> group_overrides_;
   std::vector<Override> value_overrides_;
-  std::map<std::string, DefaultsEntry> default_overrides_;
-  std::set<std::string> used_default_overrides_;
-  std::set<std::string> matched_;
-  std::set<std::string> deleted_;
-  std::vector<MergeItem> items_;
-  std::vector<std::pair<std::string, std::string>> choices_;
+  std::map<std::string, ChoiceOverride> choice_overrides_;  // by override key
+  std::map<std::string, GroupDeletion> deletions_;          // by override key
+  std::map<std::string, KnownChoice> known_choices_;        // by override key
 };
 
 }  // namespace

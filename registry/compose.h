@@ -4,16 +4,19 @@
 // A config directory holds primary configs (<dir>/<name>.yaml: the named experiments) and
 // config groups (<dir>/<group>/<option>.yaml, nested groups as sub-directories). A config's
 // `defaults:` list names what it is built from:
-//   - group: option          place <group>/<option>.yaml at package <group> (dots for '/')
-//   - group@pkg: option      ... at package <parent package>.pkg (or _global_)
+//   - group: option          place <group>/<option>.yaml at the package <group> (dots for
+//                            '/'), relative to the package of the including config
+//   - group@pkg: option      ... at <including package>.pkg (or _global_ / _global_.x)
 //   - optional group: opt    skip silently when the option file does not exist
 //   - override group: opt    change the option an earlier entry chose
 //   - group: null            choose nothing
-//   - name                   include <name>.yaml from the same directory
+//   - name, name@pkg         include <name>.yaml from the same directory (or sub/path)
 //   - _self_                 this config's own body (implicitly last when absent)
-// A file may start with "# @package <pkg>" (_global_, _group_, or an absolute dotted path).
-// Groups in nested configs are relative to the config's own group; a leading '/' makes them
-// absolute.
+// A file may start with "# @package <pkg>" (_global_, _group_, or an absolute dotted path);
+// the primary config's header is honoured too. Groups in nested configs are relative to
+// the config's own group; a leading '/' makes them absolute. Command-line group overrides
+// name an entry as Hydra does: `group=opt`, or `group@abs.pkg=opt` for an entry placed away
+// from its default package. tests/hydra_diff checks all this against Hydra 1.3 itself.
 #pragma once
 
 #include <string>

@@ -45,6 +45,37 @@ std::vector<Piece> split_pieces(const std::string& s, const Source& where) {
   return out;
 }
 
+// A key path in OmegaConf's dot and bracket forms, "a.b[0].c" or "a[b]" -> {"a", "b", "0", "c"};
+// empty when malformed (an empty key, an unclosed '[', text right after ']').
+std::vector<std::string> split_key_path(const std::string& s) {
+  std::vector<std::string> parts;
+  std::string key;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '[') {
+      if (!key.empty()) parts.push_back(key), key.clear();
+      const std::size_t close = s.find(']', i + 1);
+      if (close == std::string::npos || close == i + 1) return {};
+      parts.push_back(s.substr(i + 1, close - i - 1));
+      i = close;
+      if (i + 1 < s.size() && s[i + 1] != '.' && s[i + 1] != '[') return {};
+      if (i + 1 < s.size() && s[i + 1] == '.') {
+        if (i + 2 >= s.size()) return {};
+        ++i;  // "[0].x": the dot only separates
+      }
+    } else if (c == '.') {
+      if (key.empty() || i + 1 >= s.size()) return {};
+      parts.push_back(key), key.clear();
+    } else if (c == ']') {
+      return {};
+    } else {
+      key += c;
+    }
+  }
+  if (!key.empty()) parts.push_back(key);
+  return parts;
+}
+
 // Python's str() of a scalar, as OmegaConf uses it inside strings.
 std::string python_str(const ConfigNode& n) {
   if (n.is_null()) return "None";
@@ -140,12 +171,9 @@ class Resolver {
       rest = rest.substr(dots);
     }
     if (rest.empty()) throw ConfigError("empty interpolation '${" + expr + "}'", where, here, {"write ${path.to.key}"});
-    std::vector<std::string> parts;
-    try {
-      parts = split_path(rest);
-    } catch (const ConfigError&) {
+    const std::vector<std::string> parts = split_key_path(rest);
+    if (parts.empty())
       throw ConfigError("malformed interpolation '${" + expr + "}'", where, here, {"write ${path.to.key}"});
-    }
     target.insert(target.end(), parts.begin(), parts.end());
     const std::string target_path = join_path(target);
     ConfigNode* t = root_.find_path(target_path);

@@ -1,6 +1,7 @@
 // ${...} interpolation over a composed config (OmegaConf semantics).
 //
 //   ${a.b}      absolute path          ${.b}  sibling      ${..b}  parent's sibling
+//   ${a.list[1]}, ${a[b].c}            bracket form of list indices and keys
 //   "lr_${a}"   string interpolation   \${x}  a literal ${x}
 //   ${oc.env:NAME[,default]}           environment variable
 // A value that is exactly one interpolation takes the target's type (int stays int);

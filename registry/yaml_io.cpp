@@ -177,21 +177,6 @@ void emit(const ConfigNode& n, int depth, const DumpOptions& opt, std::ostringst
 }
 
 void emit_json(const ConfigNode& n, std::ostringstream& out) {
-  auto json_string = [](const std::string& s) {
-    std::string r = "\"";
-    for (char c : s) {
-      if (c == '"') r += "\\\"";
-      else if (c == '\\') r += "\\\\";
-      else if (c == '\n') r += "\\n";
-      else if (c == '\t') r += "\\t";
-      else if (static_cast<unsigned char>(c) < 0x20) {
-        char buf[8];
-        std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
-        r += buf;
-      } else r += c;
-    }
-    return r + "\"";
-  };
   switch (n.kind()) {
     case ConfigNode::Kind::Null: out << "null"; return;
     case ConfigNode::Kind::Scalar:
@@ -200,11 +185,11 @@ void emit_json(const ConfigNode& n, std::ostringstream& out) {
         case ScalarType::Float: {
           const double d = n.as_double();
           if (std::isfinite(d)) out << format_double(d);
-          else out << json_string(std::isnan(d) ? "nan" : (d > 0 ? "inf" : "-inf"));
+          else out << json_quote(std::isnan(d) ? "nan" : (d > 0 ? "inf" : "-inf"));
           return;
         }
         case ScalarType::Bool: out << (n.as_bool() ? "true" : "false"); return;
-        default: out << json_string(n.text()); return;
+        default: out << json_quote(n.text()); return;
       }
     case ConfigNode::Kind::Sequence: {
       out << "[";
@@ -221,7 +206,7 @@ void emit_json(const ConfigNode& n, std::ostringstream& out) {
       for (const auto& [k, v] : n.entries()) {
         if (!first) out << ", ";
         first = false;
-        out << json_string(k) << ": ";
+        out << json_quote(k) << ": ";
         emit_json(v, out);
       }
       out << "}";
@@ -231,6 +216,22 @@ void emit_json(const ConfigNode& n, std::ostringstream& out) {
 }
 
 }  // namespace
+
+std::string json_quote(const std::string& s) {
+  std::string r = "\"";
+  for (char c : s) {
+    if (c == '"') r += "\\\"";
+    else if (c == '\\') r += "\\\\";
+    else if (c == '\n') r += "\\n";
+    else if (c == '\t') r += "\\t";
+    else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
+      r += buf;
+    } else r += c;
+  }
+  return r + "\"";
+}
 
 std::string yaml_scalar_text(const ConfigNode& n) {
   if (n.is_null()) return "null";

@@ -24,6 +24,9 @@ std::string dump_yaml(const ConfigNode& node, const DumpOptions& options = {});
 // JSON with typed scalars (ints, floats, bools, null); non-finite floats become strings.
 std::string dump_json(const ConfigNode& node);
 
+// A JSON string literal with escapes.
+std::string json_quote(const std::string& s);
+
 // Quotes a string for YAML when its plain form would read back as something else.
 std::string yaml_scalar_text(const ConfigNode& scalar);
 

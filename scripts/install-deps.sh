@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 TORCH_VERSION=2.11.0          # built for CUDA 13.0 (matches nvcc 13.0 and the GPU machines)
 APT_PACKAGES=(
   cmake ninja-build g++ pkg-config python3 python3-venv python3-pip
-  libyaml-cpp-dev libboost-program-options-dev catch2
+  libyaml-cpp-dev libboost-program-options-dev catch2 zlib1g-dev
   dataset-fashion-mnist python3-vega-datasets
 )
 # Libraries libtorch_cuda.so links that the machine's CUDA 13 toolkit does not ship.
@@ -56,7 +56,10 @@ PYEOF
 else
   say "pip install torch==$TORCH_VERSION (no nvidia-* dependencies) and peers"
   "$VPY" -m pip install -q --disable-pip-version-check --no-deps "torch==$TORCH_VERSION" "${CUDA_EXTRA_WHEELS[@]}"
-  "$VPY" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+  # pip then complains that torch's nvidia-* requirements are missing: left out on purpose
+  # (the CUDA toolkit provides them), so those lines are filtered.
+  out=$("$VPY" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}" 2>&1) || { echo "$out"; exit 1; }
+  echo "$out" | grep -v -E "dependency resolver|^torch .* requires|behaviour is the source" || true
   "$VPY" -c "import torch; print('[install-deps] torch', torch.__version__, 'CUDA', torch.version.cuda)"
 fi
 say "done in $(( $(date +%s) - start )) s"

@@ -1,0 +1,136 @@
+// blocklab bench vit: training throughput of the ViT in blocklab against the same model in
+// PyTorch Python (analysis/bench/vit_peer.py) on the same torch release, side by side.
+// Rounds alternate between the two so that machine noise hits both alike; the median of
+// the rounds is reported with the ratio.
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "blocks/interfaces.h"
+#include "experiments/optim/optimizer.h"
+#include "registry/cli_options.h"
+#include "registry/command.h"
+#include "registry/yaml_io.h"
+
+namespace blocklab {
+namespace {
+
+struct BenchShape {
+  int dim = 64, depth = 6, patch = 4, heads = 4, batch = 128, steps = 30, warmup = 5, threads = 1;
+  double mlp_ratio = 2.0;
+};
+
+class BenchModel : public torch::nn::Module {
+ public:
+  BenchModel(Backbone b, Head h) : backbone(register_module("backbone", b)), head(register_module("head", h)) {}
+  torch::Tensor forward(const torch::Tensor& x) { return head->forward(backbone->forward(x)); }
+  Backbone backbone;
+  Head head;
+};
+
+std::pair<double, std::int64_t> blocklab_images_per_second(const BenchShape& s) {
+  at::set_num_threads(s.threads);
+  torch::manual_seed(0);
+  std::ostringstream cfg;
+  cfg << "{type: vit, patch: " << s.patch << ", dim: " << s.dim << ", depth: " << s.depth
+      << ", pool: cls, pos: learned, drop_path: 0.0, mixer: {type: attention/softmax, heads: " << s.heads
+      << "}, channel: {type: mlp, ratio: " << format_double(s.mlp_ratio) << "}}";
+  auto backbone = backbone_registry().create(parse_yaml(cfg.str(), "bench"), BackboneArgs{1, 28, 28});
+  auto head = head_registry().create(parse_yaml("{type: linear}", "bench"), backbone->feature_dim(), 10);
+  auto model = std::make_shared<BenchModel>(backbone, head);
+  std::int64_t params = 0;
+  OptimizerArgs args;
+  args.lr = 1e-3;
+  for (const auto& p : model->parameters()) args.decay.push_back(p), params += p.numel();
+  auto opt = optimizer_registry().create(parse_yaml("{type: adamw, weight_decay: 0.05}", "bench"), args);
+  const torch::Tensor images = torch::randn({s.batch, 1, 28, 28});
+  const torch::Tensor labels = torch::randint(0, 10, {s.batch}, torch::kLong);
+  auto step = [&] {
+    opt->zero_grad();
+    auto loss = torch::nn::functional::cross_entropy(model->forward(images), labels);
+    loss.backward();
+    opt->step();
+    return loss.item<double>();
+  };
+  for (int i = 0; i < s.warmup; ++i) step();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < s.steps; ++i) step();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return {s.batch * s.steps / seconds, params};
+}
+
+std::pair<double, std::int64_t> python_images_per_second(const BenchShape& s) {
+  std::ostringstream cmd;
+  cmd << "'" << BLOCKLAB_PYTHON << "' '" << BLOCKLAB_SOURCE_DIR << "/analysis/bench/vit_peer.py'"
+      << " --dim " << s.dim << " --depth " << s.depth << " --patch " << s.patch << " --heads " << s.heads
+      << " --batch " << s.batch << " --steps " << s.steps << " --warmup " << s.warmup << " --threads " << s.threads
+      << " --mlp-ratio " << s.mlp_ratio << " 2>&1";
+  std::string out;
+  FILE* pipe = popen(cmd.str().c_str(), "r");
+  if (!pipe) throw std::runtime_error("cannot start the Python peer");
+  std::array<char, 4096> buf{};
+  while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+  if (pclose(pipe) != 0) throw std::runtime_error("the Python peer failed:\n" + out);
+  auto number_after = [&](const std::string& key) {
+    const auto at = out.find("\"" + key + "\": ");
+    if (at == std::string::npos) throw std::runtime_error("unexpected output of the Python peer:\n" + out);
+    return std::stod(out.substr(at + key.size() + 4));
+  };
+  return {number_after("images_per_s"), static_cast<std::int64_t>(number_after("parameters"))};
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int bench_command(const std::vector<std::string>& args) {
+  po::options_description opts("Options");
+  BenchShape s;
+  int rounds = 3;
+  opts.add_options()("help,h", "show this help")("dim", po::value(&s.dim)->default_value(64), "embedding width")(
+      "depth", po::value(&s.depth)->default_value(6), "blocks")("patch", po::value(&s.patch)->default_value(4),
+                                                                "patch size")(
+      "heads", po::value(&s.heads)->default_value(4), "attention heads")(
+      "mlp-ratio", po::value(&s.mlp_ratio)->default_value(2.0), "MLP hidden ratio")(
+      "batch", po::value(&s.batch)->default_value(128), "images per step")(
+      "steps", po::value(&s.steps)->default_value(30), "timed steps per round")(
+      "warmup", po::value(&s.warmup)->default_value(5), "untimed steps per round")(
+      "threads", po::value(&s.threads)->default_value(1), "CPU threads (both sides)")(
+      "rounds", po::value(&rounds)->default_value(3), "alternating rounds; the median is reported");
+  const auto cl = parse_command_line("bench", args, opts);
+  if (cl.vars.count("help") || cl.positional.empty()) {
+    std::cout << command_help("bench", "vit [options]",
+                              "Trains the ViT for a few steps in blocklab and in PyTorch Python (same torch, same "
+                              "model, optimizer, batch and threads) and prints images/s and the ratio.",
+                              opts,
+                              "Examples:\n  blocklab bench vit\n  blocklab bench vit --dim 32 --depth 2 --batch 32\n");
+    return cl.vars.count("help") ? 0 : 2;
+  }
+  if (cl.positional[0] != "vit") throw UsageError("blocklab bench: unknown benchmark '" + cl.positional[0] + "' (known: vit)");
+  std::vector<double> ours, peer;
+  std::int64_t our_params = 0, peer_params = 0;
+  for (int r = 0; r < rounds; ++r) {
+    auto [a, pa] = blocklab_images_per_second(s);
+    auto [b, pb] = python_images_per_second(s);
+    ours.push_back(a), peer.push_back(b);
+    our_params = pa, peer_params = pb;
+    std::printf("round %d: blocklab %.1f images/s, pytorch-python %.1f images/s\n", r + 1, a, b);
+  }
+  const double a = median(ours), b = median(peer);
+  std::printf("vit dim %d depth %d patch %d heads %d mlp %.2g batch %d threads %d (torch %s)\n", s.dim, s.depth, s.patch,
+              s.heads, s.mlp_ratio, s.batch, s.threads, BLOCKLAB_TORCH_VERSION);
+  std::printf("parameters: blocklab %lld, pytorch-python %lld%s\n", static_cast<long long>(our_params),
+              static_cast<long long>(peer_params), our_params == peer_params ? "" : "  (MISMATCH: not the same model)");
+  std::printf("images/s (median of %d): blocklab %.1f, pytorch-python %.1f, ratio %.2fx\n", rounds, a, b, a / b);
+  return our_params == peer_params ? 0 : 1;
+}
+
+const bool registered = CommandRegistry::instance().add(
+    {"bench", "benchmarks against a peer run side by side (e.g. vit vs PyTorch Python)", bench_command, 90});
+
+}  // namespace
+}  // namespace blocklab

@@ -1,1 +1,0 @@
-// analysis layer: see its CMakeLists.txt

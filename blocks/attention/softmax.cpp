@@ -1,0 +1,33 @@
+#include "blocks/attention/softmax.h"
+
+namespace blocklab {
+
+SoftmaxAttentionImpl::SoftmaxAttentionImpl(std::int64_t dim, const SoftmaxAttentionOptions& options)
+    : MultiHeadAttentionImpl(kKey, dim, multi_head_config(options)), options_(options) {}
+
+const OptionsSchema<SoftmaxAttentionOptions>& softmax_attention_schema() {
+  static const auto schema = [] {
+    OptionsSchema<SoftmaxAttentionOptions> s;
+    declare_multi_head_options(s);
+    BLOCKLAB_OPTION(s, fused,
+                    "use the fused SDPA kernel (default true); false computes softmax(QK^T/sqrt(d))V explicitly");
+    return s;
+  }();
+  return schema;
+}
+
+namespace {
+
+BLOCKLAB_REGISTER(mixer_registry(),
+                  EntryInfo{SoftmaxAttentionImpl::kKey, "multi-head scaled dot-product self-attention",
+                            "Attention Is All You Need (Vaswani et al., 2017), arXiv:1706.03762",
+                            "softmax(Q K^T / sqrt(d)) V per head, heads concatenated and projected by W_O",
+                            softmax_attention_schema().schema(), "{heads: 2}", __FILE__},
+                  [](const ConfigNode& params, const MixerArgs& args) -> TokenMixer {
+                    const auto options = bind_options(softmax_attention_schema(), params);
+                    check_heads(args.dim, options.heads(), params);
+                    return std::make_shared<SoftmaxAttentionImpl>(args.dim, options);
+                  });
+
+}  // namespace
+}  // namespace blocklab

@@ -1,0 +1,47 @@
+// prenorm: the pre-norm residual block of ViT / GPT-2.
+//
+// Papers: "An Image is Worth 16x16 Words" (Dosovitskiy et al., 2020, arXiv:2010.11929, eq. 2-3)
+// after "On Layer Normalization in the Transformer Architecture" (Xiong et al., 2020,
+// arXiv:2002.04745); LayerScale from "Going deeper with Image Transformers" (CaiT, Touvron
+// et al., 2021, arXiv:2103.17239, §2.2); stochastic depth from "Deep Networks with Stochastic
+// Depth" (Huang et al., 2016, arXiv:1603.09382):
+//   x = x + drop_path(gamma_1 * mixer(LN(x)))
+//   x = x + drop_path(gamma_2 * channel(LN(x)))
+// gamma_i are per-channel LayerScale vectors initialised to layer_scale (absent when 0).
+//
+// Shape contract: x [B, N, C] -> [B, N, C]. LayerNorm eps 1e-6 as in the reference ViT code.
+#pragma once
+
+#include "blocks/interfaces.h"
+#include "registry/options_schema.h"
+
+namespace blocklab {
+
+struct PrenormBlockOptions {
+  TORCH_ARG(double, layer_scale) = 0.0;  // LayerScale init value (default 0 = no LayerScale)
+};
+
+class PrenormBlockImpl : public BlockImpl {
+ public:
+  // From parts built elsewhere; `drop_path` is this block's stochastic depth rate.
+  PrenormBlockImpl(std::int64_t dim, TokenMixer mixer, ChannelMixer channel, double drop_path,
+                   const PrenormBlockOptions& options = {});
+  // Builds the mixer and channel mixer from args.mixer / args.channel through the registries.
+  PrenormBlockImpl(const BlockArgs& args, const PrenormBlockOptions& options = {});
+
+  torch::Tensor forward(const torch::Tensor& x, const MixerContext& ctx) override;
+  double drop_path() const { return drop_path_; }
+
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  TokenMixer mixer;
+  ChannelMixer channel;
+  torch::Tensor gamma1, gamma2;  // LayerScale [C]; undefined when layer_scale == 0
+
+ private:
+  double drop_path_;
+};
+TORCH_MODULE(PrenormBlock);
+
+const OptionsSchema<PrenormBlockOptions>& prenorm_block_schema();
+
+}  // namespace blocklab

@@ -1,0 +1,66 @@
+// vit: the Vision Transformer backbone.
+//
+// Paper: "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale",
+// Dosovitskiy et al., 2020, arXiv:2010.11929 (§3.1, eq. 1-4):
+//   z_0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos
+//   z_l = block_l(z_{l-1}),  l = 1..depth      (registry kind "block", default prenorm)
+//   y   = LN(z_L^0)  (pool=cls)   or   LN(mean_i z_L^i)  (pool=mean, timm's fc_norm)
+// The patch embedding E is a Conv2d with kernel = stride = patch. Positions: learned
+// (trunc-normal std 0.02), fixed 2-D sin-cos (MAE, arXiv:2111.06377; a buffer, not a
+// parameter) or none. Stochastic depth rises linearly from 0 at the first block to drop_path
+// at the last (Huang et al. 2016, arXiv:1603.09382; as in DeiT/timm). Initialisation as timm's
+// reference ViT: Linear weights trunc-normal std 0.02, biases 0, LayerNorm 1/0, class token
+// normal std 1e-6, the patch Conv2d keeps PyTorch's default.
+//
+// Shape contract: images [B, C_in, H, W] -> features [B, dim]; H and W divisible by patch.
+// Blocks see MixerContext{grid H/patch x W/patch, prefix_tokens 1 with pool=cls, layer i, probe}.
+#pragma once
+
+#include "blocks/interfaces.h"
+#include "registry/options_schema.h"
+
+namespace blocklab {
+
+struct VitOptions {
+  TORCH_ARG(std::int64_t, patch) = 4;       // patch side in pixels (default 4: 7x7 tokens on 28x28)
+  TORCH_ARG(std::int64_t, dim) = 64;        // embedding width (default 64)
+  TORCH_ARG(std::int64_t, depth) = 6;       // number of blocks (default 6)
+  TORCH_ARG(std::string, pool) = "cls";     // cls | mean (default cls: a learned class token)
+  TORCH_ARG(std::string, pos) = "learned";  // learned | sinusoidal | none (default learned)
+  TORCH_ARG(double, drop_path) = 0.1;       // stochastic depth of the last block (default 0.1)
+  TORCH_ARG(double, pos_drop) = 0.0;        // dropout after adding positions (default 0)
+  TORCH_ARG(ConfigNode, block) = ConfigNode::string("prenorm");            // block kind (default prenorm)
+  TORCH_ARG(ConfigNode, mixer) = ConfigNode::string("attention/softmax");  // token mixer (default attention/softmax)
+  TORCH_ARG(ConfigNode, channel) = ConfigNode::string("mlp");              // channel mixer (default mlp)
+};
+
+class VitImpl : public BackboneImpl {
+ public:
+  VitImpl(const BackboneArgs& args, const VitOptions& options = {});
+  torch::Tensor forward(const torch::Tensor& images, AttentionProbe* probe = nullptr) override;
+  std::int64_t feature_dim() const override { return options_.dim(); }
+  const VitOptions& options() const { return options_; }
+  std::int64_t grid_height() const { return grid_h_; }
+  std::int64_t grid_width() const { return grid_w_; }
+  std::int64_t prefix_tokens() const { return cls_token.defined() ? 1 : 0; }
+
+  torch::nn::Conv2d patch_embed{nullptr};
+  torch::Tensor cls_token;  // [1, 1, dim] with pool=cls
+  torch::Tensor pos_embed;  // [1, prefix + grid, dim]: a parameter (learned) or a buffer (sinusoidal)
+  torch::nn::ModuleList block_list{nullptr};
+  std::vector<Block> blocks;
+  torch::nn::LayerNorm norm{nullptr};
+
+ private:
+  VitOptions options_;
+  std::int64_t image_h_, image_w_, grid_h_, grid_w_;
+};
+TORCH_MODULE(Vit);
+
+const OptionsSchema<VitOptions>& vit_schema();
+
+// Throws ConfigError unless the options fit the images (patch divides H and W; sinusoidal
+// positions need dim % 4 == 0); errors point at params' values when given.
+void check_vit(const BackboneArgs& args, const VitOptions& options, const ConfigNode& params = {});
+
+}  // namespace blocklab

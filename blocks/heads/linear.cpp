@@ -1,0 +1,46 @@
+#include "blocks/heads/linear.h"
+
+#include "blocks/common/init.h"
+#include "blocks/common/options.h"
+
+namespace blocklab {
+
+LinearHeadImpl::LinearHeadImpl(std::int64_t in_dim, std::int64_t outputs, const LinearHeadOptions& options)
+    : options_(options) {
+  fc = register_module("fc", torch::nn::Linear(in_dim, outputs));
+  torch::NoGradGuard no_grad;
+  if (options.init_zero())
+    fc->weight.zero_();
+  else
+    trunc_normal_(fc->weight, 0.02);
+  fc->bias.zero_();
+}
+
+torch::Tensor LinearHeadImpl::forward(const torch::Tensor& features) {
+  const double p = options_.drop();
+  return fc->forward(p > 0.0 ? torch::dropout(features, p, is_training()) : features);
+}
+
+const OptionsSchema<LinearHeadOptions>& linear_head_schema() {
+  static const auto schema = [] {
+    OptionsSchema<LinearHeadOptions> s;
+    rate(BLOCKLAB_OPTION(s, drop, "dropout on the features before the linear layer (default 0)"));
+    BLOCKLAB_OPTION(s, init_zero, "zero weights and bias at init (default false: trunc-normal std 0.02)");
+    return s;
+  }();
+  return schema;
+}
+
+namespace {
+
+BLOCKLAB_REGISTER(head_registry(),
+                  EntryInfo{"linear", "linear head: one Linear layer from features to outputs",
+                            "An Image is Worth 16x16 Words (Dosovitskiy et al., 2020), arXiv:2010.11929",
+                            "W drop(f) + b", linear_head_schema().schema(), "{drop: 0.1}", __FILE__},
+                  [](const ConfigNode& params, std::int64_t in_dim, std::int64_t outputs) -> Head {
+                    return std::make_shared<LinearHeadImpl>(in_dim, outputs,
+                                                            bind_options(linear_head_schema(), params));
+                  });
+
+}  // namespace
+}  // namespace blocklab

@@ -1,0 +1,37 @@
+// linear: a linear classification head.
+//
+// Paper: "An Image is Worth 16x16 Words" (Dosovitskiy et al., 2020, arXiv:2010.11929, §3.1:
+// "the classification head is implemented by ... a single linear layer at fine-tuning time"):
+//   y = W drop(f) + b.
+// Init: W trunc-normal std 0.02, b = 0 (timm's ViT head); init_zero: W = 0 and b = 0 (the
+// paper's zero-initialised head for fine-tuning).
+//
+// Shape contract: features [B, D] -> outputs [B, K].
+#pragma once
+
+#include "blocks/interfaces.h"
+#include "registry/options_schema.h"
+
+namespace blocklab {
+
+struct LinearHeadOptions {
+  TORCH_ARG(double, drop) = 0.0;       // dropout before the linear layer (default 0)
+  TORCH_ARG(bool, init_zero) = false;  // zero weights and bias at init (default false)
+};
+
+class LinearHeadImpl : public HeadImpl {
+ public:
+  LinearHeadImpl(std::int64_t in_dim, std::int64_t outputs, const LinearHeadOptions& options = {});
+  torch::Tensor forward(const torch::Tensor& features) override;
+  const LinearHeadOptions& options() const { return options_; }
+
+  torch::nn::Linear fc{nullptr};
+
+ private:
+  LinearHeadOptions options_;
+};
+TORCH_MODULE(LinearHead);
+
+const OptionsSchema<LinearHeadOptions>& linear_head_schema();
+
+}  // namespace blocklab

@@ -1,1 +1,0 @@
-// blocks layer: see its CMakeLists.txt

@@ -1,0 +1,81 @@
+// Dataset plugins and the batched loader.
+//
+// A dataset loads its splits into memory once ("train", "val", "test"), says what it holds
+// (DatasetInfo), and turns raw batches into model inputs (normalisation, and augmentation
+// when training). Everything random derives from seeds: the train/val split from the
+// dataset's split seed, each epoch's order and each batch's augmentation from the run seed,
+// the epoch and the step, so a resumed run sees exactly the batches an uninterrupted run
+// would (the sampler position is just (epoch, batch index)).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "registry/registry.h"
+
+namespace blocklab {
+
+struct DatasetInfo {
+  std::string task = "classification";  // what the targets are
+  std::int64_t channels = 0, height = 0, width = 0;  // image datasets
+  std::int64_t num_classes = 0;
+  std::vector<std::string> class_names;
+};
+
+struct Split {
+  torch::Tensor inputs;   // raw storage, e.g. uint8 [N, C, H, W]
+  torch::Tensor targets;  // int64 [N]
+  std::int64_t size() const { return targets.defined() ? targets.size(0) : 0; }
+};
+
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual DatasetInfo info() const = 0;
+  // Throws ConfigError for an unknown split name.
+  virtual const Split& split(const std::string& name) const = 0;
+  // Raw batch -> float model input; `generator` is set when training augmentation applies.
+  virtual torch::Tensor prepare(const torch::Tensor& raw, torch::Generator* augment_generator) const = 0;
+  // Identifies the data content (for run ids): changes when the files change.
+  virtual std::string fingerprint() const = 0;
+};
+
+struct DatasetArgs {
+  std::uint64_t seed = 0;  // run seed (the split seed is a dataset parameter)
+};
+using DatasetRegistry = Registry<std::shared_ptr<Dataset>, const DatasetArgs&>;
+DatasetRegistry& dataset_registry();
+
+// Derives independent 64-bit seeds from a base seed and labels (SplitMix64 mixing).
+std::uint64_t derive_seed(std::uint64_t base, std::uint64_t a, std::uint64_t b = 0, std::uint64_t c = 0);
+
+// Batches over a split: epoch order is a permutation seeded by (seed, epoch); the last
+// partial batch is kept (drop_last = false) or dropped.
+class BatchLoader {
+ public:
+  BatchLoader(const Dataset& dataset, std::string split, std::int64_t batch_size, bool shuffle, std::uint64_t seed,
+              bool drop_last = false);
+  std::int64_t batches_per_epoch() const;
+  std::int64_t size() const { return split_->size(); }
+  // The batch `index` of `epoch`: model inputs (prepared; augmented when `augment`) and
+  // targets. Deterministic in (seed, epoch, index).
+  std::pair<torch::Tensor, torch::Tensor> batch(std::int64_t epoch, std::int64_t index, bool augment) const;
+
+ private:
+  torch::Tensor order(std::int64_t epoch) const;
+
+  const Dataset& dataset_;
+  const Split* split_;
+  std::int64_t batch_size_;
+  bool shuffle_;
+  std::uint64_t seed_;
+  bool drop_last_;
+  mutable std::int64_t cached_epoch_ = -1;
+  mutable torch::Tensor cached_order_;
+};
+
+}  // namespace blocklab

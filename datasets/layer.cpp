@@ -1,1 +1,0 @@
-// datasets layer: see its CMakeLists.txt

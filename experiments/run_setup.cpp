@@ -1,0 +1,119 @@
+#include "experiments/run_setup.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "registry/config_error.h"
+#include "registry/yaml_io.h"
+
+namespace fs = std::filesystem;
+
+namespace blocklab {
+
+void RunFiles::say(const std::string& line) {
+  if (!quiet) std::cerr << line << std::endl;
+  log.append_line(line);
+}
+
+void RunFiles::warn(const std::string& line) {
+  std::cerr << line << std::endl;
+  log.append_line(line);
+}
+
+void RunFiles::log_line(const std::string& line) { log.append_line(line); }
+
+void RunFiles::finish(const JsonObject& summary) { write_file_atomic(dir + "/summary.json", summary.str() + "\n"); }
+
+RunSetup configure_runtime(const RunRequest& request) {
+  const ConfigNode& cfg = request.config;
+  RunSetup s;
+  const ConfigNode* seed = cfg.find("seed");
+  s.seed = seed && seed->is_int() ? static_cast<std::uint64_t>(seed->as_int()) : 0;
+  const ConfigNode* threads = cfg.find("threads");
+  s.threads = threads && threads->is_int() && threads->as_int() > 0 ? static_cast<int>(threads->as_int())
+                                                                     : kDefaultThreads;
+  at::set_num_threads(s.threads);
+  try {
+    at::set_num_interop_threads(1);
+  } catch (const c10::Error&) {
+    // Already set in this process (tests run several tasks); the value is the same.
+  }
+  const ConfigNode* device = cfg.find("device");
+  const std::string want = device && device->is_scalar() ? device->text() : "auto";
+  if (want == "cuda" && !torch::cuda::is_available())
+    throw ConfigError("device=cuda, but no CUDA device is available here", device->source(), "device",
+                      {"use device=cpu or device=auto"});
+  s.device = (want == "cuda" || (want == "auto" && torch::cuda::is_available())) ? torch::Device(torch::kCUDA)
+                                                                                 : torch::Device(torch::kCPU);
+  if (s.device.is_cpu()) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
+  torch::manual_seed(s.seed);
+  s.files.quiet = request.quiet;
+  return s;
+}
+
+static std::string env_json(const RunSetup& s, const CodeVersion& code) {
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  return JsonObject()
+             .set("git_commit", code.commit)
+             .set("git_dirty", code.dirty)
+             .set("libtorch", std::string(BLOCKLAB_TORCH_VERSION))
+             .set("device", s.device.str())
+             .set("cuda_available", torch::cuda::is_available())
+             .set("threads", s.threads)
+             .set("seed", static_cast<std::int64_t>(s.seed))
+             .set("host", std::string(host))
+             .str() +
+         "\n";
+}
+
+void open_run_directory(const RunRequest& request, const std::string& data_fingerprint, RunSetup& setup) {
+  const ConfigNode& cfg = request.config;
+  const CodeVersion code = code_version();
+  // The output location does not change results, so it is not part of the identity.
+  ConfigNode identity = cfg;
+  identity.erase("output_dir");
+  const std::string key = dump_yaml(identity) + "\ncode: " + code.text() + "\ndata: " + data_fingerprint +
+                          "\nthreads: " + std::to_string(setup.threads) + "\ndevice: " + setup.device.str() + "\n";
+  RunFiles& f = setup.files;
+  f.id = hex64(fnv1a64(key.data(), key.size())).substr(0, 12);
+  const ConfigNode* out = cfg.find("output_dir");
+  const std::string root = out && out->is_scalar() ? out->text() : "results/runs";
+  f.dir = root + "/" + request.experiment + "/" + f.id;
+
+  const bool exists = fs::exists(f.dir);
+  const bool finished = file_exists(f.dir + "/summary.json");
+  const bool has_checkpoint = file_exists(f.checkpoint("last"));
+  if (request.force && exists) {
+    fs::remove_all(f.dir);
+  } else if (request.resume) {
+    if (finished && read_file(f.dir + "/summary.json").find("\"finished\"") != std::string::npos)
+      throw RunAlreadyDone{f.dir, read_file(f.dir + "/summary.json")};
+    if (!has_checkpoint)
+      throw ConfigError("nothing to resume: no checkpoint in " + f.dir, Source{}, "",
+                        {"start the run without --resume"});
+    setup.resuming = true;
+  } else if (finished) {
+    throw RunAlreadyDone{f.dir, read_file(f.dir + "/summary.json")};
+  } else if (has_checkpoint) {
+    throw ConfigError("an unfinished run with this config exists in " + f.dir, Source{}, "",
+                      {"continue it with --resume, or start it over with --force"});
+  } else if (exists) {
+    fs::remove_all(f.dir);  // started but never checkpointed: nothing worth keeping
+  }
+  fs::create_directories(f.dir + "/checkpoints");
+  if (setup.resuming && file_exists(f.dir + "/summary.json")) fs::remove(f.dir + "/summary.json");
+  if (!setup.resuming) {
+    write_file_atomic(f.dir + "/config.yaml", dump_yaml(cfg));
+    ConfigNode overrides = ConfigNode::sequence();
+    for (const auto& o : request.overrides) overrides.push_back(ConfigNode::string(o.text));
+    write_file_atomic(f.dir + "/overrides.yaml", dump_yaml(overrides));
+    write_file_atomic(f.dir + "/env.json", env_json(setup, code));
+  }
+  f.metrics = AppendFile(f.dir + "/metrics.jsonl");
+  f.log = AppendFile(f.dir + "/log.txt");
+}
+
+}  // namespace blocklab

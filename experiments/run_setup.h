@@ -1,0 +1,60 @@
+// What every task does before training: pin threads and device, derive seeds, and open the
+// run directory (content-addressed; an identical finished run is reported, not redone).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+#include "experiments/run_files.h"
+#include "experiments/task.h"
+
+namespace blocklab {
+
+// The default LibTorch CPU thread count when the config says threads: 0 (see README,
+// "Threads": measured on the 2-core machines).
+constexpr int kDefaultThreads = 2;
+
+class RunFiles {
+ public:
+  std::string dir;  // results/runs/<experiment>/<id>
+  std::string id;
+  AppendFile metrics;  // metrics.jsonl
+  AppendFile log;      // log.txt
+  bool quiet = false;
+
+  std::string checkpoint(const std::string& which) const { return dir + "/checkpoints/" + which + ".ckpt"; }
+  // A line for the terminal (unless quiet) and log.txt.
+  void say(const std::string& line);
+  // A line for the terminal even when quiet (failures), and log.txt.
+  void warn(const std::string& line);
+  // A line for log.txt only.
+  void log_line(const std::string& line);
+  // Writes summary.json (atomically).
+  void finish(const JsonObject& summary);
+};
+
+struct RunSetup {
+  std::uint64_t seed = 0;
+  int threads = 1;
+  torch::Device device = torch::kCPU;
+  bool resuming = false;
+  RunFiles files;
+};
+
+// Threads, device, determinism and the global seed, from the config's common keys.
+RunSetup configure_runtime(const RunRequest& request);
+
+// Thrown when an identical run has already finished (and --force was not given): the task
+// reports it and exits 0.
+struct RunAlreadyDone {
+  std::string dir;
+  std::string summary;
+};
+
+// Opens (or resumes) the run directory; the id hashes the resolved config, the code version
+// and the data fingerprint. Throws RunAlreadyDone, or ConfigError for an unfinished run
+// without --resume, or --resume with nothing to resume.
+void open_run_directory(const RunRequest& request, const std::string& data_fingerprint, RunSetup& setup);
+
+}  // namespace blocklab

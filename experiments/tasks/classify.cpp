@@ -1,0 +1,323 @@
+// task `classify`: supervised image classification (train, validate, test).
+//
+// Builds dataset, backbone + head, optimizer and schedule from the config; trains with
+// label smoothing and gradient clipping, no weight decay on norms, biases and position
+// tables; evaluates each epoch; records everything in a run directory and resumes exactly.
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+
+#include "blocks/interfaces.h"
+#include "datasets/dataset.h"
+#include "experiments/checkpoint.h"
+#include "experiments/optim/optimizer.h"
+#include "experiments/progress.h"
+#include "experiments/run_files.h"
+#include "experiments/run_setup.h"
+#include "experiments/task.h"
+#include "registry/yaml_io.h"
+
+namespace fs = std::filesystem;
+
+namespace blocklab {
+namespace {
+
+// Backbone + head as one module, so checkpoints and parameter groups see the whole model.
+class ClassifierImpl : public torch::nn::Module {
+ public:
+  ClassifierImpl(Backbone backbone, Head head)
+      : backbone_(register_module("backbone", std::move(backbone))), head_(register_module("head", std::move(head))) {}
+  torch::Tensor forward(const torch::Tensor& images, AttentionProbe* probe = nullptr) {
+    return head_->forward(backbone_->forward(images, probe));
+  }
+
+ private:
+  Backbone backbone_;
+  Head head_;
+};
+
+Schema classify_schema() {
+  Schema trainer;
+  trainer.add_int("epochs", 10, "passes over the training split").min = 1;
+  auto& bs = trainer.add_int("batch_size", 128, "images per optimizer step");
+  bs.min = 1, bs.max = 65536;
+  auto& lr = trainer.add_float("lr", 1e-3, "peak learning rate");
+  lr.min = 0.0;
+  trainer.add_float("warmup", 0.0, "linear warm-up length in epochs").min = 0.0;
+  auto& ls = trainer.add_float("label_smoothing", 0.0, "label smoothing of the cross-entropy");
+  ls.min = 0.0, ls.max = 1.0;
+  trainer.add_float("clip_grad", 0.0, "max global gradient norm (0: no clipping)").min = 0.0;
+  trainer.add_int("log_every", 50, "optimizer steps between metrics lines").min = 1;
+  trainer.add_int("checkpoint_every", 0, "optimizer steps between checkpoints (0: at each epoch end only)").min = 0;
+  trainer.add_int("eval_batch_size", 1000, "images per evaluation batch").min = 1;
+  trainer.add_int("max_steps", 0, "stop after this many steps (0: run all epochs)").min = 0;
+
+  Schema s;
+  s.add_component("model", "backbone", "vit", "the network from images to features");
+  s.add_component("head", "head", "linear", "features to class logits");
+  s.add_component("dataset", "dataset", "fashion-mnist", "data, splits and augmentation");
+  s.add_component("optimizer", "optimizer", "adamw", "optimizer");
+  s.add_component("scheduler", "scheduler", "cosine", "learning-rate schedule (with trainer.warmup)");
+  s.add_section("trainer", trainer, "training loop");
+  for (const char* k : {"model", "head", "dataset", "optimizer", "scheduler"}) {
+    auto* p = const_cast<ParamSpec*>(s.find(k));
+    p->required = false;
+  }
+  return s;
+}
+
+struct EvalResult {
+  double accuracy = 0, loss = 0;
+};
+
+class ClassifyTask : public Task {
+ public:
+  explicit ClassifyTask(const RunRequest& request) : request_(request) {}
+
+  int run() override {
+    const ConfigNode& cfg = request_.config;
+    static const Schema schema = classify_schema();
+    const ParamReader root(cfg, schema, "");
+    const ParamReader trainer(root.get_node("trainer"), *schema.find("trainer")->section, "trainer");
+    RunSetup setup = configure_runtime(request_);  // threads, device, determinism, seed
+    const auto seed = setup.seed;
+
+    auto dataset = dataset_registry().create(root.get_node("dataset"), DatasetArgs{seed});
+    try {
+      open_run_directory(request_, dataset->fingerprint(), setup);
+    } catch (const RunAlreadyDone& done) {
+      if (!request_.quiet)
+        std::cerr << "an identical run has already finished: " << done.dir << "\n  " << done.summary
+                  << "  (run it again with --force)\n";
+      return 0;
+    }
+    const DatasetInfo info = dataset->info();
+    torch::manual_seed(static_cast<std::uint64_t>(derive_seed(seed, 0x1417)));  // model initialisation
+    auto backbone = backbone_registry().create(root.get_node("model"),
+                                               BackboneArgs{info.channels, info.height, info.width});
+    auto head = head_registry().create(root.get_node("head"), backbone->feature_dim(), info.num_classes);
+    auto model = std::make_shared<ClassifierImpl>(backbone, head);
+    model->to(setup.device);
+
+    OptimizerArgs oargs;
+    oargs.lr = trainer.get_float("lr");
+    for (const auto& item : model->named_parameters()) {
+      const std::string& name = item.key();
+      const bool no_decay = item.value().dim() <= 1 || name.find("pos_embed") != std::string::npos ||
+                            name.find("cls_token") != std::string::npos;
+      (no_decay ? oargs.no_decay : oargs.decay).push_back(item.value());
+    }
+    auto optimizer = optimizer_registry().create(root.get_node("optimizer"), oargs);
+
+    const std::int64_t batch_size = trainer.get_int("batch_size");
+    const bool has_val = dataset->split("val").size() > 0;
+    BatchLoader train(*dataset, "train", batch_size, /*shuffle=*/true, seed, /*drop_last=*/true);
+    const std::int64_t epochs = trainer.get_int("epochs");
+    const std::int64_t steps_per_epoch = train.batches_per_epoch();
+    std::int64_t total_steps = epochs * steps_per_epoch;
+    if (trainer.get_int("max_steps") > 0) total_steps = std::min(total_steps, trainer.get_int("max_steps"));
+    ScheduleArgs sargs{oargs.lr, epochs * steps_per_epoch, steps_per_epoch, trainer.get_float("warmup")};
+    auto schedule = schedule_registry().create(root.get_node("scheduler"), sargs);
+
+    std::int64_t params = 0;
+    for (const auto& p : model->parameters()) params += p.numel();
+
+    RunFiles& files = setup.files;
+    TrainPosition pos;
+    if (setup.resuming) {
+      pos = load_checkpoint(files.checkpoint("last"), *model, *optimizer);
+      files.metrics.truncate(static_cast<std::uint64_t>(pos.metrics_bytes));
+      files.log.truncate(static_cast<std::uint64_t>(pos.log_bytes));
+      files.say("resumed at step " + std::to_string(pos.step) + " (epoch " + std::to_string(pos.epoch + 1) + ")");
+    } else {
+      files.say("run " + files.dir + ": " + std::to_string(params) + " parameters, " + std::to_string(total_steps) +
+                " steps, " + std::to_string(setup.threads) + " threads, " + setup.device.str());
+    }
+
+    auto checkpoint = [&](const std::string& which) {
+      pos.metrics_bytes = static_cast<std::int64_t>(files.metrics.size());
+      pos.log_bytes = static_cast<std::int64_t>(files.log.size());
+      save_checkpoint(files.checkpoint(which), *model, *optimizer, pos);
+    };
+
+    const double label_smoothing = trainer.get_float("label_smoothing");
+    const double clip = trainer.get_float("clip_grad");
+    const std::int64_t log_every = trainer.get_int("log_every");
+    const std::int64_t checkpoint_every = trainer.get_int("checkpoint_every");
+    Progress progress("step", total_steps, request_.quiet);
+    const auto run_start = std::chrono::steady_clock::now();
+    auto window_start = run_start;
+    std::int64_t window_images = 0;
+    double data_seconds = 0, step_seconds = 0;
+    JsonObject last_eval;
+
+    while (pos.step < total_steps && pos.epoch < epochs) {
+      model->train();
+      for (; pos.batch < steps_per_epoch && pos.step < total_steps; ++pos.batch) {
+        const auto t0 = std::chrono::steady_clock::now();
+        auto [images, labels] = train.batch(pos.epoch, pos.batch, /*augment=*/true);
+        images = images.to(setup.device);
+        labels = labels.to(setup.device);
+        const auto t1 = std::chrono::steady_clock::now();
+        // Dropout and stochastic depth draw from a generator seeded by (seed, step).
+        torch::manual_seed(derive_seed(seed, 0xd7, static_cast<std::uint64_t>(pos.step)));
+        const double lr = schedule->lr_at(pos.step);
+        set_learning_rate(*optimizer, lr);
+        optimizer->zero_grad();
+        const torch::Tensor logits = model->forward(images);
+        const torch::Tensor loss = torch::nn::functional::cross_entropy(
+            logits, labels, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(label_smoothing));
+        const double loss_value = loss.item<double>();
+        if (!std::isfinite(loss_value)) return diverged(files, pos.step, loss_value);
+        loss.backward();
+        if (clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), clip);
+        optimizer->step();
+        const auto t2 = std::chrono::steady_clock::now();
+        data_seconds += std::chrono::duration<double>(t1 - t0).count();
+        step_seconds += std::chrono::duration<double>(t2 - t0).count();
+        ++pos.step;
+        pos.loss_sum += loss_value;
+        ++pos.loss_count;
+        window_images += images.size(0);
+
+        if (pos.step % log_every == 0 || pos.step == total_steps) {
+          const double seconds = std::chrono::duration<double>(t2 - window_start).count();
+          const double rate = seconds > 0 ? static_cast<double>(window_images) / seconds : 0;
+          const double mean_loss = pos.loss_sum / static_cast<double>(std::max<std::int64_t>(1, pos.loss_count));
+          files.metrics.append_line(JsonObject()
+                                        .set("step", pos.step)
+                                        .set("epoch", pos.epoch + 1)
+                                        .set("loss", mean_loss)
+                                        .set("lr", lr)
+                                        .set("images_per_s", rate)
+                                        .str());
+          char status[128];
+          std::snprintf(status, sizeof status, "epoch %lld/%lld loss %.4f lr %.2e",
+                        static_cast<long long>(pos.epoch + 1), static_cast<long long>(epochs), mean_loss, lr);
+          progress.update(pos.step, status, rate);
+          files.log_line(std::string("step ") + std::to_string(pos.step) + "/" + std::to_string(total_steps) + " " +
+                         status);
+          pos.loss_sum = 0;
+          pos.loss_count = 0;
+          window_images = 0;
+          window_start = std::chrono::steady_clock::now();
+        }
+        if (checkpoint_every > 0 && pos.step % checkpoint_every == 0 && pos.batch + 1 < steps_per_epoch) {
+          ++pos.batch;  // the checkpoint resumes at the next batch
+          checkpoint("last");
+          --pos.batch;
+        }
+      }
+      if (pos.batch < steps_per_epoch) break;  // max_steps reached inside the epoch
+      // End of epoch: evaluate, keep the best, checkpoint.
+      progress.finish();
+      const auto e0 = std::chrono::steady_clock::now();
+      JsonObject line;
+      line.set("epoch", pos.epoch + 1).set("step", pos.step);
+      double selection = 0;
+      if (has_val) {
+        const EvalResult v = evaluate(*model, *dataset, "val", trainer.get_int("eval_batch_size"), setup.device);
+        line.set("val/acc", v.accuracy).set("val/loss", v.loss);
+        selection = v.accuracy;
+      }
+      const EvalResult t = evaluate(*model, *dataset, "test", trainer.get_int("eval_batch_size"), setup.device);
+      line.set("test/acc", t.accuracy).set("test/loss", t.loss);
+      if (!has_val) selection = t.accuracy;
+      line.set("eval_time_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count());
+      files.metrics.append_line(line.str());
+      last_eval = line;
+      char text[160];
+      std::snprintf(text, sizeof text, "epoch %lld/%lld: %stest acc %.4f loss %.4f", static_cast<long long>(pos.epoch + 1),
+                    static_cast<long long>(epochs),
+                    has_val ? ("val acc " + format_double(selection) + ", ").c_str() : "", t.accuracy, t.loss);
+      files.say(text);
+      const bool improved = selection > pos.best_metric;
+      if (improved) pos.best_metric = selection, pos.best_epoch = pos.epoch + 1;
+      ++pos.epoch;
+      pos.batch = 0;
+      window_start = std::chrono::steady_clock::now();
+      checkpoint("last");
+      if (improved) checkpoint("best");
+    }
+    progress.finish();
+    if (pos.batch != 0) checkpoint("last");  // stopped by max_steps inside an epoch
+
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+    JsonObject summary;
+    summary.set("status", "finished")
+        .set("experiment", request_.experiment)
+        .set("run_id", files.id)
+        .set("steps", pos.step)
+        .set("epochs", pos.epoch)
+        .set("parameters", params)
+        .set_raw("final", last_eval.str())
+        .set("best_epoch", pos.best_epoch)
+        .set(has_val ? "best/val_acc" : "best/test_acc", pos.best_metric)
+        .set("wall_time_s", wall)
+        .set("train_images_per_s", step_seconds > 0 ? static_cast<double>(batch_size) *
+                                                          static_cast<double>(pos.step) / step_seconds
+                                                    : 0.0)
+        .set("data_time_fraction", step_seconds > 0 ? data_seconds / step_seconds : 0.0)
+        .set("weights_fnv1a64", weights_fingerprint(*model));
+    files.finish(summary);
+    files.say("finished in " + Progress::format_duration(wall) + ": " + files.dir);
+    return 0;
+  }
+
+ private:
+  static EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const std::string& split,
+                             std::int64_t batch_size, const torch::Device& device) {
+    torch::NoGradGuard no_grad;
+    model.eval();
+    BatchLoader loader(data, split, batch_size, /*shuffle=*/false, 0);
+    double correct = 0, loss_sum = 0;
+    for (std::int64_t i = 0; i < loader.batches_per_epoch(); ++i) {
+      auto [images, labels] = loader.batch(0, i, /*augment=*/false);
+      images = images.to(device);
+      labels = labels.to(device);
+      const torch::Tensor logits = model.forward(images);
+      loss_sum += torch::nn::functional::cross_entropy(
+                      logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                      .item<double>();
+      correct += logits.argmax(1).eq(labels).sum().item<double>();
+    }
+    model.train();
+    const double n = static_cast<double>(loader.size());
+    return {correct / n, loss_sum / n};
+  }
+
+  // A checksum over every parameter and buffer, in name order: equal iff bit-identical.
+  static std::string weights_fingerprint(const torch::nn::Module& model) {
+    std::uint64_t h = 0xcbf29ce484222325ULL;
+    auto add = [&](const std::string& name, const torch::Tensor& t) {
+      h = fnv1a64(name.data(), name.size(), h);
+      const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+      h = fnv1a64(c.data_ptr(), static_cast<std::size_t>(c.numel() * c.element_size()), h);
+    };
+    for (const auto& p : model.named_parameters()) add(p.key(), p.value());
+    for (const auto& b : model.named_buffers()) add(b.key(), b.value());
+    return hex64(h);
+  }
+
+  static int diverged(RunFiles& files, std::int64_t step, double loss) {
+    const std::string status = "diverged at step " + std::to_string(step + 1);
+    files.metrics.append_line(JsonObject().set("step", step + 1).set("loss", loss).set("diverged", true).str());
+    files.finish(JsonObject().set("status", status).set("run_id", files.id));
+    files.warn(status + " (loss " + format_double(loss) + "); the last good checkpoint is kept in " + files.dir);
+    return 3;
+  }
+
+  RunRequest request_;
+};
+
+BLOCKLAB_REGISTER(task_registry(),
+                  EntryInfo{"classify", "supervised classification: train, validate each epoch, test", "",
+                            "min_theta CE(head(backbone(x)), y) with AdamW/SGD, schedule, label smoothing",
+                            classify_schema(), "{}", __FILE__},
+                  [](const ConfigNode&, const RunRequest& request) -> std::unique_ptr<Task> {
+                    return std::make_unique<ClassifyTask>(request);
+                  });
+
+}  // namespace
+}  // namespace blocklab

@@ -1,0 +1,237 @@
+// End-to-end training runs of the blocklab executable at a tiny size: reproducibility,
+// exact resume after SIGKILL, atomic checkpoints, corrupt checkpoints, divergence.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A tiny ViT on a slice of Fashion-MNIST: a few seconds per run.
+const std::vector<std::string> kTiny = {
+    "model.dim=16",           "model.depth=1",          "model.patch=7",       "model.mixer.heads=2",
+    "dataset.limit_train=512", "dataset.limit_test=200", "dataset.val_size=0",  "trainer.batch_size=32",
+    "trainer.epochs=3",        "trainer.log_every=4",    "trainer.eval_batch_size=100", "threads=1"};
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("blocklab_test_" + std::to_string(::getpid()) + "_" +
+                                        std::to_string(std::random_device{}()));
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+std::vector<std::string> tiny(const std::string& out, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"run", "vit_fmnist", "-q", "output_dir=" + out};
+  args.insert(args.end(), kTiny.begin(), kTiny.end());
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
+  std::vector<std::string> full = {BLOCKLAB_BINARY};
+  full.insert(full.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : full) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = 0;
+  REQUIRE(posix_spawn(&pid, BLOCKLAB_BINARY, &fa, nullptr, argv.data(), environ) == 0);
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+int wait_status(pid_t pid) {
+  int raw = 0;
+  waitpid(pid, &raw, 0);
+  return WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+}
+
+int run(const std::vector<std::string>& args, const fs::path& log) { return wait_status(spawn(args, log)); }
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The only run directory under <out>/vit_fmnist.
+fs::path run_dir(const fs::path& out) {
+  std::vector<fs::path> dirs;
+  for (const auto& e : fs::directory_iterator(out / "vit_fmnist")) dirs.push_back(e.path());
+  REQUIRE(dirs.size() == 1);
+  return dirs[0];
+}
+
+// metrics.jsonl without the wall-clock fields (images_per_s, *_time_s), which are timings.
+std::string metrics_without_timing(const fs::path& dir) {
+  std::istringstream in(slurp(dir / "metrics.jsonl"));
+  std::string out;
+  for (std::string line; std::getline(in, line);) {
+    std::string cleaned;
+    std::istringstream fields(line.substr(1, line.size() - 2));
+    for (std::string f; std::getline(fields, f, ',');)
+      if (f.find("_per_s\"") == std::string::npos && f.find("_time_s\"") == std::string::npos) cleaned += f + ",";
+    out += cleaned + "\n";
+  }
+  return out;
+}
+
+std::string summary_field(const fs::path& dir, const std::string& key) {
+  const std::string s = slurp(dir / "summary.json");
+  const auto at = s.find("\"" + key + "\": ");
+  if (at == std::string::npos) return "";
+  const auto start = at + key.size() + 4;
+  return s.substr(start, s.find_first_of(",}", start) - start);
+}
+
+}  // namespace
+
+TEST_CASE("same config, seed and threads: bit-identical metrics and weights", "[train]") {
+  TempDir tmp;
+  REQUIRE(run(tiny((tmp.path / "a").string()), tmp.path / "a.log") == 0);
+  REQUIRE(run(tiny((tmp.path / "b").string()), tmp.path / "b.log") == 0);
+  const fs::path a = run_dir(tmp.path / "a"), b = run_dir(tmp.path / "b");
+  CHECK(a.filename() == b.filename());  // content-addressed id, output_dir excluded
+  CHECK(metrics_without_timing(a) == metrics_without_timing(b));
+  CHECK(!summary_field(a, "weights_fnv1a64").empty());
+  CHECK(summary_field(a, "weights_fnv1a64") == summary_field(b, "weights_fnv1a64"));
+  for (const char* f : {"config.yaml", "overrides.yaml", "env.json", "log.txt", "checkpoints/last.ckpt",
+                        "checkpoints/best.ckpt"})
+    CHECK(fs::exists(a / f));
+  // A different seed trains differently.
+  REQUIRE(run(tiny((tmp.path / "c").string(), {"seed=1"}), tmp.path / "c.log") == 0);
+  CHECK(summary_field(run_dir(tmp.path / "c"), "weights_fnv1a64") != summary_field(a, "weights_fnv1a64"));
+  // Running the identical config again reports the finished run and changes nothing.
+  const std::string before = slurp(a / "summary.json");
+  CHECK(run(tiny((tmp.path / "a").string()), tmp.path / "a2.log") == 0);
+  CHECK(slurp(a / "summary.json") == before);
+}
+
+TEST_CASE("SIGKILL at a random step, then --resume: equal to an uninterrupted run", "[runs]") {
+  TempDir tmp;
+  const std::vector<std::string> extra = {"trainer.checkpoint_every=5"};
+  REQUIRE(run(tiny((tmp.path / "full").string(), extra), tmp.path / "full.log") == 0);
+  const fs::path full = run_dir(tmp.path / "full");
+
+  std::mt19937 rng(std::random_device{}());
+  const int kill_after_step = 8 + static_cast<int>(rng() % 36);  // 48 steps; a checkpoint every 5
+  const fs::path out = tmp.path / "killed";
+  const pid_t pid = spawn(tiny(out.string(), extra), tmp.path / "killed.log");
+  // Wait until metrics.jsonl shows the chosen step (a line every 4 steps), then SIGKILL.
+  bool killed = false;
+  for (int i = 0; i < 3000 && !killed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (!fs::exists(out / "vit_fmnist")) continue;
+    const fs::path dir = run_dir(out);
+    const std::string m = slurp(dir / "metrics.jsonl");
+    if (m.find("\"step\": " + std::to_string(kill_after_step / 4 * 4) + ",") != std::string::npos) {
+      kill(pid, SIGKILL);
+      killed = true;
+    }
+  }
+  const int status = wait_status(pid);
+  REQUIRE(killed);
+  CHECK(status == 128 + SIGKILL);
+  const fs::path dir = run_dir(out);
+  CHECK_FALSE(fs::exists(dir / "summary.json"));
+  // Without --resume the unfinished run is not silently redone.
+  CHECK(run(tiny(out.string(), extra), tmp.path / "again.log") == 2);
+  CHECK(slurp(tmp.path / "again.log").find("--resume") != std::string::npos);
+  REQUIRE(run(tiny(out.string(), {"trainer.checkpoint_every=5", "--resume"}), tmp.path / "resume.log") == 0);
+  CHECK(metrics_without_timing(dir) == metrics_without_timing(full));
+  CHECK(summary_field(dir, "weights_fnv1a64") == summary_field(full, "weights_fnv1a64"));
+}
+
+TEST_CASE("a kill during a checkpoint write leaves a loadable checkpoint", "[runs]") {
+  TempDir tmp;
+  const fs::path out = tmp.path / "k";
+  // A checkpoint after every step: a SIGKILL at a random instant often lands inside a write.
+  const std::vector<std::string> every_step = {"trainer.checkpoint_every=1", "trainer.epochs=2"};
+  auto args_now = [&] {
+    std::vector<std::string> args = tiny(out.string(), every_step);
+    const bool has_checkpoint = fs::exists(out / "vit_fmnist") && fs::exists(run_dir(out) / "checkpoints" / "last.ckpt");
+    if (has_checkpoint) args.push_back("--resume");
+    return args;
+  };
+  std::mt19937 rng(12345);
+  int kills = 0;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    const pid_t pid = spawn(args_now(), tmp.path / "k.log");
+    std::this_thread::sleep_for(std::chrono::milliseconds(900 + rng() % 900));
+    kills += kill(pid, SIGKILL) == 0;
+    wait_status(pid);
+    // Never a temp file under a real name: what is there must verify.
+    for (const auto& e : fs::directory_iterator(run_dir(out) / "checkpoints"))
+      if (e.path().extension() == ".ckpt") CHECK(slurp(e.path()).rfind("BLKCKPT1", 0) == 0);
+  }
+  CHECK(kills > 0);
+  // Whatever instant the kills hit, the run resumes from an intact checkpoint and finishes.
+  INFO(slurp(tmp.path / "k.log"));
+  REQUIRE(run(args_now(), tmp.path / "k.log") == 0);
+  CHECK(summary_field(run_dir(out), "status") == "\"finished\"");
+}
+
+TEST_CASE("truncated or corrupted checkpoints: clear error, non-zero exit", "[runs]") {
+  TempDir tmp;
+  const fs::path out = tmp.path / "t";
+  const std::vector<std::string> short_run = {"trainer.max_steps=8", "trainer.checkpoint_every=4"};
+  const pid_t pid = spawn(tiny(out.string(), short_run), tmp.path / "t.log");
+  wait_status(pid);
+  const fs::path ckpt = run_dir(out) / "checkpoints" / "last.ckpt";
+  REQUIRE(fs::exists(ckpt));
+  fs::remove(run_dir(out) / "summary.json");  // pretend the run was interrupted
+  const std::string bytes = slurp(ckpt);
+
+  std::ofstream(ckpt, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() / 2);
+  CHECK(run(tiny(out.string(), {"trainer.max_steps=8", "trainer.checkpoint_every=4", "--resume"}),
+            tmp.path / "trunc.log") == 1);
+  const std::string trunc = slurp(tmp.path / "trunc.log");
+  CHECK(trunc.find("last.ckpt is truncated: expected " + std::to_string(bytes.size()) + " bytes, found " +
+                   std::to_string(bytes.size() / 2)) != std::string::npos);
+
+  std::string corrupt = bytes;
+  corrupt[corrupt.size() / 2] ^= 0x5a;
+  std::ofstream(ckpt, std::ios::binary | std::ios::trunc) << corrupt;
+  CHECK(run(tiny(out.string(), {"trainer.max_steps=8", "trainer.checkpoint_every=4", "--resume"}),
+            tmp.path / "corrupt.log") == 1);
+  CHECK(slurp(tmp.path / "corrupt.log").find("last.ckpt is corrupt: checksum mismatch") != std::string::npos);
+}
+
+TEST_CASE("a NaN loss stops the run as diverged, keeping the last good checkpoint", "[runs]") {
+  TempDir tmp;
+  const fs::path out = tmp.path / "nan";
+  const int status = run(tiny(out.string(), {"optimizer=sgd", "trainer.lr=1e8", "trainer.clip_grad=0.0",
+                                             "optimizer.momentum=0.99", "trainer.warmup=0.0",
+                                             "trainer.checkpoint_every=1", "trainer.label_smoothing=0.0"}),
+                         tmp.path / "nan.log");
+  CHECK(status == 3);
+  const fs::path dir = run_dir(out);
+  const std::string st = summary_field(dir, "status");
+  CHECK(st.find("diverged at step") != std::string::npos);
+  CHECK(fs::exists(dir / "checkpoints" / "last.ckpt"));
+  CHECK(slurp(dir / "metrics.jsonl").find("\"diverged\": true") != std::string::npos);
+  CHECK(slurp(tmp.path / "nan.log").find("the last good checkpoint is kept") != std::string::npos);
+}

@@ -19,8 +19,9 @@ namespace blocklab {
 namespace {
 
 struct BenchShape {
-  int dim = 64, depth = 6, patch = 4, heads = 4, batch = 128, steps = 30, warmup = 5, threads = 1;
+  int dim = 64, depth = 4, patch = 4, heads = 4, batch = 128, steps = 30, warmup = 5, threads = 2;
   double mlp_ratio = 2.0;
+  bool breakdown = false;
 };
 
 class BenchModel : public torch::nn::Module {
@@ -48,17 +49,29 @@ std::pair<double, std::int64_t> blocklab_images_per_second(const BenchShape& s) 
   auto opt = optimizer_registry().create(parse_yaml("{type: adamw, weight_decay: 0.05}", "bench"), args);
   const torch::Tensor images = torch::randn({s.batch, 1, 28, 28});
   const torch::Tensor labels = torch::randint(0, 10, {s.batch}, torch::kLong);
+  double forward_s = 0, backward_s = 0, optimizer_s = 0;
+  auto since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
   auto step = [&] {
+    auto t = std::chrono::steady_clock::now();
     opt->zero_grad();
     auto loss = torch::nn::functional::cross_entropy(model->forward(images), labels);
+    forward_s += since(t), t = std::chrono::steady_clock::now();
     loss.backward();
+    backward_s += since(t), t = std::chrono::steady_clock::now();
     opt->step();
+    optimizer_s += since(t);
     return loss.item<double>();
   };
   for (int i = 0; i < s.warmup; ++i) step();
+  forward_s = backward_s = optimizer_s = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < s.steps; ++i) step();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (s.breakdown)
+    std::printf("  blocklab per step: forward %.2f ms, backward %.2f ms, optimizer %.2f ms\n", 1e3 * forward_s / s.steps,
+                1e3 * backward_s / s.steps, 1e3 * optimizer_s / s.steps);
   return {s.batch * s.steps / seconds, params};
 }
 
@@ -92,15 +105,16 @@ int bench_command(const std::vector<std::string>& args) {
   BenchShape s;
   int rounds = 3;
   opts.add_options()("help,h", "show this help")("dim", po::value(&s.dim)->default_value(64), "embedding width")(
-      "depth", po::value(&s.depth)->default_value(6), "blocks")("patch", po::value(&s.patch)->default_value(4),
+      "depth", po::value(&s.depth)->default_value(4), "blocks")("patch", po::value(&s.patch)->default_value(4),
                                                                 "patch size")(
       "heads", po::value(&s.heads)->default_value(4), "attention heads")(
       "mlp-ratio", po::value(&s.mlp_ratio)->default_value(2.0), "MLP hidden ratio")(
       "batch", po::value(&s.batch)->default_value(128), "images per step")(
       "steps", po::value(&s.steps)->default_value(30), "timed steps per round")(
       "warmup", po::value(&s.warmup)->default_value(5), "untimed steps per round")(
-      "threads", po::value(&s.threads)->default_value(1), "CPU threads (both sides)")(
-      "rounds", po::value(&rounds)->default_value(3), "alternating rounds; the median is reported");
+      "threads", po::value(&s.threads)->default_value(2), "CPU threads (both sides; 2 = the experiments' default)")(
+      "rounds", po::value(&rounds)->default_value(3), "alternating rounds; the median is reported")(
+      "breakdown", po::bool_switch(&s.breakdown), "also time forward, backward and optimizer separately");
   const auto cl = parse_command_line("bench", args, opts);
   if (cl.vars.count("help") || cl.positional.empty()) {
     std::cout << command_help("bench", "vit [options]",

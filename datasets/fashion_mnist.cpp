@@ -99,8 +99,9 @@ const OptionsSchema<FashionMnistOptions>& fashion_mnist_schema() {
         BLOCKLAB_OPTION(s, split_seed, "seed of the train/val split and of the train order that limit_train cuts");
     seed.min = 0;
     s.choice(
-        "augment", {"none", "crop", "crop-flip"},
-        "training augmentation: random crop with zero padding, plus horizontal flip",
+        "augment", {"none", "crop", "crop-flip", "flip"},
+        "training augmentation: random crop with zero padding (crop), plus a horizontal flip (crop-flip), "
+        "or the flip alone (flip)",
         [](FashionMnistOptions& o, const std::string& v) { o.augment(v); },
         [](const FashionMnistOptions& o) { return o.augment(); });
     auto& pad = BLOCKLAB_OPTION(s, crop_padding, "zero padding on each side before the random crop, in pixels");
@@ -189,7 +190,8 @@ const torch::Tensor& FashionMnist::file_indices(const std::string& name) const {
 torch::Tensor FashionMnist::prepare(const torch::Tensor& raw, torch::Generator* augment_generator) const {
   torch::Tensor images = raw;
   if (augment_generator && augment_ != Augment::None)
-    images = random_crop_flip(raw, options_.crop_padding(), augment_ == Augment::CropFlip, *augment_generator);
+    images = random_crop_flip(raw, augment_ == Augment::Flip ? 0 : options_.crop_padding(),
+                              augment_ == Augment::CropFlip || augment_ == Augment::Flip, *augment_generator);
   return options_.normalize() ? to_float_images(images, {kMean}, {kStd}) : to_float_images(images, {}, {});
 }
 

@@ -53,7 +53,7 @@ class FashionMnist : public Dataset {
   const FashionMnistOptions& options() const { return options_; }
 
  private:
-  enum class Augment { None, Crop, CropFlip };  // the schema's augment choices, in order
+  enum class Augment { None, Crop, CropFlip, Flip };  // the schema's augment choices, in order
   struct Part {
     Split split;
     torch::Tensor file_indices;

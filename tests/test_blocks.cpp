@@ -4,8 +4,10 @@
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 
 #include "blocks/attention/softmax.h"
 #include "blocks/backbones/prenorm_block.h"
@@ -14,6 +16,7 @@
 #include "blocks/channel/mlp.h"
 #include "blocks/common/init.h"
 #include "blocks/common/positions.h"
+#include "blocks/common/small_attention.h"
 #include "blocks/heads/linear.h"
 #include "golden.h"
 #include "registry/yaml_io.h"
@@ -479,4 +482,245 @@ TEST_CASE("vit: a small ViT memorises a random-label batch, deterministically", 
   CHECK(losses.front() == Approx(std::log(10.0)).margin(0.3));
   CHECK(losses.back() < 0.4 * losses.front());
   CHECK(train() == losses);
+}
+
+// ---- small_attention: the CPU kernel for short sequences against the explicit softmax path ----
+
+namespace {
+
+// q, k, v [B, h, N, d] as MultiHeadAttentionImpl::project makes them: strided views of one
+// [B, N, 3, h, d] projection, detached into leaves that keep those strides.
+std::array<torch::Tensor, 3> qkv_leaves(std::int64_t b, std::int64_t h, std::int64_t n, std::int64_t d,
+                                        torch::Dtype dtype) {
+  const auto parts = torch::randn({b, n, 3, h, d}, dtype).permute({2, 0, 3, 1, 4}).unbind(0);
+  return {parts[0].detach().requires_grad_(true), parts[1].detach().requires_grad_(true),
+          parts[2].detach().requires_grad_(true)};
+}
+
+// softmax(scale q k^T, causal mask) v, as attend_reference computes it.
+torch::Tensor softmax_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
+                                bool causal) {
+  auto s = torch::matmul(q * scale, k.transpose(-2, -1));
+  if (causal) s = s.masked_fill(causal_mask(q.size(2), q.device()), -INFINITY);
+  return torch::matmul(torch::softmax(s, -1), v);
+}
+
+using AttentionFn = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&)>;
+
+// {out, dL/dq, dL/dk, dL/dv} for L = sum(out * w), on fresh leaves copied from q, k, v in dtype.
+std::array<torch::Tensor, 4> value_and_grads(const AttentionFn& fn, const std::array<torch::Tensor, 3>& qkv,
+                                             const torch::Tensor& w, torch::Dtype dtype) {
+  std::array<torch::Tensor, 3> x;
+  for (int i = 0; i < 3; ++i) x[i] = qkv[i].detach().to(dtype).requires_grad_(true);
+  const auto out = fn(x[0], x[1], x[2]);
+  (out * w.to(dtype)).sum().backward();
+  return {out.detach(), x[0].grad(), x[1].grad(), x[2].grad()};
+}
+
+double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+}  // namespace
+
+TEST_CASE("small_attention: forward and input gradients equal the softmax reference", "[blocks]") {
+  torch::manual_seed(41);
+  for (std::int64_t n : {1, 7, 50, 65, 200})
+    for (std::int64_t d : {1, 8, 16, 24, 64})
+      for (bool causal : {false, true}) {
+        const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+        const auto qkv = qkv_leaves(2, 3, n, d, torch::kFloat64);
+        const auto w = torch::randn({2, n, 3, d}, torch::kFloat64).transpose(1, 2);  // non-contiguous dO
+        REQUIRE_FALSE(qkv[0].is_contiguous());
+        const auto reference = value_and_grads(
+            [&](const auto& q, const auto& k, const auto& v) { return softmax_attention(q, k, v, scale, causal); }, qkv,
+            w, torch::kFloat64);
+        const AttentionFn kernel = [&](const auto& q, const auto& k, const auto& v) {
+          return small_attention(q, k, v, scale, causal);
+        };
+        // float64: the same math up to rounding; float32 against the float64 reference.
+        for (auto [dtype, tol] : {std::tuple{torch::kFloat64, 1e-10}, std::tuple{torch::kFloat32, 1e-5}}) {
+          const auto got = value_and_grads(kernel, qkv, w, dtype);
+          const std::array<const char*, 4> names = {"out", "dq", "dk", "dv"};
+          for (int i = 0; i < 4; ++i) {
+            INFO("n " << n << ", d " << d << ", causal " << causal << ", " << dtype << ", " << names[i]
+                      << ": max |diff| "
+                      << max_abs_diff(got[i], reference[i]));
+            CHECK(got[i].scalar_type() == dtype);
+            CHECK(got[i].sizes() == reference[i].sizes());
+            CHECK(torch::allclose(got[i].to(torch::kFloat64), reference[i], tol, tol));
+          }
+        }
+      }
+}
+
+TEST_CASE("small_attention: gradients equal central finite differences (float64)", "[blocks]") {
+  torch::manual_seed(42);
+  for (bool causal : {false, true}) {
+    const auto qkv = qkv_leaves(1, 2, 5, 3, torch::kFloat64);
+    const auto w = torch::randn({1, 2, 5, 3}, torch::kFloat64);
+    const auto loss = [&](const std::array<torch::Tensor, 3>& x) {
+      torch::NoGradGuard no_grad;
+      return (small_attention(x[0], x[1], x[2], 0.7, causal) * w).sum().item<double>();
+    };
+    const auto analytic = value_and_grads(
+        [&](const auto& q, const auto& k, const auto& v) { return small_attention(q, k, v, 0.7, causal); }, qkv, w,
+        torch::kFloat64);
+    const double eps = 1e-6;
+    for (int input = 0; input < 3; ++input) {
+      const auto flat = analytic[input + 1].contiguous().view(-1);
+      for (std::int64_t e = 0; e < flat.numel(); ++e) {
+        std::array<torch::Tensor, 3> plus, minus;
+        for (int i = 0; i < 3; ++i) plus[i] = qkv[i].detach().contiguous().clone(), minus[i] = plus[i].clone();
+        plus[input].view(-1)[e] += eps;
+        minus[input].view(-1)[e] -= eps;
+        const double numeric = (loss(plus) - loss(minus)) / (2 * eps);
+        INFO("causal " << causal << ", input " << input << ", element " << e);
+        CHECK(flat[e].item<double>() == Approx(numeric).margin(1e-8).epsilon(1e-6));
+      }
+    }
+  }
+}
+
+TEST_CASE("small_attention: bit-identical across calls, thread counts and grad mode", "[blocks]") {
+  torch::manual_seed(43);
+  const int threads = at::get_num_threads();
+  for (auto dtype : {torch::kFloat32, torch::kFloat64})
+    for (bool causal : {false, true}) {
+      INFO(dtype << ", causal " << causal);
+      const auto qkv = qkv_leaves(4, 4, 50, 16, dtype);
+      const auto w = torch::randn({4, 4, 50, 16}, dtype);
+      const AttentionFn kernel = [&](const auto& q, const auto& k, const auto& v) {
+        return small_attention(q, k, v, 0.25, causal);
+      };
+      at::set_num_threads(1);
+      const auto first = value_and_grads(kernel, qkv, w, dtype);
+      const auto again = value_and_grads(kernel, qkv, w, dtype);
+      at::set_num_threads(2);
+      const auto two_threads = value_and_grads(kernel, qkv, w, dtype);
+      at::set_num_threads(threads);
+      for (int i = 0; i < 4; ++i) {
+        CHECK(torch::equal(first[i], again[i]));
+        CHECK(torch::equal(first[i], two_threads[i]));
+      }
+      torch::NoGradGuard no_grad;
+      CHECK(torch::equal(small_attention(qkv[0], qkv[1], qkv[2], 0.25, causal), first[0]));
+    }
+}
+
+TEST_CASE("small_attention: input checks; double backward is refused", "[blocks]") {
+  const auto q = torch::randn({1, 2, 4, 8});
+  CHECK(small_attention_supports(q, q, q));
+  CHECK_FALSE(small_attention_supports(q, q.to(torch::kFloat64), q));
+  CHECK_FALSE(small_attention_supports(q, torch::randn({1, 2, 5, 8}), q));
+  CHECK_FALSE(small_attention_supports(q.to(torch::kHalf), q.to(torch::kHalf), q.to(torch::kHalf)));
+  CHECK_THROWS_WITH(small_attention(q[0], q[0], q[0], 1.0, false), Catch::Contains("[B, h, N, d]"));
+  const auto x = q.clone().requires_grad_(true);
+  const auto y = small_attention(x, x, x, 1.0, false).sum();
+  CHECK_THROWS_WITH(torch::autograd::grad({y}, {x}, {}, /*retain_graph=*/true, /*create_graph=*/true),
+                    Catch::Contains("double backward"));
+  CHECK(torch::autograd::grad({y}, {x})[0].sizes() == x.sizes());
+}
+
+TEST_CASE("attention: the fused CPU path is small_attention for short sequences", "[blocks]") {
+  for (bool causal : {false, true}) {
+    INFO("causal " << causal);
+    auto [fused, reference] = attention_pair(32, 4, torch::kFloat32);
+    torch::manual_seed(44);
+    const auto x = torch::randn({3, 50, 32});
+    const auto [q, k, v] = fused->project(x);
+    // Bit-identical to the kernel called by hand: the dispatch took it.
+    CHECK(torch::equal(fused->forward(x, context(causal)),
+                       fused->merge(small_attention(q, k, v, 1.0 / std::sqrt(8.0), causal))));
+  }
+}
+
+TEST_CASE("vit: the small_attention path trains like the reference path", "[blocks]") {
+  for (auto [dtype, tol] : {std::tuple{torch::kFloat64, 1e-9}, std::tuple{torch::kFloat32, 1e-4}}) {
+    INFO(dtype);
+    const auto vit_with = [&, dtype = dtype](bool fused) {
+      torch::manual_seed(45);
+      const Backbone vit = backbone_registry().create(
+          yaml(std::string("{type: vit, dim: 32, depth: 2, patch: 4, drop_path: 0.0, mixer: {type: attention/softmax, "
+                          "fused: ") +
+               (fused ? "true" : "false") + "}}"),
+          BackboneArgs{1, 28, 28});
+      vit->to(dtype);
+      return vit;
+    };
+    const auto kernel = vit_with(true), reference = vit_with(false);
+    torch::manual_seed(46);
+    const auto images = torch::randn({4, 1, 28, 28}, dtype);  // 7 x 7 patches + cls: 50 tokens
+    const auto a = kernel->forward(images), b = reference->forward(images);
+    INFO("output: max |diff| " << max_abs_diff(a, b) << ", max |a| " << a.abs().max().item<double>());
+    CHECK(torch::allclose(a, b, tol, tol));
+    a.square().sum().backward();
+    b.square().sum().backward();
+    const auto pa = kernel->named_parameters(), pb = reference->named_parameters();
+    REQUIRE(pa.size() == pb.size());
+    for (std::size_t i = 0; i < pa.size(); ++i) {
+      INFO(pa[i].key() << ": max |diff| " << max_abs_diff(pa[i].value().grad(), pb[i].value().grad()));
+      CHECK(torch::allclose(pa[i].value().grad(), pb[i].value().grad(), tol, tol));
+    }
+  }
+}
+
+// Micro-benchmark for the dispatch crossover (hidden from CI; timings are printed, not asserted):
+//   build/tests/blocklab_tests "[.bench]"
+// float32, 1 thread, q/k/v strided views of one qkv projection as in the ViT, h = 4. Each call
+// is timed alone and the 25th percentile is printed, which holds up on a shared machine.
+TEST_CASE("small_attention: timing against SDPA and the math path", "[.bench]") {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  using clock = std::chrono::steady_clock;
+  const auto p25_ms = [](const std::function<void()>& f) {
+    for (int i = 0; i < 3; ++i) f();
+    std::vector<double> t;
+    const auto start = clock::now();
+    while (t.size() < 10 || (std::chrono::duration<double>(clock::now() - start).count() < 0.5 && t.size() < 2000)) {
+      const auto t0 = clock::now();
+      f();
+      t.push_back(1e3 * std::chrono::duration<double>(clock::now() - t0).count());
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 4];
+  };
+  std::printf("float32, 1 thread, ms per call (25th percentile); h = 4\n");
+  std::printf("%5s %4s %3s %6s | %9s %9s %9s | %9s %9s %9s\n", "B", "N", "d", "causal", "fwd small", "fwd sdpa",
+              "fwd math", "f+b small", "f+b sdpa", "f+b math");
+  struct Case {
+    std::int64_t b, n, d;
+    bool causal;
+  };
+  for (const auto& c : std::vector<Case>{{32, 50, 8, false},  {128, 50, 16, false}, {32, 50, 16, true},
+                                        {32, 17, 8, false},  {8, 65, 64, false},   {16, 100, 16, false},
+                                        {8, 128, 16, false}, {8, 160, 16, false},  {8, 197, 16, false},
+                                        {8, 197, 64, false}, {4, 256, 16, false},  {4, 256, 64, false},
+                                        {4, 256, 16, true},  {2, 384, 16, false},  {2, 512, 16, false}}) {
+    torch::manual_seed(47);
+    const auto qkv = qkv_leaves(c.b, 4, c.n, c.d, torch::kFloat32);
+    const auto w = torch::randn({c.b, 4, c.n, c.d});
+    const double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
+    const std::array<AttentionFn, 3> fns = {
+        [&](const auto& q, const auto& k, const auto& v) { return small_attention(q, k, v, scale, c.causal); },
+        [&](const auto& q, const auto& k, const auto& v) {
+          return at::scaled_dot_product_attention(q, k, v, {}, 0.0, c.causal, scale);
+        },
+        [&](const auto& q, const auto& k, const auto& v) { return softmax_attention(q, k, v, scale, c.causal); }};
+    std::array<double, 3> fwd{}, both{};
+    for (int m = 0; m < 3; ++m) {
+      fwd[m] = p25_ms([&] {
+        torch::NoGradGuard no_grad;
+        fns[m](qkv[0], qkv[1], qkv[2]);
+      });
+      both[m] = p25_ms([&] {
+        for (const auto& t : qkv) t.mutable_grad() = torch::Tensor();
+        fns[m](qkv[0], qkv[1], qkv[2]).backward(w);
+      });
+    }
+    std::printf("%5lld %4lld %3lld %6s | %9.3f %9.3f %9.3f | %9.3f %9.3f %9.3f\n", static_cast<long long>(c.b),
+                static_cast<long long>(c.n), static_cast<long long>(c.d), c.causal ? "yes" : "no", fwd[0], fwd[1],
+                fwd[2], both[0], both[1], both[2]);
+  }
+  at::set_num_threads(threads);
 }

@@ -289,6 +289,21 @@ TEST_CASE("fashion-mnist: augmentation is a padded random crop, flipped only wit
   }
 }
 
+TEST_CASE("fashion-mnist: augment flip mirrors without shifting", "[datasets]") {
+  const torch::Tensor raw = fashion(FashionMnistOptions().limit_train(128))->split("train").inputs;
+  const auto data = fashion(FashionMnistOptions().augment("flip").crop_padding(3).normalize(false));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(11);
+  const torch::Tensor pixels = (data->prepare(raw, &gen) * 255.0).round().to(torch::kUInt8);
+  int mirrored = 0;
+  for (std::int64_t i = 0; i < raw.size(0); ++i) {
+    const bool same = torch::equal(pixels[i], raw[i]);
+    const bool flipped = torch::equal(pixels[i], raw[i].flip({2}));
+    CHECK((same || flipped));  // crop_padding is ignored: no shift
+    mirrored += flipped && !same;
+  }
+  CHECK(mirrored > 32);
+}
+
 // ---- BatchLoader --------------------------------------------------------------------------
 
 namespace {
@@ -425,7 +440,7 @@ TEST_CASE("fashion-mnist: registered with its paper, schema and validated parame
   CHECK(info.paper.find("arXiv:1708.07747") != std::string::npos);
   CHECK(info.schema.names() == std::vector<std::string>{"root", "val_size", "split_seed", "augment", "crop_padding",
                                                         "normalize", "limit_train", "limit_test"});
-  CHECK(info.schema.find("augment")->choices == std::vector<std::string>{"none", "crop", "crop-flip"});
+  CHECK(info.schema.find("augment")->choices == std::vector<std::string>{"none", "crop", "crop-flip", "flip"});
   CHECK(info.schema.find("root")->default_value.as_string() == kRealRoot);
 
   const auto data = dataset_registry().create(ConfigNode::string("fashion-mnist"), DatasetArgs{});

@@ -65,7 +65,7 @@ class ViT(nn.Module):
 
 def main():
     p = argparse.ArgumentParser()
-    for name, default in [("dim", 64), ("depth", 6), ("patch", 4), ("heads", 4), ("batch", 128),
+    for name, default in [("dim", 64), ("depth", 4), ("patch", 4), ("heads", 4), ("batch", 128),
                           ("steps", 30), ("warmup", 5), ("threads", 1), ("image", 28)]:
         p.add_argument("--" + name, type=int, default=default)
     p.add_argument("--mlp-ratio", type=float, default=2.0)

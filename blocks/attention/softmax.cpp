@@ -10,7 +10,7 @@ const OptionsSchema<SoftmaxAttentionOptions>& softmax_attention_schema() {
     OptionsSchema<SoftmaxAttentionOptions> s;
     declare_multi_head_options(s);
     BLOCKLAB_OPTION(s, fused,
-                    "use the fused SDPA kernel (default true); false computes softmax(QK^T/sqrt(d))V explicitly");
+                    "use a fused kernel (default true: small_attention on CPU up to 200 tokens, else SDPA); false computes softmax(QK^T/sqrt(d))V explicitly");
     return s;
   }();
   return schema;

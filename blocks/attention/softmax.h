@@ -5,8 +5,9 @@
 //   output = Concat(heads) W_O.
 //
 // Shape contract: x [B, N, C] -> [B, N, C]; C % heads == 0.
-// Honours ctx.causal (token i attends to j <= i, §3.2.3). By default forward uses the fused
-// kernel at::scaled_dot_product_attention; with fused=false, or whenever ctx.probe captures,
+// Honours ctx.causal (token i attends to j <= i, §3.2.3). By default forward uses a fused
+// kernel (on CPU for up to 200 tokens our small_attention, else at::scaled_dot_product_attention);
+// with fused=false, or whenever ctx.probe captures,
 // it computes softmax(q k^T / sqrt(d)) v explicitly and the probe records [B, h, N, N].
 #pragma once
 
@@ -19,7 +20,7 @@ struct SoftmaxAttentionOptions {
   TORCH_ARG(bool, qkv_bias) = true;    // bias on the q/k/v projection (default true)
   TORCH_ARG(double, attn_drop) = 0.0;  // dropout on the attention weights (default 0)
   TORCH_ARG(double, proj_drop) = 0.0;  // dropout after the output projection (default 0)
-  TORCH_ARG(bool, fused) = true;       // fused SDPA kernel (default true); false: explicit path
+  TORCH_ARG(bool, fused) = true;       // fused kernel (default true); false: explicit path
 };
 
 class SoftmaxAttentionImpl : public MultiHeadAttentionImpl {

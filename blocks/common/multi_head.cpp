@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "blocks/common/small_attention.h"
+
 namespace blocklab {
 
 void check_heads(std::int64_t dim, std::int64_t heads, const ConfigNode& params) {
@@ -73,6 +75,11 @@ torch::Tensor MultiHeadAttentionImpl::attend_fused(const torch::Tensor& q, const
                                                    const torch::Tensor& v, const MixerContext& ctx) {
   const double p = is_training() ? config_.attn_drop : 0.0;
   const auto bias = score_bias(q.size(-2), ctx);
+  // CPU, float32/float64, N <= kSmallAttentionMaxTokens (200; the crossover with SDPA's flash
+  // kernel is measured between 197 and 256 tokens, see small_attention.h), no bias and no
+  // attention dropout: small_attention. Otherwise (CUDA, long sequences, biases, dropout) SDPA.
+  if (!bias.defined() && p == 0.0 && q.size(-2) <= kSmallAttentionMaxTokens && small_attention_supports(q, k, v))
+    return small_attention(q, k, v, scale_, ctx.causal);
   if (!bias.defined()) return at::scaled_dot_product_attention(q, k, v, {}, p, ctx.causal, scale_);
   // SDPA takes either is_causal or a mask: fold the causal mask into the additive bias.
   auto mask = bias.to(q.dtype());

@@ -12,8 +12,9 @@
 //                            (relative positions, ALiBi, masks), used by both paths
 //   normalise(s, ctx)        default softmax over keys (sigmoid, softplus, ... variants)
 //
-// and opts into the fused kernel (at::scaled_dot_product_attention) by overriding
-// fused_path() when its attention is softmax(q k^T / sqrt(d) + bias). The reference path is
+// and opts into the fused kernel (small_attention on CPU for short sequences without bias or
+// attention dropout, at::scaled_dot_product_attention otherwise) by overriding fused_path()
+// when its attention is softmax(q k^T / sqrt(d) + bias). The reference path is
 // the test oracle, the CPU fallback and the path the probe uses: when capturing(ctx.probe),
 // the weights [B,h,N,N] (after normalise, before dropout) are recorded with ctx.layer and
 // the mixer's registry key.

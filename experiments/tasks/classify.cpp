@@ -236,7 +236,8 @@ class ClassifyTask : public Task {
       if (improved) pos.best_metric = selection, pos.best_epoch = pos.epoch + 1;
       ++pos.epoch;
       pos.batch = 0;
-      window_start = std::chrono::steady_clock::now();
+      window_start = std::chrono::steady_clock::now();  // the rate excludes evaluation time
+      window_images = 0;
       checkpoint("last");
       if (improved) checkpoint("best");
     }

@@ -60,10 +60,6 @@ Schema classify_schema() {
   s.add_component("optimizer", "optimizer", "adamw", "optimizer");
   s.add_component("scheduler", "scheduler", "cosine", "learning-rate schedule (with trainer.warmup)");
   s.add_section("trainer", trainer, "training loop");
-  for (const char* k : {"model", "head", "dataset", "optimizer", "scheduler"}) {
-    auto* p = const_cast<ParamSpec*>(s.find(k));
-    p->required = false;
-  }
   return s;
 }
 

@@ -10,6 +10,19 @@
 namespace blocklab {
 namespace {
 
+// Parameters with type, default and doc; sections list their own parameters indented.
+void print_params(const Schema& schema, std::size_t indent) {
+  std::size_t width = 0;
+  for (const auto& p : schema.params()) width = std::max(width, p.name.size());
+  const std::string pad(indent, ' ');
+  for (const auto& p : schema.params()) {
+    std::string name = p.name;
+    name.resize(width, ' ');
+    std::cout << pad << name << "  " << p.type_text() << "\n" << pad << std::string(width + 2, ' ') << p.doc << "\n";
+    if (p.type == ParamType::Section && p.section) print_params(*p.section, indent + 4);
+  }
+}
+
 void describe_entry(const RegistryBase& reg, const EntryInfo& e) {
   std::cout << e.key << " (" << reg.kind() << ")\n  " << e.summary << "\n";
   if (!e.paper.empty()) std::cout << "  paper:    " << e.paper << "\n";
@@ -18,13 +31,7 @@ void describe_entry(const RegistryBase& reg, const EntryInfo& e) {
     std::cout << "  parameters: none\n";
   } else {
     std::cout << "  parameters:\n";
-    std::size_t width = 0;
-    for (const auto& p : e.schema.params()) width = std::max(width, p.name.size());
-    for (const auto& p : e.schema.params()) {
-      std::string name = p.name;
-      name.resize(width, ' ');
-      std::cout << "    " << name << "  " << p.type_text() << "\n" << std::string(width + 6, ' ') << p.doc << "\n";
-    }
+    print_params(e.schema, 4);
   }
   std::cout << "  example:  {type: " << e.key;
   const ConfigNode example = parse_yaml(e.example.empty() ? "{}" : e.example, e.key + " example");

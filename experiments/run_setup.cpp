@@ -1,6 +1,9 @@
 #include "experiments/run_setup.h"
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <atomic>
 
 #include <filesystem>
 #include <iostream>
@@ -11,6 +14,20 @@
 namespace fs = std::filesystem;
 
 namespace blocklab {
+
+namespace {
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
+}  // namespace
+
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  for (int sig : {SIGTERM, SIGUSR1, SIGINT}) sigaction(sig, &action, nullptr);
+}
+
+int stop_signal() { return g_stop_signal.load(); }
 
 void RunFiles::say(const std::string& line) {
   if (!quiet) std::cerr << line << std::endl;
@@ -82,13 +99,15 @@ void open_run_directory(const RunRequest& request, const std::string& data_finge
   const ConfigNode* out = cfg.find("output_dir");
   const std::string root = out && out->is_scalar() ? out->text() : "results/runs";
   f.dir = root + "/" + request.experiment + "/" + f.id;
+  if (!request.record_dir_file.empty())
+    write_file_atomic(request.record_dir_file, fs::absolute(f.dir).lexically_normal().string() + "\n");
 
   const bool exists = fs::exists(f.dir);
   const bool finished = file_exists(f.dir + "/summary.json");
   const bool has_checkpoint = file_exists(f.checkpoint("last"));
   if (request.force && exists) {
     fs::remove_all(f.dir);
-  } else if (request.resume) {
+  } else if (request.resume || (request.resume_if_any && has_checkpoint)) {
     if (finished && read_file(f.dir + "/summary.json").find("\"finished\"") != std::string::npos)
       throw RunAlreadyDone{f.dir, read_file(f.dir + "/summary.json")};
     if (!has_checkpoint)
@@ -106,7 +125,7 @@ void open_run_directory(const RunRequest& request, const std::string& data_finge
   fs::create_directories(f.dir + "/checkpoints");
   if (setup.resuming && file_exists(f.dir + "/summary.json")) fs::remove(f.dir + "/summary.json");
   if (!setup.resuming) {
-    write_file_atomic(f.dir + "/config.yaml", dump_yaml(cfg));
+    write_file_atomic(f.dir + "/config.yaml", dump_yaml(cfg, DumpOptions{true}));  // with provenance, for diff
     ConfigNode overrides = ConfigNode::sequence();
     for (const auto& o : request.overrides) overrides.push_back(ConfigNode::string(o.text));
     write_file_atomic(f.dir + "/overrides.yaml", dump_yaml(overrides));

@@ -45,6 +45,11 @@ struct RunSetup {
 // Threads, device, determinism and the global seed, from the config's common keys.
 RunSetup configure_runtime(const RunRequest& request);
 
+// SIGTERM, SIGUSR1 (Slurm's warning before the time limit) and SIGINT ask a run to stop: the
+// training loop checks stop_signal() after each step, checkpoints and exits kExitRequeue.
+void install_stop_handlers();
+int stop_signal();  // 0 while no stop was asked for
+
 // Thrown when an identical run has already finished (and --force was not given): the task
 // reports it and exits 0.
 struct RunAlreadyDone {

@@ -12,12 +12,18 @@
 
 namespace blocklab {
 
+// Exit status of a run stopped by SIGTERM, SIGUSR1 or SIGINT after writing a checkpoint: it
+// continues with --resume (sweeps run it again; Slurm requeues the task). 75 is EX_TEMPFAIL.
+constexpr int kExitRequeue = 75;
+
 struct RunRequest {
   std::string experiment;       // config name
   ConfigNode config;            // composed, validated
   std::vector<Override> overrides;
   bool force = false;           // run again even if an identical run exists
   bool resume = false;          // continue from the last checkpoint
+  bool resume_if_any = false;   // resume when there is a checkpoint, else start (sweep jobs)
+  std::string record_dir_file;  // write the run directory's path here once it is open
   bool quiet = false;           // no progress line (sweeps)
 };
 

@@ -12,6 +12,7 @@ TORCH_VERSION=2.11.0          # built for CUDA 13.0 (matches nvcc 13.0 and the G
 APT_PACKAGES=(
   cmake ninja-build g++ pkg-config python3 python3-venv python3-pip
   libyaml-cpp-dev libboost-program-options-dev catch2 zlib1g-dev
+  libcairo2-dev fonts-dejavu-core slurm-wlm munge
   dataset-fashion-mnist python3-vega-datasets
 )
 # Libraries libtorch_cuda.so links that the machine's CUDA 13 toolkit does not ship.

@@ -2,6 +2,8 @@
 // exact resume after SIGKILL, atomic checkpoints, corrupt checkpoints, divergence.
 #include <catch2/catch.hpp>
 
+#include "process_support.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -15,8 +17,8 @@
 #include <sstream>
 #include <thread>
 
-extern char** environ;
 namespace fs = std::filesystem;
+using namespace blocklab::testing;
 
 namespace {
 
@@ -26,19 +28,6 @@ const std::vector<std::string> kTiny = {
     "dataset.limit_train=512", "dataset.limit_test=200", "dataset.val_size=0",  "trainer.batch_size=32",
     "trainer.epochs=3",        "trainer.log_every=4",    "trainer.eval_batch_size=100", "threads=1"};
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("blocklab_test_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 std::vector<std::string> tiny(const std::string& out, std::vector<std::string> extra = {}) {
   std::vector<std::string> args = {"run", "vit_fmnist", "-q", "output_dir=" + out};
   args.insert(args.end(), kTiny.begin(), kTiny.end());
@@ -46,36 +35,8 @@ std::vector<std::string> tiny(const std::string& out, std::vector<std::string> e
   return args;
 }
 
-pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
-  std::vector<std::string> full = {BLOCKLAB_BINARY};
-  full.insert(full.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : full) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = 0;
-  REQUIRE(posix_spawn(&pid, BLOCKLAB_BINARY, &fa, nullptr, argv.data(), environ) == 0);
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
-}
-
-int wait_status(pid_t pid) {
-  int raw = 0;
-  waitpid(pid, &raw, 0);
-  return WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-}
-
-int run(const std::vector<std::string>& args, const fs::path& log) { return wait_status(spawn(args, log)); }
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+pid_t spawn(const std::vector<std::string>& args, const fs::path& log) { return spawn_blocklab(args, log); }
+int run(const std::vector<std::string>& args, const fs::path& log) { return run_blocklab(args, log); }
 
 // The only run directory under <out>/vit_fmnist.
 fs::path run_dir(const fs::path& out) {
@@ -234,4 +195,29 @@ TEST_CASE("a NaN loss stops the run as diverged, keeping the last good checkpoin
   CHECK(fs::exists(dir / "checkpoints" / "last.ckpt"));
   CHECK(slurp(dir / "metrics.jsonl").find("\"diverged\": true") != std::string::npos);
   CHECK(slurp(tmp.path / "nan.log").find("the last good checkpoint is kept") != std::string::npos);
+}
+
+TEST_CASE("SIGTERM or SIGUSR1 mid-run: checkpoint, exit 75, --resume equals an uninterrupted run", "[runs]") {
+  TempDir tmp;
+  REQUIRE(run(tiny((tmp.path / "full").string()), tmp.path / "full.log") == 0);
+  const fs::path full = run_dir(tmp.path / "full");
+  for (int sig : {SIGTERM, SIGUSR1}) {
+    const fs::path out = tmp.path / ("stopped" + std::to_string(sig));
+    const pid_t pid = spawn(tiny(out.string()), tmp.path / "stopped.log");
+    bool sent = false;
+    for (int i = 0; i < 3000 && !sent; ++i) {  // no periodic checkpoints: the signal's is the only one
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      if (fs::exists(out / "vit_fmnist") && slurp(run_dir(out) / "metrics.jsonl").find("\"step\": 8,") != std::string::npos)
+        sent = kill(pid, sig) == 0;
+    }
+    REQUIRE(sent);
+    CHECK(wait_status(pid) == 75);
+    const fs::path dir = run_dir(out);
+    CHECK(fs::exists(dir / "checkpoints/last.ckpt"));
+    CHECK_FALSE(fs::exists(dir / "summary.json"));
+    CHECK(slurp(dir / "log.txt").find("after a checkpoint; continue with --resume") != std::string::npos);
+    REQUIRE(run(tiny(out.string(), {"--resume"}), tmp.path / "resume.log") == 0);
+    CHECK(metrics_without_timing(dir) == metrics_without_timing(full));
+    CHECK(summary_field(dir, "weights_fnv1a64") == summary_field(full, "weights_fnv1a64"));
+  }
 }

@@ -12,7 +12,9 @@ namespace {
 int run_command(const std::vector<std::string>& args) {
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help")("force", "run again even if an identical run exists")(
-      "resume", "continue the run from its last checkpoint")("quiet,q", "no progress line")(
+      "resume", "continue the run from its last checkpoint")(
+      "continue", "resume if an unfinished run with this config has a checkpoint, else start it (sweeps)")(
+      "record-dir", po::value<std::string>(), "write the run directory's path to this file (sweeps)")("quiet,q", "no progress line")(
       "config-dir", po::value<std::string>(), "experiment configs (default: experiments/conf or $BLOCKLAB_CONF)");
   const auto cl = parse_command_line("run", args, opts);
   if (cl.vars.count("help")) {
@@ -33,6 +35,10 @@ int run_command(const std::vector<std::string>& args) {
   request.force = cl.vars.count("force") > 0;
   request.resume = cl.vars.count("resume") > 0;
   request.quiet = cl.vars.count("quiet") > 0;
+  request.resume_if_any = cl.vars.count("continue") > 0;
+  if (cl.vars.count("record-dir")) request.record_dir_file = cl.vars["record-dir"].as<std::string>();
+  if (request.force && (request.resume || request.resume_if_any))
+    throw UsageError("blocklab run: --force starts over, --resume/--continue go on: give one of them");
   auto task = task_registry().create(e.config.at("task"), request);
   return task->run();
 }

@@ -4,6 +4,7 @@
 // label smoothing and gradient clipping, no weight decay on norms, biases and position
 // tables; evaluates each epoch; records everything in a run directory and resumes exactly.
 #include <chrono>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -142,6 +143,7 @@ class ClassifyTask : public Task {
     const std::int64_t log_every = trainer.get_int("log_every");
     const std::int64_t checkpoint_every = trainer.get_int("checkpoint_every");
     Progress progress("step", total_steps, request_.quiet);
+    install_stop_handlers();
     const auto run_start = std::chrono::steady_clock::now();
     auto window_start = run_start;
     std::int64_t window_images = 0;
@@ -198,6 +200,14 @@ class ClassifyTask : public Task {
           pos.loss_count = 0;
           window_images = 0;
           window_start = std::chrono::steady_clock::now();
+        }
+        if (const int sig = stop_signal()) {
+          ++pos.batch;  // the checkpoint resumes at the next batch
+          checkpoint("last");
+          progress.finish();
+          files.warn("stopped by " + std::string(strsignal(sig)) + " at step " + std::to_string(pos.step) +
+                     " after a checkpoint; continue with --resume (" + files.dir + ")");
+          return kExitRequeue;
         }
         if (checkpoint_every > 0 && pos.step % checkpoint_every == 0 && pos.batch + 1 < steps_per_epoch) {
           ++pos.batch;  // the checkpoint resumes at the next batch

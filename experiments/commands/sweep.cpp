@@ -1,0 +1,327 @@
+// blocklab sweep <experiment> [overrides with sweep syntax]: every point validated first, then
+// run as independent, resumable jobs by a local pool or a Slurm job array.
+// blocklab job <sweep dir> --index I: runs one job (what each Slurm array task calls).
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "experiments/experiment.h"
+#include "experiments/progress.h"
+#include "experiments/run_files.h"
+#include "experiments/sweep.h"
+#include "registry/cli_options.h"
+#include "registry/command.h"
+#include "registry/suggest.h"
+#include "registry/yaml_io.h"
+
+namespace fs = std::filesystem;
+
+namespace blocklab {
+namespace {
+
+std::atomic<int> g_interrupted{0};
+extern "C" void on_interrupt(int sig) {
+  g_interrupted.store(sig);
+  // Runs checkpoint and exit with kExitRequeue; their jobs stay pending for the next call.
+  signal_running_jobs(SIGTERM);
+}
+
+void install_forwarding(std::initializer_list<int> signals, void (*handler)(int)) {
+  struct sigaction action {};
+  action.sa_handler = handler;
+  sigemptyset(&action.sa_mask);
+  for (int sig : signals) sigaction(sig, &action, nullptr);
+}
+
+std::string params_text(const SweepJob& job) {
+  std::string out;
+  for (const auto& [k, v] : job.params) out += (out.empty() ? "" : " ") + override_text(k, v);
+  return out;
+}
+
+// The final metrics of a finished job's run, compactly ("val/acc 0.8123 test/acc 0.8050").
+std::string final_metrics(const SweepDirectory& sweep, const JobState& st) {
+  if (st.run_dir.empty()) return "";
+  const std::string path = sweep.dir + "/" + st.run_dir + "/summary.json";
+  if (!file_exists(path)) return "";
+  try {
+    const ConfigNode summary = load_yaml_file(path, path);
+    const ConfigNode* final = summary.find("final");
+    std::string out;
+    if (final && final->is_map())
+      for (const auto& [k, v] : final->entries())
+        if (k.find('/') != std::string::npos && v.is_number()) {
+          char buf[64];
+          std::snprintf(buf, sizeof buf, "%s %.4f", k.c_str(), v.as_double());
+          out += (out.empty() ? "" : "  ") + std::string(buf);
+        }
+    return out;
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+struct Tally {
+  int done = 0, failed = 0, diverged = 0, pending = 0, running = 0;
+  std::string text() const {
+    std::string out = std::to_string(done) + " done";
+    if (failed) out += ", " + std::to_string(failed) + " failed";
+    if (diverged) out += ", " + std::to_string(diverged) + " diverged";
+    if (running) out += ", " + std::to_string(running) + " running elsewhere";
+    if (pending) out += ", " + std::to_string(pending) + " pending";
+    return out;
+  }
+  void add(const std::string& state) {
+    if (state == "done") ++done;
+    else if (state == "failed") ++failed;
+    else if (state == "diverged") ++diverged;
+    else if (state == "running") ++running;
+    else ++pending;
+  }
+};
+
+int run_local(const SweepDirectory& sweep, int jobs, bool retry_failed, bool quiet, bool user_threads) {
+  const int cores = available_cores();
+  if (jobs > cores) {
+    std::cerr << "--jobs " << jobs << " is more than the " << cores << " cores here: using " << cores << "\n";
+    jobs = cores;
+  }
+  JobRunOptions options;
+  options.retry_failed = retry_failed;
+  options.threads = user_threads ? 0 : std::max(1, cores / jobs);
+
+  // What is left to do (done and diverged jobs are results; failed ones need --retry-failed).
+  std::vector<const SweepJob*> todo;
+  Tally before;
+  for (const auto& job : sweep.jobs) {
+    const JobState st = read_job_state(sweep, job);
+    const bool settled = st.state == "done" || st.state == "diverged" || (st.state == "failed" && !retry_failed);
+    if (settled) before.add(st.state);
+    else todo.push_back(&job);
+  }
+  std::cerr << "sweep " << sweep.dir << ": " << sweep.jobs.size() << " jobs";
+  if (todo.size() != sweep.jobs.size()) std::cerr << " (" << before.text() << " already)";
+  std::cerr << "; running " << todo.size() << " with " << jobs << " worker" << (jobs > 1 ? "s" : "") << " x "
+            << (options.threads ? std::to_string(options.threads) : std::string("the config's")) << " threads\n";
+  if (before.failed && !retry_failed)
+    std::cerr << "  " << before.failed << " failed job(s) are not run again: add --retry-failed\n";
+
+  install_forwarding({SIGINT, SIGTERM}, on_interrupt);
+  std::mutex print;
+  std::atomic<std::size_t> next{0};
+  std::atomic<int> completed{0};
+  Tally after = before;
+  Progress progress("jobs", static_cast<std::int64_t>(todo.size()), quiet);
+  const auto start = std::chrono::steady_clock::now();
+  auto worker = [&] {
+    for (std::size_t i; !g_interrupted.load() && (i = next.fetch_add(1)) < todo.size();) {
+      const SweepJob& job = *todo[i];
+      JobOutcome out;
+      try {
+        out = run_job(sweep, job, options);
+      } catch (const std::exception& e) {
+        out.state.state = "failed";
+        out.state.reason = e.what();
+      }
+      std::lock_guard<std::mutex> lock(print);
+      const int n = ++completed;
+      const std::string state = out.kind == JobOutcome::Kind::Busy ? "running" : out.state.state;
+      after.add(state);
+      progress.finish();
+      char head[96];
+      std::snprintf(head, sizeof head, "[%d/%zu] %-8s %s ", n, todo.size(),
+                    out.kind == JobOutcome::Kind::Busy ? "busy" : state.c_str(), job.id.c_str());
+      std::cerr << head << params_text(job);
+      if (state == "done") std::cerr << "  " << final_metrics(sweep, out.state) << "  (" << Progress::format_duration(out.seconds) << ")";
+      if (out.kind == JobOutcome::Kind::Busy) std::cerr << "  (another worker holds it)";
+      if (state == "failed" || state == "diverged") std::cerr << "\n    " << out.state.reason;
+      std::cerr << std::endl;
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      progress.update(n, after.text(), seconds > 0 ? n / seconds : 0);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int w = 0; w < jobs; ++w) pool.emplace_back(worker);
+  for (auto& t : pool) t.join();
+  progress.finish();
+
+  Tally final;
+  for (const auto& job : sweep.jobs) final.add(read_job_state(sweep, job).state);
+  std::cerr << "sweep " << sweep.id << ": " << sweep.jobs.size() << " jobs: " << final.text() << "\n";
+  if (g_interrupted.load()) {
+    std::cerr << "interrupted: run the same command again to continue (finished jobs are kept)\n";
+    return 130;
+  }
+  std::cerr << "  table: blocklab table " << sweep.dir << " --rows ... --cols ... --metric ...\n";
+  if (final.failed) {
+    std::cerr << "  failed jobs: blocklab status " << sweep.dir << " (their reasons and log tails)\n";
+    return 1;
+  }
+  return 0;
+}
+
+int run_slurm(const SweepDirectory& sweep, const po::variables_map& vars, bool retry_failed, bool dry_run) {
+  SlurmOptions o;
+  o.binary = fs::read_symlink("/proc/self/exe").string();
+  o.sweep_dir = sweep.dir;
+  o.job_name = "blocklab-" + sweep.experiment + "-" + sweep.id;
+  for (const auto& job : sweep.jobs) {
+    const JobState st = read_job_state(sweep, job);
+    if (st.state == "done" || st.state == "diverged" || (st.state == "failed" && !retry_failed)) continue;
+    o.indices.push_back(job.index);
+  }
+  o.parallel = vars["parallel"].as<int>();
+  o.cpus_per_task = vars["cpus-per-task"].as<int>();
+  if (vars.count("time")) o.time = vars["time"].as<std::string>();
+  if (vars.count("partition")) o.partition = vars["partition"].as<std::string>();
+  if (vars.count("sbatch")) o.extra = vars["sbatch"].as<std::vector<std::string>>();
+  if (o.indices.empty()) {
+    std::cerr << "sweep " << sweep.dir << ": every job is settled; nothing to submit\n";
+    return 0;
+  }
+  const std::string script_path = sweep.dir + "/slurm/sweep.sbatch";
+  const std::string script = slurm_script(o);
+  fs::create_directories(sweep.dir + "/slurm");
+  write_file_atomic(script_path, script);
+  if (dry_run) {
+    std::cout << script;
+    std::cerr << "not submitted (--dry-run); the script is " << script_path << "\n";
+    return 0;
+  }
+  std::string sbatch;
+  for (const char* dir : {"/usr/bin", "/usr/local/bin", "/bin"})
+    if (fs::exists(std::string(dir) + "/sbatch")) sbatch = std::string(dir) + "/sbatch";
+  if (sbatch.empty())
+    throw ConfigError("sbatch is not installed here, so the Slurm array cannot be submitted", Source{}, "",
+                      {"the script is written: " + script_path, "submit it where Slurm runs: sbatch " + script_path,
+                       "or run the sweep here: --launcher local"});
+  const std::string command = sbatch + " --parsable '" + script_path + "' 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  std::string output;
+  char buf[256];
+  while (pipe && std::fgets(buf, sizeof buf, pipe)) output += buf;
+  const int status = pipe ? ::pclose(pipe) : -1;
+  while (!output.empty() && output.back() == '\n') output.pop_back();
+  if (status != 0) throw std::runtime_error("sbatch failed: " + output);
+  AppendFile(sweep.dir + "/slurm/submissions.txt").append_line(output + " " + array_spec(o.indices));
+  std::cout << output << "\n";
+  std::cerr << "submitted Slurm array job " << output << ": " << o.indices.size() << " task(s)"
+            << (o.parallel > 0 ? ", at most " + std::to_string(o.parallel) + " at a time" : "") << "\n"
+            << "  progress: blocklab status " << sweep.dir << "\n";
+  return 0;
+}
+
+int sweep_command(const std::vector<std::string>& args) {
+  po::options_description opts("Options");
+  opts.add_options()("help,h", "show this help")(
+      "launcher", po::value<std::string>()->default_value("local"), "local (a pool of processes) or slurm (a job array)")(
+      "jobs,j", po::value<int>()->default_value(1), "local: parallel jobs (threads per job = cores / jobs)")(
+      "retry-failed", "run failed jobs again")("dry-run", "plan, validate and write the sweep directory; run nothing")(
+      "parallel", po::value<int>()->default_value(0), "slurm: at most this many array tasks at once (%P; 0: no limit)")(
+      "cpus-per-task", po::value<int>()->default_value(1), "slurm: CPUs (and LibTorch threads) per task")(
+      "time", po::value<std::string>(), "slurm: time limit per task (e.g. 1:00:00)")(
+      "partition", po::value<std::string>(), "slurm: partition")(
+      "sbatch", po::value<std::vector<std::string>>(), "slurm: another #SBATCH line (repeatable), e.g. --sbatch=--mem=4G")(
+      "root", po::value<std::string>()->default_value("results/sweeps"), "where sweep directories go")(
+      "quiet,q", "no progress line")(
+      "config-dir", po::value<std::string>(), "experiment configs (default: experiments/conf or $BLOCKLAB_CONF)");
+  const auto cl = parse_command_line("sweep", args, opts);
+  if (cl.vars.count("help")) {
+    std::cout << command_help(
+        "sweep", "<experiment> [overrides...]",
+        "Runs a grid of configs as independent, resumable jobs. Every point is composed and validated before "
+        "anything runs. Running the same command again skips finished jobs and continues interrupted ones.",
+        opts,
+        "Sweep syntax:\n"
+        "  key=a,b,c  key=choice(a,b)  key=range(0,3)  key=range(1e-4,1e-3,2e-4)\n"
+        "  key=glob('attention/*')     registry names (or config-group options) matching the pattern\n"
+        "  zip(a,b)=[1,x],[2,y]        pairs values instead of a product\n"
+        "Examples:\n"
+        "  blocklab sweep vit_fmnist model.mixer.heads=2,4 trainer.lr=1e-3,2e-3 seed=0,1,2 --jobs 2\n"
+        "  blocklab sweep vit_fmnist seed=range(0,5) --launcher slurm --parallel 4 --time 2:00:00\n"
+        "Then: blocklab status <sweep dir>, blocklab table <sweep dir> --rows ... --cols ... --metric test/acc\n");
+    return 0;
+  }
+  if (cl.positional.empty()) throw UsageError("blocklab sweep: name an experiment\n  see: blocklab list experiment");
+  const std::string launcher = cl.vars["launcher"].as<std::string>();
+  if (launcher != "local" && launcher != "slurm")
+    throw UsageError("blocklab sweep: --launcher is local or slurm, not '" + launcher + "'");
+  const int jobs = cl.vars["jobs"].as<int>();
+  if (jobs < 1) throw UsageError("blocklab sweep: --jobs must be at least 1");
+  const std::string dir = cl.vars.count("config-dir") ? cl.vars["config-dir"].as<std::string>() : default_config_dir();
+  const std::vector<std::string> overrides(cl.positional.begin() + 1, cl.positional.end());
+
+  const SweepPlan plan = plan_sweep(dir, cl.positional[0], overrides);  // every point validated
+  const std::string sweep_dir = write_sweep_directory(plan, cl.vars["root"].as<std::string>());
+  const SweepDirectory sweep = read_sweep_directory(sweep_dir);
+  const bool retry = cl.vars.count("retry-failed") > 0;
+  if (launcher == "slurm") return run_slurm(sweep, cl.vars, retry, cl.vars.count("dry-run") > 0);
+  if (cl.vars.count("dry-run")) {
+    std::cout << sweep_dir << "\n";
+    for (const auto& job : sweep.jobs) std::cout << "  " << job.index << " " << job.id << " " << params_text(job) << "\n";
+    std::cerr << plan.jobs.size() << " jobs planned and validated (--dry-run: nothing run)\n";
+    return 0;
+  }
+  bool user_threads = false;
+  for (const auto& o : overrides) user_threads = user_threads || o.rfind("threads=", 0) == 0;
+  return run_local(sweep, jobs, retry, cl.vars.count("quiet") > 0, user_threads);
+}
+
+extern "C" void forward_to_run(int sig) { signal_running_jobs(sig); }
+
+int job_command(const std::vector<std::string>& args) {
+  po::options_description opts("Options");
+  opts.add_options()("help,h", "show this help")("index", po::value<int>(), "job index (default: $SLURM_ARRAY_TASK_ID)")(
+      "threads", po::value<int>()->default_value(0), "LibTorch threads for the run (0: the config's)")(
+      "retry-failed", "run the job again if it failed");
+  const auto cl = parse_command_line("job", args, opts);
+  if (cl.vars.count("help")) {
+    std::cout << command_help("job", "<sweep dir> [--index I]",
+                              "Runs one job of a sweep (what a Slurm array task calls). Idempotent: a finished job is "
+                              "skipped, a job another live worker holds is left alone.",
+                              opts);
+    return 0;
+  }
+  if (cl.positional.size() != 1) throw UsageError("blocklab job: give one sweep directory");
+  int index = -1;
+  if (cl.vars.count("index")) {
+    index = cl.vars["index"].as<int>();
+  } else if (const char* env = std::getenv("SLURM_ARRAY_TASK_ID")) {
+    index = std::atoi(env);
+  } else {
+    throw UsageError("blocklab job: give --index (or run inside a Slurm array task)");
+  }
+  const SweepDirectory sweep = read_sweep_directory(cl.positional[0]);
+  if (index < 0 || index >= static_cast<int>(sweep.jobs.size()))
+    throw UsageError("blocklab job: --index " + std::to_string(index) + " is outside 0.." +
+                     std::to_string(sweep.jobs.size() - 1));
+  install_forwarding({SIGINT, SIGTERM, SIGUSR1}, forward_to_run);
+  JobRunOptions options;
+  options.threads = cl.vars["threads"].as<int>();
+  options.retry_failed = cl.vars.count("retry-failed") > 0;
+  const SweepJob& job = sweep.jobs[static_cast<std::size_t>(index)];
+  const JobOutcome out = run_job(sweep, job, options);
+  if (out.kind == JobOutcome::Kind::Busy) {
+    std::cerr << "job " << index << " (" << job.id << ") is held by another live worker\n";
+    return 0;
+  }
+  std::cerr << "job " << index << " (" << job.id << "): " << out.state.state
+            << (out.kind == JobOutcome::Kind::Skipped ? " already" : "")
+            << (out.state.reason.empty() ? "" : ": " + out.state.reason) << "\n";
+  const std::string& s = out.state.state;
+  return s == "done" ? 0 : s == "pending" ? kExitRequeue : s == "diverged" ? 3 : 1;
+}
+
+const bool registered = CommandRegistry::instance().add(
+                            {"sweep", "run a grid of configs as resumable jobs (local pool or Slurm array)", sweep_command, 45}) &&
+                        CommandRegistry::instance().add({"job", "run one job of a sweep (Slurm array tasks call this)", job_command, 47});
+
+}  // namespace
+}  // namespace blocklab

@@ -1,0 +1,134 @@
+// Sweeps: a grid of experiment configs run as independent, resumable jobs.
+//
+// A sweep directory results/sweeps/<sweep-id>/ (the id hashes the experiment, the overrides
+// as typed and every job id) holds:
+//   sweep.json              {"sweep_id","experiment","config_dir","overrides":[as typed],
+//                            "axes":["model.mixer.type","trainer.lr","seed"],"jobs":N}
+//   manifest.jsonl          one line per job, in index order:
+//                            {"index":0,"job":"<12 hex>","params":{"trainer.lr":0.001,...},
+//                             "overrides":["trainer.lr=0.001", ...every override of the job]}
+//   jobs/<job>/config.yaml  the job's resolved, validated config
+//   jobs/<job>/state.json   the ledger entry (absent = pending):
+//                            {"job","index","state":"pending|running|done|failed|diverged",
+//                             "run_dir":"runs/<experiment>/<run id>" (relative to the sweep
+//                             dir; "" when none),"exit_code":N,"reason":"...",
+//                             "log_tail":"...","attempts":K,"host":"...","updated":"<UTC>"}
+//   jobs/<job>/claim        exists while a worker runs the job (atomic O_EXCL creation)
+//   jobs/<job>/log.txt      the job process's stdout and stderr
+//   runs/<experiment>/<id>/ the run directories (the jobs' output_dir is <sweep dir>/runs)
+//   tables/, plots/         written by `blocklab table`
+// The job id hashes the resolved config without output_dir and threads (how a job is run,
+// not what it computes), so it is stable across launchers and machines.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "experiments/task.h"  // kExitRequeue
+#include "registry/config_node.h"
+
+namespace blocklab {
+
+// One point of the grid.
+struct SweepJob {
+  int index = 0;
+  std::string id;                      // 12 hex digits
+  std::vector<std::string> overrides;  // every override of the job, as `blocklab run` takes them
+  std::vector<std::pair<std::string, ConfigNode>> params;  // the swept keys and their values here
+  ConfigNode config;                   // resolved, validated
+};
+
+struct SweepPlan {
+  std::string id;  // 12 hex digits
+  std::string experiment, config_dir;
+  std::vector<std::string> override_texts;  // as typed
+  std::vector<std::string> axes;            // swept keys, outermost first
+  std::vector<SweepJob> jobs;               // the product, last axis fastest
+};
+
+// Expands the overrides (products of `a=1,2`, `choice()`, `range()`, `glob()` over registry
+// names or config-group options, and `zip(a,b)=[..],[..]`) and composes and validates every
+// point. Throws one ConfigError listing every problem (each once, with a point that has it).
+SweepPlan plan_sweep(const std::string& config_dir, const std::string& experiment,
+                     const std::vector<std::string>& override_texts);
+
+// The override text that sets `key` to `value` ("trainer.lr=0.001", "model.mixer.type=a/b").
+std::string override_text(const std::string& key, const ConfigNode& value);
+
+// Creates <root>/<plan.id>/ with sweep.json, manifest.jsonl and jobs/<job>/config.yaml, or
+// checks that an existing one holds the same jobs. Returns the directory.
+std::string write_sweep_directory(const SweepPlan& plan, const std::string& root);
+
+// A sweep directory read back (by `blocklab job`, `blocklab status`, Slurm tasks).
+struct SweepDirectory {
+  std::string dir;  // absolute
+  std::string id, experiment, config_dir;
+  std::vector<std::string> override_texts, axes;
+  std::vector<SweepJob> jobs;  // config left empty; read jobs/<id>/config.yaml if needed
+};
+// Reads sweep.json and manifest.jsonl; a path that is not a sweep directory, or a corrupt
+// file, gives a ConfigError naming it. `path` may also be a sweep id under results/sweeps.
+SweepDirectory read_sweep_directory(const std::string& path);
+
+// ---- The ledger: one state file per job ---------------------------------------------------
+struct JobState {
+  std::string state = "pending";  // pending, running, done, failed, diverged
+  std::string run_dir;            // relative to the sweep directory
+  int exit_code = 0;
+  std::string reason, log_tail, host, updated;
+  int attempts = 0;
+  std::int64_t pid = 0;
+};
+JobState read_job_state(const SweepDirectory& sweep, const SweepJob& job);
+void write_job_state(const SweepDirectory& sweep, const SweepJob& job, const JobState& state);
+std::string job_dir(const SweepDirectory& sweep, const SweepJob& job);
+
+// ---- Running jobs ------------------------------------------------------------------------
+struct JobRunOptions {
+  std::string binary;         // the blocklab executable (default: this process's)
+  int threads = 0;            // 0: leave the config's threads
+  bool retry_failed = false;  // run failed jobs again
+};
+
+struct JobOutcome {
+  enum class Kind { Ran, Skipped, Busy } kind = Kind::Ran;
+  JobState state;
+  double seconds = 0;
+};
+
+// Claims the job (atomic creation of jobs/<job>/claim; a claim left by a dead process on this
+// host, or by an earlier incarnation of the same Slurm task, is taken over), runs it as a child
+// `blocklab run ... --continue` (killed if this thread's process dies), and records the
+// outcome in the ledger. Done and diverged jobs, and failed ones without retry_failed, are
+// skipped; a job another live worker holds is Busy.
+JobOutcome run_job(const SweepDirectory& sweep, const SweepJob& job, const JobRunOptions& options);
+
+// Whether a worker holds the job: "live", "stale" (its worker died: the job runs again on
+// the next call) or "none".
+std::string claim_state(const SweepDirectory& sweep, const SweepJob& job);
+
+// Sends `signal` to every job child started by run_job in this process (SIGTERM on Ctrl-C:
+// the runs checkpoint and exit with kExitRequeue).
+void signal_running_jobs(int signal);
+
+// CPU cores this process may use (its affinity mask).
+int available_cores();
+
+// The Slurm job-array script for a sweep (golden-tested): each array task runs
+// `blocklab job <sweep dir> --index $SLURM_ARRAY_TASK_ID`, forwards SIGUSR1/SIGTERM to it and
+// requeues itself when the job checkpointed (exit kExitRequeue).
+struct SlurmOptions {
+  std::string binary, sweep_dir, job_name;
+  std::vector<int> indices;  // array indices to run
+  int parallel = 0;          // %P (0: no limit)
+  int cpus_per_task = 1;
+  std::string time, partition;
+  std::vector<std::string> extra;  // more #SBATCH lines ("--mem=4G")
+};
+std::string slurm_script(const SlurmOptions& options);
+// "0-5", "0,2,4-7"
+std::string array_spec(const std::vector<int>& indices);
+
+}  // namespace blocklab

@@ -1,0 +1,266 @@
+// Running one sweep job: claim it, run it as a child process, record the outcome.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "experiments/run_files.h"
+#include "experiments/sweep.h"
+#include "registry/config_error.h"
+#include "registry/yaml_io.h"
+
+namespace fs = std::filesystem;
+
+namespace blocklab {
+namespace {
+
+// Children of run_job, for signal forwarding from a handler (plain atomics: signal-safe).
+std::array<std::atomic<pid_t>, 256> g_children{};
+
+void remember_child(pid_t pid) {
+  for (auto& slot : g_children) {
+    pid_t empty = 0;
+    if (slot.compare_exchange_strong(empty, pid)) return;
+  }
+}
+void forget_child(pid_t pid) {
+  for (auto& slot : g_children) {
+    pid_t p = pid;
+    if (slot.compare_exchange_strong(p, 0)) return;
+  }
+}
+
+std::string hostname() {
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  return host;
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// The start time of a process (field 22 of /proc/<pid>/stat), to tell a live claimer from a
+// new process that happens to reuse its pid. "" when the process does not exist.
+std::string process_start(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return "";
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return "";
+  std::istringstream fields(stat.substr(close + 2));
+  std::string f;
+  for (int i = 3; i <= 22 && fields >> f; ++i) {
+  }
+  return f;
+}
+
+std::string slurm_task() {
+  const char* job = std::getenv("SLURM_ARRAY_JOB_ID");
+  const char* task = std::getenv("SLURM_ARRAY_TASK_ID");
+  return job && task ? std::string(job) + "_" + task : "-";
+}
+
+std::string my_claim() {
+  const pid_t pid = ::getpid();
+  return hostname() + " " + std::to_string(pid) + " " + process_start(pid) + " " + slurm_task() + "\n";
+}
+
+// A claim whose owner is gone: a dead (or reused) pid on this host, or an earlier run of the
+// same Slurm array task (a requeue). Claims from other live hosts are respected.
+bool claim_is_stale(const std::string& text) {
+  std::istringstream in(text);
+  std::string host, pid, start, task;
+  if (!(in >> host >> pid >> start >> task)) return true;  // torn write by a killed claimer
+  if (task != "-" && task == slurm_task()) return true;
+  if (host != hostname()) return false;
+  const pid_t p = static_cast<pid_t>(std::atoll(pid.c_str()));
+  if (p == ::getpid()) return false;
+  return process_start(p) != start;
+}
+
+bool try_claim(const std::string& path) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      const std::string text = my_claim();
+      const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+      ::fsync(fd);
+      ::close(fd);
+      if (!ok) throw std::runtime_error("cannot write the claim " + path + ": " + std::strerror(errno));
+      return true;
+    }
+    if (errno != EEXIST) throw std::runtime_error("cannot create the claim " + path + ": " + std::strerror(errno));
+    if (!claim_is_stale(read_file(path))) return false;
+    // Take the stale claim over: only one worker wins the rename, the others see EEXIST/ENOENT.
+    const std::string aside = path + ".stale." + std::to_string(::getpid());
+    if (::rename(path.c_str(), aside.c_str()) != 0) return false;
+    ::unlink(aside.c_str());
+  }
+  return false;
+}
+
+std::string tail_lines(const std::string& path, std::uint64_t from, int lines) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  in.seekg(static_cast<std::streamoff>(from));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  std::size_t pos = text.size();
+  for (int n = 0; n < lines && pos != std::string::npos && pos > 0; ++n) pos = text.rfind('\n', pos - 1);
+  return pos == std::string::npos || pos == 0 ? text : text.substr(pos + 1);
+}
+
+// The line that says why a run failed: the last "error:" line of its log, else its last line.
+std::string failure_line(const std::string& text) {
+  std::istringstream in(text);
+  std::string line, last, error;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    last = line;
+    if (line.rfind("error", 0) == 0 || line.find("Error") != std::string::npos) error = line;
+  }
+  return error.empty() ? last : error;
+}
+
+std::string self_executable() {
+  std::error_code ec;
+  const auto p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("blocklab") : p.string();
+}
+
+// Runs argv with stdout/stderr appended to `log`; returns the waitpid status. The child gets
+// SIGKILL when the thread that started it dies, so a killed driver leaves no orphan runs.
+int spawn_and_wait(const std::vector<std::string>& argv, const std::string& log) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (out < 0) throw std::runtime_error("cannot open " + log + ": " + std::strerror(errno));
+  const int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
+  if (pid == 0) {  // only async-signal-safe calls until exec
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    ::dup2(devnull, 0);
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  remember_child(pid);
+  ::close(out);
+  ::close(devnull);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  forget_child(pid);
+  return status;
+}
+
+}  // namespace
+
+std::string claim_state(const SweepDirectory& sweep, const SweepJob& job) {
+  const std::string path = job_dir(sweep, job) + "/claim";
+  if (!file_exists(path)) return "none";
+  return claim_is_stale(read_file(path)) ? "stale" : "live";
+}
+
+void signal_running_jobs(int signal) {
+  for (auto& slot : g_children)
+    if (const pid_t p = slot.load(); p > 0) ::kill(p, signal);
+}
+
+JobOutcome run_job(const SweepDirectory& sweep, const SweepJob& job, const JobRunOptions& options) {
+  JobOutcome outcome;
+  auto finished = [&](const JobState& s) {
+    return s.state == "done" || s.state == "diverged" || (s.state == "failed" && !options.retry_failed);
+  };
+  outcome.state = read_job_state(sweep, job);
+  if (finished(outcome.state)) return outcome.kind = JobOutcome::Kind::Skipped, outcome;
+  const std::string dir = job_dir(sweep, job);
+  fs::create_directories(dir);
+  const std::string claim = dir + "/claim";
+  if (!try_claim(claim)) return outcome.kind = JobOutcome::Kind::Busy, outcome;
+  struct Release {
+    std::string path;
+    ~Release() { ::unlink(path.c_str()); }
+  } release{claim};
+  JobState st = read_job_state(sweep, job);  // another worker may have finished it meanwhile
+  if (finished(st)) return outcome.state = st, outcome.kind = JobOutcome::Kind::Skipped, outcome;
+
+  st.state = "running";
+  st.attempts += 1;
+  st.host = hostname();
+  st.pid = ::getpid();
+  st.updated = utc_now();
+  st.reason = st.log_tail = "";
+  st.exit_code = 0;
+  write_job_state(sweep, job, st);
+
+  std::vector<std::string> argv = {options.binary.empty() ? self_executable() : options.binary,
+                                   "run", sweep.experiment, "--config-dir", sweep.config_dir, "--quiet", "--continue",
+                                   "--record-dir", dir + "/run_dir.txt", "--"};
+  bool user_threads = false;
+  for (const auto& o : job.overrides) {
+    argv.push_back(o);
+    user_threads = user_threads || o.rfind("threads=", 0) == 0;
+  }
+  argv.push_back(override_text("output_dir", ConfigNode::string(sweep.dir + "/runs")));
+  if (options.threads > 0 && !user_threads) argv.push_back("threads=" + std::to_string(options.threads));
+
+  const std::string log = dir + "/log.txt";
+  const std::uint64_t log_start = fs::exists(log) ? fs::file_size(log) : 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  const int status = spawn_and_wait(argv, log);
+  outcome.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  if (file_exists(dir + "/run_dir.txt")) {
+    std::string run_dir = read_file(dir + "/run_dir.txt");
+    while (!run_dir.empty() && run_dir.back() == '\n') run_dir.pop_back();
+    st.run_dir = fs::path(run_dir).lexically_relative(sweep.dir).string();
+  }
+  st.log_tail = tail_lines(log, log_start, 20);
+  st.updated = utc_now();
+  if (WIFEXITED(status)) {
+    st.exit_code = WEXITSTATUS(status);
+    switch (st.exit_code) {
+      case 0: st.state = "done"; break;
+      case 3: st.state = "diverged", st.reason = failure_line(st.log_tail); break;
+      case kExitRequeue: st.state = "pending", st.reason = "stopped by a signal after a checkpoint"; break;
+      case 127: st.state = "failed", st.reason = "could not start " + argv[0]; break;
+      default: st.state = "failed", st.reason = "exit status " + std::to_string(st.exit_code) + ": " + failure_line(st.log_tail);
+    }
+  } else {
+    const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    st.exit_code = 128 + sig;
+    st.state = "failed";
+    st.reason = std::string("killed by signal ") + std::to_string(sig) + " (" + strsignal(sig) + ")";
+  }
+  write_job_state(sweep, job, st);
+  outcome.state = st;
+  return outcome;
+}
+
+}  // namespace blocklab

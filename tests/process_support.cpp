@@ -1,0 +1,65 @@
+#include "process_support.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace blocklab::testing {
+
+TempDir::TempDir() {
+  path = fs::temp_directory_path() /
+         ("blocklab_test_" + std::to_string(::getpid()) + "_" + std::to_string(std::random_device{}()));
+  fs::create_directories(path);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path, ec);
+}
+
+pid_t spawn_blocklab(const std::vector<std::string>& args, const fs::path& log, const fs::path& cwd) {
+  std::vector<std::string> full = {BLOCKLAB_BINARY};
+  full.insert(full.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : full) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  const std::string log_path = fs::absolute(log).string();
+  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, BLOCKLAB_BINARY, &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) throw std::runtime_error("cannot start " + std::string(BLOCKLAB_BINARY));
+  return pid;
+}
+
+int wait_status(pid_t pid) {
+  int raw = 0;
+  while (waitpid(pid, &raw, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+}
+
+int run_blocklab(const std::vector<std::string>& args, const fs::path& log, const fs::path& cwd) {
+  return wait_status(spawn_blocklab(args, log, cwd));
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace blocklab::testing

@@ -1,0 +1,33 @@
+// Helpers for tests that run the blocklab executable: temp directories, spawning with the
+// output captured in a log, exit statuses, reading files.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace blocklab::testing {
+
+namespace fs = std::filesystem;
+
+// A fresh directory under the system temp dir, removed with everything in it at scope exit.
+struct TempDir {
+  fs::path path;
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+};
+
+// Starts `blocklab <args...>` with stdout and stderr appended to `log`; returns its pid.
+pid_t spawn_blocklab(const std::vector<std::string>& args, const fs::path& log, const fs::path& cwd = {});
+// Waits for `pid`; returns its exit status, or 128 + signal when killed.
+int wait_status(pid_t pid);
+// spawn_blocklab + wait_status.
+int run_blocklab(const std::vector<std::string>& args, const fs::path& log, const fs::path& cwd = {});
+// A whole file ("" when missing).
+std::string slurp(const fs::path& p);
+
+}  // namespace blocklab::testing

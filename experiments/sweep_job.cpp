@@ -252,6 +252,12 @@ JobOutcome run_job(const SweepDirectory& sweep, const SweepJob& job, const JobRu
       case 127: st.state = "failed", st.reason = "could not start " + argv[0]; break;
       default: st.state = "failed", st.reason = "exit status " + std::to_string(st.exit_code) + ": " + failure_line(st.log_tail);
     }
+  } else if (WIFSIGNALED(status) && (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGINT ||
+                                      WTERMSIG(status) == SIGUSR1)) {
+    // Asked to stop before its training loop could checkpoint: nothing is lost, run it again.
+    st.exit_code = 128 + WTERMSIG(status);
+    st.state = "pending";
+    st.reason = "stopped by a signal before its first step";
   } else {
     const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     st.exit_code = 128 + sig;

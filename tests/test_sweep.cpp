@@ -326,3 +326,57 @@ TEST_CASE("blocklab job runs one job by index, idempotently", "[sweep]") {
   CHECK(run_blocklab({"status", (tmp.path / "nowhere").string()}, tmp.path / "nowhere.log") == 2);
   CHECK(slurp(tmp.path / "nowhere.log").find("is not a sweep directory") != std::string::npos);
 }
+
+TEST_CASE("two drivers on the same sweep never run the same job", "[sweep]") {
+  TempDir tmp;
+  const auto args = sweep_args(tmp.path / "sweeps", with_tiny({"seed=0,1,2,3,4,5"}), {"--jobs", "1"});
+  const pid_t a = spawn_blocklab(args, tmp.path / "a.log");
+  const pid_t b = spawn_blocklab(args, tmp.path / "b.log");
+  const int status_a = wait_status(a), status_b = wait_status(b);
+  INFO(slurp(tmp.path / "a.log") << slurp(tmp.path / "b.log"));
+  CHECK(status_a == 0);
+  CHECK(status_b == 0);
+  const fs::path dir = only_sweep(tmp.path / "sweeps");
+  const SweepDirectory s = read_sweep_directory(dir.string());
+  for (const auto& job : s.jobs) {
+    const JobState st = read_job_state(s, job);
+    CHECK(st.state == "done");
+    CHECK(st.attempts == 1);  // claimed and run exactly once
+    CHECK_FALSE(fs::exists(dir / "jobs" / job.id / "claim"));
+  }
+  // Each job was run by one driver: the "done" lines of both add up to the six jobs.
+  auto done_lines = [](const std::string& log) {
+    int n = 0;
+    for (std::size_t at = 0; (at = log.find("] done ", at)) != std::string::npos; ++at) ++n;
+    return n;
+  };
+  CHECK(done_lines(slurp(tmp.path / "a.log")) + done_lines(slurp(tmp.path / "b.log")) == 6);
+}
+
+TEST_CASE("Ctrl-C on the driver: runs checkpoint, their jobs stay pending, the next call finishes them", "[sweep]") {
+  TempDir tmp;
+  const auto args = sweep_args(tmp.path / "sweeps",
+                               with_tiny({"dataset.limit_train=2048", "trainer.epochs=2", "seed=0,1"}), {"--jobs", "2"});
+  const pid_t driver = spawn_blocklab(args, tmp.path / "first.log");
+  bool sent = false;
+  for (int i = 0; i < 6000 && !sent; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (!fs::exists(tmp.path / "sweeps") || fs::is_empty(tmp.path / "sweeps")) continue;
+    const fs::path dir = only_sweep(tmp.path / "sweeps");
+    if (!fs::exists(dir / "manifest.jsonl")) continue;
+    const SweepDirectory s = read_sweep_directory(dir.string());
+    std::string run = slurp(dir / "jobs" / s.jobs[0].id / "run_dir.txt");
+    if (!run.empty() && run.back() == '\n') run.pop_back();
+    if (!run.empty() && slurp(fs::path(run) / "metrics.jsonl").find("\"step\": 8,") != std::string::npos)
+      sent = kill(driver, SIGINT) == 0;
+  }
+  REQUIRE(sent);
+  CHECK(wait_status(driver) == 130);
+  const fs::path dir = only_sweep(tmp.path / "sweeps");
+  CHECK(count(states(dir), "pending") == 2);
+  CHECK(slurp(tmp.path / "first.log").find("run the same command again to continue") != std::string::npos);
+  REQUIRE(run_blocklab(args, tmp.path / "second.log") == 0);
+  const SweepDirectory s = read_sweep_directory(dir.string());
+  CHECK(count(states(dir), "done") == 2);
+  CHECK(slurp(dir / read_job_state(s, s.jobs[0]).run_dir / "log.txt").find("resumed at step") != std::string::npos);
+}

@@ -28,9 +28,12 @@ struct RunRecord {
   std::map<std::string, std::string> env;
 };
 
-// Each path may be a run directory (has config.yaml), a sweep directory (has manifest.jsonl)
-// or a directory whose subdirectories are run directories (results/runs/<experiment>).
-// Throws ConfigError naming a path that is none of these, or a file that cannot be read.
+// Each path may be a run directory (has config.yaml), a sweep directory (has manifest.jsonl;
+// a bare sweep id names results/sweeps/<id>) or a directory whose subdirectories are run or
+// sweep directories (results/runs/<experiment>, read in name order). Sweep jobs come in
+// manifest order: no state.json = "pending"; "done" reads <sweep>/<run_dir>/summary.json.
+// A run directory without summary.json is "running". Throws ConfigError naming a path that
+// is none of these, or a file that is missing or corrupt.
 std::vector<RunRecord> load_run_records(const std::vector<std::string>& paths);
 
 // The sweep directory `path` names (a sweep directory, or a sweep id under results/sweeps),

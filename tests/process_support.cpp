@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
+#include <cstdio>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -53,6 +55,22 @@ int wait_status(pid_t pid) {
 
 int run_blocklab(const std::vector<std::string>& args, const fs::path& log, const fs::path& cwd) {
   return wait_status(spawn_blocklab(args, log, cwd));
+}
+
+CommandResult blocklab_command(const std::string& args, const std::string& cwd, bool merge) {
+  TempDir tmp;
+  const std::string err_file = (tmp.path / "stderr").string();
+  const std::string cmd = "cd '" + cwd + "' && '" + BLOCKLAB_BINARY + "' " + args +
+                          (merge ? std::string(" 2>&1") : " 2>'" + err_file + "'");
+  CommandResult r;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) throw std::runtime_error("cannot run " + cmd);
+  std::array<char, 4096> buf{};
+  while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) r.out.append(buf.data(), n);
+  const int raw = pclose(pipe);
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  if (!merge) r.err = slurp(err_file);
+  return r;
 }
 
 std::string slurp(const fs::path& p) {

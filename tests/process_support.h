@@ -27,6 +27,15 @@ pid_t spawn_blocklab(const std::vector<std::string>& args, const fs::path& log, 
 int wait_status(pid_t pid);
 // spawn_blocklab + wait_status.
 int run_blocklab(const std::vector<std::string>& args, const fs::path& log, const fs::path& cwd = {});
+// `blocklab <args>` through the shell in `cwd` (default: the tests directory, so paths in
+// messages are stable): exit status, stdout, and stderr (merged into out when `merge`).
+struct CommandResult {
+  int status = -1;
+  std::string out, err;
+};
+CommandResult blocklab_command(const std::string& args, const std::string& cwd = BLOCKLAB_TEST_DIR,
+                               bool merge = false);
+
 // A whole file ("" when missing).
 std::string slurp(const fs::path& p);
 

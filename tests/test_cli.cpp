@@ -6,26 +6,14 @@
 #include <sys/wait.h>
 
 #include "golden.h"
+#include "process_support.h"
 
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string out;  // stdout and stderr together
-};
+using Result = blocklab::testing::CommandResult;
 
-// Runs `blocklab <args>` in the tests directory (so paths in messages are stable).
-Result run_blocklab(const std::string& args) {
-  const std::string cmd = std::string("cd '") + BLOCKLAB_TEST_DIR + "' && '" + BLOCKLAB_BINARY + "' " + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::array<char, 4096> buf{};
-  while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) r.out.append(buf.data(), n);
-  const int raw = pclose(pipe);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return r;
-}
+// Runs `blocklab <args>` in the tests directory, stdout and stderr together in `out`.
+Result run_blocklab(const std::string& args) { return blocklab::testing::blocklab_command(args, BLOCKLAB_TEST_DIR, true); }
 
 void check_golden(const std::string& name, const std::string& text) {
   const std::string mismatch = blocklab::testing::golden_mismatch(name, text);

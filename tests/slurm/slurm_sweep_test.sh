@@ -109,4 +109,29 @@ grep -q "4 jobs: 4 done" "$WORK/status.txt"
 cat "$WORK/table.csv"
 [ "$(grep -c ',2,0,0' "$WORK/table.csv")" -eq 2 ]  # two cells, n=2 each, nothing failed
 ls "$SWEEP"/tables/*.md "$SWEEP"/plots/*.png >/dev/null
-say "passed: 4 array tasks done, table with 2 cells of n=2"
+say "4 array tasks done, table with 2 cells of n=2"
+
+# 6. Requeue: SIGUSR1 to the batch shell (what --signal=B:USR1@120 sends before the time limit)
+# reaches the run, which checkpoints and exits 75; the task requeues itself and the job
+# finishes on its second attempt, resumed from the checkpoint.
+"$BLOCKLAB" sweep vit_fmnist "${TINY[@]}" dataset.limit_train=8192 trainer.log_every=4 seed=7 \
+  --launcher slurm --root "$WORK/sweeps2" >"$WORK/submit2.out" 2>/dev/null
+JOB2=$(tail -n 1 "$WORK/submit2.out")
+SWEEP2=$(ls -d "$WORK"/sweeps2/*)
+for i in $(seq 400); do
+  run=$(cat "$SWEEP2"/jobs/*/run_dir.txt 2>/dev/null || true)
+  [ -n "$run" ] && grep -q '"step": 12,' "$run/metrics.jsonl" 2>/dev/null && break
+  [ "$i" -eq 400 ] && { say "the second sweep's run never started"; exit 1; }
+  sleep 0.1
+done
+scancel --batch --signal=USR1 "${JOB2}_0"
+for i in $(seq 600); do
+  [ -z "$(squeue -h -j "$JOB2" 2>/dev/null)" ] && grep -q '"state": "done"' "$SWEEP2"/jobs/*/state.json && break
+  # Slurm holds a requeued job back for a while (BeginTime); let it start now.
+  squeue -h -j "$JOB2" -o %r 2>/dev/null | grep -q BeginTime && scontrol update JobId="${JOB2}_0" StartTime=now
+  [ "$i" -eq 600 ] && { say "the requeued task did not finish within 120 s"; squeue; exit 1; }
+  sleep 0.2
+done
+grep -q '"attempts": 2' "$SWEEP2"/jobs/*/state.json
+grep -q "resumed at step" "$run/log.txt"
+say "passed: USR1 -> checkpoint, exit 75, requeue, resumed and done on attempt 2"

@@ -1,0 +1,125 @@
+// blocklab table <sweep-dir | run-dirs...> --rows KEY[,KEY] [--cols KEY] --metric NAME:
+// a metric as mean ± std over seeds, in markdown, LaTeX or CSV, plus a plot for sweeps.
+#include <iostream>
+
+#include "analysis/plot.h"
+#include "analysis/run_records.h"
+#include "analysis/table.h"
+#include "experiments/run_files.h"
+#include "registry/cli_options.h"
+#include "registry/command.h"
+
+namespace blocklab {
+namespace {
+
+const char* kDetails =
+    "Cells:\n"
+    "  Runs are grouped by config without seed, output_dir, threads and device; runs in one cell must\n"
+    "  agree on every other key (else an error names the keys to add to --rows/--cols). A cell reads\n"
+    "  mean ± sample std (n−1) over its finished runs, n = runs averaged: \"0.8512 ± 0.0031 (n=3)\",\n"
+    "  \"0.8512 (n=1)\". Failed, diverged, pending and running runs are counted, never averaged:\n"
+    "  \"0.8512 ± 0.0031 (n=2, 1 failed)\", \"diverged (n=3)\". An empty cell is \"—\".\n"
+    "Order:\n"
+    "  Numbers ascending, other values in the order first seen (a sweep's manifest order, then the\n"
+    "  paths as given; a directory of runs is read in name order). A key a run lacks is \"(unset)\", last.\n"
+    "Best:\n"
+    "  Bold per column. max for names with acc, auc, f1, precision, recall, iou, r2, bleu; min for\n"
+    "  loss, mse, mae, rmse, error, err, ppl, perplexity, time; otherwise say --best. Cells equal as\n"
+    "  printed are all bold.\n"
+    "Files:\n"
+    "  For a sweep directory (or with --out DIR) all three formats go to <dir>/tables/<name>.{md,tex,csv}\n"
+    "  and the plot to <dir>/plots/<name>.{png,svg}, <name> = <metric>_by_<rows>_x_<cols>.\n"
+    "Examples:\n"
+    "  blocklab table results/sweeps/3f2a9c01b7d4 --rows model.mixer.type --cols trainer.lr --metric test/acc\n"
+    "  blocklab table results/runs/vit_fmnist --rows model.mixer --metric test/loss --format tex\n";
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out(1);
+  for (char c : s) {
+    if (c == ',') out.emplace_back();
+    else out.back() += c;
+  }
+  return out;
+}
+
+std::string option(const CommandLine& cl, const char* name) {
+  return cl.vars.count(name) ? cl.vars[name].as<std::string>() : "";
+}
+
+TableSpec spec_from(const CommandLine& cl) {
+  TableSpec spec;
+  const std::string rows = option(cl, "rows");
+  spec.metric = option(cl, "metric");
+  if (rows.empty() || spec.metric.empty())
+    throw UsageError("blocklab table: --rows and --metric are required\n  see: blocklab table --help");
+  spec.rows = split_commas(rows);
+  for (const auto& k : spec.rows)
+    if (k.empty()) throw UsageError("blocklab table: --rows '" + rows + "' has an empty key");
+  spec.cols = option(cl, "cols");
+  const std::string best = option(cl, "best");
+  if (best == "max") spec.best = Direction::Max;
+  else if (best == "min") spec.best = Direction::Min;
+  else if (!best.empty()) throw UsageError("blocklab table: --best takes max or min, not '" + best + "'");
+  spec.precision = cl.vars["precision"].as<int>();
+  if (spec.precision < 0 || spec.precision > 12)
+    throw UsageError("blocklab table: --precision takes 0 to 12 decimals, not " + std::to_string(spec.precision));
+  return spec;
+}
+
+std::string format_table(const Table& table, const std::string& format) {
+  if (format == "tex") return format_latex(table);
+  if (format == "csv") return format_csv(table);
+  return format_markdown(table);
+}
+
+// Tables in three formats and the plot under `dir`; says on stderr where they went.
+void write_outputs(const Table& table, const std::string& dir) {
+  const std::string stem = table_file_stem(table.spec);
+  const std::string tables = dir + "/tables/" + stem;
+  write_file_atomic(tables + ".md", format_markdown(table));
+  write_file_atomic(tables + ".tex", format_latex(table));
+  write_file_atomic(tables + ".csv", format_csv(table));
+  std::cerr << "wrote " << tables << ".{md,tex,csv}\n";
+  const std::string plot = dir + "/plots/" + stem;
+  render_line_chart(table_chart(table), plot + ".png", plot + ".svg");
+  std::cerr << "wrote " << plot << ".{png,svg}\n";
+}
+
+int table_command(const std::vector<std::string>& args) {
+  po::options_description opts("Options");
+  opts.add_options()("help,h", "show this help")(
+      "rows", po::value<std::string>(), "config key(s) of the rows, comma-separated (model.mixer.type,trainer.lr)")(
+      "cols", po::value<std::string>(), "config key of the columns (default: one column)")(
+      "metric", po::value<std::string>(), "summary metric to tabulate (test/acc, val/loss, wall_time_s, ...)")(
+      "format", po::value<std::string>()->default_value("md"), "md, tex or csv (printed to stdout)")(
+      "best", po::value<std::string>(), "max or min: which cell is best (default: from the metric's name)")(
+      "precision", po::value<int>()->default_value(4), "decimals of mean and std")(
+      "out", po::value<std::string>(), "also write tables/ and plots/ here (default: the sweep directory)");
+  const auto cl = parse_command_line("table", args, opts);
+  if (cl.vars.count("help")) {
+    std::cout << command_help("table", "<sweep-dir | run-dirs...> --rows KEY[,KEY] [--cols KEY] --metric NAME",
+                              "Tabulates a metric over runs as mean ± std over seeds, one cell per config.", opts,
+                              kDetails);
+    return 0;
+  }
+  if (cl.positional.empty())
+    throw UsageError("blocklab table: name a sweep directory, run directories or a directory of runs\n"
+                     "  see: blocklab table --help");
+  const std::string format = option(cl, "format");
+  if (format != "md" && format != "tex" && format != "csv")
+    throw UsageError("blocklab table: --format takes md, tex or csv, not '" + format + "'");
+  const TableSpec spec = spec_from(cl);
+
+  const Table table = build_table(load_run_records(cl.positional), spec);
+  std::cout << format_table(table, format) << std::flush;
+  std::string out = option(cl, "out");
+  if (out.empty() && cl.positional.size() == 1) out = resolve_sweep_directory(cl.positional[0]);
+  if (!out.empty()) write_outputs(table, out);
+  return 0;
+}
+
+const bool registered = CommandRegistry::instance().add(
+    {"table", "tabulate a metric over runs or a sweep (mean ± std over seeds; md, tex, csv)", table_command, 60});
+
+}  // namespace
+}  // namespace blocklab

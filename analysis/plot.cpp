@@ -3,7 +3,8 @@
 // One drawing function renders both outputs: an RGB image surface for the PNG and an SVG
 // surface (units: points). Both are rendered into memory and then written to a hidden
 // temporary file next to the destination, which is renamed into place, so a killed process
-// never leaves a half-written chart under the real name.
+// never leaves a half-written chart under the real name (cairo_util.h, shared with the
+// heatmaps).
 //
 // The look follows a plain matplotlib/seaborn figure: white background, a dark frame with
 // outward ticks, light grid lines at the major ticks, 1-2-5 tick steps (decades with minor
@@ -13,25 +14,22 @@
 // or outside on the right when every corner would cover data.
 #include "analysis/plot.h"
 
-#include <cairo-svg.h>
 #include <cairo.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
-#include <filesystem>
 #include <limits>
-#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "analysis/cairo_util.h"
+
 namespace blocklab {
 namespace {
+
+using namespace cairo_util;  // text, tick numbers, output (shared with heatmap.cpp)
 
 // ---------------------------------------------------------------------------------------
 // Style
@@ -54,9 +52,6 @@ constexpr Rgb kFrame = rgb(0x333333);
 constexpr Rgb kGrid = rgb(0xE3E3E3);
 constexpr Rgb kLegendEdge = rgb(0xCCCCCC);
 constexpr double kBandAlpha = 0.2;
-constexpr const char* kFont = "DejaVu Sans";
-constexpr const char* kMinus = "\xE2\x88\x92";     // U+2212, as matplotlib writes negative numbers
-constexpr const char* kEllipsis = "\xE2\x80\xA6";  // U+2026
 
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
@@ -89,114 +84,14 @@ struct Style {
 
 void set_rgb(cairo_t* cr, Rgb c, double alpha = 1.0) { cairo_set_source_rgba(cr, c.r, c.g, c.b, alpha); }
 
-// Moves a coordinate to a pixel centre so that odd-width lines come out crisp in the PNG.
-double snap(double v, double width) {
-  const long w = std::lround(width);
-  return (w % 2 == 1) ? std::floor(v) + 0.5 : std::round(v);
-}
-
-// ---------------------------------------------------------------------------------------
-// Text (cairo's toy text API)
-
-void set_font(cairo_t* cr, double size, bool bold = false) {
-  cairo_select_font_face(cr, kFont, CAIRO_FONT_SLANT_NORMAL, bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
-  cairo_set_font_size(cr, size);
-}
-
-double text_width(cairo_t* cr, const std::string& text) {
-  if (text.empty()) return 0;
-  cairo_text_extents_t e;
-  cairo_text_extents(cr, text.c_str(), &e);
-  return e.x_advance;
-}
-
-struct FontBox {
-  double ascent, descent;
-  double height() const { return ascent + descent; }
-};
-
-FontBox font_box(cairo_t* cr) {
-  cairo_font_extents_t e;
-  cairo_font_extents(cr, &e);
-  // The font's ascent covers accents; digits and capitals sit lower. Use the cap height of
-  // "0" for the visual top so that centred labels look centred.
-  cairo_text_extents_t t;
-  cairo_text_extents(cr, "0", &t);
-  return {-t.y_bearing, e.descent * 0.6};
-}
-
-// Draws `text` with its horizontal anchor at `ha` (0 left, 0.5 centre, 1 right) and its
-// vertical anchor at `va` (0 top, 0.5 middle, 1 bottom of the cap-height box).
-void draw_text(cairo_t* cr, const std::string& text, double x, double y, double ha, double va) {
-  if (text.empty()) return;
-  const FontBox fb = font_box(cr);
-  const double w = text_width(cr, text);
-  const double top = y - va * fb.ascent;
-  cairo_move_to(cr, x - ha * w, top + fb.ascent);
-  cairo_show_text(cr, text.c_str());
-  cairo_new_path(cr);
-}
-
-// Returns the longest prefix of `text` (on a UTF-8 boundary) plus an ellipsis that fits.
-std::string ellipsize(cairo_t* cr, const std::string& text, double max_w) {
-  if (text_width(cr, text) <= max_w) return text;
-  std::string cut = text;
-  while (!cut.empty()) {
-    // Drop one UTF-8 code point.
-    std::size_t n = cut.size() - 1;
-    while (n > 0 && (static_cast<unsigned char>(cut[n]) & 0xC0) == 0x80) --n;
-    cut.resize(n);
-    if (text_width(cr, cut + kEllipsis) <= max_w) return cut + kEllipsis;
-  }
-  return kEllipsis;
-}
-
 // ---------------------------------------------------------------------------------------
 // Numbers and ticks
-
-std::string with_minus(std::string s) {
-  if (!s.empty() && s[0] == '-') s = kMinus + s.substr(1);
-  return s;
-}
-
-// Formats a tick value on a grid of spacing `step`: as many decimals as the step needs (so
-// 0.1 * 3 prints "0.3"), scientific for very large or very small values.
-std::string format_tick(double v, double step) {
-  const int step_exp = static_cast<int>(std::floor(std::log10(step) + 1e-9));
-  if (std::abs(v) < step * 1e-6) return "0";
-  char buf[64];
-  const double mag = std::abs(v);
-  if (mag >= 1e6 || step_exp < -4) {
-    const int v_exp = static_cast<int>(std::floor(std::log10(mag)));
-    const int digits = std::clamp(v_exp - step_exp, 0, 8);
-    std::snprintf(buf, sizeof buf, "%.*e", digits, v);
-    std::string s(buf);
-    const auto e = s.find('e');
-    std::string mant = s.substr(0, e);
-    const int exp = std::stoi(s.substr(e + 1));
-    if (mant.find('.') != std::string::npos) {
-      while (mant.back() == '0') mant.pop_back();
-      if (mant.back() == '.') mant.pop_back();
-    }
-    return with_minus(mant + "e" + std::to_string(exp));
-  }
-  std::snprintf(buf, sizeof buf, "%.*f", std::max(0, -step_exp), v);
-  return with_minus(buf);
-}
 
 // A tick label; `sup` non-empty draws `text` followed by a superscript (10 with exponent).
 struct Tick {
   double v;
   std::string text, sup;
 };
-
-double nice_step(double span, double target) {
-  const double raw = span / std::max(1.0, target);
-  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
-  const double norm = raw / mag;
-  const double m = norm <= 1.0 + 1e-9 ? 1 : norm <= 2.0 + 1e-9 ? 2 : norm <= 5.0 + 1e-9 ? 5 : 10;
-  return m * mag;
-}
 
 std::vector<Tick> linear_ticks(double lo, double hi, double step) {
   std::vector<Tick> ticks;
@@ -212,6 +107,7 @@ struct Axis {
   double lo = 0, hi = 1;  // data limits (log10 space of nothing: real values)
   bool log = false;
   bool categorical = false;
+  bool integer = false;  // ticks only at whole numbers
   std::vector<Tick> major;
   std::vector<double> minor;
   double t(double v) const { return log ? std::log10(v) : v; }
@@ -283,6 +179,12 @@ void validate(const LineChart& c) {
   if (cat && c.log_x) throw std::invalid_argument("plot: log_x cannot be used with a categorical x axis");
   for (std::size_t i = 0; i < c.series.size(); ++i) {
     const PlotSeries& s = c.series[i];
+    if (!(s.opacity > 0 && s.opacity <= 1)) bad_input(i, s, "opacity " + num(s.opacity) + " is not in (0, 1]");
+    if (!(s.line_scale > 0 && std::isfinite(s.line_scale)))
+      bad_input(i, s, "line_scale " + num(s.line_scale) + " is not positive");
+    if (c.log_y)
+      for (double y : s.y)
+        if (std::isfinite(y) && y <= 0) bad_input(i, s, "y value " + num(y) + " is not positive (log_y)");
     if (s.x.size() != s.y.size())
       bad_input(i, s, "x has " + std::to_string(s.x.size()) + " values but y has " + std::to_string(s.y.size()));
     if (s.lo.size() != s.hi.size() || (!s.lo.empty() && s.lo.size() != s.y.size()))
@@ -304,6 +206,10 @@ bool has_band(const PlotSeries& s) { return !s.lo.empty(); }
 void data_limits(const LineChart& c, Axis& xa, Axis& ya) {
   double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
   auto grow_y = [&](double v) {
+    if (c.log_y) {
+      if (!(std::isfinite(v) && v > 0)) return;
+      v = std::log10(v);
+    }
     if (std::isfinite(v)) y0 = std::min(y0, v), y1 = std::max(y1, v);
   };
   for (const PlotSeries& s : c.series)
@@ -325,9 +231,14 @@ void data_limits(const LineChart& c, Axis& xa, Axis& ya) {
     }
   };
   ya.categorical = false;
-  ya.log = false;
-  pad(y0, y1, 0, 1, 0);
-  ya.lo = y0, ya.hi = y1;
+  ya.log = c.log_y;
+  if (c.log_y) {
+    pad(y0, y1, -1, 1, 0.5);
+    ya.lo = std::pow(10.0, y0), ya.hi = std::pow(10.0, y1);
+  } else {
+    pad(y0, y1, 0, 1, 0);
+    ya.lo = y0, ya.hi = y1;
+  }
   xa.log = c.log_x;
   xa.categorical = !c.x_categories.empty();
   if (xa.categorical) {
@@ -338,6 +249,7 @@ void data_limits(const LineChart& c, Axis& xa, Axis& ya) {
   } else {
     pad(x0, x1, 0, 1, 0);
     xa.lo = x0, xa.hi = x1;
+    xa.integer = c.integer_x;
   }
 }
 
@@ -372,7 +284,10 @@ struct Layout {
   double px(double x) const {
     return plot.x0 + (xa.t(x) - xa.t(xa.lo)) / (xa.t(xa.hi) - xa.t(xa.lo)) * (plot.x1 - plot.x0);
   }
-  double py(double y) const { return plot.y1 - (y - ya.lo) / (ya.hi - ya.lo) * (plot.y1 - plot.y0); }
+  double py(double y) const {
+    if (ya.log && !(y > 0)) return plot.y1 + 10 * (plot.y1 - plot.y0);  // below the axes (clipped)
+    return plot.y1 - (ya.t(y) - ya.t(ya.lo)) / (ya.t(ya.hi) - ya.t(ya.lo)) * (plot.y1 - plot.y0);
+  }
 };
 
 double tick_label_width(cairo_t* cr, const Style& st, const Tick& t) {
@@ -406,7 +321,9 @@ void draw_tick_label(cairo_t* cr, const Style& st, const Tick& t, double x, doub
 // labels must not overlap, so the step grows until they fit).
 void make_ticks(cairo_t* cr, const Style& st, Layout& L) {
   const double ph = L.plot.y1 - L.plot.y0, pw = L.plot.x1 - L.plot.x0;
-  {
+  if (L.ya.log) {
+    log_ticks(L.ya, static_cast<int>(std::clamp(ph / (st.tick_pt * 2.5), 2.0, 12.0)));
+  } else {
     const double target = std::clamp(ph / (st.tick_pt * 4.0), 2.0, 8.0);
     L.ya.major = linear_ticks(L.ya.lo, L.ya.hi, nice_step(L.ya.hi - L.ya.lo, target));
   }
@@ -422,7 +339,8 @@ void make_ticks(cairo_t* cr, const Style& st, Layout& L) {
   }
   double target = std::clamp(pw / (st.tick_pt * 7.0), 2.0, 10.0);
   for (int tries = 0; tries < 8; ++tries) {
-    const double step = nice_step(L.xa.hi - L.xa.lo, target);
+    double step = nice_step(L.xa.hi - L.xa.lo, target);
+    if (L.xa.integer && step < 1) step = 1;
     L.xa.major = linear_ticks(L.xa.lo, L.xa.hi, step);
     double widest = 0;
     for (const Tick& t : L.xa.major) widest = std::max(widest, tick_label_width(cr, st, t));
@@ -635,6 +553,12 @@ Layout make_layout(cairo_t* cr, const Style& st, const LineChart& c) {
 // ---------------------------------------------------------------------------------------
 // Drawing
 
+// The palette slot a series is drawn with: its own index unless it names another.
+std::size_t slot(const LineChart& c, std::size_t series) {
+  const int style = c.series[series].style;
+  return style >= 0 ? static_cast<std::size_t>(style) : series;
+}
+
 void set_dash(cairo_t* cr, const Style& st, std::size_t series) {
   // Past the palette, lines repeat the colours with dashes, then dots.
   const int cycle = static_cast<int>(series / kPaletteSize) % 3;
@@ -651,12 +575,12 @@ void set_dash(cairo_t* cr, const Style& st, std::size_t series) {
 
 Rgb colour(std::size_t series) { return kPalette[series % kPaletteSize]; }
 
-void draw_marker(cairo_t* cr, const Style& st, Rgb col, double x, double y) {
+void draw_marker(cairo_t* cr, const Style& st, Rgb col, double x, double y, double alpha = 1.0) {
   cairo_new_path(cr);
   cairo_arc(cr, x, y, st.marker_r, 0, 2 * M_PI);
-  set_rgb(cr, col);
+  set_rgb(cr, col, alpha);
   cairo_fill_preserve(cr);
-  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_set_source_rgba(cr, 1, 1, 1, alpha);
   cairo_set_line_width(cr, st.marker_edge);
   cairo_set_dash(cr, nullptr, 0, 0);
   cairo_stroke(cr);
@@ -666,7 +590,7 @@ void draw_bands(cairo_t* cr, const Style& st, const LineChart& c, const Layout& 
   for (std::size_t i = 0; i < c.series.size(); ++i) {
     const PlotSeries& s = c.series[i];
     if (!has_band(s)) continue;
-    const Rgb col = colour(i);
+    const Rgb col = colour(slot(c, i));
     const std::size_t n = s.y.size();
     auto ok = [&](std::size_t j) { return std::isfinite(s.lo[j]) && std::isfinite(s.hi[j]); };
     std::size_t j = 0;
@@ -708,7 +632,7 @@ void draw_lines(cairo_t* cr, const Style& st, const LineChart& c, const Layout& 
   cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
   for (std::size_t i = 0; i < c.series.size(); ++i) {
     const PlotSeries& s = c.series[i];
-    const Rgb col = colour(i);
+    const Rgb col = colour(slot(c, i));
     cairo_new_path(cr);
     bool pen = false;
     for (std::size_t j = 0; j < s.y.size(); ++j) {
@@ -723,13 +647,14 @@ void draw_lines(cairo_t* cr, const Style& st, const LineChart& c, const Layout& 
         cairo_move_to(cr, x, y);
       pen = true;
     }
-    set_rgb(cr, col);
-    cairo_set_line_width(cr, st.line_w);
+    set_rgb(cr, col, s.opacity);
+    cairo_set_line_width(cr, st.line_w * s.line_scale);
     cairo_set_line_cap(cr, CAIRO_LINE_CAP_BUTT);
-    set_dash(cr, st, i);
+    set_dash(cr, st, slot(c, i));
     cairo_stroke(cr);
+    if (!s.markers) continue;
     for (std::size_t j = 0; j < s.y.size(); ++j)
-      if (std::isfinite(s.y[j])) draw_marker(cr, st, col, L.px(s.x[j]), L.py(s.y[j]));
+      if (std::isfinite(s.y[j])) draw_marker(cr, st, col, L.px(s.x[j]), L.py(s.y[j]), s.opacity);
   }
   cairo_set_dash(cr, nullptr, 0, 0);
 }
@@ -754,7 +679,7 @@ void draw_legend(cairo_t* cr, const Style& st, const LineChart& c, const Layout&
   for (std::size_t e = 0; e < L.legend.size(); ++e) {
     const std::size_t i = L.legend[e].series;
     const PlotSeries& s = c.series[i];
-    const Rgb col = colour(i);
+    const Rgb col = colour(slot(c, i));
     const double cy = b.y0 + st.legend_pt * 0.5 + L.legend_row * (static_cast<double>(e) + 0.5);
     const double sx0 = b.x0 + st.legend_pt * 0.8, sx1 = sx0 + L.legend_swatch;
     if (has_band(s)) {
@@ -764,11 +689,11 @@ void draw_legend(cairo_t* cr, const Style& st, const LineChart& c, const Layout&
     }
     cairo_move_to(cr, sx0, cy);
     cairo_line_to(cr, sx1, cy);
-    set_rgb(cr, col);
-    cairo_set_line_width(cr, st.line_w);
-    set_dash(cr, st, i);
+    set_rgb(cr, col, s.opacity);
+    cairo_set_line_width(cr, st.line_w * s.line_scale);
+    set_dash(cr, st, slot(c, i));
     cairo_stroke(cr);
-    draw_marker(cr, st, col, (sx0 + sx1) / 2, cy);
+    if (s.markers) draw_marker(cr, st, col, (sx0 + sx1) / 2, cy, s.opacity);
     set_rgb(cr, kText);
     set_font(cr, st.legend_pt);
     draw_text(cr, L.legend[e].text, sx1 + st.legend_pt * 0.6, cy, 0, 0.5);
@@ -777,14 +702,7 @@ void draw_legend(cairo_t* cr, const Style& st, const LineChart& c, const Layout&
 
 void draw_chart(cairo_t* cr, const LineChart& c) {
   const Style st(c);
-  {
-    cairo_font_options_t* fo = cairo_font_options_create();
-    cairo_font_options_set_antialias(fo, CAIRO_ANTIALIAS_GRAY);
-    cairo_font_options_set_hint_metrics(fo, CAIRO_HINT_METRICS_OFF);
-    cairo_font_options_set_hint_style(fo, CAIRO_HINT_STYLE_SLIGHT);
-    cairo_set_font_options(cr, fo);
-    cairo_font_options_destroy(fo);
-  }
+  set_font_options(cr);
   const Layout L = make_layout(cr, st, c);
   const Rect& p = L.plot;
 
@@ -851,6 +769,11 @@ void draw_chart(cairo_t* cr, const LineChart& c) {
     cairo_move_to(cr, x, fy1);
     cairo_line_to(cr, x, fy1 + st.minor_len);
   }
+  for (double v : L.ya.minor) {
+    const double y = snap(L.py(v), st.frame_w);
+    cairo_move_to(cr, fx0, y);
+    cairo_line_to(cr, fx0 - st.minor_len, y);
+  }
   cairo_stroke(cr);
 
   // Tick labels.
@@ -910,124 +833,13 @@ void draw_chart(cairo_t* cr, const LineChart& c) {
   draw_legend(cr, st, c, L);
 }
 
-// ---------------------------------------------------------------------------------------
-// Output
-
-cairo_status_t append_bytes(void* closure, const unsigned char* data, unsigned int length) {
-  static_cast<std::string*>(closure)->append(reinterpret_cast<const char*>(data), length);
-  return CAIRO_STATUS_SUCCESS;
-}
-
-struct SurfaceDeleter {
-  void operator()(cairo_surface_t* s) const { cairo_surface_destroy(s); }
-};
-struct ContextDeleter {
-  void operator()(cairo_t* c) const { cairo_destroy(c); }
-};
-using Surface = std::unique_ptr<cairo_surface_t, SurfaceDeleter>;
-using Context = std::unique_ptr<cairo_t, ContextDeleter>;
-
-void check(cairo_status_t status, const std::string& path) {
-  if (status != CAIRO_STATUS_SUCCESS)
-    throw std::runtime_error("cannot write " + path + ": cairo: " + cairo_status_to_string(status));
-}
-
-std::string render_png(const LineChart& c, const std::string& path) {
-  Surface surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, c.width, c.height));
-  check(cairo_surface_status(surface.get()), path);
-  {
-    Context cr(cairo_create(surface.get()));
-    draw_chart(cr.get(), c);
-    check(cairo_status(cr.get()), path);
-  }
-  cairo_surface_flush(surface.get());
-  std::string bytes;
-  check(cairo_surface_write_to_png_stream(surface.get(), append_bytes, &bytes), path);
-  return bytes;
-}
-
-// cairo names SVG groups after a process-wide surface counter ("surface528"), so the same
-// chart would differ between calls; renumber them (consistently, references included) in
-// order of appearance so that equal charts give equal files.
-std::string renumber_surface_ids(const std::string& svg) {
-  static const std::string kWord = "surface";
-  std::vector<std::pair<std::string, std::string>> seen;  // old digits -> new digits
-  std::string out;
-  out.reserve(svg.size());
-  std::size_t i = 0;
-  while (i < svg.size()) {
-    const std::size_t at = svg.find(kWord, i);
-    if (at == std::string::npos) break;
-    std::size_t end = at + kWord.size();
-    while (end < svg.size() && svg[end] >= '0' && svg[end] <= '9') ++end;
-    out.append(svg, i, at + kWord.size() - i);
-    const std::string digits = svg.substr(at + kWord.size(), end - at - kWord.size());
-    if (!digits.empty()) {
-      auto it = std::find_if(seen.begin(), seen.end(), [&](const auto& p) { return p.first == digits; });
-      if (it == seen.end()) it = seen.insert(seen.end(), {digits, std::to_string(seen.size() + 1)});
-      out += it->second;
-    }
-    i = end;
-  }
-  out.append(svg, i, std::string::npos);
-  return out;
-}
-
-std::string render_svg(const LineChart& c, const std::string& path) {
-  std::string bytes;
-  Surface surface(cairo_svg_surface_create_for_stream(append_bytes, &bytes, c.width, c.height));
-  check(cairo_surface_status(surface.get()), path);
-  cairo_svg_surface_set_document_unit(surface.get(), CAIRO_SVG_UNIT_PT);
-  {
-    Context cr(cairo_create(surface.get()));
-    draw_chart(cr.get(), c);
-    check(cairo_status(cr.get()), path);
-  }
-  cairo_surface_finish(surface.get());
-  check(cairo_surface_status(surface.get()), path);
-  return renumber_surface_ids(bytes);
-}
-
-// Writes `bytes` to a hidden temporary file in the destination's directory, flushes it to
-// disk and renames it over `path`; on any failure the temporary file is removed.
-void write_atomically(const std::string& path, const std::string& bytes) {
-  namespace fs = std::filesystem;
-  auto fail = [&](const std::string& why) { throw std::runtime_error("cannot write " + path + ": " + why); };
-  const fs::path dest(path);
-  if (!dest.has_filename()) fail("not a file name");
-  std::error_code ec;
-  if (dest.has_parent_path()) {
-    fs::create_directories(dest.parent_path(), ec);
-    if (ec) fail(ec.message());
-  }
-  static std::atomic<unsigned> counter{0};
-  const fs::path tmp = dest.parent_path() / ("." + dest.filename().string() + ".tmp-" + std::to_string(::getpid()) +
-                                             "-" + std::to_string(counter++));
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) fail(std::strerror(errno));
-  auto abandon = [&](int err) {
-    if (f) std::fclose(f);
-    std::remove(tmp.c_str());
-    fail(std::strerror(err));
-  };
-  if (std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size()) abandon(errno);
-  if (std::fflush(f) != 0 || ::fsync(::fileno(f)) != 0) abandon(errno);
-  const int rc = std::fclose(f);
-  f = nullptr;
-  if (rc != 0) abandon(errno);
-  fs::rename(tmp, dest, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    fail(ec.message());
-  }
-}
-
 }  // namespace
 
 void render_line_chart(const LineChart& chart, const std::string& png_path, const std::string& svg_path) {
   validate(chart);
-  if (!png_path.empty()) write_atomically(png_path, render_png(chart, png_path));
-  if (!svg_path.empty()) write_atomically(svg_path, render_svg(chart, svg_path));
+  const DrawFunction draw = [&](cairo_t* cr) { draw_chart(cr, chart); };
+  if (!png_path.empty()) write_atomically(png_path, render_png_bytes(chart.width, chart.height, draw, png_path));
+  if (!svg_path.empty()) write_atomically(svg_path, render_svg_bytes(chart.width, chart.height, draw, svg_path));
 }
 
 }  // namespace blocklab

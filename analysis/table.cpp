@@ -619,4 +619,14 @@ LineChart table_chart(const Table& t) {
   return chart;
 }
 
+const std::vector<std::string>& repetition_keys() { return kExecutionKeys; }
+
+std::string config_value_identity(const ConfigNode& value) { return canonical(value); }
+
+std::string config_value_text(const ConfigNode& value) { return display(value); }
+
+std::vector<std::string> varying_config_leaves(const std::vector<const ConfigNode*>& configs) {
+  return varying_leaves(configs);
+}
+
 }  // namespace blocklab

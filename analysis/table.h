@@ -91,4 +91,21 @@ std::string table_file_stem(const TableSpec& spec);
 // The metric against the column values, one line per row group with a ± std band.
 LineChart table_chart(const Table& table);
 
+// ---- Config comparisons (shared with the training-curve overlays of `blocklab plot`) ----
+
+// Top-level keys that say how a run was executed, not what it computed (seed, output_dir,
+// threads, device): runs that differ only in these are repetitions of one config.
+const std::vector<std::string>& repetition_keys();
+
+// A config value's identity for grouping: numbers compare by value (2e-3 == 0.002), strings
+// by text, and a string "1" differs from the number 1.
+std::string config_value_identity(const ConfigNode& value);
+
+// A value as tables and legends print it: scalars as written in config.yaml, lists in flow style.
+std::string config_value_text(const ConfigNode& value);
+
+// The leaf paths (dotted) whose values are not the same in every config, in name order; a
+// leaf that some configs lack counts as differing.
+std::vector<std::string> varying_config_leaves(const std::vector<const ConfigNode*>& configs);
+
 }  // namespace blocklab

@@ -7,15 +7,29 @@
 
 #include <torch/torch.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace blocklab {
 
+class TokenMixerImpl;
+
 struct AttentionRecord {
   int layer = -1;
   std::string mixer;     // registry key of the recording mixer
   torch::Tensor probs;   // [B, h, N, N], detached, on CPU
+};
+
+// A token mixer's call, kept so analysis can differentiate the mixer at its real input
+// (the effective mixing matrix of mixers without attention weights: linear attention, FFT
+// mixers, pooling, SSMs).
+struct MixerCall {
+  int layer = -1;
+  std::shared_ptr<TokenMixerImpl> mixer;
+  torch::Tensor input;  // [B, N, C], detached
+  std::int64_t grid_height = 0, grid_width = 0, prefix_tokens = 0;
+  bool causal = false;
 };
 
 class AttentionProbe {
@@ -26,11 +40,23 @@ class AttentionProbe {
     records_.push_back({layer, mixer, probs.detach().to(torch::kCPU)});
   }
   const std::vector<AttentionRecord>& records() const { return records_; }
-  void clear() { records_.clear(); }
+
+  // Off by default: blocks record their mixer's input only when asked (it costs memory).
+  void keep_mixer_calls(bool on = true) { keep_mixer_calls_ = on; }
+  bool keeps_mixer_calls() const { return enabled_ && keep_mixer_calls_; }
+  void record_mixer_call(MixerCall call) { mixer_calls_.push_back(std::move(call)); }
+  const std::vector<MixerCall>& mixer_calls() const { return mixer_calls_; }
+
+  void clear() {
+    records_.clear();
+    mixer_calls_.clear();
+  }
 
  private:
   bool enabled_ = false;
+  bool keep_mixer_calls_ = false;
   std::vector<AttentionRecord> records_;
+  std::vector<MixerCall> mixer_calls_;
 };
 
 // True when the mixer should take its reference path and record.

@@ -3,7 +3,11 @@
 namespace blocklab {
 
 SoftmaxAttentionImpl::SoftmaxAttentionImpl(std::int64_t dim, const SoftmaxAttentionOptions& options)
-    : MultiHeadAttentionImpl(kKey, dim, multi_head_config(options)), options_(options) {}
+    : SoftmaxAttentionImpl(dim, options, multi_head_config(options)) {}
+
+SoftmaxAttentionImpl::SoftmaxAttentionImpl(std::int64_t dim, const SoftmaxAttentionOptions& options,
+                                           const MultiHeadConfig& config)
+    : MultiHeadAttentionImpl(kKey, dim, config), options_(options) {}
 
 const OptionsSchema<SoftmaxAttentionOptions>& softmax_attention_schema() {
   static const auto schema = [] {
@@ -26,7 +30,8 @@ BLOCKLAB_REGISTER(mixer_registry(),
                   [](const ConfigNode& params, const MixerArgs& args) -> TokenMixer {
                     const auto options = bind_options(softmax_attention_schema(), params);
                     check_heads(args.dim, options.heads(), params);
-                    return std::make_shared<SoftmaxAttentionImpl>(args.dim, options);
+                    return std::make_shared<SoftmaxAttentionImpl>(args.dim, options,
+                                                                  multi_head_config(options, params, args));
                   });
 
 }  // namespace

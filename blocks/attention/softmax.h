@@ -27,6 +27,8 @@ class SoftmaxAttentionImpl : public MultiHeadAttentionImpl {
  public:
   static constexpr const char* kKey = "attention/softmax";
   explicit SoftmaxAttentionImpl(std::int64_t dim, const SoftmaxAttentionOptions& options = {});
+  // With a mask and the other registry-level settings (see multi_head_config).
+  SoftmaxAttentionImpl(std::int64_t dim, const SoftmaxAttentionOptions& options, const MultiHeadConfig& config);
   const SoftmaxAttentionOptions& options() const { return options_; }
 
  protected:

@@ -25,7 +25,11 @@ PrenormBlockImpl::PrenormBlockImpl(const BlockArgs& args, const PrenormBlockOpti
                        channel_registry().create(args.channel, args.dim), args.drop_path, options) {}
 
 torch::Tensor PrenormBlockImpl::forward(const torch::Tensor& x, const MixerContext& ctx) {
-  auto branch = mixer->forward(norm1->forward(x), ctx);
+  const torch::Tensor mixer_input = norm1->forward(x);
+  if (ctx.probe && ctx.probe->keeps_mixer_calls())
+    ctx.probe->record_mixer_call(MixerCall{ctx.layer, mixer, mixer_input.detach(), ctx.grid_height,
+                                           ctx.grid_width, ctx.prefix_tokens, ctx.causal});
+  auto branch = mixer->forward(mixer_input, ctx);
   if (gamma1.defined()) branch = branch * gamma1;
   auto y = x + blocklab::drop_path(branch, drop_path_, is_training());
   branch = channel->forward(norm2->forward(y));

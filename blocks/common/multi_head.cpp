@@ -28,6 +28,8 @@ MultiHeadAttentionImpl::MultiHeadAttentionImpl(std::string key, std::int64_t dim
   scale_ = 1.0 / std::sqrt(static_cast<double>(head_dim()));
   qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(config.qkv_bias)));
   proj = register_module("proj", torch::nn::Linear(dim, dim));
+  if (!config.mask.is_null())
+    mask = register_module("mask", mask_registry().create(config.mask, MaskArgs{config.heads, dim, config.max_tokens}));
 }
 
 std::array<torch::Tensor, 3> MultiHeadAttentionImpl::project(const torch::Tensor& x) {
@@ -58,9 +60,10 @@ torch::Tensor MultiHeadAttentionImpl::weights(const torch::Tensor& q, const torc
   auto s = scores(q, k, ctx);
   const auto n = s.size(-1);
   if (const auto bias = score_bias(n, ctx); bias.defined()) s = s + bias.to(s.dtype());
+  if (mask) s = mask->on_logits(s, ctx);
   // Decoder masking (§3.2.3): -inf above the diagonal, so token i sees tokens j <= i only.
   if (ctx.causal) s = s.masked_fill(causal_mask(n, s.device()), -std::numeric_limits<double>::infinity());
-  return normalise(s, ctx);
+  return mask ? mask->on_weights(normalise(s, ctx), ctx) : normalise(s, ctx);
 }
 
 torch::Tensor MultiHeadAttentionImpl::attend_reference(const torch::Tensor& q, const torch::Tensor& k,
@@ -91,7 +94,7 @@ torch::Tensor MultiHeadAttentionImpl::attend_fused(const torch::Tensor& q, const
 torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x, const MixerContext& ctx) {
   TORCH_CHECK(x.dim() == 3 && x.size(2) == dim_, key_, ": expected x [B, N, ", dim_, "], got ", x.sizes());
   const auto [q, k, v] = project(x);
-  const bool fused = fused_path(ctx) && !capturing(ctx.probe);
+  const bool fused = fused_path(ctx) && !capturing(ctx.probe) && !mask;
   return merge(fused ? attend_fused(q, k, v, ctx) : attend_reference(q, k, v, ctx));
 }
 

@@ -12,6 +12,9 @@
 //                            (relative positions, ALiBi, masks), used by both paths
 //   normalise(s, ctx)        default softmax over keys (sigmoid, softplus, ... variants)
 //
+// A mask component (blocks/masks/mask.h) given in the config is applied to the logits (after
+// the bias) or to the normalised weights, as the mask's paper does.
+//
 // and opts into the fused kernel (small_attention on CPU for short sequences without bias or
 // attention dropout, at::scaled_dot_product_attention otherwise) by overriding fused_path()
 // when its attention is softmax(q k^T / sqrt(d) + bias). The reference path is
@@ -27,6 +30,7 @@
 
 #include "blocks/common/options.h"
 #include "blocks/interfaces.h"
+#include "blocks/masks/mask.h"
 
 namespace blocklab {
 
@@ -37,20 +41,32 @@ struct MultiHeadConfig {
   bool qkv_bias = true;
   double attn_drop = 0.0;
   double proj_drop = 0.0;
+  ConfigNode mask;               // a mask component ({type: mask/..., ...}); null = none
+  std::int64_t max_tokens = 0;   // longest sequence (for masks sized by N)
 };
 
 template <class O>
 MultiHeadConfig multi_head_config(const O& o) {
-  return MultiHeadConfig{o.heads(), o.qkv_bias(), o.attn_drop(), o.proj_drop()};
+  return MultiHeadConfig{o.heads(), o.qkv_bias(), o.attn_drop(), o.proj_drop(), {}, 0};
+}
+// The config of a registry-built attention: Options plus the `mask` component of `params`.
+template <class O>
+MultiHeadConfig multi_head_config(const O& o, const ConfigNode& params, const MixerArgs& args) {
+  MultiHeadConfig c = multi_head_config(o);
+  if (const ConfigNode* mask = params.is_map() ? params.find("mask") : nullptr; mask && !mask->is_null()) c.mask = *mask;
+  c.max_tokens = args.max_tokens;
+  return c;
 }
 
-// Declares heads, qkv_bias, attn_drop and proj_drop of Options O (their defaults come from O).
+// Declares heads, qkv_bias, attn_drop and proj_drop of Options O (their defaults come from O),
+// and the optional `mask` component.
 template <class O>
 void declare_multi_head_options(OptionsSchema<O>& s) {
   BLOCKLAB_OPTION(s, heads, "attention heads h (default 4); dim must be divisible by h").min = 1;
   BLOCKLAB_OPTION(s, qkv_bias, "bias on the query/key/value projection (default true)");
   rate(BLOCKLAB_OPTION(s, attn_drop, "dropout on the attention weights (default 0)"));
   rate(BLOCKLAB_OPTION(s, proj_drop, "dropout after the output projection (default 0)"));
+  s.component("mask", "mask", "", "attention mask on the logits or weights, e.g. {type: mask/gmm} (default none)");
 }
 
 // Throws ConfigError (located at params.heads when given) unless heads divides dim.
@@ -82,6 +98,7 @@ class MultiHeadAttentionImpl : public TokenMixerImpl {
 
   torch::nn::Linear qkv{nullptr};   // C -> 3C, output laid out [q | k | v], heads contiguous in each
   torch::nn::Linear proj{nullptr};  // C -> C (W_O)
+  AttentionMask mask;               // optional (config.mask); forces the reference path
 
  protected:
   virtual torch::Tensor scores(const torch::Tensor& q, const torch::Tensor& k, const MixerContext& ctx);

@@ -12,6 +12,7 @@
 #include "blocks/interfaces.h"
 #include "datasets/dataset.h"
 #include "experiments/checkpoint.h"
+#include "experiments/classifier.h"
 #include "experiments/optim/optimizer.h"
 #include "experiments/progress.h"
 #include "experiments/run_files.h"
@@ -23,20 +24,6 @@ namespace fs = std::filesystem;
 
 namespace blocklab {
 namespace {
-
-// Backbone + head as one module, so checkpoints and parameter groups see the whole model.
-class ClassifierImpl : public torch::nn::Module {
- public:
-  ClassifierImpl(Backbone backbone, Head head)
-      : backbone_(register_module("backbone", std::move(backbone))), head_(register_module("head", std::move(head))) {}
-  torch::Tensor forward(const torch::Tensor& images, AttentionProbe* probe = nullptr) {
-    return head_->forward(backbone_->forward(images, probe));
-  }
-
- private:
-  Backbone backbone_;
-  Head head_;
-};
 
 Schema classify_schema() {
   Schema trainer;
@@ -91,10 +78,7 @@ class ClassifyTask : public Task {
     }
     const DatasetInfo info = dataset->info();
     torch::manual_seed(static_cast<std::uint64_t>(derive_seed(seed, 0x1417)));  // model initialisation
-    auto backbone = backbone_registry().create(root.get_node("model"),
-                                               BackboneArgs{info.channels, info.height, info.width});
-    auto head = head_registry().create(root.get_node("head"), backbone->feature_dim(), info.num_classes);
-    auto model = std::make_shared<ClassifierImpl>(backbone, head);
+    auto model = build_classifier(root.get_node("model"), root.get_node("head"), info);
     model->to(setup.device);
 
     OptimizerArgs oargs;

@@ -1,0 +1,371 @@
+// blocklab attn <run-dir>: what a trained model attends to, as pictures, arrays and a page.
+//
+// Rebuilds the run's model from config.yaml, loads its checkpoint, runs a few samples with the
+// attention probe on (the reference path; its output equals the fused kernel's) and writes
+// into <run>/attn/: per layer the heads' class-token (or mean received) attention over the
+// image (the DINO view), token x token maps per head, attention rollout (Abnar and Zuidema
+// 2020), the effective mixing matrix of every mixer (the Jacobian norm, for mixers with or
+// without attention weights), mean attention distance and entropy per head, the raw arrays
+// (.npy) and index.html linking every picture.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <sstream>
+
+#include "analysis/attention_maps.h"
+#include "analysis/heatmap.h"
+#include "analysis/npy.h"
+#include "datasets/dataset.h"
+#include "experiments/checkpoint.h"
+#include "experiments/classifier.h"
+#include "experiments/run_files.h"
+#include "experiments/task.h"
+#include "registry/cli_options.h"
+#include "registry/command.h"
+#include "registry/config_error.h"
+#include "registry/yaml_io.h"
+
+namespace fs = std::filesystem;
+
+namespace blocklab {
+namespace {
+
+std::vector<std::int64_t> parse_index_list(const std::string& text, const std::string& option) {
+  std::vector<std::int64_t> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    const auto dash = item.find('-');
+    try {
+      if (dash != std::string::npos && dash > 0) {
+        for (std::int64_t i = std::stoll(item.substr(0, dash)); i <= std::stoll(item.substr(dash + 1)); ++i) out.push_back(i);
+      } else {
+        out.push_back(std::stoll(item));
+      }
+    } catch (const std::exception&) {
+      throw UsageError("blocklab attn: " + option + " takes indices like 0,2,5-7, not '" + text + "'");
+    }
+  }
+  return out;
+}
+
+// Keeps `all` when `wanted` is empty; otherwise the wanted ones, checked against the range.
+std::vector<std::int64_t> select(const std::vector<std::int64_t>& wanted, std::int64_t count, const std::string& what) {
+  if (wanted.empty()) {
+    std::vector<std::int64_t> all(static_cast<std::size_t>(count));
+    for (std::int64_t i = 0; i < count; ++i) all[static_cast<std::size_t>(i)] = i;
+    return all;
+  }
+  for (auto i : wanted)
+    if (i < 0 || i >= count)
+      throw UsageError("blocklab attn: " + what + " " + std::to_string(i) + " does not exist (0.." +
+                       std::to_string(count - 1) + ")");
+  return wanted;
+}
+
+std::vector<double> to_doubles(const torch::Tensor& t) {
+  const torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+void save_npy(const std::string& path, const torch::Tensor& t) {
+  const torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  write_npy(path, c.sizes().vec(), c.data_ptr<float>());
+}
+
+Heatmap matrix_panel(const torch::Tensor& m, const std::string& title) {
+  Heatmap h;
+  h.rows = static_cast<int>(m.size(0));
+  h.cols = static_cast<int>(m.size(1));
+  h.values = to_doubles(m);
+  h.title = title;
+  h.x_label = "key token";
+  h.y_label = "query token";
+  return h;
+}
+
+Heatmap overlay_panel(const torch::Tensor& grid, const torch::Tensor& image, const std::string& title) {
+  Heatmap h = matrix_panel(grid, title);
+  h.x_label = h.y_label = "";
+  h.image = to_doubles(image);
+  h.image_h = static_cast<int>(image.size(0));
+  h.image_w = static_cast<int>(image.size(1));
+  h.alpha = 0.55;
+  return h;
+}
+
+// An index.html that links every picture, grouped in sections.
+class IndexPage {
+ public:
+  void section(const std::string& title, const std::string& text = "") {
+    html_ << "<h2>" << title << "</h2>\n";
+    if (!text.empty()) html_ << "<p>" << text << "</p>\n";
+  }
+  void picture(const std::string& file, const std::string& caption) {
+    html_ << "<figure><a href=\"" << file << "\"><img src=\"" << file << "\" alt=\"" << caption
+          << "\"></a><figcaption>" << caption << "</figcaption></figure>\n";
+  }
+  void write(const std::string& path, const std::string& title, const std::string& intro) const {
+    write_file_atomic(path, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>" + title +
+                                "</title>\n<style>body{font-family:sans-serif;margin:2em;max-width:1400px}"
+                                "figure{display:inline-block;margin:0.5em;vertical-align:top}"
+                                "img{max-width:640px;border:1px solid #ddd}figcaption{font-size:90%;color:#444}"
+                                "</style></head><body>\n<h1>" +
+                                title + "</h1>\n<p>" + intro + "</p>\n" + html_.str() + "</body></html>\n");
+  }
+
+ private:
+  std::ostringstream html_;
+};
+
+struct AttnOptions {
+  std::string run_dir, split = "test", checkpoint = "best";
+  std::vector<std::int64_t> samples = {0, 1, 2, 3}, layers, heads;
+  std::int64_t token_from = 0, token_to = -1;  // token range of the token x token maps
+  bool svg = false, mixing = true;
+};
+
+int attn(const AttnOptions& o) {
+  const std::string config_path = o.run_dir + "/config.yaml";
+  if (!file_exists(config_path))
+    throw ConfigError("'" + o.run_dir + "' is not a run directory (no config.yaml)", Source{}, "",
+                      {"run directories are results/runs/<experiment>/<id>; see `blocklab run`"});
+  const ConfigNode cfg = load_yaml_file(config_path, config_path);
+  const std::string task = cfg.at("task").text();
+  if (task != "classify")
+    throw ConfigError("blocklab attn reads image-classification runs; this run's task is '" + task + "'");
+  const ParamReader root(cfg, task_registry().info(task).schema, "");
+  std::string checkpoint = o.run_dir + "/checkpoints/" + o.checkpoint + ".ckpt";
+  if (!file_exists(checkpoint) && o.checkpoint == "best") checkpoint = o.run_dir + "/checkpoints/last.ckpt";
+  if (!file_exists(checkpoint))
+    throw ConfigError("no checkpoint in " + o.run_dir + "/checkpoints", Source{}, "",
+                      {"the run has not finished an epoch yet; continue it with blocklab run --resume"});
+
+  // Data: the chosen samples of the split, as model input and as a grey image for display.
+  const ConfigNode* seed = cfg.find("seed");
+  auto dataset = dataset_registry().create(root.get_node("dataset"),
+                                           DatasetArgs{seed ? static_cast<std::uint64_t>(seed->as_int()) : 0});
+  const DatasetInfo info = dataset->info();
+  const Split& split = dataset->split(o.split);
+  const std::vector<std::int64_t> samples = select(o.samples, split.size(), "--samples");
+  const torch::Tensor index = torch::tensor(samples, torch::kInt64);
+  const torch::Tensor raw = split.inputs.index_select(0, index);
+  const torch::Tensor inputs = dataset->prepare(raw, nullptr);
+  const torch::Tensor labels = split.targets.index_select(0, index);
+  const torch::Tensor images = raw.to(torch::kFloat64).mean(1) / 255.0;  // [S, H, W]
+
+  auto model = build_classifier(root.get_node("model"), root.get_node("head"), info);
+  load_model_weights(checkpoint, *model);
+  model->eval();
+  AttentionProbe probe;
+  probe.enable();
+  probe.keep_mixer_calls(o.mixing);
+  torch::Tensor predicted;
+  {
+    torch::NoGradGuard no_grad;
+    predicted = model->forward(inputs, &probe).argmax(1);
+  }
+  const auto& calls = probe.mixer_calls();
+  const auto& records = probe.records();
+  if (records.empty() && calls.empty())
+    throw ConfigError("the run's backbone recorded no token mixer: nothing to show");
+  const std::int64_t layers_total = static_cast<std::int64_t>(std::max(records.size(), calls.size()));
+  const std::vector<std::int64_t> layers = select(o.layers, layers_total, "--layers");
+  const MixerCall* first = calls.empty() ? nullptr : &calls.front();
+  const std::int64_t prefix = first ? first->prefix_tokens : 0;
+  const std::int64_t gh = first ? first->grid_height : 0, gw = first ? first->grid_width : 0;
+  const bool on_grid = gh > 0 && gw > 0;
+
+  const std::string out = o.run_dir + "/attn";
+  fs::create_directories(out + "/arrays");
+  std::vector<std::string> written;
+  auto render = [&](const HeatmapFigure& f, const std::string& name) {
+    render_heatmaps(f, out + "/" + name + ".png", o.svg ? out + "/" + name + ".svg" : "");
+    written.push_back(name + ".png");
+  };
+  IndexPage page;
+  auto class_name = [&](std::int64_t k) {
+    return k >= 0 && k < static_cast<std::int64_t>(info.class_names.size()) ? info.class_names[static_cast<std::size_t>(k)]
+                                                                            : std::to_string(k);
+  };
+
+  save_npy(out + "/arrays/images.npy", images);
+  write_npy(out + "/arrays/labels.npy", {labels.size(0)}, labels.contiguous().data_ptr<std::int64_t>());
+  const torch::Tensor predicted_cpu = predicted.to(torch::kCPU).contiguous();
+  write_npy(out + "/arrays/predicted.npy", {predicted_cpu.size(0)}, predicted_cpu.data_ptr<std::int64_t>());
+  for (const auto& r : records) save_npy(out + "/arrays/probs_layer" + std::to_string(r.layer) + ".npy", r.probs);
+
+  // Per-head statistics over the samples: mean attention distance (patches) and entropy.
+  if (!records.empty() && on_grid) {
+    const std::int64_t heads_total = records.front().probs.size(1);
+    torch::Tensor distance = torch::zeros({static_cast<std::int64_t>(records.size()), heads_total}, torch::kFloat64);
+    torch::Tensor entropy = torch::zeros_like(distance);
+    for (std::size_t l = 0; l < records.size(); ++l)
+      for (std::int64_t s = 0; s < records[l].probs.size(0); ++s) {
+        distance[static_cast<std::int64_t>(l)] += mean_attention_distance(records[l].probs[s], prefix, gh, gw) /
+                                                  static_cast<double>(samples.size());
+        entropy[static_cast<std::int64_t>(l)] += attention_entropy(records[l].probs[s]) / static_cast<double>(samples.size());
+      }
+    save_npy(out + "/arrays/head_distance.npy", distance);
+    save_npy(out + "/arrays/head_entropy.npy", entropy);
+    HeatmapFigure f;
+    f.title = "per head, mean over " + std::to_string(samples.size()) + " samples";
+    f.shared_scale = false;
+    f.columns = 2;
+    for (auto [m, title] : {std::pair{distance, std::string("mean attention distance (patches)")},
+                            std::pair{entropy, std::string("attention entropy (nats)")}}) {
+      Heatmap h = matrix_panel(m, title);
+      h.x_label = "head";
+      h.y_label = "layer";
+      h.annotate = true;
+      for (std::int64_t i = 0; i < m.size(0); ++i) h.row_labels.push_back(std::to_string(i));
+      for (std::int64_t i = 0; i < m.size(1); ++i) h.col_labels.push_back(std::to_string(i));
+      f.panels.push_back(h);
+    }
+    render(f, "head_stats");
+    page.section("Heads", "Mean attention distance (in patches, over grid tokens) and entropy of each head, "
+                          "averaged over the samples: local heads have small distances, diffuse heads high entropy.");
+    page.picture("head_stats.png", "layers x heads");
+  }
+
+  for (std::size_t si = 0; si < samples.size(); ++si) {
+    const auto s = static_cast<std::int64_t>(si);
+    const std::string tag = o.split + std::to_string(samples[si]);
+    const std::string truth = class_name(labels[s].item<std::int64_t>());
+    const std::string guess = class_name(predicted_cpu[s].item<std::int64_t>());
+    page.section("Sample " + std::to_string(samples[si]) + " of " + o.split, "label: " + truth + ", predicted: " + guess);
+    const torch::Tensor image = images[s];
+
+    if (!records.empty()) {
+      std::vector<torch::Tensor> head_means;
+      for (const auto& r : records) head_means.push_back(r.probs[s].mean(0));
+      const torch::Tensor rollout = attention_rollout(torch::stack(head_means).to(torch::kFloat64));
+      save_npy(out + "/arrays/rollout_" + tag + ".npy", rollout);
+      if (on_grid) {
+        HeatmapFigure f;
+        f.title = "attention rollout, " + truth + " (predicted " + guess + ")";
+        f.shared_scale = false;
+        Heatmap input = overlay_panel(torch::zeros({gh, gw}), image, "input");
+        input.alpha = 0.0;
+        input.colorbar = false;  // just the image
+        f.panels = {input, overlay_panel(attention_to_grid(rollout, prefix, gh, gw), image,
+                                         prefix ? "rollout: class token" : "rollout: received")};
+        render(f, tag + "_rollout");
+        page.picture(tag + "_rollout.png", "attention rollout over all layers (0.5 A + 0.5 I, multiplied)");
+      }
+      for (auto l : layers) {
+        if (l >= static_cast<std::int64_t>(records.size())) continue;
+        const torch::Tensor probs = records[static_cast<std::size_t>(l)].probs[s];  // [h, N, N]
+        const std::vector<std::int64_t> heads = select(o.heads, probs.size(0), "--heads");
+        const std::string lname = "layer " + std::to_string(l);
+        if (on_grid) {
+          HeatmapFigure f;
+          f.title = lname + ": " + (prefix ? "class-token attention" : "attention received") + " per head, " + truth;
+          f.shared_scale = false;
+          for (auto h : heads)
+            f.panels.push_back(overlay_panel(attention_to_grid(probs[h], prefix, gh, gw), image, "head " + std::to_string(h)));
+          f.panels.push_back(overlay_panel(attention_to_grid(probs.mean(0), prefix, gh, gw), image, "mean of heads"));
+          render(f, tag + "_layer" + std::to_string(l) + "_heads");
+          page.picture(tag + "_layer" + std::to_string(l) + "_heads.png", lname + ": per head, over the image");
+        }
+        const std::int64_t n = probs.size(-1);
+        const std::int64_t to = o.token_to < 0 ? n : std::min(o.token_to, n);
+        const std::int64_t from = std::min(o.token_from, to);
+        HeatmapFigure f;
+        f.title = lname + ": token x token attention (tokens " + std::to_string(from) + ".." + std::to_string(to - 1) + ")";
+        f.colorbar_label = "probability";
+        for (auto h : heads)
+          f.panels.push_back(matrix_panel(probs[h].slice(0, from, to).slice(1, from, to), "head " + std::to_string(h)));
+        render(f, tag + "_layer" + std::to_string(l) + "_tokens");
+        page.picture(tag + "_layer" + std::to_string(l) + "_tokens.png", lname + ": token x token, per head");
+      }
+    }
+
+    // Effective mixing matrices, for every mixer (attention or not).
+    if (o.mixing && !calls.empty()) {
+      HeatmapFigure grids, matrices;
+      grids.title = "effective mixing (Jacobian norm) received per token, " + truth;
+      grids.shared_scale = false;
+      matrices.title = "effective mixing matrices ||dy_i/dx_j||, rows normalised";
+      matrices.shared_scale = false;
+      std::vector<torch::Tensor> all;
+      for (auto l : layers) {
+        if (l >= static_cast<std::int64_t>(calls.size())) continue;
+        const MixerCall& call = calls[static_cast<std::size_t>(l)];
+        MixerContext ctx;
+        ctx.grid_height = call.grid_height;
+        ctx.grid_width = call.grid_width;
+        ctx.prefix_tokens = call.prefix_tokens;
+        ctx.causal = call.causal;
+        ctx.layer = call.layer;
+        const torch::Tensor m = normalize_rows(mixing_matrix(*call.mixer, call.input.slice(0, s, s + 1), ctx));
+        all.push_back(m);
+        const std::string title = "layer " + std::to_string(l);
+        if (on_grid) grids.panels.push_back(overlay_panel(attention_to_grid(m, prefix, gh, gw), image, title));
+        matrices.panels.push_back(matrix_panel(m, title));
+      }
+      save_npy(out + "/arrays/mixing_" + tag + ".npy", torch::stack(all));
+      if (on_grid) {
+        render(grids, tag + "_mixing_grid");
+        page.picture(tag + "_mixing_grid.png", "effective mixing, per layer, over the image");
+      }
+      render(matrices, tag + "_mixing");
+      page.picture(tag + "_mixing.png", "effective mixing matrices, per layer");
+    }
+  }
+  page.write(out + "/index.html", "Attention maps: " + o.run_dir,
+             "Checkpoint " + fs::path(checkpoint).filename().string() + ", split " + o.split +
+                 ". Arrays for every picture are in arrays/ (.npy; numpy.load).");
+  std::cerr << "wrote " << written.size() << " pictures, arrays and index.html into " << out << "\n";
+  std::cout << out << "/index.html\n";
+  return 0;
+}
+
+int attn_command(const std::vector<std::string>& args) {
+  po::options_description opts("Options");
+  opts.add_options()("help,h", "show this help")("split", po::value<std::string>()->default_value("test"),
+                                                  "split the samples come from")(
+      "samples", po::value<std::string>()->default_value("0-3"), "sample indices, e.g. 0,5,10-12")(
+      "layers", po::value<std::string>(), "layers to draw (default: all)")("heads", po::value<std::string>(),
+                                                                            "heads to draw (default: all)")(
+      "tokens", po::value<std::string>(), "token range of the token x token maps, FROM-TO (inclusive)")(
+      "checkpoint", po::value<std::string>()->default_value("best"), "best or last")("svg", "also write SVG files")(
+      "no-mixing", "skip the effective mixing matrices (one backward pass per token and layer)");
+  const auto cl = parse_command_line("attn", args, opts);
+  if (cl.vars.count("help")) {
+    std::cout << command_help(
+        "attn", "<run-dir>",
+        "Draws what a trained model attends to: per-head attention over the image, token x token maps, attention "
+        "rollout, effective mixing matrices (any mixer), head distance and entropy; with the arrays (.npy) and an "
+        "index.html, in <run-dir>/attn/.",
+        opts, "Examples:\n  blocklab attn results/runs/vit_fmnist/fae098b377cc\n"
+              "  blocklab attn <run> --samples 0,7 --layers 3 --heads 0,1 --svg\n");
+    return 0;
+  }
+  if (cl.positional.size() != 1) throw UsageError("blocklab attn: give one run directory");
+  AttnOptions o;
+  o.run_dir = cl.positional[0];
+  while (o.run_dir.size() > 1 && o.run_dir.back() == '/') o.run_dir.pop_back();
+  o.split = cl.vars["split"].as<std::string>();
+  o.samples = parse_index_list(cl.vars["samples"].as<std::string>(), "--samples");
+  if (cl.vars.count("layers")) o.layers = parse_index_list(cl.vars["layers"].as<std::string>(), "--layers");
+  if (cl.vars.count("heads")) o.heads = parse_index_list(cl.vars["heads"].as<std::string>(), "--heads");
+  if (cl.vars.count("tokens")) {
+    const auto range = parse_index_list(cl.vars["tokens"].as<std::string>(), "--tokens");
+    o.token_from = range.front();
+    o.token_to = range.back() + 1;
+  }
+  o.checkpoint = cl.vars["checkpoint"].as<std::string>();
+  if (o.checkpoint != "best" && o.checkpoint != "last")
+    throw UsageError("blocklab attn: --checkpoint is best or last, not '" + o.checkpoint + "'");
+  o.svg = cl.vars.count("svg") > 0;
+  o.mixing = cl.vars.count("no-mixing") == 0;
+  return attn(o);
+}
+
+const bool registered = CommandRegistry::instance().add(
+    {"attn", "attention maps, rollout and mixing matrices of a trained run (pictures + index.html)", attn_command, 62});
+
+}  // namespace
+}  // namespace blocklab

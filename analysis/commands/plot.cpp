@@ -1,0 +1,124 @@
+// blocklab plot <run-dir | sweep-dir | dir of runs>...: training curves from metrics.jsonl,
+// one chart per metric; several runs are overlaid, one line per run (or per group of seeds).
+#include <iostream>
+
+#include "analysis/curves.h"
+#include "analysis/plot.h"
+#include "analysis/run_records.h"
+#include "registry/cli_options.h"
+#include "registry/command.h"
+
+namespace blocklab {
+namespace {
+
+const char* kDetails =
+    "Charts:\n"
+    "  One chart per metric: <dir>/curves_<metric>.png (\"/\" becomes \"_\": curves_test_acc.png), .svg with --svg.\n"
+    "  Default metrics: loss, lr, and every evaluation metric (val/acc, test/loss, ...). Training metrics\n"
+    "  are drawn against step, evaluation metrics against epoch; --x step or --x epoch puts both on one\n"
+    "  axis (training steps on an epoch axis: step / steps per epoch). Loss charts use a log y axis when\n"
+    "  the values span a factor of 20 or more.\n"
+    "Runs:\n"
+    "  One run: its curves, into <run dir>/plots/. Several runs: one line per run, labelled by the config\n"
+    "  values that differ between them (\"trainer.lr=0.001, seed=1\"; the run id when configs are equal),\n"
+    "  into --out (default for a sweep: <sweep dir>/plots/). --mean-over-seeds draws runs that differ only\n"
+    "  in seed (or output_dir, threads, device) as one line, the mean with a ± sample-std band, at the\n"
+    "  steps every run of the group logged. A diverged run ends where it diverged and reads \"(diverged)\"\n"
+    "  in the legend; a run with no metrics yet, or a sweep job without a run, is left out with a note.\n"
+    "  A last line cut off by a kill is ignored; any other unreadable line is an error.\n"
+    "Smoothing:\n"
+    "  --smooth K draws loss curves as a trailing mean over the last K logged values, over the raw curve\n"
+    "  drawn faintly (with --mean-over-seeds: each run is smoothed, then averaged).\n"
+    "Examples:\n"
+    "  blocklab plot results/runs/vit_fmnist/3f2a9c01b7d4\n"
+    "  blocklab plot results/sweeps/5d1e0a2b9c47 --mean-over-seeds --metrics loss,test/acc --smooth 10\n"
+    "  blocklab plot results/runs/vit_fmnist --out figures/vit --x epoch --svg\n";
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out(1);
+  for (char c : s) {
+    if (c == ',') out.emplace_back();
+    else out.back() += c;
+  }
+  return out;
+}
+
+std::string option(const CommandLine& cl, const char* name) {
+  return cl.vars.count(name) ? cl.vars[name].as<std::string>() : "";
+}
+
+CurveOptions options_from(const CommandLine& cl) {
+  CurveOptions o;
+  const std::string metrics = option(cl, "metrics");
+  if (cl.vars.count("metrics")) {
+    o.metrics = split_commas(metrics);
+    for (const auto& m : o.metrics)
+      if (m.empty()) throw UsageError("blocklab plot: --metrics '" + metrics + "' has an empty name");
+  }
+  const std::string x = option(cl, "x");
+  if (x == "step") o.x = CurveX::Step;
+  else if (x == "epoch") o.x = CurveX::Epoch;
+  else if (!x.empty()) throw UsageError("blocklab plot: --x takes step or epoch, not '" + x + "'");
+  o.smooth = cl.vars["smooth"].as<int>();
+  if (o.smooth < 0) throw UsageError("blocklab plot: --smooth takes a window of K >= 1 logged values, not " +
+                                     std::to_string(o.smooth));
+  o.mean_over_seeds = cl.vars["mean-over-seeds"].as<bool>();
+  return o;
+}
+
+int plot_command(const std::vector<std::string>& args) {
+  po::options_description opts("Options");
+  opts.add_options()("help,h", "show this help")(
+      "metrics", po::value<std::string>(), "metrics to draw, comma-separated (default: loss, lr and the evaluations)")(
+      "x", po::value<std::string>(), "step or epoch: one x axis for every chart (default: step for training "
+                                     "metrics, epoch for evaluations)")(
+      "out", po::value<std::string>(), "directory for the charts (required for several runs unless one sweep)")(
+      "svg", po::bool_switch(), "also write SVG")(
+      "smooth", po::value<int>()->default_value(0), "trailing mean of the loss over K logged values (0: off)")(
+      "mean-over-seeds", po::bool_switch(), "one line per config: the mean over seeds with a ± std band");
+  const auto cl = parse_command_line("plot", args, opts);
+  if (cl.vars.count("help")) {
+    std::cout << command_help("plot", "<run-dir | sweep-dir | dir of runs>... [--metrics NAMES] [--x step|epoch] "
+                                      "[--out DIR] [--svg] [--smooth K] [--mean-over-seeds]",
+                              "Draws training curves from metrics.jsonl: one run's, or several runs overlaid.", opts,
+                              kDetails);
+    return 0;
+  }
+  if (cl.positional.empty())
+    throw UsageError("blocklab plot: name a run directory, a sweep directory or a directory of runs\n"
+                     "  see: blocklab plot --help");
+  const CurveOptions options = options_from(cl);
+  const bool svg = cl.vars["svg"].as<bool>();
+
+  const std::vector<RunRecord> records = load_run_records(cl.positional);
+  std::string out = option(cl, "out");
+  if (out.empty() && cl.positional.size() == 1) {
+    const std::string sweep = resolve_sweep_directory(cl.positional[0]);
+    if (!sweep.empty()) out = sweep + "/plots";
+    else if (records.size() == 1) out = records[0].run_dir + "/plots";
+  }
+  if (out.empty())
+    throw UsageError("blocklab plot: " + std::to_string(records.size()) +
+                     " runs are drawn into one set of charts: say where with --out DIR\n  see: blocklab plot --help");
+
+  const CurveSet set = load_curves(records);
+  for (const std::string& note : set.notes) std::cerr << "note: " << note << "\n";
+  if (getenv("DBG_CURVES")) for (auto& r : set.runs) std::cerr << "DBG label " << r.label << "\n";
+  std::vector<std::string> notes;
+  const std::vector<CurveChart> charts = curve_charts(set, options, &notes);
+  for (const std::string& note : notes) std::cerr << "note: " << note << "\n";
+  for (const CurveChart& c : charts) {
+    const std::string stem = out + "/" + c.file_stem;
+    render_line_chart(c.chart, stem + ".png", svg ? stem + ".svg" : "");
+    std::cerr << "wrote " << stem << ".png\n";
+    if (svg) std::cerr << "wrote " << stem << ".svg\n";
+  }
+  return 0;
+}
+
+const bool registered = CommandRegistry::instance().add(
+    {"plot", "draw training curves of runs or a sweep (loss, lr, evaluations; overlays, mean over seeds)",
+     plot_command, 65});
+
+}  // namespace
+}  // namespace blocklab

@@ -1,0 +1,172 @@
+// Attention maps: probe capture on a whole ViT (fused vs reference), effective mixing
+// matrices, rollout, head statistics and token-to-grid reshaping with class/register tokens.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "analysis/attention_maps.h"
+#include "analysis/npy.h"
+#include "process_support.h"
+#include "registry/yaml_io.h"
+
+using namespace blocklab;
+namespace fs = std::filesystem;
+
+namespace {
+
+Backbone tiny_vit(const std::string& pool) {
+  const ConfigNode cfg = parse_yaml("type: vit\npatch: 7\ndim: 16\ndepth: 2\npool: " + pool +
+                                        "\nmixer: {type: attention/softmax, heads: 2}\nchannel: {type: mlp, ratio: 2}\n",
+                                    "test");
+  torch::manual_seed(3);
+  auto vit = backbone_registry().create(cfg, BackboneArgs{1, 28, 28});
+  vit->eval();
+  return vit;
+}
+
+// y = A x W: a linear token mixer whose Jacobian blocks are A_ij W^T, so the effective mixing
+// matrix is |A_ij| ||W||_F.
+class LinearMixer : public TokenMixerImpl {
+ public:
+  LinearMixer(torch::Tensor a, torch::Tensor w) : a_(std::move(a)), w_(std::move(w)) {}
+  torch::Tensor forward(const torch::Tensor& x, const MixerContext&) override {
+    return torch::matmul(torch::matmul(a_, x), w_);
+  }
+
+ private:
+  torch::Tensor a_, w_;
+};
+
+}  // namespace
+
+TEST_CASE("the probe captures every layer of a ViT; rows sum to 1; output equals the fused path", "[attn]") {
+  for (const std::string pool : {"cls", "mean"}) {
+    Backbone vit = tiny_vit(pool);
+    const torch::Tensor images = torch::randn({3, 1, 28, 28});
+    torch::NoGradGuard no_grad;
+    const torch::Tensor fused = vit->forward(images);
+    AttentionProbe probe;
+    probe.enable();
+    probe.keep_mixer_calls();
+    const torch::Tensor captured = vit->forward(images, &probe);
+    CHECK(torch::allclose(captured, fused, 1e-5, 1e-6));
+    const std::int64_t n = (pool == "cls" ? 1 : 0) + 16;
+    REQUIRE(probe.records().size() == 2);
+    REQUIRE(probe.mixer_calls().size() == 2);
+    for (std::size_t l = 0; l < 2; ++l) {
+      const auto& r = probe.records()[l];
+      CHECK(r.layer == static_cast<int>(l));
+      CHECK(r.mixer == "attention/softmax");
+      CHECK(r.probs.sizes() == torch::IntArrayRef({3, 2, n, n}));
+      CHECK(torch::allclose(r.probs.sum(-1), torch::ones({3, 2, n}), 1e-5, 1e-6));
+      CHECK(probe.mixer_calls()[l].input.sizes() == torch::IntArrayRef({3, n, 16}));
+      CHECK(probe.mixer_calls()[l].prefix_tokens == n - 16);
+    }
+  }
+}
+
+TEST_CASE("mixing matrix of a linear mixer is |A| times ||W||", "[attn]") {
+  torch::manual_seed(1);
+  const torch::Tensor a = torch::randn({5, 5}, torch::kFloat64), w = torch::randn({3, 3}, torch::kFloat64);
+  LinearMixer mixer(a, w);
+  const torch::Tensor m = mixing_matrix(mixer, torch::randn({1, 5, 3}, torch::kFloat64), MixerContext{});
+  CHECK(torch::allclose(m, a.abs() * w.norm(), 1e-9, 1e-12));
+  const torch::Tensor rows = normalize_rows(m);
+  CHECK(torch::allclose(rows.sum(-1), torch::ones({5}, torch::kFloat64)));
+}
+
+TEST_CASE("mixing matrix of causal attention has no weight on future tokens", "[attn]") {
+  torch::manual_seed(2);
+  auto mixer = mixer_registry().create(parse_yaml("{type: attention/softmax, heads: 2}", "test"), MixerArgs{8, 6});
+  mixer->eval();
+  MixerContext ctx;
+  ctx.causal = true;
+  const torch::Tensor m = mixing_matrix(*mixer, torch::randn({1, 6, 8}), ctx);
+  CHECK(torch::triu(m, 1).abs().max().item<double>() == 0.0);
+  CHECK(torch::diagonal(m).min().item<double>() > 0.0);
+}
+
+TEST_CASE("rollout of identity attention is the identity; rollout rows sum to 1", "[attn]") {
+  const torch::Tensor eye = torch::eye(5, torch::kFloat64).expand({3, 5, 5});
+  CHECK(torch::allclose(attention_rollout(eye), torch::eye(5, torch::kFloat64)));
+  const torch::Tensor uniform = torch::full({2, 4, 4}, 0.25, torch::kFloat64);
+  const torch::Tensor r = attention_rollout(uniform);
+  CHECK(torch::allclose(r.sum(-1), torch::ones({4}, torch::kFloat64)));
+  // One layer of uniform attention: 0.5 * uniform + 0.5 * I.
+  const torch::Tensor one = attention_rollout(uniform.slice(0, 0, 1));
+  CHECK(torch::allclose(one, 0.125 * torch::ones({4, 4}, torch::kFloat64) + 0.5 * torch::eye(4, torch::kFloat64)));
+}
+
+TEST_CASE("token maps: class and register tokens are dropped when reshaping to the grid", "[attn]") {
+  // Two prefix tokens (class + one register), then a 2 x 3 grid.
+  const std::int64_t prefix = 2, h = 2, w = 3, n = prefix + h * w;
+  torch::Tensor m = torch::zeros({n, n}, torch::kFloat64);
+  for (std::int64_t j = 0; j < n; ++j) m[0][j] = static_cast<double>(j);  // class row: value = token index
+  const torch::Tensor grid = attention_to_grid(m, prefix, h, w);
+  REQUIRE(grid.sizes() == torch::IntArrayRef({h, w}));
+  const double total = 2 + 3 + 4 + 5 + 6 + 7;
+  for (std::int64_t r = 0; r < h; ++r)
+    for (std::int64_t c = 0; c < w; ++c) CHECK(grid[r][c].item<double>() == Approx((prefix + r * w + c) / total));
+  // Without prefix tokens: the attention each token receives, averaged over queries.
+  const torch::Tensor probs = torch::softmax(torch::randn({2, 6, 6}, torch::kFloat64), -1);
+  const torch::Tensor g = attention_to_grid(probs, 0, 2, 3);
+  REQUIRE(g.sizes() == torch::IntArrayRef({2, 2, 3}));
+  CHECK(torch::allclose(g.reshape({2, 6}), probs.mean(1) / probs.mean(1).sum(-1, true)));
+}
+
+TEST_CASE("head statistics: mean distance and entropy of known attention", "[attn]") {
+  // Uniform attention on a 2 x 2 grid: distances 0, 1, 1, sqrt(2) from every query.
+  const torch::Tensor uniform = torch::full({1, 4, 4}, 0.25, torch::kFloat64);
+  CHECK(mean_attention_distance(uniform, 0, 2, 2).item<double>() == Approx((2 + std::sqrt(2.0)) / 4));
+  CHECK(attention_entropy(uniform).item<double>() == Approx(std::log(4.0)));
+  const torch::Tensor self = torch::eye(4, torch::kFloat64).unsqueeze(0);
+  CHECK(mean_attention_distance(self, 0, 2, 2).item<double>() == Approx(0.0));
+  CHECK(attention_entropy(self).item<double>() == Approx(0.0).margin(1e-12));
+  // A class token's column is ignored for distances.
+  torch::Tensor with_cls = torch::zeros({1, 5, 5}, torch::kFloat64);
+  with_cls.slice(1, 1).slice(2, 1).copy_(uniform);
+  with_cls[0][0][0] = 1.0;
+  CHECK(mean_attention_distance(with_cls, 1, 2, 2).item<double>() == Approx((2 + std::sqrt(2.0)) / 4));
+}
+
+TEST_CASE("blocklab attn on a trained run writes pictures, arrays and an index linking them", "[attn]") {
+  testing::TempDir tmp;
+  const std::string out = (tmp.path / "runs").string();
+  REQUIRE(testing::run_blocklab({"run", "vit_fmnist", "-q", "output_dir=" + out, "model.dim=16", "model.depth=2",
+                                 "model.patch=7", "model.pool=cls", "model.mixer.heads=2", "dataset.limit_train=256",
+                                 "dataset.limit_test=50", "dataset.val_size=0", "trainer.batch_size=32",
+                                 "trainer.epochs=1", "threads=1"},
+                                tmp.path / "run.log") == 0);
+  fs::path run;
+  for (const auto& e : fs::directory_iterator(fs::path(out) / "vit_fmnist")) run = e.path();
+  const int status = testing::run_blocklab({"attn", run.string(), "--samples", "0,3", "--svg"}, tmp.path / "attn.log");
+  INFO(testing::slurp(tmp.path / "attn.log"));
+  REQUIRE(status == 0);
+  const fs::path attn = run / "attn";
+  const std::string index = testing::slurp(attn / "index.html");
+  int pictures = 0;
+  for (const auto& e : fs::directory_iterator(attn)) {
+    if (e.path().extension() != ".png") continue;
+    ++pictures;
+    CHECK(index.find("src=\"" + e.path().filename().string() + "\"") != std::string::npos);
+    CHECK(fs::exists(fs::path(e.path()).replace_extension(".svg")));
+  }
+  // head stats + per sample: rollout, 2 layers x (heads, tokens), mixing grid + matrices.
+  CHECK(pictures == 1 + 2 * (1 + 2 * 2 + 2));
+  std::vector<std::int64_t> shape;
+  const std::vector<float> probs = read_npy_f32((attn / "arrays/probs_layer1.npy").string(), shape);
+  REQUIRE(shape == std::vector<std::int64_t>{2, 2, 17, 17});
+  for (std::size_t row = 0; row < probs.size() / 17; ++row) {
+    double sum = 0;
+    for (std::size_t j = 0; j < 17; ++j) sum += probs[row * 17 + j];
+    CHECK(sum == Approx(1.0).epsilon(1e-4));
+  }
+  read_npy_f32((attn / "arrays/mixing_test3.npy").string(), shape);
+  CHECK(shape == std::vector<std::int64_t>{2, 17, 17});
+  read_npy_f32((attn / "arrays/rollout_test0.npy").string(), shape);
+  CHECK(shape == std::vector<std::int64_t>{17, 17});
+
+  CHECK(testing::run_blocklab({"attn", tmp.path.string()}, tmp.path / "bad.log") == 2);
+  CHECK(testing::slurp(tmp.path / "bad.log").find("is not a run directory") != std::string::npos);
+  CHECK(testing::run_blocklab({"attn", run.string(), "--samples", "99999"}, tmp.path / "bad2.log") == 2);
+}

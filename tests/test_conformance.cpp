@@ -20,6 +20,7 @@
 //                                and float32 (fused vs reference path)
 //   channel         tokens       changing token j leaves every other token's output unchanged
 //   backbone        probe        capture records maps layer by layer and leaves features unchanged
+//   mask            (the mixer checks) each mask composed into attention/softmax (2 heads)
 //
 // Opting out: tests/conformance_skip.txt holds "kind key check reason..." lines; the reason is
 // mandatory, and a line naming an unregistered entry or an unknown check fails the suite.
@@ -32,6 +33,7 @@
 #include <sstream>
 
 #include "blocks/interfaces.h"
+#include "blocks/masks/mask.h"
 #include "registry/yaml_io.h"
 
 using namespace blocklab;
@@ -51,6 +53,7 @@ const std::map<std::string, std::set<std::string>>& known_checks() {
       {"block", {"shape", "grad", "determinism", "batch", "causal"}},
       {"backbone", {"shape", "grad", "determinism", "batch", "probe"}},
       {"head", {"shape", "grad", "determinism", "batch"}},
+      {"mask", {"shape", "grad", "determinism", "batch", "causal", "probe", "probe_rows", "probe_equal"}},
   };
   return checks;
 }
@@ -268,56 +271,79 @@ TEST_CASE("conformance: the skip list names registered entries and known checks"
   }
 }
 
+namespace {
+
+// The mixer checks for `config` built through the mixer registry; skips are looked up under
+// (kind, key): mixers as themselves, masks as attention/softmax with the mask composed in.
+void check_mixer_conformance(const std::string& kind, const std::string& key, const ConfigNode& config,
+                             const std::string& recorded_key) {
+  const auto& reg = mixer_registry();
+  const auto build = [&]() -> TokenMixer {
+    TokenMixer m = reg.create(config, MixerArgs{kDim, kTokens});
+    m->to(torch::kFloat64);
+    return m;
+  };
+  const auto ctx = mixer_context();
+  Subject<TokenMixer> s{build, [ctx](TokenMixer& m, const torch::Tensor& x) { return m->forward(x, ctx); },
+                        tokens_input};
+  const auto skip = [&](const char* check) { return skipped(kind, key, check); };
+  if (!skip("shape")) check_shape(s, {kBatch, kTokens, kDim});
+  if (!skip("grad")) check_grads(s);
+  if (!skip("determinism")) check_determinism(s);
+  if (!skip("batch")) check_batch_independence(s);
+  torch::manual_seed(8);
+  TokenMixer probe_subject = build();
+  const bool causal = probe_subject->supports_causal();
+  if (causal && !skip("causal")) {
+    const auto causal_ctx = mixer_context(true);
+    check_causal(Subject<TokenMixer>{
+        build, [causal_ctx](TokenMixer& m, const torch::Tensor& x) { return m->forward(x, causal_ctx); },
+        tokens_input});
+  }
+  if (!skip("probe")) {
+    check_mixer_probe(recorded_key, probe_subject, false);
+    if (causal) check_mixer_probe(recorded_key, probe_subject, true);
+  }
+  if (!skip("probe_rows")) {
+    AttentionProbe probe;
+    probe.enable();
+    torch::NoGradGuard no_grad;
+    probe_subject->eval();
+    probe_subject->forward(tokens_input(), mixer_context(false, &probe));
+    REQUIRE_FALSE(probe.records().empty());
+    for (const auto& r : probe.records()) {
+      const auto rows = r.probs.sum(-1);
+      CHECK(close(rows, torch::ones_like(rows), 0.0, 1e-12));
+      CHECK(r.probs.min().item<double>() >= 0.0);
+    }
+  }
+  if (!skip("probe_equal")) {
+    check_probe_equal(build, torch::kFloat64, 1e-10, 1e-12);
+    check_probe_equal(build, torch::kFloat32, 1e-4, 1e-5);
+  }
+}
+
+}  // namespace
+
 TEST_CASE("conformance: token mixers", "[conformance]") {
   const auto& reg = mixer_registry();
   CHECK(reg.size() > 0);
   for (const EntryInfo* e : reg.list()) {
     const std::string key = e->key;
-    DYNAMIC_SECTION("mixer " << key) {
-      const ConfigNode config = example_config(*e);
-      const auto build = [&]() -> TokenMixer {
-        TokenMixer m = reg.create(config, MixerArgs{kDim, kTokens});
-        m->to(torch::kFloat64);
-        return m;
-      };
-      const auto ctx = mixer_context();
-      Subject<TokenMixer> s{build, [ctx](TokenMixer& m, const torch::Tensor& x) { return m->forward(x, ctx); },
-                            tokens_input};
-      const auto skip = [&](const char* check) { return skipped("mixer", key, check); };
-      if (!skip("shape")) check_shape(s, {kBatch, kTokens, kDim});
-      if (!skip("grad")) check_grads(s);
-      if (!skip("determinism")) check_determinism(s);
-      if (!skip("batch")) check_batch_independence(s);
-      torch::manual_seed(8);
-      TokenMixer probe_subject = build();
-      const bool causal = probe_subject->supports_causal();
-      if (causal && !skip("causal")) {
-        const auto causal_ctx = mixer_context(true);
-        check_causal(Subject<TokenMixer>{
-            build, [causal_ctx](TokenMixer& m, const torch::Tensor& x) { return m->forward(x, causal_ctx); },
-            tokens_input});
-      }
-      if (!skip("probe")) {
-        check_mixer_probe(key, probe_subject, false);
-        if (causal) check_mixer_probe(key, probe_subject, true);
-      }
-      if (!skip("probe_rows")) {
-        AttentionProbe probe;
-        probe.enable();
-        torch::NoGradGuard no_grad;
-        probe_subject->eval();
-        probe_subject->forward(tokens_input(), mixer_context(false, &probe));
-        REQUIRE_FALSE(probe.records().empty());
-        for (const auto& r : probe.records()) {
-          const auto rows = r.probs.sum(-1);
-          CHECK(close(rows, torch::ones_like(rows), 0.0, 1e-12));
-          CHECK(r.probs.min().item<double>() >= 0.0);
-        }
-      }
-      if (!skip("probe_equal")) {
-        check_probe_equal(build, torch::kFloat64, 1e-10, 1e-12);
-        check_probe_equal(build, torch::kFloat32, 1e-4, 1e-5);
-      }
+    DYNAMIC_SECTION("mixer " << key) { check_mixer_conformance("mixer", key, example_config(*e), key); }
+  }
+}
+
+// Every mask inside the reference attention (attention/softmax, 2 heads), 2-D grid context.
+TEST_CASE("conformance: attention masks", "[conformance]") {
+  for (const EntryInfo* e : mask_registry().list()) {
+    const std::string key = e->key;
+    DYNAMIC_SECTION("mask " << key) {
+      ConfigNode config = ConfigNode::map();
+      config.set("type", ConfigNode::string("attention/softmax"));
+      config.set("heads", ConfigNode::integer(2));
+      config.set("mask", example_config(*e));
+      check_mixer_conformance("mask", key, config, "attention/softmax");
     }
   }
 }

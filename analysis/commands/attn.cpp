@@ -160,7 +160,7 @@ int attn(const AttnOptions& o) {
   model->eval();
   AttentionProbe probe;
   probe.enable();
-  probe.keep_mixer_calls(o.mixing);
+  probe.keep_mixer_calls();  // also where the grid and the prefix tokens are
   torch::Tensor predicted;
   {
     torch::NoGradGuard no_grad;

@@ -223,4 +223,10 @@ void write_atomically(const std::string& path, const std::string& bytes) {
   }
 }
 
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
 }  // namespace blocklab::cairo_util

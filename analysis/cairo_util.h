@@ -45,6 +45,8 @@ std::string ellipsize(cairo_t* cr, const std::string& text, double max_w);
 
 // A leading '-' replaced by U+2212.
 std::string with_minus(std::string s);
+// A number in messages ("%g").
+std::string num(double v);
 // Formats a tick value on a grid of spacing `step`: as many decimals as the step needs (so
 // 0.1 * 3 prints "0.3"), scientific for very large or very small values.
 std::string format_tick(double v, double step);

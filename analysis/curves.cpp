@@ -142,7 +142,8 @@ class JsonLine {
     const char* q = p_;
     if (q < end_ && *q == '-') ++q;
     if (q >= end_ || !digit(*q)) return false;
-    if (*q == '0') ++q;
+    if (*q == '0')
+      ++q;
     else
       while (q < end_ && digit(*q)) ++q;
     if (q < end_ && *q == '.') {
@@ -246,8 +247,7 @@ bool is_repetition_key(const std::string& path) {
 
 std::string sanitize(const std::string& s) {
   std::string out;
-  for (char c : s)
-    out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_') ? c : '_';
+  for (char c : s) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_') ? c : '_';
   return out;
 }
 
@@ -279,10 +279,10 @@ std::vector<std::string> short_key_names(const std::vector<std::string>& keys) {
     for (int parts = 1; parts < 64; ++parts) {
       const std::string candidate = suffix(key, parts);
       const bool unique = std::none_of(keys.begin(), keys.end(), [&](const std::string& other) {
-        return other != key && (other == candidate || (other.size() > candidate.size() &&
-                                                       other.compare(other.size() - candidate.size(), candidate.size(),
-                                                                     candidate) == 0 &&
-                                                       other[other.size() - candidate.size() - 1] == '.'));
+        return other != key && (other == candidate ||
+                                (other.size() > candidate.size() &&
+                                 other.compare(other.size() - candidate.size(), candidate.size(), candidate) == 0 &&
+                                 other[other.size() - candidate.size() - 1] == '.'));
       });
       if (unique || candidate == key) {
         name = candidate;
@@ -532,8 +532,9 @@ RunCurves read_metrics_file(const std::string& path) {
   curves.path = path;
   std::error_code ec;
   if (!fs::exists(path, ec))
-    throw ConfigError("missing file " + path, Source{}, "",
-                      {"`blocklab run` creates metrics.jsonl when a run starts: copy or restore the whole run directory"});
+    throw ConfigError(
+        "missing file " + path, Source{}, "",
+        {"`blocklab run` creates metrics.jsonl when a run starts: copy or restore the whole run directory"});
   if (fs::is_directory(path, ec)) throw ConfigError("cannot read " + path + ": it is a directory");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError("cannot read " + path + ": " + std::strerror(errno));
@@ -551,8 +552,8 @@ RunCurves read_metrics_file(const std::string& path) {
         curves.truncated_tail = true;
         break;
       }
-      throw ConfigError("corrupt file " + path + ": line " + std::to_string(number) + " is not a JSON object",
-                        Source{}, "", {"line " + std::to_string(number) + " reads: " + excerpt(line), kMetricsHint});
+      throw ConfigError("corrupt file " + path + ": line " + std::to_string(number) + " is not a JSON object", Source{},
+                        "", {"line " + std::to_string(number) + " reads: " + excerpt(line), kMetricsHint});
     }
     ++curves.lines;
     double step = kNaN, epoch = kNaN;
@@ -560,9 +561,12 @@ RunCurves read_metrics_file(const std::string& path) {
     for (const JsonField& f : fields) {
       if (f.kind == JsonField::True && f.key == "diverged") diverged = true;
       if (f.kind != JsonField::Number) continue;
-      if (f.key == "step") step = f.number;
-      else if (f.key == "epoch") epoch = f.number;
-      else if (f.key.find('/') != std::string::npos) eval = true;
+      if (f.key == "step")
+        step = f.number;
+      else if (f.key == "epoch")
+        epoch = f.number;
+      else if (f.key.find('/') != std::string::npos)
+        eval = true;
     }
     if (diverged) {  // the last line of a diverged run: its values are not drawn
       curves.diverged = true;
@@ -621,7 +625,8 @@ std::vector<std::string> differing_labels(const std::vector<const ConfigNode*>& 
     return labels;
   };
   std::vector<std::string> labels = make(first);
-  const bool too_long = std::any_of(labels.begin(), labels.end(), [&](const std::string& l) { return l.size() > max_length; });
+  const bool too_long =
+      std::any_of(labels.begin(), labels.end(), [&](const std::string& l) { return l.size() > max_length; });
   return too_long ? make(short_key_names(first)) : labels;
 }
 
@@ -656,9 +661,12 @@ CurveSet load_curves(const std::vector<RunRecord>& records) {
   for (const std::string& l : labels) ++uses[l];
   for (std::size_t i = 0; i < set.runs.size(); ++i) {
     const std::string id = run_id(set.runs[i].record.run_dir);
-    if (labels[i].empty()) set.runs[i].label = id;
-    else if (uses[labels[i]] > 1) set.runs[i].label = labels[i] + " (" + id + ")";
-    else set.runs[i].label = labels[i];
+    if (labels[i].empty())
+      set.runs[i].label = id;
+    else if (uses[labels[i]] > 1)
+      set.runs[i].label = labels[i] + " (" + id + ")";
+    else
+      set.runs[i].label = labels[i];
   }
   return set;
 }

@@ -23,7 +23,13 @@
 //     step / steps-per-epoch, steps per epoch read from the evaluation lines).
 //   - Overlay labels are the config leaves that differ between the runs drawn ("trainer.lr=
 //     0.001, seed=1"; output_dir never counts), the run id when the configs are equal, with
-//     the id appended where two labels would read the same.
+//     the id appended where two labels would read the same. Labels over 36 characters use the
+//     shortest unambiguous key names ("lr=0.001, seed=1"); lines are ordered by those values
+//     (numbers ascending), so colours follow the sweep's order. A chart with long legend
+//     entries is drawn wider (up to 1200 px) and entries are cut so the "(diverged)" mark stays.
+//   - Curves longer than 8 points per pixel column are decimated for drawing (per column:
+//     first, lowest, highest, last point), so 100k-step runs give the same picture quickly
+//     and small SVGs.
 //   - Mean over seeds: runs whose configs differ only in repetition keys (seed, output_dir,
 //     threads, device, as for `blocklab table`) become one line, the mean with a band of ±
 //     the sample std (n−1), at the x values every member logged (the shortest member, e.g.
@@ -46,14 +52,14 @@ namespace blocklab {
 // One metric of one run, in step order.
 struct MetricSeries {
   std::string name;
-  bool per_eval = false;                  // logged by evaluations, not by training steps
+  bool per_eval = false;                   // logged by evaluations, not by training steps
   std::vector<double> step, epoch, value;  // equal lengths; step/epoch NaN where a line lacks them
 };
 
 struct RunCurves {
-  std::string path;                   // the metrics.jsonl read
-  std::vector<MetricSeries> metrics;  // in order of first appearance
-  bool diverged = false;              // a "diverged": true line was read
+  std::string path;                                               // the metrics.jsonl read
+  std::vector<MetricSeries> metrics;                              // in order of first appearance
+  bool diverged = false;                                          // a "diverged": true line was read
   double diverged_at = std::numeric_limits<double>::quiet_NaN();  // its step
   // Training steps per evaluation epoch (step / epoch of an evaluation line); NaN without one.
   double steps_per_epoch = std::numeric_limits<double>::quiet_NaN();
@@ -76,7 +82,7 @@ enum class CurveX { Auto, Step, Epoch };
 struct CurveOptions {
   std::vector<std::string> metrics;  // empty: default_curve_metrics
   CurveX x = CurveX::Auto;
-  int smooth = 0;                    // trailing-mean window over loss curves; <= 1: none
+  int smooth = 0;  // trailing-mean window over loss curves; <= 1: none
   bool mean_over_seeds = false;
 };
 

@@ -99,12 +99,6 @@ bool is_light(std::uint32_t hex) {
   return l > 0.408;
 }
 
-std::string num(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
 // ---------------------------------------------------------------------------------------
 // Input
 

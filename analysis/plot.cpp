@@ -159,12 +159,6 @@ void log_ticks(Axis& a, int max_labels) {
 // ---------------------------------------------------------------------------------------
 // Input
 
-std::string num(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
 [[noreturn]] void bad_input(std::size_t i, const PlotSeries& s, const std::string& what) {
   std::string name = "series " + std::to_string(i);
   if (!s.label.empty()) name += " ('" + s.label + "')";

@@ -191,7 +191,7 @@ TEST_CASE("trailing_mean averages the last k values", "[curves]") {
 
 TEST_CASE("overlay labels are the config leaves that differ", "[curves]") {
   const CurveSet set = load_curves(load_run_records({kFixtures + "/runs"}));
-  REQUIRE(set.runs.size() == 4);  // ordered by the differing values: lr, then seed
+  REQUIRE(set.runs.size() == 4);                           // ordered by the differing values: lr, then seed
   CHECK(set.runs[0].label == "trainer.lr=0.001, seed=0");  // output_dir never counts
   CHECK(set.runs[1].label == "trainer.lr=0.001, seed=1");
   CHECK(set.runs[2].label == "trainer.lr=0.001, seed=2");
@@ -223,10 +223,14 @@ TEST_CASE("overlay labels are the config leaves that differ", "[curves]") {
                                  "model.mixer.kernels=2, model.mixer.type=attention/gmm"});
 
   // Labels longer than the limit use the shortest unambiguous key names.
-  const ConfigNode c = parse_yaml("model: {mixer: {type: attention/softmax}, channel: {type: mlp}}\n"
-                                  "trainer: {lr: 0.001}\nseed: 0\n", "c.yaml");
-  const ConfigNode d = parse_yaml("model: {mixer: {type: attention/gmm}, channel: {type: glu}}\n"
-                                  "trainer: {lr: 0.01}\nseed: 1\n", "d.yaml");
+  const ConfigNode c = parse_yaml(
+      "model: {mixer: {type: attention/softmax}, channel: {type: mlp}}\n"
+      "trainer: {lr: 0.001}\nseed: 0\n",
+      "c.yaml");
+  const ConfigNode d = parse_yaml(
+      "model: {mixer: {type: attention/gmm}, channel: {type: glu}}\n"
+      "trainer: {lr: 0.01}\nseed: 1\n",
+      "d.yaml");
   CHECK(differing_labels({&c, &d})[0] ==
         "model.channel.type=mlp, model.mixer.type=attention/softmax, trainer.lr=0.001, seed=0");
   CHECK(differing_labels({&c, &d}, 36) ==
@@ -247,8 +251,8 @@ TEST_CASE("charts: defaults, x axes, diverged and failed marks", "[curves]") {
   CHECK(loss.chart.x_label == "step");
   CHECK(labels_of(loss.chart) == std::vector<std::string>{"trainer.lr=0.001", "trainer.lr=10.0 (diverged)"});
   CHECK(loss.chart.series[1].x == std::vector<double>{2, 4});  // drawn up to the divergence
-  CHECK(loss.chart.series[0].markers);                          // short curves keep their markers
-  CHECK(loss.chart.log_y == false);                              // 1.5 .. 9.5 spans less than 20x
+  CHECK(loss.chart.series[0].markers);                         // short curves keep their markers
+  CHECK(loss.chart.log_y == false);                            // 1.5 .. 9.5 spans less than 20x
   const CurveChart& acc = chart_for(charts, "test/acc");
   CHECK(acc.file_stem == "curves_test_acc");
   CHECK(acc.chart.x_label == "epoch");
@@ -328,8 +332,8 @@ TEST_CASE("mean over seeds: one line per config with a ± std band", "[curves]")
   CHECK(small.x == std::vector<double>{2, 4, 6});
   // Step 4: losses 2.00, 1.60, 1.90 -> mean 1.8333, sample std sqrt(0.08667 / 2) = 0.208167.
   const double mean = (2.00 + 1.60 + 1.90) / 3;
-  const double sd = std::sqrt(((2.00 - mean) * (2.00 - mean) + (1.60 - mean) * (1.60 - mean) +
-                               (1.90 - mean) * (1.90 - mean)) / 2);
+  const double sd =
+      std::sqrt(((2.00 - mean) * (2.00 - mean) + (1.60 - mean) * (1.60 - mean) + (1.90 - mean) * (1.90 - mean)) / 2);
   CHECK(sd == Approx(0.2081666).epsilon(1e-6));
   CHECK(small.y[1] == Approx(mean));
   CHECK(small.hi[1] - small.y[1] == Approx(sd));
@@ -372,7 +376,7 @@ TEST_CASE("long runs are streamed and drawn with a few points per pixel column",
   CHECK(std::is_sorted(s.x.begin(), s.x.end()));
   CHECK(*std::max_element(s.y.begin(), s.y.end()) == 50.0);  // the spike survives
   CHECK(*std::min_element(s.y.begin(), s.y.end()) == 0.01);  // and the dip
-  CHECK(c.log_y);  // 0.01 .. 50 spans more than 20x
+  CHECK(c.log_y);                                            // 0.01 .. 50 spans more than 20x
 }
 
 TEST_CASE("blocklab plot draws one run's curves into its directory", "[curves]") {
@@ -400,8 +404,8 @@ TEST_CASE("blocklab plot draws one run's curves into its directory", "[curves]")
 TEST_CASE("blocklab plot overlays several runs into --out", "[curves]") {
   testing::TempDir dir;
   const std::string out = (dir.path / "figs").string();
-  const auto r = plot("fixtures/curves/runs/lr_small_s0 fixtures/curves/runs/lr_big_s0 --out " + out +
-                      " --metrics loss,test/acc");
+  const auto r =
+      plot("fixtures/curves/runs/lr_small_s0 fixtures/curves/runs/lr_big_s0 --out " + out + " --metrics loss,test/acc");
   INFO(r.err);
   REQUIRE(r.status == 0);
   CHECK(r.err == "wrote " + out + "/curves_loss.png\nwrote " + out + "/curves_test_acc.png\n");

@@ -20,8 +20,9 @@ const char* kDetails =
     "  the values span a factor of 20 or more.\n"
     "Runs:\n"
     "  One run: its curves, into <run dir>/plots/. Several runs: one line per run, labelled by the config\n"
-    "  values that differ between them (\"trainer.lr=0.001, seed=1\"; the run id when configs are equal),\n"
-    "  into --out (default for a sweep: <sweep dir>/plots/). --mean-over-seeds draws runs that differ only\n"
+    "  values that differ between them (\"trainer.lr=0.001, seed=1\"; the run id when configs are equal;\n"
+    "  \"lr=0.001, seed=1\" when full key names make labels long), in the order of those values, into\n"
+    "  --out (default for a sweep: <sweep dir>/plots/). --mean-over-seeds draws runs that differ only\n"
     "  in seed (or output_dir, threads, device) as one line, the mean with a ± sample-std band, at the\n"
     "  steps every run of the group logged. A diverged run ends where it diverged and reads \"(diverged)\"\n"
     "  in the legend; a run with no metrics yet, or a sweep job without a run, is left out with a note.\n"
@@ -37,8 +38,10 @@ const char* kDetails =
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out(1);
   for (char c : s) {
-    if (c == ',') out.emplace_back();
-    else out.back() += c;
+    if (c == ',')
+      out.emplace_back();
+    else
+      out.back() += c;
   }
   return out;
 }
@@ -56,12 +59,15 @@ CurveOptions options_from(const CommandLine& cl) {
       if (m.empty()) throw UsageError("blocklab plot: --metrics '" + metrics + "' has an empty name");
   }
   const std::string x = option(cl, "x");
-  if (x == "step") o.x = CurveX::Step;
-  else if (x == "epoch") o.x = CurveX::Epoch;
-  else if (!x.empty()) throw UsageError("blocklab plot: --x takes step or epoch, not '" + x + "'");
+  if (x == "step")
+    o.x = CurveX::Step;
+  else if (x == "epoch")
+    o.x = CurveX::Epoch;
+  else if (!x.empty())
+    throw UsageError("blocklab plot: --x takes step or epoch, not '" + x + "'");
   o.smooth = cl.vars["smooth"].as<int>();
-  if (o.smooth < 0) throw UsageError("blocklab plot: --smooth takes a window of K >= 1 logged values, not " +
-                                     std::to_string(o.smooth));
+  if (o.smooth < 0)
+    throw UsageError("blocklab plot: --smooth takes a window of K >= 1 logged values, not " + std::to_string(o.smooth));
   o.mean_over_seeds = cl.vars["mean-over-seeds"].as<bool>();
   return o;
 }
@@ -70,23 +76,26 @@ int plot_command(const std::vector<std::string>& args) {
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help")(
       "metrics", po::value<std::string>(), "metrics to draw, comma-separated (default: loss, lr and the evaluations)")(
-      "x", po::value<std::string>(), "step or epoch: one x axis for every chart (default: step for training "
-                                     "metrics, epoch for evaluations)")(
-      "out", po::value<std::string>(), "directory for the charts (required for several runs unless one sweep)")(
-      "svg", po::bool_switch(), "also write SVG")(
-      "smooth", po::value<int>()->default_value(0), "trailing mean of the loss over K logged values (0: off)")(
+      "x", po::value<std::string>(),
+      "step or epoch: one x axis for every chart (default: step for training "
+      "metrics, epoch for evaluations)")("out", po::value<std::string>(),
+                                         "directory for the charts (required for several runs unless one sweep)")(
+      "svg", po::bool_switch(), "also write SVG")("smooth", po::value<int>()->default_value(0),
+                                                  "trailing mean of the loss over K logged values (0: off)")(
       "mean-over-seeds", po::bool_switch(), "one line per config: the mean over seeds with a ± std band");
   const auto cl = parse_command_line("plot", args, opts);
   if (cl.vars.count("help")) {
-    std::cout << command_help("plot", "<run-dir | sweep-dir | dir of runs>... [--metrics NAMES] [--x step|epoch] "
-                                      "[--out DIR] [--svg] [--smooth K] [--mean-over-seeds]",
+    std::cout << command_help("plot",
+                              "<run-dir | sweep-dir | dir of runs>... [--metrics NAMES] [--x step|epoch] "
+                              "[--out DIR] [--svg] [--smooth K] [--mean-over-seeds]",
                               "Draws training curves from metrics.jsonl: one run's, or several runs overlaid.", opts,
                               kDetails);
     return 0;
   }
   if (cl.positional.empty())
-    throw UsageError("blocklab plot: name a run directory, a sweep directory or a directory of runs\n"
-                     "  see: blocklab plot --help");
+    throw UsageError(
+        "blocklab plot: name a run directory, a sweep directory or a directory of runs\n"
+        "  see: blocklab plot --help");
   const CurveOptions options = options_from(cl);
   const bool svg = cl.vars["svg"].as<bool>();
 
@@ -94,8 +103,10 @@ int plot_command(const std::vector<std::string>& args) {
   std::string out = option(cl, "out");
   if (out.empty() && cl.positional.size() == 1) {
     const std::string sweep = resolve_sweep_directory(cl.positional[0]);
-    if (!sweep.empty()) out = sweep + "/plots";
-    else if (records.size() == 1) out = records[0].run_dir + "/plots";
+    if (!sweep.empty())
+      out = sweep + "/plots";
+    else if (records.size() == 1)
+      out = records[0].run_dir + "/plots";
   }
   if (out.empty())
     throw UsageError("blocklab plot: " + std::to_string(records.size()) +
@@ -103,7 +114,6 @@ int plot_command(const std::vector<std::string>& args) {
 
   const CurveSet set = load_curves(records);
   for (const std::string& note : set.notes) std::cerr << "note: " << note << "\n";
-  if (getenv("DBG_CURVES")) for (auto& r : set.runs) std::cerr << "DBG label " << r.label << "\n";
   std::vector<std::string> notes;
   const std::vector<CurveChart> charts = curve_charts(set, options, &notes);
   for (const std::string& note : notes) std::cerr << "note: " << note << "\n";
@@ -117,8 +127,8 @@ int plot_command(const std::vector<std::string>& args) {
 }
 
 const bool registered = CommandRegistry::instance().add(
-    {"plot", "draw training curves of runs or a sweep (loss, lr, evaluations; overlays, mean over seeds)",
-     plot_command, 65});
+    {"plot", "draw training curves of runs or a sweep (loss, lr, evaluations; overlays, mean over seeds)", plot_command,
+     65});
 
 }  // namespace
 }  // namespace blocklab

@@ -6,10 +6,13 @@
 // official code applies it (see each mask's file):
 //   MultiplyLogits   s' = M ⊙ s      on the scaled logits before the softmax (GMM, ELM masks)
 //   AddLogits        s' = s + M      an additive bias (ALiBi, relative position tables)
-//   MultiplyWeights  A' = M ⊙ A      on the normalised weights (RetNet/RMT decay)
+//   MultiplyWeights  A' = M ⊙ A      on the normalised weights (RMT's paper form of the decay;
+//                                    mask/retnet-decay defaults to its official code's form,
+//                                    an additive log-decay on the logits)
 // Image tokens use 2-D positions from the context's grid (ctx.grid_height x ctx.grid_width);
-// plain sequences use 1-D positions. Prefix tokens (class, registers) have no position: the
-// mask leaves their rows and columns alone (multiplier 1, bias 0).
+// plain sequences use 1-D positions. Prefix tokens (class, registers) have no position: masks
+// over positions leave their rows and columns alone (multiplier 1, bias 0); mask/elm, which
+// indexes token pairs rather than positions, covers them too.
 #pragma once
 
 #include <torch/torch.h>

@@ -39,6 +39,8 @@ std::vector<std::string> nearest(const std::string& word, const std::vector<std:
   std::vector<std::string> out;
   for (const auto& [dist, c] : scored) {
     if (out.size() == max_results) break;
+    // A clear near miss hides the far ones ("sofmax": softmax, not sigmoid).
+    if (dist > std::get<0>(scored.front()) + 2) break;
     if (c != word) out.push_back(c);
   }
   return out;

@@ -93,7 +93,8 @@ torch::Tensor MultiHeadAttentionImpl::attend_fused(const torch::Tensor& q, const
 
 torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x, const MixerContext& ctx) {
   TORCH_CHECK(x.dim() == 3 && x.size(2) == dim_, key_, ": expected x [B, N, ", dim_, "], got ", x.sizes());
-  const auto [q, k, v] = project(x);
+  const auto [q, k, v_projected] = project(x);
+  const auto v = values(v_projected, ctx);
   const bool fused = fused_path(ctx) && !capturing(ctx.probe) && !mask;
   return merge(fused ? attend_fused(q, k, v, ctx) : attend_reference(q, k, v, ctx));
 }

@@ -5,12 +5,15 @@
 // This class owns what every variant has in common: the query/key/value projection (one
 // Linear C -> 3C, as the reference ViT code does), the head split [B,N,C] -> [B,h,N,d] and
 // merge, the output projection, dropouts, causal masking, the explicit reference path and the
-// attention probe. A variant changes one of three hooks:
+// attention probe. A variant changes one or more of four hooks:
 //
 //   scores(q, k, ctx)        default q k^T / sqrt(d)                       [B,h,N,N]
 //   score_bias(n, ctx)       default none; an additive bias broadcastable to [B,h,N,N]
 //                            (relative positions, ALiBi, masks), used by both paths
 //   normalise(s, ctx)        default softmax over keys (sigmoid, softplus, ... variants)
+//   values(v, ctx)           default identity; the values [B,h,N,d] the weights average
+//                            (per-token value scaling, e.g. selective attention's value
+//                            temperature), used by both paths
 //
 // A mask component (blocks/masks/mask.h) given in the config is applied to the logits (after
 // the bias) or to the normalised weights, as the mask's paper does.
@@ -104,6 +107,7 @@ class MultiHeadAttentionImpl : public TokenMixerImpl {
   virtual torch::Tensor scores(const torch::Tensor& q, const torch::Tensor& k, const MixerContext& ctx);
   virtual torch::Tensor score_bias(std::int64_t tokens, const MixerContext& ctx) { return {}; }
   virtual torch::Tensor normalise(const torch::Tensor& scores, const MixerContext& ctx);
+  virtual torch::Tensor values(const torch::Tensor& v, const MixerContext& ctx) { return v; }
   // True when forward may use the fused kernel (never while the probe captures).
   virtual bool fused_path(const MixerContext& ctx) const { return false; }
 

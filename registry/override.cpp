@@ -82,7 +82,8 @@ class Parser {
     if (c == '\'' || c == '"') {
       ConfigNode q = ConfigNode::string(parse_quoted(), src);
       skip_ws();
-      if (!at_end() && peek() != ',' && peek() != ']' && peek() != '}') fail("text after a quoted string");
+      if (!at_end() && peek() != ',' && peek() != ']' && peek() != '}' && !(in_function_ > 0 && peek() == ')'))
+        fail("text after a quoted string");
       return q;
     }
     return parse_primitive(src, top);

@@ -65,6 +65,11 @@ TEST_CASE("sweep syntax", "[override]") {
   REQUIRE(g.is_sweep());
   CHECK(g.sweep->kind == Sweep::Kind::Glob);
   CHECK(g.sweep->patterns == std::vector<std::string>{"attention/*"});
+  // Quoted patterns (what a shell needs for '*') and quoted choices inside functions.
+  CHECK(parse_override("model/mixer=glob('*')").sweep->patterns == std::vector<std::string>{"*"});
+  CHECK(parse_override("m=glob('attention/*','mask/*')").sweep->patterns ==
+        std::vector<std::string>{"attention/*", "mask/*"});
+  CHECK(parse_override("x=choice('a b',\"c\")").sweep->choices.size() == 2);
   auto ch = parse_override("x=choice(a,[1,2])");
   CHECK(ch.sweep->choices.size() == 2);
   auto z = parse_override("zip(trainer.lr,trainer.warmup)=[1e-3,100],[3e-4,500]");

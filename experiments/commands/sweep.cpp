@@ -136,12 +136,14 @@ int run_local(const SweepDirectory& sweep, int jobs, bool retry_failed, bool qui
       after.add(state);
       progress.finish();
       char head[96];
-      std::snprintf(head, sizeof head, "[%d/%zu] %-8s %s ", n, todo.size(),
-                    out.kind == JobOutcome::Kind::Busy ? "busy" : state.c_str(), job.id.c_str());
+      const bool ran = out.kind == JobOutcome::Kind::Ran;
+      std::snprintf(head, sizeof head, "[%d/%zu] %-8s %s ", n, todo.size(), ran ? state.c_str() : out.kind == JobOutcome::Kind::Busy ? "busy" : "skipped",
+                    job.id.c_str());
       std::cerr << head << params_text(job);
-      if (state == "done") std::cerr << "  " << final_metrics(sweep, out.state) << "  (" << Progress::format_duration(out.seconds) << ")";
+      if (out.kind == JobOutcome::Kind::Skipped) std::cerr << "  (" << state << ": settled by another worker)";
+      if (ran && state == "done") std::cerr << "  " << final_metrics(sweep, out.state) << "  (" << Progress::format_duration(out.seconds) << ")";
       if (out.kind == JobOutcome::Kind::Busy) std::cerr << "  (another worker holds it)";
-      if (state == "failed" || state == "diverged") std::cerr << "\n    " << out.state.reason;
+      if (ran && (state == "failed" || state == "diverged")) std::cerr << "\n    " << out.state.reason;
       std::cerr << std::endl;
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       progress.update(n, after.text(), seconds > 0 ? n / seconds : 0);

@@ -326,6 +326,32 @@ CellText cell_text(const Cell& cell, int precision, const std::string& pm, const
   return {value, "(" + join(parts, ", ") + ")"};
 }
 
+// Decimals for an --also column: none for counts (parameters), one for large rates, else the
+// table's precision.
+int also_precision(const Cell& cell, int precision) {
+  bool integral = cell.n() > 0;
+  for (double v : cell.values) integral = integral && v == std::floor(v);
+  if (integral) return 0;
+  return cell.n() > 0 && std::abs(cell.mean()) >= 100 ? 1 : precision;
+}
+
+// The --also cells of a row, as text (no counts: they repeat the metric's).
+std::vector<CellText> also_texts(const Table& t, std::size_t r, const std::string& pm, const std::string& missing) {
+  std::vector<CellText> out;
+  for (const Cell& cell : t.also_cells[r]) {
+    CellText text = cell_text(cell, also_precision(cell, t.spec.precision), pm, missing);
+    if (cell.n() > 0 && cell.stddev() == 0 && also_precision(cell, t.spec.precision) == 0)
+      text.value = fixed(cell.mean(), 0);  // a count that does not vary: no "± 0"
+    if (cell.n() > 0) text.note.clear();
+    out.push_back(text);
+  }
+  return out;
+}
+
+std::string also_caption(const Table& t) {
+  return t.spec.also.empty() ? "" : " Also per row, over the same runs: " + join(t.spec.also, ", ") + ".";
+}
+
 std::string compose(const CellText& t, bool bold, const std::string& open, const std::string& close) {
   if (t.value.empty()) return t.note;
   const std::string value = bold ? open + t.value + close : t.value;
@@ -442,6 +468,10 @@ Table build_table(const std::vector<RunRecord>& runs, const TableSpec& spec) {
   for (const auto& key : spec.rows) check_key_exists(runs, key, "--rows");
   if (!spec.cols.empty()) check_key_exists(runs, spec.cols, "--cols");
   check_metric_exists(runs, spec.metric);
+  for (const auto& m : spec.also) check_metric_exists(runs, m);
+  if (!spec.also.empty() && !spec.cols.empty())
+    throw ConfigError("--also adds columns per row: it cannot be combined with --cols", Source{}, "",
+                      {"drop --cols, or make one table per metric"});
 
   Table t;
   t.spec = spec;
@@ -470,6 +500,10 @@ Table build_table(const std::vector<RunRecord>& runs, const TableSpec& spec) {
     t.cells.emplace_back(t.columns());
     for (std::size_t c = 0; c < row.size(); ++c)
       for (int i : row[c]) add_to_cell(t.cells.back()[c], runs[static_cast<std::size_t>(i)], spec.metric);
+    t.also_cells.emplace_back(spec.also.size());
+    for (std::size_t m = 0; m < spec.also.size(); ++m)
+      for (const auto& column : row)
+        for (int i : column) add_to_cell(t.also_cells.back()[m], runs[static_cast<std::size_t>(i)], spec.also[m]);
   }
   mark_best(t);
   return t;
@@ -482,7 +516,8 @@ std::string format_cell(const Cell& cell, int precision) {
 std::string format_markdown(const Table& t) {
   std::ostringstream out;
   out << "**" << md_escape(t.spec.metric) << "**: mean ± sample std (n−1) over the finished runs of each cell "
-      << "(n = runs averaged); bold = best in each column (" << direction_words(t.direction) << ").\n\n";
+      << "(n = runs averaged); bold = best in each column (" << direction_words(t.direction) << ")."
+      << md_escape(also_caption(t)) << "\n\n";
   std::vector<std::string> header, rule;
   for (const auto& axis : t.row_axes) {
     header.push_back(md_escape(axis.key));
@@ -492,6 +527,10 @@ std::string format_markdown(const Table& t) {
     header.push_back(md_escape(column_header(t, c)));
     rule.push_back("--:");
   }
+  for (const auto& m : t.spec.also) {
+    header.push_back(md_escape(m));
+    rule.push_back("--:");
+  }
   out << "| " << join(header, " | ") << " |\n| " << join(rule, " | ") << " |\n";
   for (std::size_t r = 0; r < t.cells.size(); ++r) {
     std::vector<std::string> row;
@@ -499,6 +538,7 @@ std::string format_markdown(const Table& t) {
       row.push_back(md_escape(t.row_axes[k].labels[static_cast<std::size_t>(t.row_groups[r][k])]));
     for (std::size_t c = 0; c < t.columns(); ++c)
       row.push_back(md_escape(compose(cell_text(t.cells[r][c], t.spec.precision, "±", "—"), t.best[r][c], "**", "**")));
+    for (const auto& text : also_texts(t, r, "±", "—")) row.push_back(md_escape(compose(text, false, "", "")));
     out << "| " << join(row, " | ") << " |\n";
   }
   return out.str();
@@ -509,13 +549,16 @@ std::string format_latex(const Table& t) {
   out << "% " << t.spec.metric << ": written by blocklab table; needs \\usepackage{booktabs}\n"
       << "\\begin{table}[t]\n\\centering\n"
       << "\\caption{" << tex_escape(t.spec.metric) << ": mean $\\pm$ sample std ($n-1$) over the finished runs of "
-      << "each cell ($n$ = runs averaged); bold: best in each column (" << direction_words(t.direction) << ").}\n"
+      << "each cell ($n$ = runs averaged); bold: best in each column (" << direction_words(t.direction) << ")."
+      << tex_escape(also_caption(t)) << "}\n"
       << "\\label{tab:" << table_file_stem(t.spec) << "}\n"
-      << "\\begin{tabular}{" << std::string(t.row_axes.size(), 'l') << std::string(t.columns(), 'r') << "}\n"
+      << "\\begin{tabular}{" << std::string(t.row_axes.size(), 'l') << std::string(t.columns() + t.spec.also.size(), 'r')
+      << "}\n"
       << "\\toprule\n";
   std::vector<std::string> header;
   for (const auto& axis : t.row_axes) header.push_back(tex_escape(axis.key));
   for (std::size_t c = 0; c < t.columns(); ++c) header.push_back(tex_escape(column_header(t, c)));
+  for (const auto& m : t.spec.also) header.push_back(tex_escape(m));
   out << join(header, " & ") << " \\\\\n\\midrule\n";
   for (std::size_t r = 0; r < t.cells.size(); ++r) {
     std::vector<std::string> row;
@@ -526,6 +569,7 @@ std::string format_latex(const Table& t) {
       text.note = tex_escape(text.note);
       row.push_back(compose(text, t.best[r][c], "\\textbf{", "}"));
     }
+    for (auto text : also_texts(t, r, "$\\pm$", "---")) row.push_back(compose(text, false, "", ""));
     out << join(row, " & ") << " \\\\\n";
   }
   out << "\\bottomrule\n\\end{tabular}\n\\end{table}\n";
@@ -538,6 +582,8 @@ std::string format_csv(const Table& t) {
   for (const auto& axis : t.row_axes) header.push_back(csv_field(axis.key));
   if (t.col_axis) header.push_back(csv_field(t.col_axis->key));
   for (const char* h : {"mean", "std", "n", "failed", "diverged", "pending", "running"}) header.push_back(h);
+  for (const auto& m : t.spec.also)
+    for (const char* part : {" mean", " std"}) header.push_back(csv_field(m + part));
   out << join(header, ",") << "\n";
   for (std::size_t r = 0; r < t.cells.size(); ++r)
     for (std::size_t c = 0; c < t.columns(); ++c) {
@@ -549,6 +595,10 @@ std::string format_csv(const Table& t) {
       f.push_back(cell.n() > 0 ? csv_number(cell.mean()) : "");
       f.push_back(cell.n() > 1 ? csv_number(cell.stddev()) : "");
       for (int count : {cell.n(), cell.failed, cell.diverged, cell.pending, cell.running}) f.push_back(std::to_string(count));
+      for (const Cell& also : t.also_cells[r]) {
+        f.push_back(also.n() > 0 ? csv_number(also.mean()) : "");
+        f.push_back(also.n() > 1 ? csv_number(also.stddev()) : "");
+      }
       out << join(f, ",") << "\n";
     }
   return out.str();

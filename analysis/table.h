@@ -39,6 +39,9 @@ struct TableSpec {
   std::string metric;             // a summary.json metric ("test/acc", "wall_time_s")
   std::optional<Direction> best;  // nullopt: from the metric's name
   int precision = 4;              // decimals of mean and std
+  // More summary numbers shown per row next to the metric (--also parameters,train_images_per_s):
+  // mean ± std over the row's finished runs, never bold. Only without --cols.
+  std::vector<std::string> also;
 };
 
 // One config key's distinct values, in table order.
@@ -67,6 +70,7 @@ struct Table {
   std::vector<std::vector<int>> row_groups;   // the row tuples present: an index per row axis
   std::vector<std::vector<Cell>> cells;       // [row group][column]
   std::vector<std::vector<bool>> best;        // [row group][column]
+  std::vector<std::vector<Cell>> also_cells;  // [row group][spec.also index]
   std::size_t columns() const { return col_axis ? col_axis->labels.size() : 1; }
   // "model.mixer.type=attention/softmax, trainer.lr=0.001" for a row group.
   std::string row_label(std::size_t row) const;

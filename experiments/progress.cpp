@@ -20,6 +20,15 @@ std::string Progress::format_duration(double seconds) {
   return buf;
 }
 
+std::string Progress::format_rate(double per_second) {
+  char buf[32];
+  if (per_second >= 10) std::snprintf(buf, sizeof buf, "%.0f/s", per_second);
+  else if (per_second >= 1) std::snprintf(buf, sizeof buf, "%.1f/s", per_second);
+  else if (per_second * 60 >= 1) std::snprintf(buf, sizeof buf, "%.1f/min", per_second * 60);
+  else std::snprintf(buf, sizeof buf, "%.2f/h", per_second * 3600);
+  return buf;
+}
+
 void Progress::update(std::int64_t done, const std::string& status, double items_per_second) {
   if (quiet_) return;
   const auto now = std::chrono::steady_clock::now();
@@ -32,10 +41,10 @@ void Progress::update(std::int64_t done, const std::string& status, double items
   const double rate_steps = elapsed > 0 ? static_cast<double>(done - start_done_) / elapsed : 0;
   const double eta = rate_steps > 0 ? static_cast<double>(total_ - done) / rate_steps : -1;
   char line[512];
-  std::snprintf(line, sizeof line, "%s %lld/%lld %3.0f%% | %s | %.0f/s | elapsed %s ETA %s", label_.c_str(),
+  std::snprintf(line, sizeof line, "%s %lld/%lld %3.0f%% | %s | %s | elapsed %s ETA %s", label_.c_str(),
                 static_cast<long long>(done), static_cast<long long>(total_),
                 total_ > 0 ? 100.0 * static_cast<double>(done) / static_cast<double>(total_) : 0.0, status.c_str(),
-                items_per_second, format_duration(elapsed).c_str(), format_duration(eta).c_str());
+                format_rate(items_per_second).c_str(), format_duration(elapsed).c_str(), format_duration(eta).c_str());
   if (tty_) {
     std::fprintf(stderr, "\r\033[K%s", line);
     open_line_ = true;

@@ -17,6 +17,7 @@ class Progress {
   // Ends the in-place line (if any) before other output.
   void finish();
   static std::string format_duration(double seconds);  // "4:05", "1:02:03"
+  static std::string format_rate(double per_second);   // "1459/s", "2.5/s", "1.3/min"
 
  private:
   std::string label_;

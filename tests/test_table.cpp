@@ -422,3 +422,23 @@ TEST_CASE("blocklab diff shows config differences with provenance, then results"
   CHECK(sweep.status == 2);
   CHECK(sweep.err.find("'fixtures/table_runs/sweep' is not a run directory") != std::string::npos);
 }
+
+TEST_CASE("blocklab table --also adds per-row summary columns (never bold, counts without decimals)", "[table]") {
+  const std::string base = "table fixtures/table_runs/runs/toy --rows model.mixer.type,trainer.epochs --metric test/acc "
+                           "--also wall_time_s,parameters";
+  const Result md = run_blocklab(base);
+  REQUIRE(md.status == 0);
+  CHECK(md.out.find("| test/acc | wall_time_s | parameters |") != std::string::npos);
+  // softmax, 2 epochs: seeds 0 and 1 ran 12.5 s and 12.25 s; every run has 13898 parameters.
+  CHECK(md.out.find("| 12.3750 ± 0.1768 | 13898 |") != std::string::npos);
+  CHECK(md.out.find("Also per row, over the same runs: wall_time_s, parameters.") != std::string::npos);
+  const Result csv = run_blocklab(base + " --format csv");
+  REQUIRE(csv.status == 0);
+  CHECK(csv.out.rfind("model.mixer.type,trainer.epochs,mean,std,n,failed,diverged,pending,running,"
+                      "wall_time_s mean,wall_time_s std,parameters mean,parameters std\n", 0) == 0);
+  const Result tex = run_blocklab(base + " --format tex");
+  CHECK(tex.out.find("\\begin{tabular}{llrrr}") != std::string::npos);
+  const Result with_cols = run_blocklab(base + " --cols trainer.lr");
+  CHECK(with_cols.status == 2);
+  CHECK(with_cols.err.find("--also adds columns per row") != std::string::npos);
+}

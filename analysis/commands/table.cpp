@@ -60,6 +60,10 @@ TableSpec spec_from(const CommandLine& cl) {
   if (best == "max") spec.best = Direction::Max;
   else if (best == "min") spec.best = Direction::Min;
   else if (!best.empty()) throw UsageError("blocklab table: --best takes max or min, not '" + best + "'");
+  const std::string also = option(cl, "also");
+  if (!also.empty()) spec.also = split_commas(also);
+  for (const auto& m : spec.also)
+    if (m.empty()) throw UsageError("blocklab table: --also '" + also + "' has an empty name");
   spec.precision = cl.vars["precision"].as<int>();
   if (spec.precision < 0 || spec.precision > 12)
     throw UsageError("blocklab table: --precision takes 0 to 12 decimals, not " + std::to_string(spec.precision));
@@ -73,8 +77,8 @@ std::string format_table(const Table& table, const std::string& format) {
 }
 
 // Tables in three formats and the plot under `dir`; says on stderr where they went.
-void write_outputs(const Table& table, const std::string& dir) {
-  const std::string stem = table_file_stem(table.spec);
+void write_outputs(const Table& table, const std::string& dir, const std::string& name) {
+  const std::string stem = name.empty() ? table_file_stem(table.spec) : name;
   const std::string tables = dir + "/tables/" + stem;
   write_file_atomic(tables + ".md", format_markdown(table));
   write_file_atomic(tables + ".tex", format_latex(table));
@@ -94,7 +98,9 @@ int table_command(const std::vector<std::string>& args) {
       "format", po::value<std::string>()->default_value("md"), "md, tex or csv (printed to stdout)")(
       "best", po::value<std::string>(), "max or min: which cell is best (default: from the metric's name)")(
       "precision", po::value<int>()->default_value(4), "decimals of mean and std")(
-      "out", po::value<std::string>(), "also write tables/ and plots/ here (default: the sweep directory)");
+      "also", po::value<std::string>(), "more summary numbers per row, e.g. parameters,train_images_per_s (no --cols)")(
+      "out", po::value<std::string>(), "also write tables/ and plots/ here (default: the sweep directory)")(
+      "name", po::value<std::string>(), "file name (without extension) of the written table and plot");
   const auto cl = parse_command_line("table", args, opts);
   if (cl.vars.count("help")) {
     std::cout << command_help("table", "<sweep-dir | run-dirs...> --rows KEY[,KEY] [--cols KEY] --metric NAME",
@@ -114,7 +120,7 @@ int table_command(const std::vector<std::string>& args) {
   std::cout << format_table(table, format) << std::flush;
   std::string out = option(cl, "out");
   if (out.empty() && cl.positional.size() == 1) out = resolve_sweep_directory(cl.positional[0]);
-  if (!out.empty()) write_outputs(table, out);
+  if (!out.empty()) write_outputs(table, out, option(cl, "name"));
   return 0;
 }
 

@@ -120,6 +120,7 @@ int run_local(const SweepDirectory& sweep, int jobs, bool retry_failed, bool qui
   Tally after = before;
   Progress progress("jobs", static_cast<std::int64_t>(todo.size()), quiet);
   const auto start = std::chrono::steady_clock::now();
+  progress.update(0, before.text(), 0);  // the clock of the rate and the ETA starts now
   auto worker = [&] {
     for (std::size_t i; !g_interrupted.load() && (i = next.fetch_add(1)) < todo.size();) {
       const SweepJob& job = *todo[i];

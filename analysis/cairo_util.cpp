@@ -67,6 +67,16 @@ void draw_text(cairo_t* cr, const std::string& text, double x, double y, double 
   cairo_new_path(cr);
 }
 
+std::string fit_title(cairo_t* cr, const std::string& title, double& pt, double max_w) {
+  const double smallest = pt * 0.65;
+  set_font(cr, pt, true);
+  while (text_width(cr, title) > max_w && pt > smallest) {
+    pt *= 0.92;
+    set_font(cr, pt, true);
+  }
+  return ellipsize(cr, title, max_w);
+}
+
 std::string ellipsize(cairo_t* cr, const std::string& text, double max_w) {
   if (text_width(cr, text) <= max_w) return text;
   std::string cut = text;

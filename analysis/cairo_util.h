@@ -40,6 +40,9 @@ void draw_text(cairo_t* cr, const std::string& text, double x, double y, double 
 
 // Returns the longest prefix of `text` (on a UTF-8 boundary) plus an ellipsis that fits.
 std::string ellipsize(cairo_t* cr, const std::string& text, double max_w);
+// A bold title that fits `max_w`: shrunk from `pt` down to 65 % of it, then ellipsized.
+// Leaves that font set; `pt` becomes the size used.
+std::string fit_title(cairo_t* cr, const std::string& title, double& pt, double max_w);
 
 // ---- Numbers and ticks
 

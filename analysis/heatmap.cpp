@@ -419,12 +419,7 @@ Layout make_layout(cairo_t* cr, const HeatmapFigure& f) {
   double grid_y0 = std::round(st.pad * 1.2);
   if (!f.title.empty()) {
     L.title_pt = st.title_pt;
-    set_font(cr, L.title_pt, true);
-    while (text_width(cr, f.title) > width - 2 * st.pad && L.title_pt > st.title_pt * 0.65) {
-      L.title_pt *= 0.92;
-      set_font(cr, L.title_pt, true);
-    }
-    L.title = ellipsize(cr, f.title, width - 2 * st.pad);
+    L.title = fit_title(cr, f.title, L.title_pt, width - 2 * st.pad);
     grid_y0 = std::round(st.pad + font_box(cr).height() + st.pad * 1.4);
   }
 

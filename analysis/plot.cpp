@@ -451,12 +451,7 @@ void compute_layout(cairo_t* cr, const Style& st, const LineChart& c, Layout& L,
   double top = st.pad * 1.6;
   if (!c.title.empty()) {
     L.title_pt = st.title_pt;
-    set_font(cr, L.title_pt, true);
-    while (text_width(cr, c.title) > W - 2 * st.pad && L.title_pt > st.title_pt * 0.65) {
-      L.title_pt *= 0.92;
-      set_font(cr, L.title_pt, true);
-    }
-    L.title = ellipsize(cr, c.title, W - 2 * st.pad);
+    L.title = fit_title(cr, c.title, L.title_pt, W - 2 * st.pad);
     top = st.pad + font_box(cr).height() + st.pad * 1.2;
   }
   set_font(cr, st.label_pt);

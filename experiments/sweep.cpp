@@ -178,6 +178,12 @@ std::vector<std::string> string_list(const ConfigNode* n) {
 
 std::string override_text(const std::string& key, const ConfigNode& value) { return key + "=" + flow_text(value); }
 
+std::string params_text(const SweepJob& job) {
+  std::string out;
+  for (const auto& [k, v] : job.params) out += (out.empty() ? "" : " ") + override_text(k, v);
+  return out;
+}
+
 SweepPlan plan_sweep(const std::string& config_dir, const std::string& experiment,
                      const std::vector<std::string>& override_texts) {
   SweepPlan plan;

@@ -56,6 +56,8 @@ SweepPlan plan_sweep(const std::string& config_dir, const std::string& experimen
 
 // The override text that sets `key` to `value` ("trainer.lr=0.001", "model.mixer.type=a/b").
 std::string override_text(const std::string& key, const ConfigNode& value);
+// A job's swept values as overrides ("trainer.lr=0.001 seed=2").
+std::string params_text(const SweepJob& job);
 
 // Creates <root>/<plan.id>/ with sweep.json, manifest.jsonl and jobs/<job>/config.yaml, or
 // checks that an existing one holds the same jobs. Returns the directory.

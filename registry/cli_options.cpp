@@ -66,4 +66,17 @@ std::string command_help(const std::string& command, const std::string& usage, c
   return out.str();
 }
 
+std::string string_option(const CommandLine& cl, const char* name) {
+  return cl.vars.count(name) ? cl.vars[name].as<std::string>() : "";
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out(1);
+  for (char c : s) {
+    if (c == ',') out.emplace_back();
+    else out.back() += c;
+  }
+  return out;
+}
+
 }  // namespace blocklab

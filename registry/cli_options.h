@@ -28,6 +28,11 @@ struct CommandLine {
 CommandLine parse_command_line(const std::string& command, const std::vector<std::string>& args,
                                const po::options_description& options);
 
+// The value of a string option, or "" when it was not given.
+std::string string_option(const CommandLine& cl, const char* name);
+// "a,b,,c" -> {"a", "b", "", "c"} (empty items kept, so callers can reject them).
+std::vector<std::string> split_commas(const std::string& s);
+
 // "Usage: blocklab <command> <usage>\n<summary>\n\n<options>"
 std::string command_help(const std::string& command, const std::string& usage, const std::string& summary,
                          const po::options_description& options, const std::string& details = "");

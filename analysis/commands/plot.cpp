@@ -35,30 +35,15 @@ const char* kDetails =
     "  blocklab plot results/sweeps/5d1e0a2b9c47 --mean-over-seeds --metrics loss,test/acc --smooth 10\n"
     "  blocklab plot results/runs/vit_fmnist --out figures/vit --x epoch --svg\n";
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out(1);
-  for (char c : s) {
-    if (c == ',')
-      out.emplace_back();
-    else
-      out.back() += c;
-  }
-  return out;
-}
-
-std::string option(const CommandLine& cl, const char* name) {
-  return cl.vars.count(name) ? cl.vars[name].as<std::string>() : "";
-}
-
 CurveOptions options_from(const CommandLine& cl) {
   CurveOptions o;
-  const std::string metrics = option(cl, "metrics");
+  const std::string metrics = string_option(cl, "metrics");
   if (cl.vars.count("metrics")) {
     o.metrics = split_commas(metrics);
     for (const auto& m : o.metrics)
       if (m.empty()) throw UsageError("blocklab plot: --metrics '" + metrics + "' has an empty name");
   }
-  const std::string x = option(cl, "x");
+  const std::string x = string_option(cl, "x");
   if (x == "step")
     o.x = CurveX::Step;
   else if (x == "epoch")
@@ -100,7 +85,7 @@ int plot_command(const std::vector<std::string>& args) {
   const bool svg = cl.vars["svg"].as<bool>();
 
   const std::vector<RunRecord> records = load_run_records(cl.positional);
-  std::string out = option(cl, "out");
+  std::string out = string_option(cl, "out");
   if (out.empty() && cl.positional.size() == 1) {
     const std::string sweep = resolve_sweep_directory(cl.positional[0]);
     if (!sweep.empty())

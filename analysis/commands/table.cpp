@@ -33,34 +33,21 @@ const char* kDetails =
     "  blocklab table results/sweeps/3f2a9c01b7d4 --rows model.mixer.type --cols trainer.lr --metric test/acc\n"
     "  blocklab table results/runs/vit_fmnist --rows model.mixer --metric test/loss --format tex\n";
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out(1);
-  for (char c : s) {
-    if (c == ',') out.emplace_back();
-    else out.back() += c;
-  }
-  return out;
-}
-
-std::string option(const CommandLine& cl, const char* name) {
-  return cl.vars.count(name) ? cl.vars[name].as<std::string>() : "";
-}
-
 TableSpec spec_from(const CommandLine& cl) {
   TableSpec spec;
-  const std::string rows = option(cl, "rows");
-  spec.metric = option(cl, "metric");
+  const std::string rows = string_option(cl, "rows");
+  spec.metric = string_option(cl, "metric");
   if (rows.empty() || spec.metric.empty())
     throw UsageError("blocklab table: --rows and --metric are required\n  see: blocklab table --help");
   spec.rows = split_commas(rows);
   for (const auto& k : spec.rows)
     if (k.empty()) throw UsageError("blocklab table: --rows '" + rows + "' has an empty key");
-  spec.cols = option(cl, "cols");
-  const std::string best = option(cl, "best");
+  spec.cols = string_option(cl, "cols");
+  const std::string best = string_option(cl, "best");
   if (best == "max") spec.best = Direction::Max;
   else if (best == "min") spec.best = Direction::Min;
   else if (!best.empty()) throw UsageError("blocklab table: --best takes max or min, not '" + best + "'");
-  const std::string also = option(cl, "also");
+  const std::string also = string_option(cl, "also");
   if (!also.empty()) spec.also = split_commas(also);
   for (const auto& m : spec.also)
     if (m.empty()) throw UsageError("blocklab table: --also '" + also + "' has an empty name");
@@ -111,16 +98,16 @@ int table_command(const std::vector<std::string>& args) {
   if (cl.positional.empty())
     throw UsageError("blocklab table: name a sweep directory, run directories or a directory of runs\n"
                      "  see: blocklab table --help");
-  const std::string format = option(cl, "format");
+  const std::string format = string_option(cl, "format");
   if (format != "md" && format != "tex" && format != "csv")
     throw UsageError("blocklab table: --format takes md, tex or csv, not '" + format + "'");
   const TableSpec spec = spec_from(cl);
 
   const Table table = build_table(load_run_records(cl.positional), spec);
   std::cout << format_table(table, format) << std::flush;
-  std::string out = option(cl, "out");
+  std::string out = string_option(cl, "out");
   if (out.empty() && cl.positional.size() == 1) out = resolve_sweep_directory(cl.positional[0]);
-  if (!out.empty()) write_outputs(table, out, option(cl, "name"));
+  if (!out.empty()) write_outputs(table, out, string_option(cl, "name"));
   return 0;
 }
 

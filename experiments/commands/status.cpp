@@ -53,11 +53,9 @@ int status_command(const std::vector<std::string>& args) {
     const JobState st = read_job_state(sweep, job);
     ++counts[st.state];
     if (!all && st.state == "done") continue;
-    std::string params;
-    for (const auto& [k, v] : job.params) params += (params.empty() ? "" : " ") + override_text(k, v);
     char head[64];
     std::snprintf(head, sizeof head, "%4d  %s  %-8s ", job.index, job.id.c_str(), st.state.c_str());
-    lines << head << params;
+    lines << head << params_text(job);
     if (st.state == "running") {
       if (claim_state(sweep, job) == "live")
         lines << "  (" << running_position(sweep, job) << ", " << st.host << ")";

@@ -40,12 +40,6 @@ void install_forwarding(std::initializer_list<int> signals, void (*handler)(int)
   for (int sig : signals) sigaction(sig, &action, nullptr);
 }
 
-std::string params_text(const SweepJob& job) {
-  std::string out;
-  for (const auto& [k, v] : job.params) out += (out.empty() ? "" : " ") + override_text(k, v);
-  return out;
-}
-
 // The final metrics of a finished job's run, compactly ("val/acc 0.8123 test/acc 0.8050").
 std::string final_metrics(const SweepDirectory& sweep, const JobState& st) {
   if (st.run_dir.empty()) return "";

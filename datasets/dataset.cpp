@@ -7,6 +7,26 @@ DatasetRegistry& dataset_registry() {
   return r;
 }
 
+namespace {
+std::map<std::string, DatasetPlanner>& planners() {
+  static std::map<std::string, DatasetPlanner> map;
+  return map;
+}
+}  // namespace
+
+bool register_dataset_planner(const std::string& type, DatasetPlanner planner) {
+  planners()[type] = std::move(planner);
+  return true;
+}
+
+std::optional<DatasetPlan> plan_dataset(const ConfigNode& params) {
+  const ConfigNode* type = params.is_map() ? params.find("type") : nullptr;
+  if (!type || !type->is_scalar()) return std::nullopt;
+  const auto it = planners().find(type->text());
+  if (it == planners().end()) return std::nullopt;
+  return it->second(params);
+}
+
 std::uint64_t derive_seed(std::uint64_t base, std::uint64_t a, std::uint64_t b, std::uint64_t c) {
   auto mix = [](std::uint64_t z) {  // SplitMix64 finaliser
     z += 0x9e3779b97f4a7c15ULL;

@@ -11,7 +11,10 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +52,20 @@ struct DatasetArgs {
 };
 using DatasetRegistry = Registry<std::shared_ptr<Dataset>, const DatasetArgs&>;
 DatasetRegistry& dataset_registry();
+
+// What a dataset config will hold, known from the config alone without reading any file, so
+// that validation (show, run, every sweep point) can check rules that involve the data (a batch
+// larger than the training split) before anything runs.
+struct DatasetPlan {
+  DatasetInfo info;
+  std::map<std::string, std::int64_t> split_sizes;  // "train", "val", "test"
+};
+using DatasetPlanner = std::function<DatasetPlan(const ConfigNode& params)>;
+// Registers the planner of a dataset type (call from the dataset's file, next to its entry).
+bool register_dataset_planner(const std::string& type, DatasetPlanner planner);
+// The plan of a `dataset` config ({type: ..., ...}); nullopt when its type has no planner.
+// Throws ConfigError for options out of range.
+std::optional<DatasetPlan> plan_dataset(const ConfigNode& params);
 
 // Derives independent 64-bit seeds from a base seed and labels (SplitMix64 mixing).
 std::uint64_t derive_seed(std::uint64_t base, std::uint64_t a, std::uint64_t b = 0, std::uint64_t c = 0);

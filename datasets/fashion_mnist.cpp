@@ -162,7 +162,9 @@ FashionMnist::FashionMnist(FashionMnistOptions options, Source root_source) : op
   fingerprint_ = hex(fnv1a(split_text.data(), split_text.size(), files.hash));
 }
 
-DatasetInfo FashionMnist::info() const {
+DatasetInfo FashionMnist::info() const { return fashion_mnist_info(); }
+
+DatasetInfo fashion_mnist_info() {
   DatasetInfo info;
   info.channels = 1;
   info.height = info.width = kSide;
@@ -199,16 +201,32 @@ std::string FashionMnist::fingerprint() const { return fingerprint_; }
 
 namespace {
 
-std::shared_ptr<Dataset> make_fashion_mnist(const ConfigNode& params, const DatasetArgs&) {
+// The options of a `dataset` config, validated against the schema.
+FashionMnistOptions bind_fashion_mnist(const ConfigNode& params) {
   ConfigNode values = params;
   values.erase("type");
   DiagnosticSink sink;
   validate(values, fashion_mnist_schema().schema(), "dataset", {}, sink);
   sink.throw_if_any();
-  const ConfigNode* root = values.find("root");
-  return std::make_shared<FashionMnist>(fashion_mnist_schema().bind(values, "dataset"),
-                                        root ? root->source() : Source{});
+  return fashion_mnist_schema().bind(values, "dataset");
 }
+
+std::shared_ptr<Dataset> make_fashion_mnist(const ConfigNode& params, const DatasetArgs&) {
+  const ConfigNode* root = params.find("root");
+  return std::make_shared<FashionMnist>(bind_fashion_mnist(params), root ? root->source() : Source{});
+}
+
+// The split sizes the constructor will make, from the options alone.
+DatasetPlan plan_fashion_mnist(const ConfigNode& params) {
+  const FashionMnistOptions o = bind_fashion_mnist(params);
+  const std::int64_t train = kTrainCount - o.val_size();
+  DatasetPlan plan{fashion_mnist_info(), {}};
+  plan.split_sizes["train"] = o.limit_train() > 0 ? std::min(o.limit_train(), train) : train;
+  plan.split_sizes["val"] = o.val_size();
+  plan.split_sizes["test"] = o.limit_test() > 0 ? std::min(o.limit_test(), kTestCount) : kTestCount;
+  return plan;
+}
+[[maybe_unused]] const bool planner_registered = register_dataset_planner("fashion-mnist", plan_fashion_mnist);
 
 BLOCKLAB_REGISTER(dataset_registry(),
                   EntryInfo{"fashion-mnist",

@@ -33,6 +33,9 @@ struct FashionMnistOptions {
 // The registry parameters (types, defaults, ranges, docs), declared once on the options.
 const OptionsSchema<FashionMnistOptions>& fashion_mnist_schema();
 
+// Channels, size, classes and class names (the same for every config).
+DatasetInfo fashion_mnist_info();
+
 class FashionMnist : public Dataset {
  public:
   static constexpr double kMean = 0.2860;  // of the training pixels scaled to [0, 1]

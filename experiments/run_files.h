@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <fstream>
 #include <map>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <variant>
 #include <vector>
@@ -28,7 +30,19 @@ struct CodeVersion {
 };
 CodeVersion code_version();
 
-// Writes `contents` to `path` atomically (creating parent directories).
+// A file that could not be written (disk full, permissions, a missing directory): the message
+// names the file and the system's reason. Nothing half-written is left under the real name,
+// and no temp file is left behind.
+class FileWriteError : public std::runtime_error {
+ public:
+  FileWriteError(const std::string& path, const std::string& reason);
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Writes `contents` to `path` atomically (creating parent directories); throws FileWriteError.
 void write_file_atomic(const std::string& path, const std::string& contents);
 std::string read_file(const std::string& path);
 bool file_exists(const std::string& path);
@@ -49,12 +63,19 @@ class JsonObject {
   std::vector<std::pair<std::string, std::string>> fields_;
 };
 
-// Appends lines to a file and can cut it back to an earlier length (resume).
+// Appends lines to a file and can cut it back to an earlier length (resume). A line is
+// written whole or not at all: a failed write (disk full) is cut back and throws
+// FileWriteError naming the file.
 class AppendFile {
  public:
   AppendFile() = default;
   explicit AppendFile(const std::string& path);
-  void append_line(const std::string& line);  // flushed at once
+  ~AppendFile();
+  AppendFile(AppendFile&& other) noexcept;
+  AppendFile& operator=(AppendFile&& other) noexcept;
+  AppendFile(const AppendFile&) = delete;
+  AppendFile& operator=(const AppendFile&) = delete;
+  void append_line(const std::string& line);  // written through at once
   std::uint64_t size() const { return size_; }
   // Truncates the file to `bytes` (what a checkpoint recorded) and appends from there.
   void truncate(std::uint64_t bytes);
@@ -62,8 +83,37 @@ class AppendFile {
 
  private:
   std::string path_;
-  std::ofstream out_;
+  int fd_ = -1;
   std::uint64_t size_ = 0;
 };
+
+// An exclusive flock on a file: one holder at a time, released by the kernel when the holder
+// dies (also after kill -9), so a lock is never stale. The holder writes who it is into the
+// file for other processes' messages. Used for run directories (one writer per run) and
+// sweep job claims.
+class FileLock {
+ public:
+  FileLock() = default;
+  FileLock(FileLock&& other) noexcept;
+  FileLock& operator=(FileLock&& other) noexcept;
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  ~FileLock();
+
+  // Takes the lock on `path` (created if missing) without waiting and writes `owner` into it;
+  // nullopt when another process holds it. Throws FileWriteError when the file cannot be made.
+  static std::optional<FileLock> try_acquire(const std::string& path, const std::string& owner);
+  // Whether some process holds the lock on `path` now.
+  static bool is_held(const std::string& path);
+  bool held() const { return fd_ >= 0; }
+  void release();
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
+
+// "pid 1234 on host node7": who this process is, for lock files and messages.
+std::string lock_owner_text();
 
 }  // namespace blocklab

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 
 #include <filesystem>
 #include <iostream>
@@ -86,6 +88,60 @@ static std::string env_json(const RunSetup& s, const CodeVersion& code) {
          "\n";
 }
 
+std::string RunAlreadyDone::message() const {
+  if (diverged())
+    return "an identical run " + status + ": " + dir + "\n  " + summary +
+           "  (the same config and seed diverge again; change the config, e.g. a lower trainer.lr, or run it "
+           "again with --force)";
+  return "an identical run has already finished: " + dir + "\n  " + summary + "  (run it again with --force)";
+}
+
+namespace {
+
+constexpr const char* kLockFile = "run.lock";
+
+// The "status" of a summary.json ("" when it has none or cannot be read).
+std::string summary_status(const std::string& path) {
+  try {
+    const ConfigNode s = parse_yaml(read_file(path), path);
+    const ConfigNode* status = s.is_map() ? s.find("status") : nullptr;
+    return status && status->is_scalar() ? status->text() : "";
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+// Removes everything in a run directory but its lock (held by this process).
+void clear_run_directory(const std::string& dir) {
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.path().filename() != kLockFile) fs::remove_all(entry.path());
+}
+
+// One writer per run directory: the lock is held until this process exits.
+FileLock lock_run_directory(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw FileWriteError(dir, "cannot create the run directory (" + ec.message() + ")");
+  const std::string path = dir + "/" + kLockFile;
+  if (auto lock = FileLock::try_acquire(path, lock_owner_text() + "\n")) return std::move(*lock);
+  // The holder writes its name right after taking the lock: give it a moment.
+  std::string owner;
+  for (int attempt = 0; attempt < 100 && owner.empty(); ++attempt) {
+    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    try {
+      owner = read_file(path);
+    } catch (const std::exception&) {
+    }
+  }
+  while (!owner.empty() && owner.back() == '\n') owner.pop_back();
+  throw ConfigError("run " + dir + " is in progress (" + (owner.empty() ? "another process" : owner) +
+                        "); wait for it or stop it",
+                    Source{}, "",
+                    {"a SIGTERM makes it checkpoint and exit; continue it afterwards with --resume"});
+}
+
+}  // namespace
+
 void open_run_directory(const RunRequest& request, const std::string& data_fingerprint, RunSetup& setup) {
   const ConfigNode& cfg = request.config;
   const CodeVersion code = code_version();
@@ -99,31 +155,32 @@ void open_run_directory(const RunRequest& request, const std::string& data_finge
   const ConfigNode* out = cfg.find("output_dir");
   const std::string root = out && out->is_scalar() ? out->text() : "results/runs";
   f.dir = root + "/" + request.experiment + "/" + f.id;
+  const bool existed = fs::exists(f.dir);
+  f.lock = lock_run_directory(f.dir);
   if (!request.record_dir_file.empty())
     write_file_atomic(request.record_dir_file, fs::absolute(f.dir).lexically_normal().string() + "\n");
 
-  const bool exists = fs::exists(f.dir);
-  const bool finished = file_exists(f.dir + "/summary.json");
+  const std::string summary_path = f.dir + "/summary.json";
+  const std::string status = file_exists(summary_path) ? summary_status(summary_path) : "";
+  const bool ended = status == "finished" || status.rfind("diverged", 0) == 0;
   const bool has_checkpoint = file_exists(f.checkpoint("last"));
-  if (request.force && exists) {
-    fs::remove_all(f.dir);
+  if (request.force) {
+    clear_run_directory(f.dir);
+  } else if (ended) {
+    throw RunAlreadyDone{f.dir, read_file(summary_path), status};
   } else if (request.resume || (request.resume_if_any && has_checkpoint)) {
-    if (finished && read_file(f.dir + "/summary.json").find("\"finished\"") != std::string::npos)
-      throw RunAlreadyDone{f.dir, read_file(f.dir + "/summary.json")};
     if (!has_checkpoint)
       throw ConfigError("nothing to resume: no checkpoint in " + f.dir, Source{}, "",
                         {"start the run without --resume"});
     setup.resuming = true;
-  } else if (finished) {
-    throw RunAlreadyDone{f.dir, read_file(f.dir + "/summary.json")};
   } else if (has_checkpoint) {
     throw ConfigError("an unfinished run with this config exists in " + f.dir, Source{}, "",
                       {"continue it with --resume, or start it over with --force"});
-  } else if (exists) {
-    fs::remove_all(f.dir);  // started but never checkpointed: nothing worth keeping
+  } else if (existed) {
+    clear_run_directory(f.dir);  // started (or failed) before its first checkpoint: nothing worth keeping
   }
   fs::create_directories(f.dir + "/checkpoints");
-  if (setup.resuming && file_exists(f.dir + "/summary.json")) fs::remove(f.dir + "/summary.json");
+  if (setup.resuming && file_exists(summary_path)) fs::remove(summary_path);
   if (!setup.resuming) {
     write_file_atomic(f.dir + "/config.yaml", dump_yaml(cfg, DumpOptions{true}));  // with provenance, for diff
     ConfigNode overrides = ConfigNode::sequence();

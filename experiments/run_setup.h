@@ -21,6 +21,7 @@ class RunFiles {
   std::string id;
   AppendFile metrics;  // metrics.jsonl
   AppendFile log;      // log.txt
+  FileLock lock;       // run.lock, held while this process writes the directory
   bool quiet = false;
 
   std::string checkpoint(const std::string& which) const { return dir + "/checkpoints/" + which + ".ckpt"; }
@@ -50,16 +51,23 @@ RunSetup configure_runtime(const RunRequest& request);
 void install_stop_handlers();
 int stop_signal();  // 0 while no stop was asked for
 
-// Thrown when an identical run has already finished (and --force was not given): the task
-// reports it and exits 0.
+// Thrown when an identical run has already ended (and --force was not given): the task
+// reports it and exits with exit_status() (0 when it finished, 3 when it diverged).
 struct RunAlreadyDone {
   std::string dir;
   std::string summary;
+  std::string status;  // "finished" or "diverged at step k"
+  bool diverged() const { return status.rfind("diverged", 0) == 0; }
+  int exit_status() const { return diverged() ? 3 : 0; }
+  // The line the task prints.
+  std::string message() const;
 };
 
 // Opens (or resumes) the run directory; the id hashes the resolved config, the code version
-// and the data fingerprint. Throws RunAlreadyDone, or ConfigError for an unfinished run
-// without --resume, or --resume with nothing to resume.
+// and the data fingerprint. Takes the directory's lock first: a run another live process is
+// writing is refused (ConfigError naming its pid and host), whatever the flags. Throws
+// RunAlreadyDone, or ConfigError for an unfinished run without --resume, or --resume with
+// nothing to resume.
 void open_run_directory(const RunRequest& request, const std::string& data_fingerprint, RunSetup& setup);
 
 }  // namespace blocklab

@@ -13,7 +13,7 @@
 //                             "run_dir":"runs/<experiment>/<run id>" (relative to the sweep
 //                             dir; "" when none),"exit_code":N,"reason":"...",
 //                             "log_tail":"...","attempts":K,"host":"...","updated":"<UTC>"}
-//   jobs/<job>/claim        exists while a worker runs the job (atomic O_EXCL creation)
+//   jobs/<job>/claim        held (flock) by the worker that runs the job; says who it is
 //   jobs/<job>/log.txt      the job process's stdout and stderr
 //   runs/<experiment>/<id>/ the run directories (the jobs' output_dir is <sweep dir>/runs)
 //   tables/, plots/         written by `blocklab table`
@@ -100,15 +100,15 @@ struct JobOutcome {
   double seconds = 0;
 };
 
-// Claims the job (atomic creation of jobs/<job>/claim; a claim left by a dead process on this
-// host, or by an earlier incarnation of the same Slurm task, is taken over), runs it as a child
+// Claims the job (an exclusive flock on jobs/<job>/claim, which the kernel drops when the worker
+// dies, on any host: a dead worker's claim is taken over at once), runs it as a child
 // `blocklab run ... --continue` (killed if this thread's process dies), and records the
 // outcome in the ledger. Done and diverged jobs, and failed ones without retry_failed, are
 // skipped; a job another live worker holds is Busy.
 JobOutcome run_job(const SweepDirectory& sweep, const SweepJob& job, const JobRunOptions& options);
 
-// Whether a worker holds the job: "live", "stale" (its worker died: the job runs again on
-// the next call) or "none".
+// Whether a worker holds the job: "live" (its lock is held), "stale" (a claim file whose
+// worker died: the job runs again on the next call) or "none".
 std::string claim_state(const SweepDirectory& sweep, const SweepJob& job);
 
 // Sends `signal` to every job child started by run_job in this process (SIGTERM on Ctrl-C:

@@ -14,6 +14,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "experiments/run_files.h"
@@ -57,64 +58,27 @@ std::string utc_now() {
   return buf;
 }
 
-// The start time of a process (field 22 of /proc/<pid>/stat), to tell a live claimer from a
-// new process that happens to reuse its pid. "" when the process does not exist.
-std::string process_start(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  if (!std::getline(in, stat)) return "";
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos) return "";
-  std::istringstream fields(stat.substr(close + 2));
-  std::string f;
-  for (int i = 3; i <= 22 && fields >> f; ++i) {
-  }
-  return f;
-}
-
 std::string slurm_task() {
   const char* job = std::getenv("SLURM_ARRAY_JOB_ID");
   const char* task = std::getenv("SLURM_ARRAY_TASK_ID");
-  return job && task ? std::string(job) + "_" + task : "-";
+  return job && task ? std::string(job) + "_" + task : "";
 }
 
-std::string my_claim() {
-  const pid_t pid = ::getpid();
-  return hostname() + " " + std::to_string(pid) + " " + process_start(pid) + " " + slurm_task() + "\n";
-}
+// A held claim: the kernel's flock on jobs/<job>/claim (released when this worker dies, also
+// on another host over NFS, so a dead worker's claim never blocks the job), plus the file,
+// which says who holds it and is removed on release.
+struct Claim {
+  Claim(std::string claim_path, FileLock held) : path(std::move(claim_path)), lock(std::move(held)) {}
+  Claim(const Claim&) = delete;
+  Claim& operator=(const Claim&) = delete;
+  ~Claim() { ::unlink(path.c_str()); }  // unlink first, then the lock drops
+  std::string path;
+  FileLock lock;
+};
 
-// A claim whose owner is gone: a dead (or reused) pid on this host, or an earlier run of the
-// same Slurm array task (a requeue). Claims from other live hosts are respected.
-bool claim_is_stale(const std::string& text) {
-  std::istringstream in(text);
-  std::string host, pid, start, task;
-  if (!(in >> host >> pid >> start >> task)) return true;  // torn write by a killed claimer
-  if (task != "-" && task == slurm_task()) return true;
-  if (host != hostname()) return false;
-  const pid_t p = static_cast<pid_t>(std::atoll(pid.c_str()));
-  if (p == ::getpid()) return false;
-  return process_start(p) != start;
-}
-
-bool try_claim(const std::string& path) {
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-      const std::string text = my_claim();
-      const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-      ::fsync(fd);
-      ::close(fd);
-      if (!ok) throw std::runtime_error("cannot write the claim " + path + ": " + std::strerror(errno));
-      return true;
-    }
-    if (errno != EEXIST) throw std::runtime_error("cannot create the claim " + path + ": " + std::strerror(errno));
-    if (!claim_is_stale(read_file(path))) return false;
-    // Take the stale claim over: only one worker wins the rename, the others see EEXIST/ENOENT.
-    const std::string aside = path + ".stale." + std::to_string(::getpid());
-    if (::rename(path.c_str(), aside.c_str()) != 0) return false;
-    ::unlink(aside.c_str());
-  }
-  return false;
+std::string claim_owner() {
+  const std::string task = slurm_task();
+  return lock_owner_text() + (task.empty() ? "" : " (Slurm task " + task + ")") + "\n";
 }
 
 std::string tail_lines(const std::string& path, std::uint64_t from, int lines) {
@@ -184,7 +148,7 @@ int spawn_and_wait(const std::vector<std::string>& argv, const std::string& log)
 std::string claim_state(const SweepDirectory& sweep, const SweepJob& job) {
   const std::string path = job_dir(sweep, job) + "/claim";
   if (!file_exists(path)) return "none";
-  return claim_is_stale(read_file(path)) ? "stale" : "live";
+  return FileLock::is_held(path) ? "live" : "stale";
 }
 
 void signal_running_jobs(int signal) {
@@ -201,12 +165,9 @@ JobOutcome run_job(const SweepDirectory& sweep, const SweepJob& job, const JobRu
   if (finished(outcome.state)) return outcome.kind = JobOutcome::Kind::Skipped, outcome;
   const std::string dir = job_dir(sweep, job);
   fs::create_directories(dir);
-  const std::string claim = dir + "/claim";
-  if (!try_claim(claim)) return outcome.kind = JobOutcome::Kind::Busy, outcome;
-  struct Release {
-    std::string path;
-    ~Release() { ::unlink(path.c_str()); }
-  } release{claim};
+  std::optional<FileLock> lock = FileLock::try_acquire(dir + "/claim", claim_owner());
+  if (!lock) return outcome.kind = JobOutcome::Kind::Busy, outcome;
+  const Claim claim(dir + "/claim", std::move(*lock));
   JobState st = read_job_state(sweep, job);  // another worker may have finished it meanwhile
   if (finished(st)) return outcome.state = st, outcome.kind = JobOutcome::Kind::Skipped, outcome;
 

@@ -3,10 +3,12 @@
 // together with the common keys it is the experiment's schema.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "registry/config_error.h"
 #include "registry/override.h"
 #include "registry/registry.h"
 
@@ -36,5 +38,13 @@ class Task {
 
 using TaskRegistry = Registry<std::unique_ptr<Task>, const RunRequest&>;
 TaskRegistry& task_registry();
+
+// A task's checks beyond the schema: rules between values that only building the model or
+// planning the data reveals (heads divide the width, a batch larger than the training split).
+// validate_experiment runs them, so `show`, `run` (before its run directory exists) and every
+// sweep point (before any job is planned) refuse such configs. They add to `sink`.
+using TaskCheck = std::function<void(const ConfigNode& config, DiagnosticSink& sink)>;
+bool register_task_check(const std::string& task, TaskCheck check);
+const TaskCheck* find_task_check(const std::string& task);
 
 }  // namespace blocklab

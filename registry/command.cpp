@@ -53,6 +53,15 @@ static void print_usage(std::ostream& out) {
   out << "\nRun 'blocklab <command> --help' for a command's arguments.\n";
 }
 
+namespace {
+ErrorFormatter& error_formatter() {
+  static ErrorFormatter formatter = [](const std::exception& e) { return std::string(e.what()); };
+  return formatter;
+}
+}  // namespace
+
+void set_error_formatter(ErrorFormatter formatter) { error_formatter() = std::move(formatter); }
+
 int run_cli(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
@@ -85,7 +94,7 @@ int run_cli(int argc, char** argv) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << "error: " << error_formatter()(e) << "\n";
     return 1;
   }
 }

@@ -2,6 +2,7 @@
 // list...; analysis/ registers table, attn, plot, bench), so `main` only dispatches.
 #pragma once
 
+#include <exception>
 #include <functional>
 #include <map>
 #include <string>
@@ -28,6 +29,12 @@ class CommandRegistry {
  private:
   std::map<std::string, Command> commands_;
 };
+
+// How an unexpected exception (not a ConfigError or UsageError) is shown: the layers above
+// registry/ install one that knows LibTorch's errors (one line, no C++ stack trace). The
+// default prints what().
+using ErrorFormatter = std::function<std::string(const std::exception&)>;
+void set_error_formatter(ErrorFormatter formatter);
 
 // Runs the CLI: `blocklab <command> [args...]`. Errors print to stderr; returns the status
 // (0 ok, 2 usage or configuration errors, 1 runtime failures).

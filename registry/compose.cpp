@@ -207,10 +207,24 @@ class Composer {
   }
   std::vector<std::string> groups_near(const std::string&) const { return all_groups(); }
 
+  // A config file must lie inside the config directory: a name with '..', an absolute path or
+  // a symlink pointing out would read (and name runs after) files elsewhere.
+  fs::path contained(const std::string& rel, const std::string& shown) const {
+    std::error_code ec;
+    const fs::path dir = fs::weakly_canonical(req_.config_dir, ec);
+    const fs::path file = fs::weakly_canonical(fs::path(req_.config_dir) / rel, ec);
+    const auto inside = std::mismatch(dir.begin(), dir.end(), file.begin(), file.end()).first == dir.end();
+    if (ec || !inside)
+      throw ConfigError("config '" + shown + "' lies outside the config directory " + req_.config_dir, Source{}, "",
+                        {"name configs by their path under the config directory, without '..' or links that "
+                         "point out of it"});
+    return file;
+  }
+
   ConfigFile load(const std::string& rel) {
     ConfigFile f;
     f.display = display(rel);
-    const std::string text = read_text_file((fs::path(req_.config_dir) / rel).string(), f.display);
+    const std::string text = read_text_file(contained(rel, f.display).string(), f.display);
     // A "# @package x" directive among the leading comment lines: '@' right after the '#'
     // (prose that merely mentions @package is not a directive).
     std::size_t pos = 0;

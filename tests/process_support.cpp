@@ -1,11 +1,16 @@
 #include "process_support.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
+#include <chrono>
+#include <thread>
 #include <cstdio>
 #include <fstream>
 #include <random>
@@ -55,6 +60,29 @@ int wait_status(pid_t pid) {
 
 int run_blocklab(const std::vector<std::string>& args, const fs::path& log, const fs::path& cwd) {
   return wait_status(spawn_blocklab(args, log, cwd));
+}
+
+BoundedRun run_blocklab_bounded(const std::vector<std::string>& args, const fs::path& log, const fs::path& cwd,
+                                double timeout_seconds) {
+  BoundedRun r;
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t pid = spawn_blocklab(args, log, cwd);
+  int raw = 0;
+  struct rusage usage {};
+  for (;;) {
+    const pid_t done = wait4(pid, &raw, WNOHANG, &usage);
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (done == pid) break;
+    if (done < 0 && errno != EINTR) throw std::runtime_error("wait4 failed");
+    if (r.seconds > timeout_seconds && !r.timed_out) {
+      r.timed_out = true;
+      kill(pid, SIGKILL);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(r.seconds < 1 ? 2 : 10));
+  }
+  r.status = r.timed_out ? -1 : WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+  r.max_rss_kb = usage.ru_maxrss;
+  return r;
 }
 
 CommandResult blocklab_command(const std::string& args, const std::string& cwd, bool merge) {

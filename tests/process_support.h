@@ -27,6 +27,17 @@ pid_t spawn_blocklab(const std::vector<std::string>& args, const fs::path& log, 
 int wait_status(pid_t pid);
 // spawn_blocklab + wait_status.
 int run_blocklab(const std::vector<std::string>& args, const fs::path& log, const fs::path& cwd = {});
+// A bounded run: exit status (128 + signal when killed; -1 when it ran past the limit and was
+// killed), wall time and the peak resident memory of the process.
+struct BoundedRun {
+  int status = -1;
+  bool timed_out = false;
+  double seconds = 0;
+  long max_rss_kb = 0;
+};
+BoundedRun run_blocklab_bounded(const std::vector<std::string>& args, const fs::path& log, const fs::path& cwd,
+                                double timeout_seconds);
+
 // `blocklab <args>` through the shell in `cwd` (default: the tests directory, so paths in
 // messages are stable): exit status, stdout, and stderr (merged into out when `merge`).
 struct CommandResult {

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "process_support.h"
+#include "tiny_run.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -22,29 +23,8 @@ using namespace blocklab::testing;
 
 namespace {
 
-// A tiny ViT on a slice of Fashion-MNIST: a few seconds per run.
-const std::vector<std::string> kTiny = {
-    "model.dim=16",           "model.depth=1",          "model.patch=7",       "model.mixer.heads=2",
-    "dataset.limit_train=512", "dataset.limit_test=200", "dataset.val_size=0",  "trainer.batch_size=32",
-    "trainer.epochs=3",        "trainer.log_every=4",    "trainer.eval_batch_size=100", "threads=1"};
-
-std::vector<std::string> tiny(const std::string& out, std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"run", "vit_fmnist", "-q", "output_dir=" + out};
-  args.insert(args.end(), kTiny.begin(), kTiny.end());
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
-}
-
 pid_t spawn(const std::vector<std::string>& args, const fs::path& log) { return spawn_blocklab(args, log); }
 int run(const std::vector<std::string>& args, const fs::path& log) { return run_blocklab(args, log); }
-
-// The only run directory under <out>/vit_fmnist.
-fs::path run_dir(const fs::path& out) {
-  std::vector<fs::path> dirs;
-  for (const auto& e : fs::directory_iterator(out / "vit_fmnist")) dirs.push_back(e.path());
-  REQUIRE(dirs.size() == 1);
-  return dirs[0];
-}
 
 // metrics.jsonl without the wall-clock fields (images_per_s, *_time_s), which are timings.
 std::string metrics_without_timing(const fs::path& dir) {
@@ -58,14 +38,6 @@ std::string metrics_without_timing(const fs::path& dir) {
     out += cleaned + "\n";
   }
   return out;
-}
-
-std::string summary_field(const fs::path& dir, const std::string& key) {
-  const std::string s = slurp(dir / "summary.json");
-  const auto at = s.find("\"" + key + "\": ");
-  if (at == std::string::npos) return "";
-  const auto start = at + key.size() + 4;
-  return s.substr(start, s.find_first_of(",}", start) - start);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "blocks/backbones/vit.h"
 
 #include "blocks/common/init.h"
+#include "blocks/common/layer_error.h"
 #include "blocks/common/options.h"
 #include "blocks/common/positions.h"
 
@@ -77,10 +78,15 @@ torch::Tensor VitImpl::forward(const torch::Tensor& images, AttentionProbe* prob
   ctx.probe = probe;
   for (std::size_t i = 0; i < blocks.size(); ++i) {
     ctx.layer = static_cast<int>(i);
-    x = blocks[i]->forward(x, ctx);
+    x = within_layer([&] { return layer_name(i); }, [&] { return blocks[i]->forward(x, ctx); });
   }
   // LayerNorm is per token, so LN-then-select equals select-then-LN (cheaper).
   return norm->forward(cls_token.defined() ? x.select(1, 0) : x.mean(1));
+}
+
+std::string VitImpl::layer_name(std::size_t i) const {
+  const ConfigNode* mixer = options_.mixer().is_map() ? options_.mixer().find("type") : nullptr;
+  return "model.blocks." + std::to_string(i) + (mixer && mixer->is_scalar() ? " (" + mixer->text() + ")" : "");
 }
 
 const OptionsSchema<VitOptions>& vit_schema() {

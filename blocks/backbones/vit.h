@@ -52,6 +52,8 @@ class VitImpl : public BackboneImpl {
   torch::nn::LayerNorm norm{nullptr};
 
  private:
+  // "model.blocks.2 (attention/softmax)", for errors raised inside block i.
+  std::string layer_name(std::size_t i) const;
   VitOptions options_;
   std::int64_t image_h_, image_w_, grid_h_, grid_w_;
 };

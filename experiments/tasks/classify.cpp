@@ -8,11 +8,15 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <optional>
 
+#include "blocks/common/layer_error.h"
 #include "blocks/interfaces.h"
 #include "datasets/dataset.h"
 #include "experiments/checkpoint.h"
 #include "experiments/classifier.h"
+#include "experiments/failure.h"
 #include "experiments/optim/optimizer.h"
 #include "experiments/progress.h"
 #include "experiments/run_files.h"
@@ -55,30 +59,44 @@ struct EvalResult {
   double accuracy = 0, loss = 0;
 };
 
+// Where training stands between steps, for the loop and its helpers.
+struct LoopState {
+  TrainPosition pos;
+  JsonObject last_eval;  // the latest evaluation line (the summary's "final")
+  std::string phase;     // what the run is doing, for failure messages
+};
+
 class ClassifyTask : public Task {
  public:
   explicit ClassifyTask(const RunRequest& request) : request_(request) {}
 
   int run() override {
-    const ConfigNode& cfg = request_.config;
     static const Schema schema = classify_schema();
-    const ParamReader root(cfg, schema, "");
-    const ParamReader trainer(root.get_node("trainer"), *schema.find("trainer")->section, "trainer");
+    const ParamReader root(request_.config, schema, "");
     RunSetup setup = configure_runtime(request_);  // threads, device, determinism, seed
-    const auto seed = setup.seed;
-
-    auto dataset = dataset_registry().create(root.get_node("dataset"), DatasetArgs{seed});
+    auto dataset = dataset_registry().create(root.get_node("dataset"), DatasetArgs{setup.seed});
     try {
       open_run_directory(request_, dataset->fingerprint(), setup);
     } catch (const RunAlreadyDone& done) {
-      if (!request_.quiet)
-        std::cerr << "an identical run has already finished: " << done.dir << "\n  " << done.summary
-                  << "  (run it again with --force)\n";
-      return 0;
+      if (!request_.quiet || done.diverged()) std::cerr << done.message() << "\n";
+      return done.exit_status();
     }
-    const DatasetInfo info = dataset->info();
+    LoopState state;
+    try {
+      return train(root, setup, *dataset, state);
+    } catch (const std::exception& e) {
+      return fail_run(setup.files, e, state.phase, state.pos.step);
+    }
+  }
+
+ private:
+  int train(const ParamReader& root, RunSetup& setup, const Dataset& dataset, LoopState& state) {
+    static const Schema& trainer_schema = *classify_schema().find("trainer")->section;
+    const ParamReader trainer(root.get_node("trainer"), trainer_schema, "trainer");
+    const auto seed = setup.seed;
+    state.phase = "building the model";
     torch::manual_seed(static_cast<std::uint64_t>(derive_seed(seed, 0x1417)));  // model initialisation
-    auto model = build_classifier(root.get_node("model"), root.get_node("head"), info);
+    auto model = build_classifier(root.get_node("model"), root.get_node("head"), dataset.info());
     model->to(setup.device);
 
     OptimizerArgs oargs;
@@ -92,8 +110,8 @@ class ClassifyTask : public Task {
     auto optimizer = optimizer_registry().create(root.get_node("optimizer"), oargs);
 
     const std::int64_t batch_size = trainer.get_int("batch_size");
-    const bool has_val = dataset->split("val").size() > 0;
-    BatchLoader train(*dataset, "train", batch_size, /*shuffle=*/true, seed, /*drop_last=*/true);
+    const bool has_val = dataset.split("val").size() > 0;
+    BatchLoader train(dataset, "train", batch_size, /*shuffle=*/true, seed, /*drop_last=*/true);
     const std::int64_t epochs = trainer.get_int("epochs");
     const std::int64_t steps_per_epoch = train.batches_per_epoch();
     std::int64_t total_steps = epochs * steps_per_epoch;
@@ -105,8 +123,9 @@ class ClassifyTask : public Task {
     for (const auto& p : model->parameters()) params += p.numel();
 
     RunFiles& files = setup.files;
-    TrainPosition pos;
+    TrainPosition& pos = state.pos;
     if (setup.resuming) {
+      state.phase = "resuming from " + files.checkpoint("last");
       pos = load_checkpoint(files.checkpoint("last"), *model, *optimizer);
       files.metrics.truncate(static_cast<std::uint64_t>(pos.metrics_bytes));
       files.log.truncate(static_cast<std::uint64_t>(pos.log_bytes));
@@ -117,9 +136,41 @@ class ClassifyTask : public Task {
     }
 
     auto checkpoint = [&](const std::string& which) {
+      state.phase = "writing the " + which + " checkpoint";
       pos.metrics_bytes = static_cast<std::int64_t>(files.metrics.size());
       pos.log_bytes = static_cast<std::int64_t>(files.log.size());
       save_checkpoint(files.checkpoint(which), *model, *optimizer, pos);
+      has_checkpoint_ = true;
+    };
+    has_checkpoint_ = setup.resuming;
+    // Validate (when there is a val split) and test; keep the best; log a line.
+    auto evaluate_now = [&] {
+      const std::int64_t eval_batch = trainer.get_int("eval_batch_size");
+      const auto e0 = std::chrono::steady_clock::now();
+      JsonObject line;
+      line.set("epoch", pos.epoch + 1).set("step", pos.step);
+      double selection = 0;
+      if (has_val) {
+        state.phase = "evaluation on val";
+        const EvalResult v = evaluate(*model, dataset, "val", eval_batch, setup.device);
+        line.set("val/acc", v.accuracy).set("val/loss", v.loss);
+        selection = v.accuracy;
+      }
+      state.phase = "evaluation on test";
+      const EvalResult t = evaluate(*model, dataset, "test", eval_batch, setup.device);
+      line.set("test/acc", t.accuracy).set("test/loss", t.loss);
+      if (!has_val) selection = t.accuracy;
+      line.set("eval_time_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count());
+      files.metrics.append_line(line.str());
+      state.last_eval = line;
+      char text[160];
+      std::snprintf(text, sizeof text, "epoch %lld/%lld: %stest acc %.4f loss %.4f",
+                    static_cast<long long>(pos.epoch + 1), static_cast<long long>(epochs),
+                    has_val ? ("val acc " + format_double(selection) + ", ").c_str() : "", t.accuracy, t.loss);
+      files.say(text);
+      const bool improved = pos.best_epoch < 0 || selection > pos.best_metric;
+      if (improved) pos.best_metric = selection, pos.best_epoch = pos.epoch + 1;
+      return improved;
     };
 
     const double label_smoothing = trainer.get_float("label_smoothing");
@@ -132,11 +183,11 @@ class ClassifyTask : public Task {
     auto window_start = run_start;
     std::int64_t window_images = 0;
     double data_seconds = 0, step_seconds = 0;
-    JsonObject last_eval;
 
     while (pos.step < total_steps && pos.epoch < epochs) {
       model->train();
       for (; pos.batch < steps_per_epoch && pos.step < total_steps; ++pos.batch) {
+        state.phase = "training step " + std::to_string(pos.step + 1);
         const auto t0 = std::chrono::steady_clock::now();
         auto [images, labels] = train.batch(pos.epoch, pos.batch, /*augment=*/true);
         images = images.to(setup.device);
@@ -152,6 +203,7 @@ class ClassifyTask : public Task {
             logits, labels, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(label_smoothing));
         const double loss_value = loss.item<double>();
         if (!std::isfinite(loss_value)) return diverged(files, pos.step, loss_value);
+        state.phase = "the backward pass of training step " + std::to_string(pos.step + 1);
         loss.backward();
         if (clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), clip);
         optimizer->step();
@@ -199,41 +251,21 @@ class ClassifyTask : public Task {
           --pos.batch;
         }
       }
-      if (pos.batch < steps_per_epoch) break;  // max_steps reached inside the epoch
-      // End of epoch: evaluate, keep the best, checkpoint.
+      // End of an epoch, or trainer.max_steps reached inside one: evaluate, keep the best,
+      // checkpoint. A run stopped by max_steps is evaluated too, so its summary has results.
       progress.finish();
-      const auto e0 = std::chrono::steady_clock::now();
-      JsonObject line;
-      line.set("epoch", pos.epoch + 1).set("step", pos.step);
-      double selection = 0;
-      if (has_val) {
-        const EvalResult v = evaluate(*model, *dataset, "val", trainer.get_int("eval_batch_size"), setup.device);
-        line.set("val/acc", v.accuracy).set("val/loss", v.loss);
-        selection = v.accuracy;
-      }
-      const EvalResult t = evaluate(*model, *dataset, "test", trainer.get_int("eval_batch_size"), setup.device);
-      line.set("test/acc", t.accuracy).set("test/loss", t.loss);
-      if (!has_val) selection = t.accuracy;
-      line.set("eval_time_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count());
-      files.metrics.append_line(line.str());
-      last_eval = line;
-      char text[160];
-      std::snprintf(text, sizeof text, "epoch %lld/%lld: %stest acc %.4f loss %.4f", static_cast<long long>(pos.epoch + 1),
-                    static_cast<long long>(epochs),
-                    has_val ? ("val acc " + format_double(selection) + ", ").c_str() : "", t.accuracy, t.loss);
-      files.say(text);
-      const bool improved = selection > pos.best_metric;
-      if (improved) pos.best_metric = selection, pos.best_epoch = pos.epoch + 1;
-      ++pos.epoch;
-      pos.batch = 0;
+      const bool epoch_done = pos.batch >= steps_per_epoch;
+      const bool improved = evaluate_now();
+      if (epoch_done) ++pos.epoch, pos.batch = 0;
       window_start = std::chrono::steady_clock::now();  // the rate excludes evaluation time
       window_images = 0;
       checkpoint("last");
       if (improved) checkpoint("best");
+      if (!epoch_done) break;
     }
     progress.finish();
-    if (pos.batch != 0) checkpoint("last");  // stopped by max_steps inside an epoch
 
+    state.phase = "writing the summary";
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
     JsonObject summary;
     summary.set("status", "finished")
@@ -242,9 +274,15 @@ class ClassifyTask : public Task {
         .set("steps", pos.step)
         .set("epochs", pos.epoch)
         .set("parameters", params)
-        .set_raw("final", last_eval.str())
-        .set("best_epoch", pos.best_epoch)
-        .set(has_val ? "best/val_acc" : "best/test_acc", pos.best_metric)
+        .set_raw("final", state.last_eval.str())
+        .set("best_epoch", pos.best_epoch);
+    // A best value exists only when something was evaluated: null, never a sentinel.
+    const std::string best_key = has_val ? "best/val_acc" : "best/test_acc";
+    if (pos.best_epoch >= 0)
+      summary.set(best_key, pos.best_metric);
+    else
+      summary.set_raw(best_key, "null");
+    summary
         .set("wall_time_s", wall)
         .set("train_images_per_s", step_seconds > 0 ? static_cast<double>(batch_size) *
                                                           static_cast<double>(pos.step) / step_seconds
@@ -256,7 +294,6 @@ class ClassifyTask : public Task {
     return 0;
   }
 
- private:
   static EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const std::string& split,
                              std::int64_t batch_size, const torch::Device& device) {
     torch::NoGradGuard no_grad;
@@ -291,16 +328,98 @@ class ClassifyTask : public Task {
     return hex64(h);
   }
 
-  static int diverged(RunFiles& files, std::int64_t step, double loss) {
+  int diverged(RunFiles& files, std::int64_t step, double loss) const {
     const std::string status = "diverged at step " + std::to_string(step + 1);
     files.metrics.append_line(JsonObject().set("step", step + 1).set("loss", loss).set("diverged", true).str());
     files.finish(JsonObject().set("status", status).set("run_id", files.id));
-    files.warn(status + " (loss " + format_double(loss) + "); the last good checkpoint is kept in " + files.dir);
+    files.warn(status + " (loss " + format_double(loss) + "); " +
+               (has_checkpoint_ ? "the last good checkpoint is kept in " + files.dir
+                                : "no checkpoint was written before it (" + files.dir + ")"));
     return 3;
   }
 
   RunRequest request_;
+  bool has_checkpoint_ = false;  // a checkpoint of this run exists on disk
 };
+
+// ---- Checks before anything runs (validate_experiment: show, run, every sweep point) ---------
+
+// A diagnostic at a config value, with its origin when the config sets it.
+Diagnostic at_value(const ConfigNode& config, const std::string& section, const std::string& key,
+                    std::string message, std::vector<std::string> hints) {
+  const ConfigNode* s = config.find(section);
+  const ConfigNode* v = s && s->is_map() ? s->find(key) : nullptr;
+  return Diagnostic{v ? v->source() : (s ? s->source() : Source{}), section + "." + key, std::move(message),
+                    std::move(hints)};
+}
+
+// A run must take optimizer steps and have something to test on.
+void check_splits(const ConfigNode& config, const ParamReader& root, const DatasetPlan& plan, DiagnosticSink& sink) {
+  static const Schema& trainer_schema = *classify_schema().find("trainer")->section;
+  const ParamReader trainer(root.get_node("trainer"), trainer_schema, "trainer");
+  const std::int64_t train = plan.split_sizes.at("train"), test = plan.split_sizes.at("test");
+  const std::int64_t batch = trainer.get_int("batch_size");
+  const std::string hint_data = "more training data: dataset.limit_train (0 = all), a smaller dataset.val_size";
+  if (train == 0)
+    sink.add(at_value(config, "dataset", "limit_train", "the training split is empty: nothing to train on", {hint_data}));
+  else if (batch > train)
+    sink.add(at_value(config, "trainer", "batch_size",
+                      "batch_size " + std::to_string(batch) + " is larger than the training split (" +
+                          std::to_string(train) + " images): no optimizer step would run (the last partial "
+                                                   "batch of an epoch is dropped)",
+                      {"use trainer.batch_size <= " + std::to_string(train) + ", or " + hint_data}));
+  if (test == 0) sink.add(at_value(config, "dataset", "limit_test", "the test split is empty: nothing to evaluate", {}));
+}
+
+// The model must build: every rule between values a factory checks (heads divide the width,
+// the patch divides the image). Built once per distinct model, head and data shape (a sweep
+// over seeds and learning rates builds one model), without touching the global RNG.
+void check_model_builds(const ConfigNode& config, const ParamReader& root, const DatasetInfo& info,
+                        DiagnosticSink& sink) {
+  static std::map<std::string, std::vector<Diagnostic>> verdicts;
+  const ConfigNode model = root.get_node("model"), head = root.get_node("head");
+  const std::string key = dump_yaml(model) + "\n---\n" + dump_yaml(head) + "\n---\n" +
+                          std::to_string(info.channels) + "x" + std::to_string(info.height) + "x" +
+                          std::to_string(info.width) + "/" + std::to_string(info.num_classes);
+  auto found = verdicts.find(key);
+  if (found == verdicts.end()) {
+    std::vector<Diagnostic> problems;
+    auto generator = at::detail::getDefaultCPUGenerator();
+    const torch::Tensor rng_state = generator.get_state();
+    try {
+      torch::NoGradGuard no_grad;
+      build_classifier(model, head, info);
+    } catch (const ConfigError& e) {
+      problems = e.diagnostics();
+    } catch (const std::exception& e) {
+      const ConfigNode* m = config.find("model");
+      problems.push_back(Diagnostic{m ? m->source() : Source{}, "model",
+                                    (is_out_of_memory(e) ? "the model does not fit in memory: " : "the model cannot be built: ") +
+                                        describe_failure(e, ""),
+                                    {}});
+    }
+    generator.set_state(rng_state);
+    found = verdicts.emplace(key, std::move(problems)).first;
+  }
+  for (const Diagnostic& d : found->second) sink.add(d);
+}
+
+void check_classify(const ConfigNode& config, DiagnosticSink& sink) {
+  static const Schema schema = classify_schema();
+  const ParamReader root(config, schema, "");
+  std::optional<DatasetPlan> plan;
+  try {
+    plan = plan_dataset(root.get_node("dataset"));
+  } catch (const ConfigError& e) {
+    sink.add(e);
+    return;
+  }
+  if (!plan) return;  // a dataset that cannot be planned is checked when it loads
+  check_splits(config, root, *plan, sink);
+  check_model_builds(config, root, plan->info, sink);
+}
+
+[[maybe_unused]] const bool check_registered = register_task_check("classify", check_classify);
 
 BLOCKLAB_REGISTER(task_registry(),
                   EntryInfo{"classify", "supervised classification: train, validate each epoch, test", "",

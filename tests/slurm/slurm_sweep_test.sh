@@ -127,8 +127,10 @@ done
 scancel --batch --signal=USR1 "${JOB2}_0"
 for i in $(seq 600); do
   [ -z "$(squeue -h -j "$JOB2" 2>/dev/null)" ] && grep -q '"state": "done"' "$SWEEP2"/jobs/*/state.json && break
-  # Slurm holds a requeued job back for a while (BeginTime); let it start now.
-  squeue -h -j "$JOB2" -o %r 2>/dev/null | grep -q BeginTime && scontrol update JobId="${JOB2}_0" StartTime=now
+  # Slurm holds a requeued job back for a while (BeginTime); let it start in 2 s. Not at once:
+  # slurmd refuses a job started in the same second its old credential was revoked ("Job
+  # credential revoked"), which a busy machine makes likely.
+  squeue -h -j "$JOB2" -o %r 2>/dev/null | grep -q BeginTime && scontrol update JobId="${JOB2}_0" StartTime=now+2
   [ "$i" -eq 600 ] && { say "the requeued task did not finish within 120 s"; squeue; exit 1; }
   sleep 0.2
 done

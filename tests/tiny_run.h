@@ -1,0 +1,61 @@
+// Tiny training runs of the blocklab executable (a ViT on a slice of Fashion-MNIST, a few
+// seconds each) and readers for what they leave in their run directories.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "process_support.h"
+
+namespace blocklab::testing {
+
+inline const std::vector<std::string>& tiny_overrides() {
+  static const std::vector<std::string> overrides = {
+      "model.dim=16",           "model.depth=1",          "model.patch=7",      "model.mixer.heads=2",
+      "dataset.limit_train=512", "dataset.limit_test=200", "dataset.val_size=0", "trainer.batch_size=32",
+      "trainer.epochs=3",        "trainer.log_every=4",    "trainer.eval_batch_size=100", "threads=1"};
+  return overrides;
+}
+
+// `blocklab run vit_fmnist -q output_dir=<out>` with the tiny overrides, then `extra`.
+inline std::vector<std::string> tiny(const std::string& out, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"run", "vit_fmnist", "-q", "output_dir=" + out};
+  args.insert(args.end(), tiny_overrides().begin(), tiny_overrides().end());
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+// The only run directory under <out>/vit_fmnist.
+inline fs::path run_dir(const fs::path& out) {
+  std::vector<fs::path> dirs;
+  for (const auto& e : fs::directory_iterator(out / "vit_fmnist")) dirs.push_back(e.path());
+  REQUIRE(dirs.size() == 1);
+  return dirs[0];
+}
+
+// The raw JSON text of a top-level key of summary.json ("" when absent).
+inline std::string summary_field(const fs::path& dir, const std::string& key) {
+  const std::string s = slurp(dir / "summary.json");
+  const auto at = s.find("\"" + key + "\": ");
+  if (at == std::string::npos) return "";
+  const auto start = at + key.size() + 4;
+  return s.substr(start, s.find_first_of(",}", start) - start);
+}
+
+// The "step" of every training line of metrics.jsonl (those with "lr"), in file order.
+inline std::vector<long> metric_steps(const fs::path& dir) {
+  std::istringstream in(slurp(dir / "metrics.jsonl"));
+  std::vector<long> steps;
+  for (std::string line; std::getline(in, line);) {
+    const auto at = line.find("\"step\": ");
+    if (at != std::string::npos && line.find("\"lr\": ") != std::string::npos)
+      steps.push_back(std::stol(line.substr(at + 8)));
+  }
+  return steps;
+}
+
+}  // namespace blocklab::testing

@@ -323,3 +323,25 @@ TEST_CASE("out of memory inside a block: one line naming the layer, recorded in 
   REQUIRE(run_with_memory_limit(limit, args, tmp.path / "trace.log", "env BLOCKLAB_TRACE=1") == 1);
   CHECK(slurp(tmp.path / "trace.log").find("raw error (BLOCKLAB_TRACE):") != std::string::npos);
 }
+
+TEST_CASE("a sweep claim left by a dead worker on another host is taken over; a live one is not", "[runs]") {
+  TempDir tmp;
+  std::vector<std::string> args = {"sweep", "vit_fmnist", "seed=0", "--launcher", "slurm", "--dry-run",
+                                   "--root", (tmp.path / "sweeps").string()};
+  for (const auto& o : tiny_overrides()) args.push_back(o);
+  args.push_back("trainer.epochs=40");
+  REQUIRE(run_blocklab(args, tmp.path / "plan.log") == 0);
+  const fs::path sweep = fs::directory_iterator(tmp.path / "sweeps")->path();
+  const fs::path job_dir = fs::directory_iterator(sweep / "jobs")->path();
+  // A claim file whose writer is gone (no lock held): before flock claims, one from another
+  // host was respected forever.
+  std::ofstream(job_dir / "claim") << "pid 4242 on host node-that-died\n";
+  const pid_t worker = spawn_blocklab({"job", sweep.string(), "--index", "0"}, tmp.path / "job.log");
+  REQUIRE(eventually([&] { return slurp(job_dir / "claim").find("pid " + std::to_string(worker)) != std::string::npos; }));
+  // While that worker lives, a second one leaves the job alone.
+  CHECK(run_blocklab({"job", sweep.string(), "--index", "0"}, tmp.path / "second.log") == 0);
+  CHECK(slurp(tmp.path / "second.log").find("is held by another live worker") != std::string::npos);
+  CHECK(wait_status(worker) == 0);
+  CHECK(slurp(job_dir / "state.json").find("\"state\": \"done\"") != std::string::npos);
+  CHECK_FALSE(fs::exists(job_dir / "claim"));
+}

@@ -172,6 +172,11 @@ class Resolver {
     const auto pieces = split_pieces(node.text(), where);
     if (pieces.size() == 1 && pieces[0].is_expr) {
       ConfigNode value = evaluate(pieces[0].text, path, where);
+      // A container copied into place may nest deeper than any file could (v1: [[${v0}]], ...).
+      if (!value.is_scalar() && path.size() + nesting(value) > static_cast<std::size_t>(kMaxConfigDepth))
+        throw ConfigError("the interpolation makes the config nest deeper than " + std::to_string(kMaxConfigDepth) +
+                              " levels",
+                          where, here, {"interpolate a smaller part of the target"});
       value.set_source(where);
       node = std::move(value);
     } else {
@@ -243,7 +248,23 @@ class Resolver {
     return *t;
   }
 
+  // How many levels of containers a value has (0 for a scalar).
+  static std::size_t nesting(const ConfigNode& n) {
+    std::size_t deepest = 0;
+    for (const auto& i : n.items()) deepest = std::max(deepest, nesting(i));
+    for (const auto& e : n.entries()) deepest = std::max(deepest, nesting(e.second));
+    return n.is_scalar() || n.is_null() ? 0 : deepest + 1;
+  }
+
   void for_each_interp(ConfigNode& node, std::vector<std::string>& path) {
+    // Each link of an interpolation chain may walk a whole container: bound the sum as well.
+    struct Frame {
+      int& n;
+      ~Frame() { --n; }
+    } frame{++frames_};
+    if (frames_ > 8 * kMaxConfigDepth)
+      throw ConfigError("interpolations nest too deeply to resolve", node.source(), join_path(path),
+                        {"give some of the values directly"});
     if (node.is_scalar() && has_interpolation(node.text())) {
       resolve_node(node, path);
       return;
@@ -311,6 +332,7 @@ class Resolver {
 
   ConfigNode& root_;
   std::vector<std::string> active_;
+  int frames_ = 0;  // for_each_interp calls on the stack
 };
 
 }  // namespace

@@ -233,3 +233,12 @@ TEST_CASE("golden: unknown key lists the parameters the config leaves at their d
   check_golden("override_missing_optional_key",
                testing::error_text([] { compose_fixture("exp", {"model.dropuot=0.1"}); }));
 }
+
+TEST_CASE("interpolated containers cannot nest the config deeper than the limit", "[interpolate]") {
+  // v<i> is v<i-1> wrapped in 10 lists: 40 links would nest 400 levels.
+  std::string yaml = "v0: 1\n";
+  for (int i = 1; i <= 40; ++i)
+    yaml += "v" + std::to_string(i) + ": " + std::string(10, '[') + "'${v" + std::to_string(i - 1) + "}'" +
+            std::string(10, ']') + "\n";
+  CHECK_THROWS_WITH(resolved(yaml), Catch::Contains("the interpolation makes the config nest deeper than 256 levels"));
+}

@@ -678,4 +678,62 @@ ConfigNode parse_override_value(const std::string& text) {
   return o.value;
 }
 
+
+namespace {
+
+// A single-quoted override string whose unquoting (see unquote above) gives back `t`: a run
+// of backslashes is doubled where it precedes a quote or the closing quote, and a quote gets
+// one more backslash.
+std::string quoted_text(const std::string& t) {
+  std::string out = "'";
+  std::size_t run = 0;  // backslashes just written
+  for (char c : t) {
+    if (c == '\'') out.append(run + 1, '\\');
+    run = c == '\\' ? run + 1 : 0;
+    out += c;
+  }
+  out.append(run, '\\');
+  return out + "'";
+}
+
+bool reads_back_as(const std::string& text, const ConfigNode& value) {
+  try {
+    const ConfigNode back = parse_override_value(text);
+    return back.kind() == value.kind() && back.scalar_type() == value.scalar_type() && back.text() == value.text();
+  } catch (const ConfigError&) {
+    return false;
+  }
+}
+
+}  // namespace
+
+std::string override_value_text(const ConfigNode& v) {
+  if (v.is_null()) return "null";
+  if (v.is_sequence()) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < v.items().size(); ++i) out += (i ? "," : "") + override_value_text(v.items()[i]);
+    return out + "]";
+  }
+  if (v.is_map()) {
+    std::string out = "{";
+    for (const auto& [k, x] : v.entries()) {
+      if (!reads_back_as(k, ConfigNode::string(k)))
+        throw ConfigError("the key '" + k + "' cannot be written in an override's {...}", x.source(), "",
+                          {"dict keys in overrides hold ASCII letters, digits, blanks and / - + . $ % * @ ? |"});
+      out += (out.size() > 1 ? "," : "") + k + ":" + override_value_text(x);
+    }
+    return out + "}";
+  }
+  if (reads_back_as(v.text(), v)) return v.text();  // as written, when the grammar agrees ("1e-3")
+  switch (v.scalar_type()) {
+    case ScalarType::Int: return std::to_string(v.as_int());
+    case ScalarType::Bool: return v.as_bool() ? "true" : "false";
+    case ScalarType::Float: {
+      const double d = v.as_double();
+      return std::isnan(d) ? "nan" : std::isinf(d) ? (d > 0 ? "inf" : "-inf") : format_double(d);
+    }
+    default: return quoted_text(v.text());
+  }
+}
+
 }  // namespace blocklab

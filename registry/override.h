@@ -56,4 +56,9 @@ Override parse_override(const std::string& text);
 // Parses a value alone (as after '='), e.g. for tests and for `--set` style options.
 ConfigNode parse_override_value(const std::string& text);
 
+// The inverse: a value's text that parse_override_value reads back as the same value (strings
+// are quoted where the grammar would read them otherwise: "1_000", "tRuE", "a#b", "café").
+// Throws ConfigError for a mapping key the grammar cannot write (e.g. "a#b", "1").
+std::string override_value_text(const ConfigNode& value);
+
 }  // namespace blocklab

@@ -10,6 +10,7 @@
 #include "experiments/experiment.h"
 #include "experiments/run_files.h"
 #include "experiments/task.h"
+#include "registry/override.h"
 #include "registry/registry.h"
 #include "registry/suggest.h"
 #include "registry/yaml_io.h"
@@ -35,28 +36,7 @@ std::string op_prefix(Override::Op op) {
   }
 }
 
-std::string flow_text(const ConfigNode& v) {
-  if (v.is_sequence()) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < v.items().size(); ++i) out += (i ? "," : "") + flow_text(v.items()[i]);
-    return out + "]";
-  }
-  if (v.is_map()) {
-    std::string out = "{";
-    bool first = true;
-    for (const auto& [k, x] : v.entries()) out += (first ? "" : ",") + k + ":" + flow_text(x), first = false;
-    return out + "}";
-  }
-  if (v.is_null()) return "null";
-  // Strings that would read back as something else (or contain grammar characters) get quotes.
-  const std::string& t = v.text();
-  const bool plain_ok = !t.empty() && t.find_first_of(",[]{}()'\"=~ \\$:#") == std::string::npos &&
-                        (!v.quoted() || resolve_plain_scalar(t) == ScalarType::String);
-  if (plain_ok) return t;
-  std::string q = "'";
-  for (char c : t) q += c == '\'' ? std::string("\\'") : std::string(1, c);
-  return q + "'";
-}
+std::string flow_text(const ConfigNode& v) { return override_value_text(v); }  // reads back as the same value
 
 // glob(...) over the options of a config group ("model=glob(vit_*)").
 std::vector<ConfigNode> glob_group_options(const std::string& config_dir, const std::string& group,

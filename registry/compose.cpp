@@ -7,6 +7,8 @@
 
 #include "registry/config_error.h"
 #include "registry/interpolate.h"
+#include "registry/registry.h"
+#include "registry/schema.h"
 #include "registry/suggest.h"
 #include "registry/yaml_io.h"
 
@@ -35,6 +37,48 @@ std::string parent_dir(const std::string& group) {
 
 std::string without_leading_slash(const std::string& path) {
   return !path.empty() && path[0] == '/' ? path.substr(1) : path;
+}
+
+// Python's == on two config values, which is how Hydra checks `~key=value`: numbers and
+// bools compare by value (20 == 20.0, true == 1), strings by text, containers item by item.
+bool python_equal(const ConfigNode& a, const ConfigNode& b) {
+  const auto numeric = [](const ConfigNode& n) { return n.is_scalar() && (n.is_number() || n.is_bool()); };
+  if (numeric(a) && numeric(b)) {
+    if (a.is_int() && b.is_int()) return a.as_int() == b.as_int();
+    const auto value = [](const ConfigNode& n) { return n.is_bool() ? (n.as_bool() ? 1.0 : 0.0) : n.as_double(); };
+    return value(a) == value(b);  // NaN equals nothing, as in Python
+  }
+  if (a.kind() != b.kind()) return false;
+  if (a.is_scalar()) return a.is_string() && b.is_string() && a.text() == b.text();
+  if (a.is_sequence()) {
+    if (a.items().size() != b.items().size()) return false;
+    for (std::size_t i = 0; i < a.items().size(); ++i)
+      if (!python_equal(a.items()[i], b.items()[i])) return false;
+    return true;
+  }
+  if (a.is_map()) {
+    if (a.entries().size() != b.entries().size()) return false;
+    for (const auto& [k, v] : a.entries()) {
+      const ConfigNode* other = b.find(k);
+      if (!other || !python_equal(v, *other)) return false;
+    }
+  }
+  return true;  // both null
+}
+
+// The keys a mapping may have: its own, then the parameters of the registry entry it builds
+// ({type: key, ...}) that it leaves at their defaults (dataset.root, a null-default option).
+std::vector<std::string> valid_keys(const ConfigNode& map) {
+  std::vector<std::string> keys = map.keys();
+  const std::string type = component_key(map);
+  if (type.empty()) return keys;
+  for (const RegistryBase* reg : RegistryIndex::instance().all()) {
+    if (!reg->contains(type)) continue;
+    for (const auto& name : reg->info(type).schema.names())
+      if (std::find(keys.begin(), keys.end(), name) == keys.end()) keys.push_back(name);
+    break;
+  }
+  return keys;
 }
 
 struct ConfigFile {
@@ -599,11 +643,12 @@ class Composer {
     std::vector<std::string> hints;
     const ConfigNode* parent = parts.size() > 1 ? root.find_path(join_path({parts.begin(), parts.end() - 1})) : &root;
     if (parent && parent->is_map()) {
-      const std::string dym = did_you_mean(parts.back(), parent->keys());
+      const std::vector<std::string> keys = valid_keys(*parent);
+      const std::string dym = did_you_mean(parts.back(), keys);
       if (!dym.empty()) hints.push_back(dym);
-      if (!parent->keys().empty())
+      if (!keys.empty())
         hints.push_back("valid keys" + std::string(parts.size() > 1 ? " under '" + join_path({parts.begin(), parts.end() - 1}) + "'" : "") +
-                        ": " + join_names(parent->keys()));
+                        ": " + join_names(keys));
     } else if (parts.size() > 1) {
       hints.push_back("'" + join_path({parts.begin(), parts.end() - 1}) + "' is not a mapping in this config");
     }
@@ -667,7 +712,7 @@ class Composer {
             unknown_key(root, o, "nothing to delete");
             break;
           }
-          if (o.has_value && !existing->same_value(o.value)) {
+          if (o.has_value && !python_equal(*existing, o.value)) {
             sink_.add(Diagnostic{o.source(), o.key,
                                  "cannot delete: its value is " + yaml_scalar_text(*existing) + ", not " +
                                      yaml_scalar_text(o.value),

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 #include "registry/config_error.h"
@@ -18,13 +19,13 @@ Source Source::in_file(std::string file, int line, int column) {
 
 Source Source::command_line(std::string override_text) {
   Source s;
-  s.override = std::move(override_text);
+  s.override = std::make_shared<const std::string>(std::move(override_text));
   s.from_cli = true;
   return s;
 }
 
 std::string Source::text() const {
-  if (from_cli) return "command line '" + override + "'";
+  if (from_cli) return "command line '" + (override ? *override : std::string()) + "'";
   if (file.empty()) return "<unknown>";
   if (line <= 0) return file;
   return file + ":" + std::to_string(line);
@@ -214,7 +215,9 @@ double ConfigNode::as_double() const {
   if (t[0] == '+') t.erase(0, 1);
   double v = 0;
   auto res = std::from_chars(t.data(), t.data() + t.size(), v);
-  if (res.ec != std::errc()) throw ConfigError("float '" + text_ + "' is out of range", source_);
+  // Too large or too small for a double: inf or 0, as Python's float() (and so OmegaConf) reads it.
+  if (res.ec == std::errc::result_out_of_range) return std::strtod(t.c_str(), nullptr);
+  if (res.ec != std::errc()) throw ConfigError("float '" + text_ + "' is not a number", source_);
   return v;
 }
 

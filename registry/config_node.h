@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,7 +19,9 @@ struct Source {
   std::string file;      // path of the YAML file, empty for command-line values
   int line = 0;          // 1-based; 0 when unknown
   int column = 0;        // 1-based; 0 when unknown
-  std::string override;  // the command-line override text, when from_cli
+  // The command-line override text, when from_cli. Shared: every node of a long list value
+  // points at the one text, so parsing and copying stay linear in the override's length.
+  std::shared_ptr<const std::string> override;
   bool from_cli = false;
 
   static Source in_file(std::string file, int line, int column = 0);
@@ -111,6 +114,10 @@ class ConfigNode {
 ScalarType resolve_plain_scalar(const std::string& text);
 // Shortest text that reads back as the same double ("0.0003", "1e-05", ".inf").
 std::string format_double(double v);
+
+// How deep a config tree may nest (YAML files, override values, interpolation chains): deep
+// enough for any real config, shallow enough that the recursive walks cannot exhaust the stack.
+constexpr int kMaxConfigDepth = 256;
 
 // Splits "a.b.0.c" into {"a","b","0","c"}; throws ConfigError on empty segments.
 std::vector<std::string> split_path(const std::string& dotted);

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "registry/config_error.h"
+#include "registry/override.h"
 #include "registry/suggest.h"
 
 namespace blocklab {
@@ -18,25 +19,60 @@ struct Piece {
   std::string text;
 };
 
+// The index just past the '}' that closes the interpolation whose "${" starts at `open`, or
+// npos. As in OmegaConf's grammar, braces nest ("${oc.env:X,{a: 1}}") and quoted resolver
+// arguments may hold any character ("${oc.env:X,'a}b'}").
+std::size_t interpolation_end(const std::string& s, std::size_t open) {
+  int depth = 0;
+  char quote = 0;
+  for (std::size_t i = open + 1; i < s.size(); ++i) {
+    const char c = s[i];
+    if (quote) {
+      if (c == '\\') ++i;  // an escaped character, the quote included
+      else if (c == quote) quote = 0;
+    } else if (c == '\'' || c == '"') {
+      quote = c;
+    } else if (c == '{') {
+      ++depth;
+    } else if (c == '}' && --depth == 0) {
+      return i + 1;
+    }
+  }
+  return std::string::npos;
+}
+
+// Splits a string into literal text and ${...} expressions. Backslashes matter only right
+// before "${" (OmegaConf's top-level escapes): 2k+1 of them give k backslashes and a literal
+// "${"; 2k give k backslashes and then the interpolation. Any other backslash is kept.
 std::vector<Piece> split_pieces(const std::string& s, const Source& where) {
   std::vector<Piece> out;
   std::string lit;
   for (std::size_t i = 0; i < s.size();) {
-    if (s[i] == '\\' && i + 2 < s.size() && s[i + 1] == '$' && s[i + 2] == '{') {
-      lit += "${";
-      i += 3;
+    std::size_t run = 0;
+    while (i + run < s.size() && s[i + run] == '\\') ++run;
+    const bool before_interp = s.compare(i + run, 2, "${") == 0;
+    if (run > 0 && !before_interp) {
+      lit.append(run, '\\');
+      i += run;
       continue;
     }
-    if (s[i] == '$' && i + 1 < s.size() && s[i + 1] == '{') {
-      const std::size_t close = s.find('}', i + 2);
+    if (before_interp) {
+      lit.append(run / 2, '\\');
+      i += run;
+      if (run % 2 == 1) {  // escaped: a literal "${"
+        lit += "${";
+        i += 2;
+        continue;
+      }
+      const std::size_t close = interpolation_end(s, i);
       if (close == std::string::npos)
         throw ConfigError("unclosed interpolation in '" + s + "'", where, "", {"write ${path.to.key}"});
-      const std::string expr = s.substr(i + 2, close - i - 2);
+      const std::string expr = s.substr(i + 2, close - i - 3);
       if (expr.find("${") != std::string::npos)
         throw ConfigError("nested interpolation in '" + s + "' is not supported", where);
       if (!lit.empty()) out.push_back({false, lit}), lit.clear();
       out.push_back({true, expr});
-      i = close + 1;
+      i = close;
       continue;
     }
     lit += s[i++];
@@ -127,11 +163,20 @@ class Resolver {
       throw ConfigError("interpolation cycle: " + join_names(chain, " -> "), node.source(), here,
                         {"one of these values must be given directly"});
     }
+    if (static_cast<int>(active_.size()) >= kMaxConfigDepth)
+      throw ConfigError("interpolations refer through more than " + std::to_string(kMaxConfigDepth) +
+                            " values: " + active_.front() + " -> ... -> " + here,
+                        node.source(), here, {"give one of the values in this chain directly"});
     active_.push_back(here);
     const Source where = node.source();
     const auto pieces = split_pieces(node.text(), where);
     if (pieces.size() == 1 && pieces[0].is_expr) {
       ConfigNode value = evaluate(pieces[0].text, path, where);
+      // A container copied into place may nest deeper than any file could (v1: [[${v0}]], ...).
+      if (!value.is_scalar() && path.size() + nesting(value) > static_cast<std::size_t>(kMaxConfigDepth))
+        throw ConfigError("the interpolation makes the config nest deeper than " + std::to_string(kMaxConfigDepth) +
+                              " levels",
+                          where, here, {"interpolate a smaller part of the target"});
       value.set_source(where);
       node = std::move(value);
     } else {
@@ -203,7 +248,23 @@ class Resolver {
     return *t;
   }
 
+  // How many levels of containers a value has (0 for a scalar).
+  static std::size_t nesting(const ConfigNode& n) {
+    std::size_t deepest = 0;
+    for (const auto& i : n.items()) deepest = std::max(deepest, nesting(i));
+    for (const auto& e : n.entries()) deepest = std::max(deepest, nesting(e.second));
+    return n.is_scalar() || n.is_null() ? 0 : deepest + 1;
+  }
+
   void for_each_interp(ConfigNode& node, std::vector<std::string>& path) {
+    // Each link of an interpolation chain may walk a whole container: bound the sum as well.
+    struct Frame {
+      int& n;
+      ~Frame() { --n; }
+    } frame{++frames_};
+    if (frames_ > 8 * kMaxConfigDepth)
+      throw ConfigError("interpolations nest too deeply to resolve", node.source(), join_path(path),
+                        {"give some of the values directly"});
     if (node.is_scalar() && has_interpolation(node.text())) {
       resolve_node(node, path);
       return;
@@ -217,26 +278,61 @@ class Resolver {
 
   ConfigNode resolver_call(const std::string& name, const std::string& args, const Source& where,
                            const std::string& here) {
-    if (name == "oc.env") {
-      const auto comma = args.find(',');
-      std::string var = comma == std::string::npos ? args : args.substr(0, comma);
-      var.erase(var.find_last_not_of(' ') + 1);
-      if (const char* v = std::getenv(var.c_str())) return ConfigNode::string(v, where);
-      if (comma != std::string::npos) {
-        std::string def = args.substr(comma + 1);
-        def.erase(0, def.find_first_not_of(' '));
-        if (def.size() >= 2 && (def.front() == '\'' || def.front() == '"') && def.back() == def.front())
-          return ConfigNode::string(def.substr(1, def.size() - 2), where);
-        return ConfigNode::scalar(def, false, where);
-      }
+    if (name != "oc.env")
+      throw ConfigError("unknown resolver '" + name + "'", where, here, {"known resolvers: oc.env"});
+    const std::size_t comma = top_level_comma(args);
+    std::string var = args.substr(0, comma);
+    var.erase(0, var.find_first_not_of(' '));
+    var.erase(var.find_last_not_of(' ') + 1);
+    if (const char* v = std::getenv(var.c_str())) return ConfigNode::string(v, where);
+    if (comma == std::string::npos)
       throw ConfigError("environment variable '" + var + "' is not set (in '${oc.env:" + args + "}')", where, here,
                         {"set it, or give a default: ${oc.env:" + var + ",value}"});
+    return env_default(args.substr(comma + 1), where, here);
+  }
+
+  // The first ',' of `args` outside quotes and brackets, or npos.
+  static std::size_t top_level_comma(const std::string& args) {
+    int depth = 0;
+    char quote = 0;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      const char c = args[i];
+      if (quote) {
+        if (c == '\\') ++i;
+        else if (c == quote) quote = 0;
+      } else if (c == '\'' || c == '"') {
+        quote = c;
+      } else if (c == '[' || c == '{') {
+        ++depth;
+      } else if (c == ']' || c == '}') {
+        --depth;
+      } else if (c == ',' && depth == 0) {
+        return i;
+      }
     }
-    throw ConfigError("unknown resolver '" + name + "'", where, here, {"known resolvers: oc.env"});
+    return std::string::npos;
+  }
+
+  // oc.env's default, as OmegaConf 2.3 returns it: parsed like an override value, then
+  // str() of it (10 -> "10", 1.50 -> "1.5", true -> "True"); null stays null.
+  static ConfigNode env_default(const std::string& text, const Source& where, const std::string& here) {
+    ConfigNode def;
+    try {
+      def = parse_override_value(text);
+    } catch (const ConfigError&) {
+      throw ConfigError("malformed default '" + text + "' in ${oc.env:...}", where, here,
+                        {"quote it: ${oc.env:NAME,'text'}"});
+    }
+    if (def.is_null()) return ConfigNode::null(where);
+    if (!def.is_scalar())
+      throw ConfigError("the default of ${oc.env:...} must be a single value, not a " + std::string(def.kind_name()),
+                        where, here);
+    return ConfigNode::string(python_str(def), where);
   }
 
   ConfigNode& root_;
   std::vector<std::string> active_;
+  int frames_ = 0;  // for_each_interp calls on the stack
 };
 
 }  // namespace

@@ -5,8 +5,11 @@
 //   ++key=value     set or add
 //   ~key[=value]    delete a key (only when equal to value, if given) or a group entry
 //   group@pkg=opt   choose an option of a group placed at another package
-// Values: YAML-typed primitives (3, 3e-4, true, null, inf, text, 'quoted', "quoted",
-// ${interpolation}), lists [1,2], dicts {a: 1}. Sweeps (for `blocklab sweep`):
+// Keys and values follow Hydra 1.3's override grammar (hydra/grammar/Override*.g4): a value
+// of one number, bool or null token is typed as Hydra types it (3, 1_000, 3e-4, inf, +nan,
+// TRUE, null); anything else is text ('quoted', "quoted", a\,b, c:\dir, ${interpolation});
+// lists [1,2], dicts {a: 1} (string keys only: Hydra's int/float/bool/null keys and repeated
+// keys are errors here). Parsing is linear in the length of the text. Sweeps (for `blocklab sweep`):
 //   a=1,2,3   a=choice(1,2,3)   a=range(0,3)  range(0,1,0.25)   a=glob(attention/*)
 //   zip(a,b)=[1,x],[2,y]          pairs values across keys instead of a product
 #pragma once
@@ -52,5 +55,10 @@ Override parse_override(const std::string& text);
 
 // Parses a value alone (as after '='), e.g. for tests and for `--set` style options.
 ConfigNode parse_override_value(const std::string& text);
+
+// The inverse: a value's text that parse_override_value reads back as the same value (strings
+// are quoted where the grammar would read them otherwise: "1_000", "tRuE", "a#b", "café").
+// Throws ConfigError for a mapping key the grammar cannot write (e.g. "a#b", "1").
+std::string override_value_text(const ConfigNode& value);
 
 }  // namespace blocklab

@@ -1,10 +1,12 @@
 #include "registry/yaml_io.h"
 
+#include <yaml-cpp/depthguard.h>  // YAML::DeepRecursion
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
 #include <fstream>
 #include <sstream>
+#include <unordered_map>
 
 #include "registry/config_error.h"
 
@@ -39,42 +41,128 @@ std::string explain_parser_message(const std::string& msg) {
   return "malformed YAML (" + msg + ")";
 }
 
-ConfigNode convert(const YAML::Node& y, const std::string& name) {
-  const Source src = Source::in_file(name, y.Mark().line + 1, y.Mark().column + 1);
-  switch (y.Type()) {
-    case YAML::NodeType::Undefined:
-    case YAML::NodeType::Null:
-      return ConfigNode::null(src);
-    case YAML::NodeType::Scalar:
-      return ConfigNode::scalar(y.Scalar(), y.Tag() == "!", src);
-    case YAML::NodeType::Sequence: {
-      ConfigNode seq = ConfigNode::sequence(src);
-      for (const auto& item : y) seq.push_back(convert(item, name));
-      return seq;
+// The 1-based line of the '[' or '{' that is still open at byte `end` of `text` (outside
+// quotes and comments), or 0 when none is.
+int unclosed_flow_line(const std::string& text, std::size_t end, char open) {
+  std::vector<std::pair<char, int>> stack;  // open bracket, line
+  int line = 1;
+  char quote = 0;
+  bool comment = false;
+  for (std::size_t i = 0; i < std::min(end, text.size()); ++i) {
+    const char c = text[i];
+    if (c == '\n') ++line, comment = false;
+    if (comment) continue;
+    if (quote) {
+      if (c == quote) quote = 0;
+      continue;
     }
-    case YAML::NodeType::Map: {
-      ConfigNode map = ConfigNode::map(src);
-      for (const auto& kv : y) {
-        const Source key_src = Source::in_file(name, kv.first.Mark().line + 1, kv.first.Mark().column + 1);
-        if (!kv.first.IsScalar())
-          throw ConfigError("mapping keys must be plain strings, not a " +
-                                std::string(kv.first.IsMap() ? "mapping" : "list"),
-                            key_src);
-        const std::string key = kv.first.Scalar();
-        if (const ConfigNode* prev = map.find(key))
-          throw ConfigError("duplicate key '" + key + "' (first defined at line " +
-                                std::to_string(prev->source().line) + ")",
-                            key_src, "", {"remove one of the two definitions"});
-        ConfigNode value = convert(kv.second, name);
-        // A value's provenance is the line of its key ("lr: 1e-3" -> line of lr).
-        if (value.is_null() || value.is_scalar()) value.set_source(key_src);
-        map.set(key, std::move(value));
-      }
-      return map;
-    }
+    if (c == '\'' || c == '"') quote = c;
+    else if (c == '#' && (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t' || text[i - 1] == '\n')) comment = true;
+    else if (c == '[' || c == '{') stack.emplace_back(c, line);
+    else if ((c == ']' || c == '}') && !stack.empty()) stack.pop_back();
   }
-  return ConfigNode::null(src);
+  for (auto it = stack.rbegin(); it != stack.rend(); ++it)
+    if (it->first == open) return it->second;
+  return 0;
 }
+
+// The line an error is about. yaml-cpp notices an unclosed '[' or '{' only where the next
+// token cannot continue it, often the line below (or the end of the file): the error is
+// where the bracket opened.
+int error_line(const std::string& text, const YAML::Exception& e) {
+  const int noticed = e.mark.line + 1;
+  const bool seq = e.msg.find("end of sequence flow not found") != std::string::npos;
+  const bool map = e.msg.find("end of map flow not found") != std::string::npos;
+  if ((!seq && !map) || e.mark.pos < 0) return noticed;
+  const int opened = unclosed_flow_line(text, static_cast<std::size_t>(e.mark.pos), seq ? '[' : '{');
+  return opened > 0 ? opened : noticed;
+}
+
+// yaml-cpp's marks are 0-based; ours are 1-based.
+Source source_of(const YAML::Mark& m, const std::string& name) {
+  return Source::in_file(name, m.line + 1, m.column + 1);
+}
+
+// How many values one YAML file may expand to. yaml-cpp shares an anchored node among its
+// aliases, so a small file of nested aliases (a "billion laughs" document) describes a tree of
+// billions of values; expanding it into ConfigNodes must stop long before memory runs out.
+constexpr std::size_t kMaxYamlValues = 1000000;
+
+// Converts yaml-cpp's node graph into a ConfigNode tree. The graph is not necessarily a tree:
+// aliases repeat nodes (bounded by kMaxYamlValues) and an alias inside its own anchor
+// (`a: &x [*x]`) makes a cycle, which would recurse forever; nesting is bounded by
+// kMaxConfigDepth so that no walk over the tree can exhaust the stack.
+class Converter {
+ public:
+  explicit Converter(const std::string& name) : name_(name) {}
+
+  ConfigNode convert(const YAML::Node& y) {
+    const Source src = source_of(y.Mark(), name_);
+    if (++values_ > kMaxYamlValues)
+      throw ConfigError("the YAML expands to more than " + std::to_string(kMaxYamlValues) +
+                            " values (each use of an alias *name repeats its anchored value)",
+                        src, "", {"reduce the aliases that repeat other aliases, or split the file"});
+    switch (y.Type()) {
+      case YAML::NodeType::Undefined:
+      case YAML::NodeType::Null:
+        return ConfigNode::null(src);
+      case YAML::NodeType::Scalar:
+        return ConfigNode::scalar(y.Scalar(), y.Tag() == "!", src);
+      case YAML::NodeType::Sequence:
+      case YAML::NodeType::Map:
+        break;
+    }
+    enter(y, src);
+    ConfigNode out = y.IsSequence() ? convert_sequence(y, src) : convert_map(y, src);
+    ancestors_.pop_back();
+    return out;
+  }
+
+ private:
+  // Pushes a container on the path from the root, refusing cycles and excessive depth.
+  void enter(const YAML::Node& y, const Source& src) {
+    for (const auto& a : ancestors_)
+      if (a.is(y))
+        throw ConfigError("an alias (*name) refers to a value that contains it, so the value would be infinite", src,
+                          "", {"an alias may only repeat an anchor (&name) that it is not part of"});
+    if (static_cast<int>(ancestors_.size()) >= kMaxConfigDepth)
+      throw ConfigError("the YAML nests deeper than " + std::to_string(kMaxConfigDepth) + " levels", src, "",
+                        {"flatten the structure"});
+    ancestors_.push_back(y);
+  }
+
+  ConfigNode convert_sequence(const YAML::Node& y, const Source& src) {
+    ConfigNode seq = ConfigNode::sequence(src);
+    for (const auto& item : y) seq.push_back(convert(item));
+    return seq;
+  }
+
+  ConfigNode convert_map(const YAML::Node& y, const Source& src) {
+    ConfigNode map = ConfigNode::map(src);
+    std::unordered_map<std::string, int> lines;  // key -> line: duplicates found in O(1), not by a scan
+    for (const auto& kv : y) {
+      const Source key_src = source_of(kv.first.Mark(), name_);
+      if (!kv.first.IsScalar())
+        throw ConfigError("mapping keys must be plain strings, not a " +
+                              std::string(kv.first.IsMap() ? "mapping" : kv.first.IsSequence() ? "list" : "null"),
+                          key_src);
+      const std::string key = kv.first.Scalar();
+      const auto [prev, fresh] = lines.emplace(key, key_src.line);
+      if (!fresh)
+        throw ConfigError("duplicate key '" + key + "' (first defined at line " + std::to_string(prev->second) + ")",
+                          key_src, "", {"remove one of the two definitions"});
+      ConfigNode value = convert(kv.second);
+      // A value's provenance is the line of its key ("lr: 1e-3" -> line of lr).
+      if (value.is_null() || value.is_scalar()) value.set_source(key_src);
+      map.entries().emplace_back(key, std::move(value));
+    }
+    return map;
+  }
+
+  const std::string& name_;
+  std::size_t values_ = 0;
+  std::vector<YAML::Node> ancestors_;  // containers from the root to the current one
+};
 
 bool needs_quotes(const std::string& s) {
   if (s.empty()) return true;
@@ -245,13 +333,17 @@ ConfigNode parse_yaml(const std::string& text, const std::string& name) {
   YAML::Node root;
   try {
     root = YAML::Load(text);
+  } catch (const YAML::DeepRecursion&) {
+    // yaml-cpp stops at 500 levels, with a wrong message ("bad file") and no position.
+    throw ConfigError("the YAML nests deeper than " + std::to_string(kMaxConfigDepth) + " levels",
+                      Source::in_file(name, 0), "", {"flatten the structure"});
   } catch (const YAML::Exception& e) {
-    throw ConfigError(explain_parser_message(e.msg), Source::in_file(name, e.mark.line + 1, e.mark.column + 1));
+    throw ConfigError(explain_parser_message(e.msg), Source::in_file(name, error_line(text, e), e.mark.column + 1));
   }
   try {
-    return convert(root, name);
+    return Converter(name).convert(root);
   } catch (const YAML::Exception& e) {
-    throw ConfigError(explain_parser_message(e.msg), Source::in_file(name, e.mark.line + 1, e.mark.column + 1));
+    throw ConfigError(explain_parser_message(e.msg), Source::in_file(name, error_line(text, e), e.mark.column + 1));
   }
 }
 

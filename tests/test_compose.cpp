@@ -157,6 +157,88 @@ TEST_CASE("interpolation forms", "[interpolate]") {
   CHECK(c.find_path("a.s")->as_string() == "x_3_1.5");
   CHECK(c.find_path("f.b")->as_int() == 3);
   CHECK(c.at("g").as_string() == "${a.b}");
-  CHECK(c.at("h").as_int() == 7);
+  CHECK(c.at("h").as_string() == "7");  // oc.env returns strings, its default too (OmegaConf 2.3)
   CHECK(c.at("u").as_string() == "flag=True");  // Python's str(), as OmegaConf
+}
+
+TEST_CASE("~key=value compares values as Python does", "[compose]") {
+  for (const char* same : {"~trainer.epochs=10", "~trainer.epochs=10.0", "~trainer.epochs=1e1"}) {
+    INFO(same);
+    CHECK_FALSE(compose_fixture("exp", {same}).config.find_path("trainer.epochs"));
+  }
+  for (const char* differs : {"~trainer.epochs='10'", "~trainer.epochs=11", "~trainer.epochs=[10]"}) {
+    INFO(differs);
+    CHECK_THROWS_WITH(compose_fixture("exp", {differs}), Catch::Contains("cannot delete: its value is 10"));
+  }
+}
+
+namespace {
+
+ConfigNode resolved(const std::string& yaml) {
+  ConfigNode c = parse_yaml(yaml, "i.yaml");
+  resolve_interpolations(c);
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("backslashes before ${ follow OmegaConf; others are kept", "[interpolate]") {
+  const ConfigNode c = resolved(R"(x: 1
+a: '\${x}'
+b: '\\${x}'
+c: '\\\${x}'
+d: 'c:\d\\${x}'
+e: 'a\\b ${x}'
+)");
+  CHECK(c.at("a").as_string() == R"(${x})");    // escaped: a literal
+  CHECK(c.at("b").as_string() == R"(\1)");      // an escaped backslash, then the value
+  CHECK(c.at("c").as_string() == R"(\${x})");
+  CHECK(c.at("d").as_string() == R"(c:\d\1)");
+  CHECK(c.at("e").as_string() == R"(a\\b 1)");  // not before ${: kept as written
+}
+
+TEST_CASE("oc.env defaults are strings, as OmegaConf returns them", "[interpolate]") {
+  const ConfigNode c = resolved(R"(a: ${oc.env:BLOCKLAB_NOPE,10}
+b: ${oc.env:BLOCKLAB_NOPE,1.50}
+c: ${oc.env:BLOCKLAB_NOPE,true}
+d: ${oc.env:BLOCKLAB_NOPE,null}
+e: ${oc.env:BLOCKLAB_NOPE, a b }
+f: "${oc.env:BLOCKLAB_NOPE,'a}b'}"
+g: "x_${oc.env:BLOCKLAB_NOPE,'{}'}_y"
+)");
+  CHECK(c.at("a").is_string());
+  CHECK(c.at("a").as_string() == "10");
+  CHECK(c.at("b").as_string() == "1.5");
+  CHECK(c.at("c").as_string() == "True");
+  CHECK(c.at("d").is_null());
+  CHECK(c.at("e").as_string() == "a b");
+  CHECK(c.at("f").as_string() == "a}b");  // a '}' inside quotes does not end the interpolation
+  CHECK(c.at("g").as_string() == "x_{}_y");
+  CHECK_THROWS_WITH(resolved("a: ${oc.env:BLOCKLAB_NOPE,x,y}\n"), Catch::Contains("malformed default 'x,y'"));
+}
+
+TEST_CASE("interpolation chains are bounded", "[interpolate]") {
+  // v<n> -> v<n-1> -> ... -> v0, first key first: resolving v<n> recurses through all of them.
+  const auto chain = [](int n) {
+    std::string yaml;
+    for (int i = n; i >= 1; --i) yaml += "v" + std::to_string(i) + ": ${v" + std::to_string(i - 1) + "}\n";
+    return yaml + "v0: 1\n";
+  };
+  CHECK(resolved(chain(200)).at("v200").as_int() == 1);
+  CHECK_THROWS_WITH(resolved(chain(100000)), Catch::Contains("interpolations refer through more than 256 values"));
+}
+
+TEST_CASE("golden: unknown key lists the parameters the config leaves at their defaults", "[golden]") {
+  // model is {type: mix/dense, width, heads}; mix/dense also takes dropout, unset here.
+  check_golden("override_missing_optional_key",
+               testing::error_text([] { compose_fixture("exp", {"model.dropuot=0.1"}); }));
+}
+
+TEST_CASE("interpolated containers cannot nest the config deeper than the limit", "[interpolate]") {
+  // v<i> is v<i-1> wrapped in 10 lists: 40 links would nest 400 levels.
+  std::string yaml = "v0: 1\n";
+  for (int i = 1; i <= 40; ++i)
+    yaml += "v" + std::to_string(i) + ": " + std::string(10, '[') + "'${v" + std::to_string(i - 1) + "}'" +
+            std::string(10, ']') + "\n";
+  CHECK_THROWS_WITH(resolved(yaml), Catch::Contains("the interpolation makes the config nest deeper than 256 levels"));
 }

@@ -113,3 +113,98 @@ TEST_CASE("pathological inputs stay bounded", "[fuzz]") {
   expect_parse_or_config_error("deep yaml", [] { parse_yaml(std::string(5000, '[') + std::string(5000, ']'), "deep"); });
   expect_parse_or_config_error("long key", [] { parse_override(std::string(100000, 'a') + "=1"); });
 }
+
+namespace {
+
+// Random UTF-8: ASCII, 2-, 3- and 4-byte characters, and now and then a stray byte.
+std::string random_utf8(std::mt19937& rng, int n) {
+  static const std::vector<std::string> chars = {"a", "Z", "_", "é", "ü", "名", "前", "€", "😀", "\xC3", "\xFF", "-"};
+  return random_from(rng, chars, n);
+}
+
+// A YAML document of anchors and aliases, some inside their own anchor (cycles), some
+// repeating earlier anchors many times (bombs).
+std::string random_alias_doc(std::mt19937& rng) {
+  const bool bomb = rng() % 16 == 0;  // up to 12^12 values: must stop at the limit
+  const int anchors = 1 + static_cast<int>(rng() % (bomb ? 12 : 6));
+  std::string doc;
+  for (int a = 0; a < anchors; ++a) {
+    doc += "k" + std::to_string(a) + ": &a" + std::to_string(a) + " [";
+    const int items = 1 + static_cast<int>(rng() % (bomb ? 12 : 6));
+    for (int i = 0; i < items; ++i) {
+      const int target = static_cast<int>(rng() % static_cast<unsigned>(a + 2));  // a+1: undefined, a: itself
+      doc += (i ? ", " : "") + (target <= a ? "*a" + std::to_string(target) : std::string("x"));
+    }
+    doc += "]\n";
+  }
+  return doc;
+}
+
+std::string random_nesting(std::mt19937& rng, int depth) {
+  std::string open, close;
+  for (int d = 0; d < depth; ++d) {
+    const bool list = rng() % 2;
+    open += list ? "[" : "{k: ";
+    close = (list ? "]" : "}") + close;
+  }
+  return open + "1" + close;
+}
+
+// Text with the characters whose escaping differs between parsers: \ quotes $ { } , and blanks.
+std::string random_escapes(std::mt19937& rng, int n) {
+  return random_from(rng, {"\\", "\\\\", "'", "\"", "${x}", "$", "{", "}", ",", " ", "a", ":", "=", "(", ")"}, n);
+}
+
+}  // namespace
+
+TEST_CASE("issue 10 classes: cycles, bombs, depth, long lists, escapes, unicode", "[fuzz]") {
+  std::mt19937 rng(20261203);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  int n = 0;
+  for (; n < 1500 && std::chrono::steady_clock::now() < deadline; ++n) {
+    std::string yaml, override_text;
+    switch (n % 6) {
+      case 0: yaml = random_alias_doc(rng); break;
+      case 1: {
+        const int depth = 1 + static_cast<int>(rng() % 600);
+        yaml = "a: " + random_nesting(rng, depth) + "\n";
+        override_text = "+a=" + random_nesting(rng, depth);
+        break;
+      }
+      case 2: {
+        const int len = static_cast<int>(rng() % 20000);
+        override_text = "+a=[";
+        for (int i = 0; i < len; ++i) override_text += (i ? "," : "") + std::to_string(rng() % 1000);
+        override_text += rng() % 4 ? "]" : "";
+        break;
+      }
+      case 3:
+        override_text = "+a=" + random_escapes(rng, 1 + static_cast<int>(rng() % 16));
+        yaml = "x: 1\na: '" + random_escapes(rng, 1 + static_cast<int>(rng() % 16)) + "'\n";
+        break;
+      case 4:
+        override_text = random_utf8(rng, 1 + static_cast<int>(rng() % 6)) + "=" + random_utf8(rng, 1 + static_cast<int>(rng() % 6));
+        yaml = random_utf8(rng, 1 + static_cast<int>(rng() % 6)) + ": " + random_utf8(rng, 1 + static_cast<int>(rng() % 6)) + "\n";
+        break;
+      default:
+        override_text = "+a={" + random_escapes(rng, 1 + static_cast<int>(rng() % 8)) + ": 1}";
+        yaml = "a: ${oc.env:BLOCKLAB_NOPE," + random_escapes(rng, 1 + static_cast<int>(rng() % 8)) + "}\n";
+    }
+    if (!yaml.empty())
+      expect_parse_or_config_error(yaml, [&] {
+        ConfigNode c = parse_yaml(yaml, "fuzz.yaml");
+        resolve_interpolations(c);
+        (void)dump_yaml(c);
+        (void)dump_json(c);
+      });
+    if (!override_text.empty())
+      expect_parse_or_config_error(override_text, [&] {
+        Override o = parse_override(override_text);
+        ConfigNode root = ConfigNode::map();
+        root.set("x", ConfigNode::integer(1));
+        if (!o.is_sweep()) root.set("a", o.value);
+        resolve_interpolations(root);
+      });
+  }
+  CHECK(n >= 300);
+}

@@ -430,10 +430,13 @@ std::string sweep_json(const std::string& id, const std::string& experiment, con
 
 std::string config_text(const SweepJob& job) { return dump_yaml(job.config, DumpOptions{true, 2}); }
 
-// A directory beside the sweeps that the planner fills point by point; removed unless installed.
+// A directory beside the sweeps that the planner fills point by point; removed unless it was
+// installed. Its manifest is "manifest.jsonl.part" until then, so that nothing reading the
+// sweeps' directory (`blocklab table results/sweeps`) takes it for a sweep.
 struct StagingDirectory {
   fs::path path;
   bool made_root = false;  // the root did not exist: removed again when nothing was installed
+  bool installed = false;
   explicit StagingDirectory(const std::string& root)
       : path(fs::absolute(fs::path(root) / (".planning-" + std::to_string(::getpid()) + "-" +
                                             std::to_string(std::chrono::steady_clock::now().time_since_epoch().count())))) {
@@ -443,8 +446,28 @@ struct StagingDirectory {
   }
   ~StagingDirectory() {
     std::error_code ec;
+    if (installed) return;
     fs::remove_all(path, ec);
     if (made_root) fs::remove(path.parent_path(), ec);  // only when empty
+  }
+  fs::path manifest() const { return path / "manifest.jsonl.part"; }
+
+  // Moves the staged files into `dir`: job configs first, sweep.json, then manifest.jsonl,
+  // whose presence marks a complete directory. Existing files (ledger entries, runs) stay.
+  void install(const fs::path& dir) {
+    std::error_code ec;
+    if (!fs::exists(dir, ec)) {
+      fs::rename(path, dir);  // the whole directory in one step
+      installed = true;
+    } else {
+      for (const auto& e : fs::directory_iterator(path / "jobs")) {
+        fs::create_directories(dir / "jobs" / e.path().filename());
+        fs::rename(e.path() / "config.yaml", dir / "jobs" / e.path().filename() / "config.yaml");
+      }
+      fs::rename(path / "sweep.json", dir / "sweep.json");
+      fs::rename(manifest(), dir / "manifest.jsonl.part");
+    }
+    fs::rename(dir / "manifest.jsonl.part", dir / "manifest.jsonl");
   }
 };
 
@@ -452,24 +475,6 @@ void write_plain(const fs::path& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   out << text;
   if (!out) throw std::runtime_error("cannot write " + path.string());
-}
-
-// Moves the staged files into `dir`: job configs first, sweep.json, then manifest.jsonl, whose
-// presence marks a complete directory. Existing files (ledger entries, runs) stay.
-void install(const fs::path& staged, const fs::path& dir) {
-  std::error_code ec;
-  if (!fs::exists(dir, ec)) {
-    fs::create_directories(dir.parent_path());
-    fs::rename(staged, dir);  // one step: nothing half-written is ever visible
-    fs::create_directories(staged);  // for the staging directory's clean-up
-    return;
-  }
-  for (const auto& e : fs::directory_iterator(staged / "jobs")) {
-    fs::create_directories(dir / "jobs" / e.path().filename());
-    fs::rename(e.path() / "config.yaml", dir / "jobs" / e.path().filename() / "config.yaml");
-  }
-  fs::rename(staged / "sweep.json", dir / "sweep.json");
-  fs::rename(staged / "manifest.jsonl", dir / "manifest.jsonl");
 }
 
 }  // namespace
@@ -482,7 +487,7 @@ std::string plan_sweep_directory(const SweepRequest& request, const std::string&
   auto stage = [&] {
     if (staging) return;
     staging.emplace(root);
-    manifest.open(staging->path / "manifest.jsonl", std::ios::binary);
+    manifest.open(staging->manifest(), std::ios::binary);
   };
   const std::string id = planner.for_each_job([&](const SweepJob& job) {
     stage();
@@ -493,18 +498,18 @@ std::string plan_sweep_directory(const SweepRequest& request, const std::string&
   });
   stage();
   manifest.close();
-  if (!manifest) throw std::runtime_error("cannot write " + (staging->path / "manifest.jsonl").string());
+  if (!manifest) throw std::runtime_error("cannot write " + staging->manifest().string());
   if (jobs) *jobs = count;
   write_plain(staging->path / "sweep.json",
               sweep_json(id, request.experiment, request.config_dir, request.override_texts, planner.axes(), count));
   const fs::path dir = fs::absolute(fs::path(root) / id).lexically_normal();
   if (file_exists((dir / "manifest.jsonl").string())) {
-    if (read_file((dir / "manifest.jsonl").string()) != read_file((staging->path / "manifest.jsonl").string()))
+    if (read_file((dir / "manifest.jsonl").string()) != read_file(staging->manifest().string()))
       throw ConfigError("the sweep directory " + dir.string() + " holds a different manifest", Source{}, "",
                         {"it was written by another version of blocklab; move it away to start over"});
     if (!file_exists((dir / "sweep.json").string())) fs::rename(staging->path / "sweep.json", dir / "sweep.json");
   } else {
-    install(staging->path, dir);
+    staging->install(dir);
   }
   return dir.string();
 }

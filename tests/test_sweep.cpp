@@ -436,7 +436,9 @@ TEST_CASE("planning streams into the sweep directory: same ids as in memory, not
     CHECK(fs::exists(dir / "jobs" / read.jobs[i].id / "config.yaml"));
   }
   // A deleted sweep.json comes back when the same sweep is planned again; the ledger stays.
-  write_job_state(read, read.jobs[0], JobState{"done"});
+  JobState done;
+  done.state = "done";
+  write_job_state(read, read.jobs[0], done);
   fs::remove(dir / "sweep.json");
   CHECK(plan_sweep_directory({default_config_dir(), "vit_fmnist", overrides}, root.string()) == dir.string());
   CHECK(read_sweep_directory(dir.string()).id == in_memory.id);

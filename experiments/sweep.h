@@ -19,6 +19,12 @@
 //   tables/, plots/         written by `blocklab table`
 // The job id hashes the resolved config without output_dir and threads (how a job is run,
 // not what it computes), so it is stable across launchers and machines.
+// While a sweep is planned, its files are written into <root>/.planning-<pid>-<n>/ (manifest
+// as manifest.jsonl.part) and moved into place at the end; a killed planner leaves that
+// directory behind, to be deleted.
+// A corrupt ledger file is a ConfigError naming it and the fix: a state.json is deleted (the
+// job is pending again); sweep.json or manifest.jsonl are deleted and the same `blocklab
+// sweep` command run again, which writes them anew and keeps the states and runs.
 #pragma once
 
 #include <cstddef>

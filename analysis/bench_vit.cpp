@@ -103,17 +103,28 @@ double median(std::vector<double> v) {
 int bench_command(const std::vector<std::string>& args) {
   po::options_description opts("Options");
   BenchShape s;
+  // An integer option: its name, help, where it goes (holding the default) and its valid range.
+  struct IntOption {
+    const char* name;
+    const char* help;
+    int* value;
+    int lo, hi;
+  };
   int rounds = 3;
-  opts.add_options()("help,h", "show this help")("dim", po::value(&s.dim)->default_value(64), "embedding width")(
-      "depth", po::value(&s.depth)->default_value(4), "blocks")("patch", po::value(&s.patch)->default_value(4),
-                                                                "patch size")(
-      "heads", po::value(&s.heads)->default_value(4), "attention heads")(
-      "mlp-ratio", po::value(&s.mlp_ratio)->default_value(2.0), "MLP hidden ratio")(
-      "batch", po::value(&s.batch)->default_value(128), "images per step")(
-      "steps", po::value(&s.steps)->default_value(30), "timed steps per round")(
-      "warmup", po::value(&s.warmup)->default_value(5), "untimed steps per round")(
-      "threads", po::value(&s.threads)->default_value(2), "CPU threads (both sides; 2 = the experiments' default)")(
-      "rounds", po::value(&rounds)->default_value(3), "alternating rounds; the median is reported")(
+  const std::vector<IntOption> ints = {
+      {"dim", "embedding width", &s.dim, 1, 4096},          {"depth", "blocks", &s.depth, 1, 64},
+      {"patch", "patch size (divides 28)", &s.patch, 1, 28}, {"heads", "attention heads (divide --dim)", &s.heads, 1, 256},
+      {"batch", "images per step", &s.batch, 1, 65536},      {"steps", "timed steps per round", &s.steps, 1, 100000},
+      {"warmup", "untimed steps per round", &s.warmup, 0, 100000},
+      {"threads", "CPU threads (both sides; 2 = the experiments' default)", &s.threads, 1, 256},
+      {"rounds", "alternating rounds; the median is reported", &rounds, 1, 1000}};
+  opts.add_options()("help,h", "show this help");
+  for (const IntOption& o : ints)
+    opts.add_options()(o.name, po::value<std::string>(),
+                       (std::string(o.help) + ", " + std::to_string(o.lo) + " to " + std::to_string(o.hi) +
+                        " (default " + std::to_string(*o.value) + ")")
+                           .c_str());
+  opts.add_options()("mlp-ratio", po::value(&s.mlp_ratio)->default_value(2.0), "MLP hidden ratio, above 0 up to 16")(
       "breakdown", po::bool_switch(&s.breakdown), "also time forward, backward and optimizer separately");
   const auto cl = parse_command_line("bench", args, opts);
   if (cl.vars.count("help") || cl.positional.empty()) {
@@ -124,7 +135,15 @@ int bench_command(const std::vector<std::string>& args) {
                               "Examples:\n  blocklab bench vit\n  blocklab bench vit --dim 32 --depth 2 --batch 32\n");
     return cl.vars.count("help") ? 0 : 2;
   }
+  if (cl.positional.size() > 1) throw UsageError("blocklab bench: name one benchmark (vit), not " + std::to_string(cl.positional.size()));
   if (cl.positional[0] != "vit") throw UsageError("blocklab bench: unknown benchmark '" + cl.positional[0] + "' (known: vit)");
+  for (const IntOption& o : ints) *o.value = static_cast<int>(integer_option(cl, "bench", o.name, o.lo, o.hi, *o.value));
+  if (!(s.mlp_ratio > 0 && s.mlp_ratio <= 16))
+    throw UsageError("blocklab bench: --mlp-ratio takes a number above 0 up to 16, not " + std::to_string(s.mlp_ratio));
+  if (28 % s.patch != 0)
+    throw UsageError("blocklab bench: --patch " + std::to_string(s.patch) + " does not divide the 28-pixel images (1, 2, 4, 7, 14 or 28)");
+  if (s.dim % s.heads != 0)
+    throw UsageError("blocklab bench: --heads " + std::to_string(s.heads) + " does not divide --dim " + std::to_string(s.dim));
   std::vector<double> ours, peer;
   std::int64_t our_params = 0, peer_params = 0;
   for (int r = 0; r < rounds; ++r) {

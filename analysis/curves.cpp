@@ -223,6 +223,64 @@ const char* kMetricsHint =
     "metrics.jsonl holds one JSON object per line, appended by `blocklab run`; only a last line cut off by a kill "
     "is ignored";
 
+// A step as a whole number ("120", not "120.0").
+std::string step_text(double step) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, step == std::floor(step) && std::abs(step) < 1e15 ? "%.0f" : "%g", step);
+  return buf;
+}
+
+// Watches the steps of a metrics.jsonl line by line: training and evaluation lines each
+// must step forward; the first line that does not is remembered with its predecessor.
+class StepOrder {
+ public:
+  void see(bool eval, double step, std::size_t line) {
+    if (std::isnan(step)) return;
+    Last& last = eval ? eval_ : train_;
+    if (last.line && step <= last.step) {
+      if (!bad_++) first_ = "line " + std::to_string(line) + " logs step " + step_text(step) + " after step " +
+                            step_text(last.step) + " (line " + std::to_string(last.line) + ")";
+    }
+    last = {step, line};
+  }
+  std::string problem(const std::string& path) const {
+    if (!bad_) return "";
+    return path + ": " + first_ + (bad_ > 1 ? ", and " + std::to_string(bad_ - 1) + " more line(s) step back" : "") +
+           ": two processes appended to this file (the run was started twice), so its curves and summary may mix "
+           "two runs; run it again with `blocklab run ... --force`";
+  }
+
+ private:
+  struct Last {
+    double step = 0;
+    std::size_t line = 0;
+  };
+  Last train_, eval_;
+  std::size_t bad_ = 0;
+  std::string first_;
+};
+
+// The step, epoch and kind of one parsed line.
+struct LineKind {
+  double step = kNaN, epoch = kNaN;
+  bool diverged = false, eval = false;
+};
+
+LineKind line_kind(const std::vector<JsonField>& fields) {
+  LineKind k;
+  for (const JsonField& f : fields) {
+    if (f.kind == JsonField::True && f.key == "diverged") k.diverged = true;
+    if (f.kind != JsonField::Number) continue;
+    if (f.key == "step")
+      k.step = f.number;
+    else if (f.key == "epoch")
+      k.epoch = f.number;
+    else if (f.key.find('/') != std::string::npos)
+      k.eval = true;
+  }
+  return k;
+}
+
 // Adds one point, first dropping the points a restarted run logs again (steps at or after it).
 void add_point(MetricSeries& s, double step, double epoch, double value) {
   if (!std::isfinite(value)) return;
@@ -325,13 +383,6 @@ bool config_less(const ConfigNode& a, const ConfigNode& b, const std::vector<std
   return false;
 }
 
-// A step as a whole number ("120", not "120.0").
-std::string step_text(double step) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, step == std::floor(step) && std::abs(step) < 1e15 ? "%.0f" : "%g", step);
-  return buf;
-}
-
 bool is_loss(const std::string& metric) { return metric.find("loss") != std::string::npos; }
 
 // ---- Charts ---------------------------------------------------------------------------------
@@ -420,10 +471,15 @@ std::vector<Group> seed_groups(const CurveSet& set) {
   for (const Group& g : groups) configs.push_back(&g.config);
   const std::vector<std::string> labels = differing_labels(configs, kCompactLabels);
   for (std::size_t g = 0; g < groups.size(); ++g) {
-    int diverged = 0;
-    for (std::size_t m : groups[g].members) diverged += run_diverged(set.runs[m]) ? 1 : 0;
+    int diverged = 0, failed = 0;
+    for (std::size_t m : groups[g].members) {
+      const std::string mark = status_mark(set.runs[m]);
+      diverged += mark == "(diverged)" ? 1 : 0;
+      failed += mark == "(failed)" ? 1 : 0;
+    }
     std::string counts = "n=" + std::to_string(groups[g].members.size());
     if (diverged) counts += ", " + std::to_string(diverged) + " diverged";
+    if (failed) counts += ", " + std::to_string(failed) + " failed";
     groups[g].label = with_mark(labels[g], "(" + counts + ")");
   }
   return groups;
@@ -543,6 +599,7 @@ RunCurves read_metrics_file(const std::string& path) {
   std::vector<JsonField> fields;
   std::string line;
   std::size_t number = 0;
+  StepOrder order;
   while (std::getline(in, line)) {
     ++number;
     const bool complete = !in.eof();  // ended by a newline
@@ -556,19 +613,11 @@ RunCurves read_metrics_file(const std::string& path) {
                         "", {"line " + std::to_string(number) + " reads: " + excerpt(line), kMetricsHint});
     }
     ++curves.lines;
-    double step = kNaN, epoch = kNaN;
-    bool diverged = false, eval = false;
-    for (const JsonField& f : fields) {
-      if (f.kind == JsonField::True && f.key == "diverged") diverged = true;
-      if (f.kind != JsonField::Number) continue;
-      if (f.key == "step")
-        step = f.number;
-      else if (f.key == "epoch")
-        epoch = f.number;
-      else if (f.key.find('/') != std::string::npos)
-        eval = true;
-    }
-    if (diverged) {  // the last line of a diverged run: its values are not drawn
+    const LineKind kind = line_kind(fields);
+    const double step = kind.step, epoch = kind.epoch;
+    const bool eval = kind.eval;
+    if (!kind.diverged) order.see(eval, step, number);
+    if (kind.diverged) {  // the last line of a diverged run: its values are not drawn
       curves.diverged = true;
       curves.diverged_at = step;
       continue;
@@ -591,7 +640,21 @@ RunCurves read_metrics_file(const std::string& path) {
     if (any) curves.diverged = false;  // logging went on after a divergence (a restarted run)
   }
   if (in.bad()) throw ConfigError("cannot read " + path + ": read error");
+  curves.order_problem = order.problem(path);
   return curves;
+}
+
+std::string metrics_order_problem(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<JsonField> fields;
+  std::string line;
+  StepOrder order;
+  for (std::size_t number = 1; std::getline(in, line); ++number) {
+    if (blank(line) || !JsonLine(line).object(fields)) continue;  // corrupt lines are the readers' business
+    const LineKind kind = line_kind(fields);
+    if (!kind.diverged) order.see(kind.eval, kind.step, number);
+  }
+  return order.problem(path);
 }
 
 std::vector<double> trailing_mean(const std::vector<double>& in, int k) {
@@ -639,6 +702,7 @@ CurveSet load_curves(const std::vector<RunRecord>& records) {
     }
     CurveRun run;
     run.curves = read_metrics_file(r.run_dir + "/metrics.jsonl");
+    if (!run.curves.order_problem.empty()) set.warnings.push_back(run.curves.order_problem);
     if (!run.curves.has_points()) {
       set.notes.push_back("skipping " + r.run_dir + ": no metrics yet (the run has just started)");
       continue;

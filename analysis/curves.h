@@ -15,7 +15,9 @@
 //   - Evaluation metrics are those of lines that carry a "split/name" key (val/acc, test/loss):
 //     every number on such a line, eval_time_s included. The others are training metrics.
 //   - A step at or before the previous one (a run restarted from an earlier checkpoint
-//     without cutting the file back) replaces the points from that step on.
+//     without cutting the file back) replaces the points from that step on. Since `blocklab
+//     run` cuts the file back when it resumes, such a line means two writers (the same run
+//     started twice): `plot`, `table` and `attn` warn, naming the file and the line.
 //   - The "diverged" line ends the curves: its values (NaN/Infinity) are not drawn, and the
 //     run is marked in the legend. Non-finite values elsewhere are left out too.
 //   - x axis: training metrics against step and evaluation metrics against epoch (Auto);
@@ -63,6 +65,9 @@ struct RunCurves {
   double diverged_at = std::numeric_limits<double>::quiet_NaN();  // its step
   // Training steps per evaluation epoch (step / epoch of an evaluation line); NaN without one.
   double steps_per_epoch = std::numeric_limits<double>::quiet_NaN();
+  // The first line whose step is not after the previous line's of its kind (training or
+  // evaluation lines), as metrics_order_problem() words it; "" when the steps only increase.
+  std::string order_problem;
   std::size_t lines = 0;        // complete lines read
   bool truncated_tail = false;  // the last line was cut off mid-write and ignored
   const MetricSeries* find(const std::string& name) const;
@@ -72,6 +77,13 @@ struct RunCurves {
 // Reads `path`. Throws ConfigError naming the file when it is missing or corrupt (a line in
 // the middle that is not a JSON object); a cut-off last line is ignored.
 RunCurves read_metrics_file(const std::string& path);
+
+// Whether two processes appended to one metrics.jsonl: "" when every training line's step is
+// after the previous training line's (and likewise for evaluation lines), else a message naming
+// the file, the first line out of order and how many there are. `blocklab run` cuts the file
+// back to its checkpoint when it resumes, so a single writer never steps back. Streams the file;
+// a missing or unreadable file gives "" (the readers that need it say so).
+std::string metrics_order_problem(const std::string& path);
 
 // A trailing moving average: out[i] = mean of in[max(0, i−k+1) .. i]; non-finite values are
 // skipped. k <= 1 returns `in`.
@@ -97,6 +109,7 @@ struct CurveRun {
 struct CurveSet {
   std::vector<CurveRun> runs;
   std::vector<std::string> notes;  // runs left out, and why ("... has no metrics yet")
+  std::vector<std::string> warnings;  // metrics files whose steps go back (two writers)
 };
 
 // Reads the metrics of every record with a run directory and labels the runs. Records

@@ -19,9 +19,18 @@
 //   tables/, plots/         written by `blocklab table`
 // The job id hashes the resolved config without output_dir and threads (how a job is run,
 // not what it computes), so it is stable across launchers and machines.
+// While a sweep is planned, its files are written into <root>/.planning-<pid>-<n>/ (manifest
+// as manifest.jsonl.part) and moved into place at the end; a killed planner leaves that
+// directory behind, to be deleted.
+// A corrupt ledger file is a ConfigError naming it and the fix: a state.json is deleted (the
+// job is pending again); sweep.json or manifest.jsonl are deleted and the same `blocklab
+// sweep` command run again, which writes them anew and keeps the states and runs.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,20 +57,52 @@ struct SweepPlan {
   std::vector<SweepJob> jobs;               // the product, last axis fastest
 };
 
-// Expands the overrides (products of `a=1,2`, `choice()`, `range()`, `glob()` over registry
-// names or config-group options, and `zip(a,b)=[..],[..]`) and composes and validates every
-// point. Throws one ConfigError listing every problem (each once, with a point that has it).
+// Sweeps over more points than kLargeSweepPoints need allow_large (`blocklab sweep
+// --allow-large`); none may have more than kMaxSweepPoints.
+constexpr std::size_t kLargeSweepPoints = 10000;
+constexpr std::size_t kMaxSweepPoints = 1000000;
+
+struct SweepRequest {
+  std::string config_dir, experiment;
+  std::vector<std::string> override_texts;  // as typed, with sweep syntax
+  bool allow_large = false;
+};
+
+// A sweep's points, one at a time. The constructor parses the overrides and expands the axes
+// (products of `a=1,2`, `choice()`, `range()`, `glob()` over registry names or config-group
+// options, and `zip(a,b)=[..],[..]`); it counts the points first (ranges without making their
+// values) and refuses a grid over the limit, saying how many points each axis gives.
+class SweepPlanner {
+ public:
+  explicit SweepPlanner(SweepRequest request);
+  ~SweepPlanner();
+  std::size_t size() const;                     // points in the grid
+  const std::vector<std::string>& axes() const;  // swept keys, outermost first
+  // Composes and validates each point in index order and calls `each` with every job (its
+  // config set) while no point has failed; memory stays bounded by one config plus the job
+  // ids. Throws one ConfigError listing every problem (each once, with how many points have
+  // it and an example) after the last point. Returns the sweep id.
+  std::string for_each_job(const std::function<void(const SweepJob&)>& each) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Every job of the sweep in memory (for small sweeps and tests): SweepPlanner, collected.
 SweepPlan plan_sweep(const std::string& config_dir, const std::string& experiment,
-                     const std::vector<std::string>& override_texts);
+                     const std::vector<std::string>& override_texts, bool allow_large = false);
 
 // The override text that sets `key` to `value` ("trainer.lr=0.001", "model.mixer.type=a/b").
 std::string override_text(const std::string& key, const ConfigNode& value);
 // A job's swept values as overrides ("trainer.lr=0.001 seed=2").
 std::string params_text(const SweepJob& job);
 
-// Creates <root>/<plan.id>/ with sweep.json, manifest.jsonl and jobs/<job>/config.yaml, or
-// checks that an existing one holds the same jobs. Returns the directory.
-std::string write_sweep_directory(const SweepPlan& plan, const std::string& root);
+// Plans the sweep point by point into a staging directory under `root`, then installs it as
+// <root>/<sweep id>/ (sweep.json, manifest.jsonl, jobs/<job>/config.yaml; the manifest last,
+// so its presence marks a complete directory), or checks that an existing one holds the same
+// jobs (and restores a deleted sweep.json). Returns the directory; `jobs` gets the job count.
+std::string plan_sweep_directory(const SweepRequest& request, const std::string& root, std::size_t* jobs = nullptr);
 
 // A sweep directory read back (by `blocklab job`, `blocklab status`, Slurm tasks).
 struct SweepDirectory {

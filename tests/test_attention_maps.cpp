@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <fstream>
 
 #include "analysis/attention_maps.h"
 #include "analysis/npy.h"
@@ -169,4 +170,54 @@ TEST_CASE("blocklab attn on a trained run writes pictures, arrays and an index l
   CHECK(testing::run_blocklab({"attn", tmp.path.string()}, tmp.path / "bad.log") == 2);
   CHECK(testing::slurp(tmp.path / "bad.log").find("is not a run directory") != std::string::npos);
   CHECK(testing::run_blocklab({"attn", run.string(), "--samples", "99999"}, tmp.path / "bad2.log") == 2);
+  CHECK(testing::slurp(tmp.path / "bad2.log").find("there are only samples of the test split 0-49") != std::string::npos);
+
+  // Arguments that exist only once the model is known: checked against it, exit 2, old set kept.
+  auto fails = [&](std::vector<std::string> args, const std::string& expected) {
+    args.insert(args.begin(), {"attn", run.string()});
+    const fs::path log = tmp.path / "fail.log";
+    fs::remove(log);
+    CHECK(testing::run_blocklab(args, log) == 2);
+    INFO(testing::slurp(log));
+    CHECK(testing::slurp(log).find(expected) != std::string::npos);
+    CHECK(testing::slurp(attn / "index.html") == index);  // the earlier pictures are still there
+  };
+  fails({"--tokens", "5-2"}, "--tokens '5-2': 5-2 is a reversed range (write 2-5)");
+  fails({"--tokens", "0-17", "--no-mixing"}, "--tokens '0-17': asks for 17, but there are only tokens 0-16");
+  fails({"--layers", "2", "--no-mixing"}, "--layers '2': asks for 2, but there are only layers 0-1");
+  fails({"--heads", "0-2", "--no-mixing"}, "--heads '0-2': asks for 2, but there are only heads 0-1");
+
+  // A second call replaces the set: no picture of the first call's samples stays behind.
+  REQUIRE(testing::run_blocklab({"attn", run.string(), "--samples", "1", "--no-mixing", "--tokens", "1-4"},
+                                tmp.path / "again.log") == 0);
+  const std::string again = testing::slurp(attn / "index.html");
+  int kept = 0;
+  for (const auto& e : fs::directory_iterator(attn)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory()) continue;
+    CHECK(name.find("test0") == std::string::npos);
+    CHECK(name.find("test3") == std::string::npos);
+    if (e.path().extension() == ".png") {
+      ++kept;
+      CHECK(again.find("src=\"" + name + "\"") != std::string::npos);
+    }
+  }
+  CHECK(kept == 1 + 1 + 2 * 2);  // head stats, rollout, 2 layers x (heads, tokens)
+  CHECK_FALSE(fs::exists(attn / "arrays/mixing_test3.npy"));
+  for (const auto& e : fs::directory_iterator(run)) CHECK(e.path().filename().string().rfind("attn.", 0) != 0);
+
+  // An attn directory that is a link to elsewhere is not written through.
+  const fs::path elsewhere = tmp.path / "elsewhere";
+  fs::rename(attn, elsewhere);
+  fs::create_directory_symlink(elsewhere, attn);
+  CHECK(testing::run_blocklab({"attn", run.string(), "--samples", "0", "--no-mixing"}, tmp.path / "link.log") == 2);
+  CHECK(testing::slurp(tmp.path / "link.log").find("a symbolic link points out") != std::string::npos);
+  fs::remove(attn);
+
+  // Two processes appended to the run's metrics.jsonl: attn warns, naming the file and the line.
+  const std::string metrics = testing::slurp(run / "metrics.jsonl");
+  std::ofstream(run / "metrics.jsonl", std::ios::app) << metrics.substr(0, metrics.find('\n') + 1);
+  REQUIRE(testing::run_blocklab({"attn", run.string(), "--samples", "0", "--no-mixing"}, tmp.path / "warn.log") == 0);
+  CHECK(testing::slurp(tmp.path / "warn.log").find("warning: " + (run / "metrics.jsonl").string() + ": line ") !=
+        std::string::npos);
 }

@@ -7,6 +7,9 @@
 
 #include "golden.h"
 #include "process_support.h"
+#include "registry/cli_options.h"
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -79,4 +82,110 @@ TEST_CASE("no raw yaml-cpp or Boost message reaches the user", "[cli]") {
   check_golden("cli_broken_yaml", r.out);
   CHECK(r.out.find("yaml-cpp") == std::string::npos);
   CHECK(r.out.find("boost") == std::string::npos);
+}
+
+TEST_CASE("one index-list syntax for every command: indices and inclusive ranges, checked", "[cli]") {
+  using blocklab::IndexList;
+  using blocklab::UsageError;
+  CHECK(IndexList("attn", "--samples", "0-3,5").resolve(10, "samples") == std::vector<std::int64_t>{0, 1, 2, 3, 5});
+  CHECK(IndexList("attn", "--samples", "7").resolve(8, "samples") == std::vector<std::int64_t>{7});
+  CHECK(IndexList("attn", "--tokens", "2-5").single_range(6, "tokens") == std::pair<std::int64_t, std::int64_t>{2, 5});
+  CHECK(IndexList().empty());
+  // Syntax errors name the command, the option and the text, then show the syntax.
+  CHECK_THROWS_WITH(IndexList("attn", "--tokens", "5-2"),
+                    "blocklab attn: --tokens '5-2': 5-2 is a reversed range (write 2-5)\n"
+                    "  --tokens takes indices from 0 and inclusive ranges FROM-TO, e.g. 0,2,5-7");
+  for (const char* bad : {"", ",", "1,,2", "-1", "1-", "-", "a", "1.5", "+1", " 1", "1-2-3", "0x3", "3-3,3",
+                          "0-5,4-6", "99999999999999999999", "1000000000001"})
+    CHECK_THROWS_AS(IndexList("attn", "--samples", bad), UsageError);
+  // Bounds: an index that does not exist says what does; huge ranges are checked, never expanded.
+  CHECK_THROWS_WITH(IndexList("attn", "--layers", "0,7").resolve(4, "layers"),
+                    Catch::Contains("--layers '0,7': asks for 7, but there are only layers 0-3"));
+  CHECK_THROWS_WITH(IndexList("attn", "--samples", "0-999999999999").resolve(50, "samples"),
+                    Catch::Contains("there are only samples 0-49"));
+  CHECK_THROWS_WITH(IndexList("attn", "--samples", "0").resolve(0, "samples"), Catch::Contains("there are none"));
+  CHECK_THROWS_WITH(IndexList("attn", "--tokens", "0-2,4").single_range(9, "tokens"), Catch::Contains("not one range"));
+}
+
+TEST_CASE("integers, choices, name lists and file names are checked with the valid values", "[cli]") {
+  using blocklab::UsageError;
+  CHECK(blocklab::parse_integer("sweep", "--jobs", "16", 1, 1024) == 16);
+  CHECK(blocklab::parse_integer("x", "--n", "-3", -5, 5) == -3);
+  CHECK_THROWS_WITH(blocklab::parse_integer("sweep", "--jobs", "0", 1, 1024),
+                    "blocklab sweep: --jobs takes an integer from 1 to 1024, not '0'");
+  for (const char* bad : {"", "-", "x", "1x", "1.0", "+2", " 2", "2 ", "1e3", "0x10", "-9223372036854775808",
+                          "9223372036854775808", "99999999999999999999999"})
+    CHECK_THROWS_AS(blocklab::parse_integer("sweep", "--jobs", bad, 1, 1024), UsageError);
+  CHECK(blocklab::name_list("plot", "--metrics", "loss,test/acc") == std::vector<std::string>{"loss", "test/acc"});
+  CHECK_THROWS_WITH(blocklab::name_list("plot", "--metrics", "loss,,lr"), Catch::Contains("has an empty name"));
+  CHECK_THROWS_WITH(blocklab::name_list("plot", "--metrics", "loss,loss"), Catch::Contains("lists 'loss' twice"));
+  CHECK_THROWS_WITH(blocklab::name_list("table", "--rows", "a\nb"), Catch::Contains("control character"));
+  CHECK(blocklab::checked_file_name("table", "--name", "acc_by-mixer.v2") == "acc_by-mixer.v2");
+  for (const char* bad : {"", "..", ".", "../x", "a/b", "/etc/passwd", ".hidden", "-rf", "a b", "a\\b", "a\nb"})
+    CHECK_THROWS_WITH(blocklab::checked_file_name("table", "--name", bad), Catch::Contains("is not a plain file name"));
+  CHECK_THROWS_AS(blocklab::checked_file_name("table", "--name", std::string(121, 'a')), UsageError);
+}
+
+TEST_CASE("an output path that a symbolic link leads out of its directory is refused", "[cli]") {
+  blocklab::testing::TempDir tmp;
+  const auto out = tmp.path / "out", elsewhere = tmp.path / "elsewhere";
+  fs::create_directories(out / "tables");
+  fs::create_directories(elsewhere);
+  CHECK(blocklab::output_path_inside("table", out.string(), "tables/a.md") == (out / "tables/a.md").string());
+  CHECK(blocklab::output_path_inside("table", out.string(), "plots/a.png") == (out / "plots/a.png").string());
+  fs::create_directory_symlink(elsewhere, out / "plots");
+  CHECK_THROWS_WITH(blocklab::output_path_inside("table", out.string(), "plots/a.png"),
+                    Catch::Contains("refusing to write " + (out / "plots/a.png").string() + ": it leads to " +
+                                    (elsewhere / "a.png").string()));
+  fs::create_symlink(elsewhere / "victim.md", out / "tables" / "b.md");
+  CHECK_THROWS_AS(blocklab::output_path_inside("table", out.string(), "tables/b.md"), blocklab::UsageError);
+  // The directory itself may be reached through a link: only what is under it must stay there.
+  fs::create_directory_symlink(out, tmp.path / "link");
+  CHECK_NOTHROW(blocklab::output_path_inside("table", (tmp.path / "link").string(), "tables/a.md"));
+}
+
+TEST_CASE("every command checks its arguments: exit 2, the option named, the valid values shown", "[cli][golden]") {
+  // Each line: the arguments, then what blocklab printed. Checked before any file is read, so
+  // the run and sweep paths need not exist.
+  const std::vector<std::string> cases = {
+      "attn fixtures/curves/two_writers --tokens 5-2",
+      "attn fixtures/curves/two_writers --samples 0,,3",
+      "attn fixtures/curves/two_writers --layers=-1",
+      "attn fixtures/curves/two_writers --heads 2-1",
+      "attn fixtures/curves/two_writers --tokens 0-3,7",
+      "attn fixtures/curves/two_writers --split dev",
+      "attn fixtures/curves/two_writers --checkpoint first",
+      "table fixtures/table_runs/runs --rows model.mixer --metric test/acc --precision 13",
+      "table fixtures/table_runs/runs --rows model.mixer --metric test/acc --precision x",
+      "table fixtures/table_runs/runs --rows model.mixer,,seed --metric test/acc",
+      "table fixtures/table_runs/runs --rows model.mixer --cols model.mixer --metric test/acc",
+      "table fixtures/table_runs/runs --rows model.mixer --cols a,b --metric test/acc",
+      "table fixtures/table_runs/runs --rows model.mixer --metric test/acc --format html",
+      "table fixtures/table_runs/runs --rows model.mixer --metric test/acc --best up",
+      "table fixtures/table_runs/runs --rows model.mixer --metric test/acc --name ../../etc/x",
+      "plot fixtures/curves/runs/lr_small_s0 --smooth 1000001",
+      "plot fixtures/curves/runs/lr_small_s0 --smooth=-1",
+      "plot fixtures/curves/runs/lr_small_s0 --metrics loss,,lr",
+      "plot fixtures/curves/runs/lr_small_s0 --x time",
+      "sweep vit_fmnist --jobs 0",
+      "sweep vit_fmnist --jobs many",
+      "sweep vit_fmnist --launcher pbs",
+      "sweep vit_fmnist --launcher slurm --parallel=-2",
+      "sweep vit_fmnist --launcher slurm --cpus-per-task 0",
+      "sweep vit_fmnist --launcher slurm --time '1:00:00\nrm -rf /'",
+      "sweep vit_fmnist --launcher slurm --sbatch=mem=4G",
+      "job no/such/sweep --index 1 --threads 999",
+      "show vit_fmnist --format toml",
+      "bench vit --dim 0",
+      "bench vit --heads 3",
+      "bench vit --patch 5",
+  };
+  std::string text;
+  for (const std::string& args : cases) {
+    const Result r = run_blocklab(args);
+    INFO(args << "\n" << r.out);
+    CHECK(r.status == 2);
+    text += "$ blocklab " + args + "\n" + r.out;
+  }
+  check_golden("cli_argument_errors", text);
 }

@@ -477,3 +477,36 @@ TEST_CASE("blocklab plot errors", "[curves]") {
   CHECK_FALSE(fs::exists(dir.path / "o"));  // nothing written on errors
   CHECK(plot("--help").out.find("Usage: blocklab plot") == 0);
 }
+
+TEST_CASE("a metrics.jsonl written by two processes is named with its first line out of order", "[curves][golden]") {
+  const std::string path = kFixtures + "/two_writers/metrics.jsonl";
+  const std::string problem = metrics_order_problem(path);
+  CHECK_THAT(problem, Contains(path + ": line 3 logs step 2 after step 4 (line 2), and 2 more line(s) step back"));
+  CHECK(read_metrics_file(path).order_problem == problem);
+  // One writer: steps only increase (training and evaluation lines each), no warning.
+  CHECK(metrics_order_problem(kFixtures + "/runs/lr_small_s0/metrics.jsonl").empty());
+  CHECK(read_metrics_file(kFixtures + "/runs/lr_small_s0/metrics.jsonl").order_problem.empty());
+  CHECK(metrics_order_problem(kFixtures + "/no_metrics/metrics.jsonl").empty());  // missing: the readers say so
+
+  // plot and table warn on stderr, naming the file and the line, and still draw/tabulate.
+  testing::TempDir dir;
+  const auto drawn = plot("fixtures/curves/two_writers --out " + (dir.path / "o").string());
+  CHECK(drawn.status == 0);
+  check_golden("curves_warning_two_writers", drawn.err.substr(0, drawn.err.find("wrote ")));
+  const auto table = testing::blocklab_command("table fixtures/curves/two_writers --rows trainer.lr --metric test/acc");
+  CHECK(table.status == 0);
+  CHECK_THAT(table.err, Contains("warning: fixtures/curves/two_writers/metrics.jsonl: line 3 logs step 2 after step 4"));
+}
+
+TEST_CASE("failed runs are marked in overlay legends and in mean-over-seeds groups", "[curves]") {
+  std::vector<RunRecord> records =
+      load_run_records({kFixtures + "/runs/lr_small_s0", kFixtures + "/runs/lr_small_s1", kFixtures + "/runs/lr_big_s0"});
+  records[1].status = "failed";
+  const CurveSet set = load_curves(records);
+  CurveOptions loss;
+  loss.metrics = {"loss"};
+  const std::vector<std::string> labels = labels_of(curve_charts(set, loss).at(0).chart);
+  CHECK(std::count_if(labels.begin(), labels.end(), [](const std::string& l) { return l.find("(failed)") != std::string::npos; }) == 1);
+  loss.mean_over_seeds = true;
+  CHECK_THAT(labels_of(curve_charts(set, loss).at(0).chart).at(0), Contains("n=2, 1 failed"));
+}

@@ -4,9 +4,15 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <iostream>
+#include <sstream>
+#include <unistd.h>
 #include <random>
 
 #include "experiments/experiment.h"
+#include "process_support.h"
+#include "registry/cli_options.h"
+#include "registry/command.h"
 #include "registry/config_error.h"
 #include "registry/interpolate.h"
 #include "registry/override.h"
@@ -155,6 +161,69 @@ std::string random_escapes(std::mt19937& rng, int n) {
   return random_from(rng, {"\\", "\\\\", "'", "\"", "${x}", "$", "{", "}", ",", " ", "a", ":", "=", "(", ")"}, n);
 }
 
+// What the command-line fuzzer draws from: every option of every command (and some that no
+// command has), values that are malformed in every way the commands must catch, and
+// positional arguments that are never a real run, sweep or experiment (so no fuzz case
+// trains, writes results or reads data).
+const std::vector<std::string> kOptions = {
+    "--samples", "--layers", "--heads", "--tokens", "--split", "--checkpoint", "--svg", "--no-mixing",
+    "--rows", "--cols", "--metric", "--format", "--best", "--precision", "--also", "--out", "--name",
+    "--metrics", "--x", "--smooth", "--mean-over-seeds", "--jobs", "-j", "--launcher", "--parallel",
+    "--cpus-per-task", "--time", "--partition", "--sbatch", "--root", "--dry-run", "--allow-large",
+    "--retry-failed", "--index", "--threads", "--all", "-a", "--config-dir", "--provenance", "-p",
+    "--no-validate", "--choices", "--force", "--resume", "--continue", "--record-dir", "--quiet", "-q",
+    "--dim", "--depth", "--patch", "--batch", "--steps", "--warmup", "--rounds", "--mlp-ratio",
+    "--breakdown", "--sample", "--", "-", "--=", "---x", "-zz"};
+const std::vector<std::string> kValues = {
+    "", "0", "1", "3", "-1", "5-2", "0-3", "2-2", "0,,1", ",", "0-", "-0", "1-2-3", "0x10", "1e3", "3.5", "+4",
+    "99999999999999999999", "9223372036854775807", "-9223372036854775808", "abc", "nan", "inf", "md", "tex",
+    "csv", "html", "max", "min", "best", "last", "step", "epoch", "local", "slurm", "test", "dev", "../x",
+    "/etc", "a/b", "..", ".", "loss,,lr", "loss,loss", "test/acc", "model.mixer", "\x01\x02", "a\nb", "%s%n",
+    "'", "${x}", "--mem=4G", "1:00:00\nrm -rf /", std::string(300, '7'), std::string(2000, 'a'), "0-999999999999",
+    "seed=range(0,1e9)", "trainer.lr=1e-3,2e-3", "~trainer", "zip(a,b)=[1,2]"};
+const std::vector<std::string> kPositionals = {
+    "", "no/such/dir", "/nonexistent/run", "..", "no_such_experiment", "x=1", "seed=range(0,100000000)",
+    "model.mixer.type=glob(*)", "fixtures/nowhere", std::string(500, 'r'), "\x7f", "-"};
+
+std::vector<std::string> random_command_line(std::mt19937& rng) {
+  std::vector<std::string> args;
+  const int n = static_cast<int>(rng() % 7);
+  for (int i = 0; i < n; ++i) {
+    switch (rng() % 4) {
+      case 0: args.push_back(kPositionals[rng() % kPositionals.size()]); break;
+      case 1: args.push_back(kOptions[rng() % kOptions.size()]); break;
+      case 2: args.push_back(kValues[rng() % kValues.size()]); break;
+      default: args.push_back(kOptions[rng() % kOptions.size()] + "=" + mutate(rng, kValues[rng() % kValues.size()]));
+    }
+  }
+  return args;
+}
+
+// Swaps std::cout and std::cerr for a buffer while a command runs in-process.
+struct Silence {
+  std::ostringstream sink;
+  std::streambuf* out = std::cout.rdbuf(sink.rdbuf());
+  std::streambuf* err = std::cerr.rdbuf(sink.rdbuf());
+  ~Silence() {
+    std::cout.rdbuf(out);
+    std::cerr.rdbuf(err);
+  }
+};
+
+// Runs in a fresh temporary directory, so relative paths a case names stay inside it.
+struct InTempDir {
+  blocklab::testing::TempDir tmp;
+  std::filesystem::path before = std::filesystem::current_path();
+  InTempDir() { std::filesystem::current_path(tmp.path); }
+  ~InTempDir() { std::filesystem::current_path(before); }
+};
+
+std::string shown_args(const std::string& command, const std::vector<std::string>& args) {
+  std::string out = command;
+  for (const auto& a : args) out += " '" + printable(a) + "'";
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("issue 10 classes: cycles, bombs, depth, long lists, escapes, unicode", "[fuzz]") {
@@ -207,4 +276,48 @@ TEST_CASE("issue 10 classes: cycles, bombs, depth, long lists, escapes, unicode"
       });
   }
   CHECK(n >= 300);
+}
+
+TEST_CASE("random command lines for every command give a usage or config error, never a crash", "[fuzz]") {
+  std::mt19937 rng(20261203);
+  InTempDir here;
+  const std::vector<std::string> commands = CommandRegistry::instance().names();
+  REQUIRE(commands.size() >= 12);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int n = 0, errors = 0;
+  for (; n < 3000 && std::chrono::steady_clock::now() < deadline; ++n) {
+    const std::string& name = commands[static_cast<std::size_t>(n) % commands.size()];
+    const std::vector<std::string> args = random_command_line(rng);
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      Silence quiet;
+      const int status = CommandRegistry::instance().find(name)->run(args);
+      if (status < 0 || status > 2) FAIL(shown_args(name, args) << " returned " << status);
+    } catch (const UsageError&) {
+      ++errors;
+    } catch (const ConfigError&) {
+      ++errors;
+    } catch (const std::exception& e) {
+      FAIL(shown_args(name, args) << " threw a non-usage error: " << e.what());
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (seconds > 5) FAIL(shown_args(name, args) << " took " << seconds << " s");
+  }
+  CHECK(n >= 1000);
+  CHECK(errors > n / 2);  // most random command lines are wrong, and say so
+  // Nothing was written where the cases ran (no sweep, table or plot output from a bad line).
+  CHECK(std::filesystem::is_empty(here.tmp.path));
+}
+
+TEST_CASE("random command lines through the executable exit 0, 1 or 2, never by a signal", "[fuzz]") {
+  std::mt19937 rng(7);
+  InTempDir here;
+  const std::vector<std::string> commands = CommandRegistry::instance().names();
+  for (int n = 0; n < 24; ++n) {
+    std::vector<std::string> args = random_command_line(rng);
+    args.insert(args.begin(), commands[rng() % commands.size()]);
+    const int status = blocklab::testing::run_blocklab(args, here.tmp.path / "log.txt");
+    INFO(shown_args("blocklab", args));
+    CHECK((status >= 0 && status <= 2));
+  }
 }

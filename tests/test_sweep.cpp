@@ -380,3 +380,122 @@ TEST_CASE("Ctrl-C on the driver: runs checkpoint, their jobs stay pending, the n
   CHECK(count(states(dir), "done") == 2);
   CHECK(slurp(dir / read_job_state(s, s.jobs[0]).run_dir / "log.txt").find("resumed at step") != std::string::npos);
 }
+
+TEST_CASE("sweeps over 10,000 points need --allow-large; the count comes before any composing", "[sweep][golden]") {
+  const std::string dir = default_config_dir();
+  // Ranges are counted, not made: a billion values are refused at once.
+  CHECK(SweepPlanner({dir, "vit_fmnist", {"seed=range(0,10000)"}}).size() == 10000);
+  CHECK(SweepPlanner({dir, "vit_fmnist", {"seed=range(0,7,3)", "trainer.lr=1e-3,2e-3"}}).size() == 6);
+  for (const char* r : {"trainer.lr=range(0.1,0.4,0.1)", "trainer.lr=range(1e-3,2e-3,2.5e-4)", "seed=range(5,0,-2)",
+                        "trainer.epochs=range(1,2)"}) {
+    INFO(r);
+    CHECK(SweepPlanner({dir, "vit_fmnist", {r}}).size() == plan({r}).jobs.size());
+  }
+  const std::string text = error_text([&] {
+    SweepPlanner({dir, "vit_fmnist", {"seed=range(0,1000)", "trainer.lr=1e-3,2e-3,3e-3,4e-3,5e-3,6e-3,7e-3,8e-3,9e-3,1e-2,2e-2"}});
+  });
+  const std::string mismatch = golden_mismatch("sweep_too_large", text);
+  INFO(mismatch);
+  CHECK(mismatch.empty());
+  CHECK(SweepPlanner({dir, "vit_fmnist", {"seed=range(0,11000)"}, /*allow_large=*/true}).size() == 11000);
+  const std::string eleven = "trainer.lr=1e-3,2e-3,3e-3,4e-3,5e-3,6e-3,7e-3,8e-3,9e-3,1e-2,2e-2";
+  CHECK_THROWS_WITH(SweepPlanner({dir, "vit_fmnist", {"seed=range(0,100000)", eleven}, true}),
+                    Catch::Contains("the sweep has 1,100,000 points") &&
+                        Catch::Contains("at most 1,000,000 points: split the sweep"));
+  // A product too large to count is said as such (no overflow), before any value is made.
+  CHECK_THROWS_WITH(SweepPlanner({dir, "vit_fmnist",
+                                  {"seed=range(0,100000)", "trainer.epochs=range(0,100000)", "model.dim=range(0,100000)",
+                                   "model.depth=range(0,100000)"},
+                                  true}),
+                    Catch::Contains("the sweep has more than 10^18 points"));
+
+  // The command says the same and exits 2 at once, writing nothing.
+  TempDir tmp;
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(run_blocklab(sweep_args(tmp.path / "sweeps", {"seed=range(0,100000)"}, {"--dry-run"}), tmp.path / "big.log") == 2);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
+  CHECK_THAT(slurp(tmp.path / "big.log"), Catch::Contains("the sweep has 100,000 points, more than 10,000") &&
+                                              Catch::Contains("need --allow-large"));
+  CHECK_FALSE(fs::exists(tmp.path / "sweeps"));
+}
+
+TEST_CASE("planning streams into the sweep directory: same ids as in memory, nothing left on failure", "[sweep]") {
+  TempDir tmp;
+  const fs::path root = tmp.path / "sweeps";
+  const std::vector<std::string> overrides = {"seed=0,1,2", "trainer.lr=1e-3,2e-3"};
+  std::size_t jobs = 0;
+  const fs::path dir = plan_sweep_directory({default_config_dir(), "vit_fmnist", overrides}, root.string(), &jobs);
+  const SweepPlan in_memory = plan(overrides);
+  CHECK(jobs == 6);
+  CHECK(dir.filename() == in_memory.id);  // the streamed hash equals the hash of the whole key
+  CHECK(only_sweep(root) == dir);          // no staging directory left behind
+  const SweepDirectory read = read_sweep_directory(dir.string());
+  REQUIRE(read.jobs.size() == 6);
+  for (std::size_t i = 0; i < 6; ++i) {
+    CHECK(read.jobs[i].id == in_memory.jobs[i].id);
+    CHECK(fs::exists(dir / "jobs" / read.jobs[i].id / "config.yaml"));
+  }
+  // A deleted sweep.json comes back when the same sweep is planned again; the ledger stays.
+  JobState done;
+  done.state = "done";
+  write_job_state(read, read.jobs[0], done);
+  fs::remove(dir / "sweep.json");
+  CHECK(plan_sweep_directory({default_config_dir(), "vit_fmnist", overrides}, root.string()) == dir.string());
+  CHECK(read_sweep_directory(dir.string()).id == in_memory.id);
+  CHECK(read_job_state(read, read.jobs[0]).state == "done");
+  // So does a deleted manifest.
+  fs::remove(dir / "manifest.jsonl");
+  CHECK(plan_sweep_directory({default_config_dir(), "vit_fmnist", overrides}, root.string()) == dir.string());
+  CHECK(read_sweep_directory(dir.string()).jobs.size() == 6);
+  CHECK(only_sweep(root) == dir);
+  // An invalid point: the report, and no directory at all.
+  const fs::path other = tmp.path / "other";
+  CHECK_THROWS_AS(plan_sweep_directory({default_config_dir(), "vit_fmnist", {"trainer.lr=1e-3,-1"}}, other.string()),
+                  ConfigError);
+  CHECK_FALSE(fs::exists(other));
+}
+
+TEST_CASE("status on a corrupt ledger names the file and the fix, exit 2", "[sweep][golden]") {
+  TempDir tmp;
+  const fs::path dir = plan_sweep_directory({default_config_dir(), "vit_fmnist", {"seed=0,1"}}, (tmp.path / "s").string());
+  const SweepDirectory sweep = read_sweep_directory(dir.string());
+  int calls = 0;
+  auto status = [&] {
+    const fs::path log = tmp.path / ("status" + std::to_string(++calls) + ".log");
+    const int code = run_blocklab({"status", dir.string()}, log);
+    std::string text = slurp(log);
+    for (const auto& [from, to] : {std::pair{dir.string(), std::string("<sweep>")}, std::pair{sweep.jobs[1].id, std::string("<job>")}})
+      for (std::size_t at; (at = text.find(from)) != std::string::npos;) text.replace(at, from.size(), to);
+    return std::make_pair(code, text);
+  };
+  CHECK(status().first == 0);
+  std::string report;
+  const fs::path state = dir / "jobs" / sweep.jobs[1].id / "state.json";
+  const fs::path manifest = dir / "manifest.jsonl", info = dir / "sweep.json";
+  const std::string manifest_text = slurp(manifest), info_text = slurp(info);
+  const std::vector<std::pair<fs::path, std::string>> damage = {
+      {state, "{\"job\": \"x\", \"state\": \"do"},  // truncated
+      {state, "garbage\n"},
+      {state, "{\"state\": \"finished\"}\n"},
+      {state, "{\"state\": [1, 2]}\n"},
+      {manifest, manifest_text.substr(0, manifest_text.find('\n') + 1)},   // a whole line lost
+      {manifest, manifest_text.substr(0, manifest_text.find('\n') + 20)},  // cut mid-line
+      {manifest, "{\"index\": 0, \"job\": \"../../etc\"}\n"},
+      {info, info_text.substr(0, 20)},
+      {info, "[]\n"},
+  };
+  for (const auto& [file, text] : damage) {
+    std::ofstream(file, std::ios::binary) << text;
+    const auto [code, out] = status();
+    INFO(out);
+    CHECK(code == 2);
+    report += out;
+    std::ofstream(manifest, std::ios::binary) << manifest_text;  // repaired for the next case
+    std::ofstream(info, std::ios::binary) << info_text;
+    fs::remove(state);
+  }
+  const std::string mismatch = golden_mismatch("status_corrupt_ledger", report);
+  INFO(mismatch);
+  CHECK(mismatch.empty());
+  CHECK(status().first == 0);
+}

@@ -7,6 +7,8 @@
 // 2020), the effective mixing matrix of every mixer (the Jacobian norm, for mixers with or
 // without attention weights), mean attention distance and entropy per head, the raw arrays
 // (.npy) and index.html linking every picture.
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +17,7 @@
 #include <sstream>
 
 #include "analysis/attention_maps.h"
+#include "analysis/curves.h"
 #include "analysis/heatmap.h"
 #include "analysis/npy.h"
 #include "datasets/dataset.h"
@@ -32,37 +35,50 @@ namespace fs = std::filesystem;
 namespace blocklab {
 namespace {
 
-std::vector<std::int64_t> parse_index_list(const std::string& text, const std::string& option) {
-  std::vector<std::int64_t> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) {
-    const auto dash = item.find('-');
-    try {
-      if (dash != std::string::npos && dash > 0) {
-        for (std::int64_t i = std::stoll(item.substr(0, dash)); i <= std::stoll(item.substr(dash + 1)); ++i) out.push_back(i);
-      } else {
-        out.push_back(std::stoll(item));
-      }
-    } catch (const std::exception&) {
-      throw UsageError("blocklab attn: " + option + " takes indices like 0,2,5-7, not '" + text + "'");
-    }
-  }
-  return out;
+// Every index below `count` when `wanted` is empty; otherwise the wanted ones, checked.
+std::vector<std::int64_t> select(const IndexList& wanted, std::int64_t count, const std::string& what) {
+  if (!wanted.empty()) return wanted.resolve(count, what);
+  std::vector<std::int64_t> all(static_cast<std::size_t>(std::max<std::int64_t>(count, 0)));
+  for (std::int64_t i = 0; i < count; ++i) all[static_cast<std::size_t>(i)] = i;
+  return all;
 }
 
-// Keeps `all` when `wanted` is empty; otherwise the wanted ones, checked against the range.
-std::vector<std::int64_t> select(const std::vector<std::int64_t>& wanted, std::int64_t count, const std::string& what) {
-  if (wanted.empty()) {
-    std::vector<std::int64_t> all(static_cast<std::size_t>(count));
-    for (std::int64_t i = 0; i < count; ++i) all[static_cast<std::size_t>(i)] = i;
-    return all;
+// A fresh directory beside `target` that replaces it on commit(): pictures of an earlier call
+// that this one does not draw do not linger, and a failure midway keeps the earlier set (the
+// staging directory is removed instead).
+class StagedDirectory {
+ public:
+  explicit StagedDirectory(std::string target)
+      : target_(std::move(target)), staging_(target_ + ".new-" + std::to_string(::getpid())) {
+    fs::remove_all(staging_);
+    fs::create_directories(staging_);
   }
-  for (auto i : wanted)
-    if (i < 0 || i >= count)
-      throw UsageError("blocklab attn: " + what + " " + std::to_string(i) + " does not exist (0.." +
-                       std::to_string(count - 1) + ")");
-  return wanted;
-}
+  ~StagedDirectory() {
+    std::error_code ec;
+    if (!committed_) fs::remove_all(staging_, ec);
+  }
+  StagedDirectory(const StagedDirectory&) = delete;
+  StagedDirectory& operator=(const StagedDirectory&) = delete;
+  const std::string& path() const { return staging_; }
+  void commit() {
+    const std::string old = target_ + ".old-" + std::to_string(::getpid());
+    const bool had = fs::exists(fs::symlink_status(target_));
+    if (had) fs::rename(target_, old);
+    try {
+      fs::rename(staging_, target_);
+    } catch (...) {
+      if (had) fs::rename(old, target_);
+      throw;
+    }
+    committed_ = true;
+    std::error_code ec;
+    if (had) fs::remove_all(old, ec);
+  }
+
+ private:
+  std::string target_, staging_;
+  bool committed_ = false;
+};
 
 std::vector<double> to_doubles(const torch::Tensor& t) {
   const torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
@@ -121,8 +137,7 @@ class IndexPage {
 
 struct AttnOptions {
   std::string run_dir, split = "test", checkpoint = "best";
-  std::vector<std::int64_t> samples = {0, 1, 2, 3}, layers, heads;
-  std::int64_t token_from = 0, token_to = -1;  // token range of the token x token maps
+  IndexList samples, layers, heads, tokens;  // empty: all (samples: the first four)
   bool svg = false, mixing = true;
 };
 
@@ -136,6 +151,8 @@ int attn(const AttnOptions& o) {
   if (task != "classify")
     throw ConfigError("blocklab attn reads image-classification runs; this run's task is '" + task + "'");
   const ParamReader root(cfg, task_registry().info(task).schema, "");
+  const std::string order = metrics_order_problem(o.run_dir + "/metrics.jsonl");
+  if (!order.empty()) std::cerr << "warning: " << order << "\n";
   std::string checkpoint = o.run_dir + "/checkpoints/" + o.checkpoint + ".ckpt";
   if (!file_exists(checkpoint) && o.checkpoint == "best") checkpoint = o.run_dir + "/checkpoints/last.ckpt";
   if (!file_exists(checkpoint))
@@ -148,7 +165,10 @@ int attn(const AttnOptions& o) {
                                            DatasetArgs{seed ? static_cast<std::uint64_t>(seed->as_int()) : 0});
   const DatasetInfo info = dataset->info();
   const Split& split = dataset->split(o.split);
-  const std::vector<std::int64_t> samples = select(o.samples, split.size(), "--samples");
+  const std::vector<std::int64_t> samples =
+      o.samples.empty() ? select(o.samples, std::min<std::int64_t>(4, split.size()), "samples")
+                        : o.samples.resolve(split.size(), "samples of the " + o.split + " split");
+  if (samples.empty()) throw UsageError("blocklab attn: the " + o.split + " split has no samples; choose another --split");
   const torch::Tensor index = torch::tensor(samples, torch::kInt64);
   const torch::Tensor raw = split.inputs.index_select(0, index);
   const torch::Tensor inputs = dataset->prepare(raw, nullptr);
@@ -171,13 +191,14 @@ int attn(const AttnOptions& o) {
   if (records.empty() && calls.empty())
     throw ConfigError("the run's backbone recorded no token mixer: nothing to show");
   const std::int64_t layers_total = static_cast<std::int64_t>(std::max(records.size(), calls.size()));
-  const std::vector<std::int64_t> layers = select(o.layers, layers_total, "--layers");
+  const std::vector<std::int64_t> layers = select(o.layers, layers_total, "layers");
   const MixerCall* first = calls.empty() ? nullptr : &calls.front();
   const std::int64_t prefix = first ? first->prefix_tokens : 0;
   const std::int64_t gh = first ? first->grid_height : 0, gw = first ? first->grid_width : 0;
   const bool on_grid = gh > 0 && gw > 0;
 
-  const std::string out = o.run_dir + "/attn";
+  StagedDirectory staged(output_path_inside("attn", o.run_dir, "attn"));
+  const std::string& out = staged.path();
   fs::create_directories(out + "/arrays");
   std::vector<std::string> written;
   auto render = [&](const HeatmapFigure& f, const std::string& name) {
@@ -257,7 +278,7 @@ int attn(const AttnOptions& o) {
       for (auto l : layers) {
         if (l >= static_cast<std::int64_t>(records.size())) continue;
         const torch::Tensor probs = records[static_cast<std::size_t>(l)].probs[s];  // [h, N, N]
-        const std::vector<std::int64_t> heads = select(o.heads, probs.size(0), "--heads");
+        const std::vector<std::int64_t> heads = select(o.heads, probs.size(0), "heads");
         const std::string lname = "layer " + std::to_string(l);
         if (on_grid) {
           HeatmapFigure f;
@@ -270,8 +291,9 @@ int attn(const AttnOptions& o) {
           page.picture(tag + "_layer" + std::to_string(l) + "_heads.png", lname + ": per head, over the image");
         }
         const std::int64_t n = probs.size(-1);
-        const std::int64_t to = o.token_to < 0 ? n : std::min(o.token_to, n);
-        const std::int64_t from = std::min(o.token_from, to);
+        const auto [from, last] = o.tokens.empty() ? std::pair<std::int64_t, std::int64_t>{0, n - 1}
+                                                   : o.tokens.single_range(n, "tokens");
+        const std::int64_t to = last + 1;
         HeatmapFigure f;
         f.title = lname + ": token x token attention (tokens " + std::to_string(from) + ".." + std::to_string(to - 1) + ")";
         f.colorbar_label = "probability";
@@ -305,6 +327,7 @@ int attn(const AttnOptions& o) {
         if (on_grid) grids.panels.push_back(overlay_panel(attention_to_grid(m, prefix, gh, gw), image, title));
         matrices.panels.push_back(matrix_panel(m, title));
       }
+      if (all.empty()) continue;  // the chosen layers have no mixer call
       save_npy(out + "/arrays/mixing_" + tag + ".npy", torch::stack(all));
       if (on_grid) {
         render(grids, tag + "_mixing_grid");
@@ -317,20 +340,23 @@ int attn(const AttnOptions& o) {
   page.write(out + "/index.html", "Attention maps: " + o.run_dir,
              "Checkpoint " + fs::path(checkpoint).filename().string() + ", split " + o.split +
                  ". Arrays for every picture are in arrays/ (.npy; numpy.load).");
-  std::cerr << "wrote " << written.size() << " pictures, arrays and index.html into " << out << "\n";
-  std::cout << out << "/index.html\n";
+  staged.commit();
+  const std::string final_dir = o.run_dir + "/attn";
+  std::cerr << "wrote " << written.size() << " pictures, arrays and index.html into " << final_dir
+            << " (replacing the earlier ones)\n";
+  std::cout << final_dir << "/index.html\n";
   return 0;
 }
 
 int attn_command(const std::vector<std::string>& args) {
   po::options_description opts("Options");
-  opts.add_options()("help,h", "show this help")("split", po::value<std::string>()->default_value("test"),
-                                                  "split the samples come from")(
-      "samples", po::value<std::string>()->default_value("0-3"), "sample indices, e.g. 0,5,10-12")(
+  opts.add_options()("help,h", "show this help")("split", po::value<std::string>(),
+                                                  "split the samples come from: train, val or test (default)")(
+      "samples", po::value<std::string>(), "sample indices, e.g. 0,5,10-12 (default: 0-3)")(
       "layers", po::value<std::string>(), "layers to draw (default: all)")("heads", po::value<std::string>(),
                                                                             "heads to draw (default: all)")(
       "tokens", po::value<std::string>(), "token range of the token x token maps, FROM-TO (inclusive)")(
-      "checkpoint", po::value<std::string>()->default_value("best"), "best or last")("svg", "also write SVG files")(
+      "checkpoint", po::value<std::string>(), "best (default) or last")("svg", "also write SVG files")(
       "no-mixing", "skip the effective mixing matrices (one backward pass per token and layer)");
   const auto cl = parse_command_line("attn", args, opts);
   if (cl.vars.count("help")) {
@@ -343,22 +369,20 @@ int attn_command(const std::vector<std::string>& args) {
               "  blocklab attn <run> --samples 0,7 --layers 3 --heads 0,1 --svg\n");
     return 0;
   }
-  if (cl.positional.size() != 1) throw UsageError("blocklab attn: give one run directory");
+  if (cl.positional.size() != 1) throw UsageError("blocklab attn: give one run directory\n  see: blocklab attn --help");
   AttnOptions o;
   o.run_dir = cl.positional[0];
   while (o.run_dir.size() > 1 && o.run_dir.back() == '/') o.run_dir.pop_back();
-  o.split = cl.vars["split"].as<std::string>();
-  o.samples = parse_index_list(cl.vars["samples"].as<std::string>(), "--samples");
-  if (cl.vars.count("layers")) o.layers = parse_index_list(cl.vars["layers"].as<std::string>(), "--layers");
-  if (cl.vars.count("heads")) o.heads = parse_index_list(cl.vars["heads"].as<std::string>(), "--heads");
-  if (cl.vars.count("tokens")) {
-    const auto range = parse_index_list(cl.vars["tokens"].as<std::string>(), "--tokens");
-    o.token_from = range.front();
-    o.token_to = range.back() + 1;
-  }
-  o.checkpoint = cl.vars["checkpoint"].as<std::string>();
-  if (o.checkpoint != "best" && o.checkpoint != "last")
-    throw UsageError("blocklab attn: --checkpoint is best or last, not '" + o.checkpoint + "'");
+  o.split = choice_option(cl, "attn", "split", {"train", "val", "test"}, "test");
+  auto index_list = [&](const char* name) {
+    return cl.vars.count(name) ? IndexList("attn", std::string("--") + name, cl.vars[name].as<std::string>()) : IndexList();
+  };
+  o.samples = index_list("samples");
+  o.layers = index_list("layers");
+  o.heads = index_list("heads");
+  o.tokens = index_list("tokens");
+  if (!o.tokens.empty()) o.tokens.expect_single();
+  o.checkpoint = choice_option(cl, "attn", "checkpoint", {"best", "last"}, "best");
   o.svg = cl.vars.count("svg") > 0;
   o.mixing = cl.vars.count("no-mixing") == 0;
   return attn(o);

@@ -37,22 +37,11 @@ const char* kDetails =
 
 CurveOptions options_from(const CommandLine& cl) {
   CurveOptions o;
-  const std::string metrics = string_option(cl, "metrics");
-  if (cl.vars.count("metrics")) {
-    o.metrics = split_commas(metrics);
-    for (const auto& m : o.metrics)
-      if (m.empty()) throw UsageError("blocklab plot: --metrics '" + metrics + "' has an empty name");
-  }
-  const std::string x = string_option(cl, "x");
-  if (x == "step")
-    o.x = CurveX::Step;
-  else if (x == "epoch")
-    o.x = CurveX::Epoch;
-  else if (!x.empty())
-    throw UsageError("blocklab plot: --x takes step or epoch, not '" + x + "'");
-  o.smooth = cl.vars["smooth"].as<int>();
-  if (o.smooth < 0)
-    throw UsageError("blocklab plot: --smooth takes a window of K >= 1 logged values, not " + std::to_string(o.smooth));
+  if (cl.vars.count("metrics")) o.metrics = name_list("plot", "--metrics", string_option(cl, "metrics"));
+  const std::string x = choice_option(cl, "plot", "x", {"step", "epoch"});
+  if (x == "step") o.x = CurveX::Step;
+  if (x == "epoch") o.x = CurveX::Epoch;
+  o.smooth = static_cast<int>(integer_option(cl, "plot", "smooth", 0, 100000, 0));
   o.mean_over_seeds = cl.vars["mean-over-seeds"].as<bool>();
   return o;
 }
@@ -65,8 +54,8 @@ int plot_command(const std::vector<std::string>& args) {
       "step or epoch: one x axis for every chart (default: step for training "
       "metrics, epoch for evaluations)")("out", po::value<std::string>(),
                                          "directory for the charts (required for several runs unless one sweep)")(
-      "svg", po::bool_switch(), "also write SVG")("smooth", po::value<int>()->default_value(0),
-                                                  "trailing mean of the loss over K logged values (0: off)")(
+      "svg", po::bool_switch(), "also write SVG")("smooth", po::value<std::string>(),
+                                                  "trailing mean of the loss over K logged values, 0 to 100000 (default 0: off)")(
       "mean-over-seeds", po::bool_switch(), "one line per config: the mean over seeds with a ± std band");
   const auto cl = parse_command_line("plot", args, opts);
   if (cl.vars.count("help")) {
@@ -99,12 +88,14 @@ int plot_command(const std::vector<std::string>& args) {
 
   const CurveSet set = load_curves(records);
   for (const std::string& note : set.notes) std::cerr << "note: " << note << "\n";
+  for (const std::string& warning : set.warnings) std::cerr << "warning: " << warning << "\n";
   std::vector<std::string> notes;
   const std::vector<CurveChart> charts = curve_charts(set, options, &notes);
   for (const std::string& note : notes) std::cerr << "note: " << note << "\n";
   for (const CurveChart& c : charts) {
     const std::string stem = out + "/" + c.file_stem;
-    render_line_chart(c.chart, stem + ".png", svg ? stem + ".svg" : "");
+    render_line_chart(c.chart, output_path_inside("plot", out, c.file_stem + ".png"),
+                      svg ? output_path_inside("plot", out, c.file_stem + ".svg") : "");
     std::cerr << "wrote " << stem << ".png\n";
     if (svg) std::cerr << "wrote " << stem << ".svg\n";
   }

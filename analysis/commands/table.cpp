@@ -1,7 +1,9 @@
 // blocklab table <sweep-dir | run-dirs...> --rows KEY[,KEY] [--cols KEY] --metric NAME:
 // a metric as mean ± std over seeds, in markdown, LaTeX or CSV, plus a plot for sweeps.
+#include <algorithm>
 #include <iostream>
 
+#include "analysis/curves.h"
 #include "analysis/plot.h"
 #include "analysis/run_records.h"
 #include "analysis/table.h"
@@ -39,21 +41,20 @@ TableSpec spec_from(const CommandLine& cl) {
   spec.metric = string_option(cl, "metric");
   if (rows.empty() || spec.metric.empty())
     throw UsageError("blocklab table: --rows and --metric are required\n  see: blocklab table --help");
-  spec.rows = split_commas(rows);
-  for (const auto& k : spec.rows)
-    if (k.empty()) throw UsageError("blocklab table: --rows '" + rows + "' has an empty key");
+  spec.rows = name_list("table", "--rows", rows);
+  name_list("table", "--metric", spec.metric);
   spec.cols = string_option(cl, "cols");
-  const std::string best = string_option(cl, "best");
+  if (cl.vars.count("cols")) {
+    if (name_list("table", "--cols", spec.cols).size() != 1)
+      throw UsageError("blocklab table: --cols takes one config key, not '" + spec.cols + "' (several go to --rows)");
+    if (std::find(spec.rows.begin(), spec.rows.end(), spec.cols) != spec.rows.end())
+      throw UsageError("blocklab table: '" + spec.cols + "' is in --rows and --cols: give it to one of them");
+  }
+  const std::string best = choice_option(cl, "table", "best", {"max", "min"});
   if (best == "max") spec.best = Direction::Max;
-  else if (best == "min") spec.best = Direction::Min;
-  else if (!best.empty()) throw UsageError("blocklab table: --best takes max or min, not '" + best + "'");
-  const std::string also = string_option(cl, "also");
-  if (!also.empty()) spec.also = split_commas(also);
-  for (const auto& m : spec.also)
-    if (m.empty()) throw UsageError("blocklab table: --also '" + also + "' has an empty name");
-  spec.precision = cl.vars["precision"].as<int>();
-  if (spec.precision < 0 || spec.precision > 12)
-    throw UsageError("blocklab table: --precision takes 0 to 12 decimals, not " + std::to_string(spec.precision));
+  if (best == "min") spec.best = Direction::Min;
+  if (cl.vars.count("also")) spec.also = name_list("table", "--also", string_option(cl, "also"));
+  spec.precision = static_cast<int>(integer_option(cl, "table", "precision", 0, 12, 4));
   return spec;
 }
 
@@ -63,17 +64,27 @@ std::string format_table(const Table& table, const std::string& format) {
   return format_markdown(table);
 }
 
-// Tables in three formats and the plot under `dir`; says on stderr where they went.
+// Tables in three formats and the plot under `dir`; says on stderr where they went. Each file
+// must stay inside `dir` (a symlinked tables/ or plots/ pointing elsewhere is refused).
 void write_outputs(const Table& table, const std::string& dir, const std::string& name) {
   const std::string stem = name.empty() ? table_file_stem(table.spec) : name;
-  const std::string tables = dir + "/tables/" + stem;
-  write_file_atomic(tables + ".md", format_markdown(table));
-  write_file_atomic(tables + ".tex", format_latex(table));
-  write_file_atomic(tables + ".csv", format_csv(table));
-  std::cerr << "wrote " << tables << ".{md,tex,csv}\n";
-  const std::string plot = dir + "/plots/" + stem;
-  render_line_chart(table_chart(table), plot + ".png", plot + ".svg");
-  std::cerr << "wrote " << plot << ".{png,svg}\n";
+  for (const char* ext : {".md", ".tex", ".csv"}) {
+    const std::string path = output_path_inside("table", dir, "tables/" + stem + ext);
+    write_file_atomic(path, format_table(table, ext + 1));
+  }
+  std::cerr << "wrote " << dir << "/tables/" << stem << ".{md,tex,csv}\n";
+  const std::string png = output_path_inside("table", dir, "plots/" + stem + ".png");
+  const std::string svg = output_path_inside("table", dir, "plots/" + stem + ".svg");
+  render_line_chart(table_chart(table), png, svg);
+  std::cerr << "wrote " << dir << "/plots/" << stem << ".{png,svg}\n";
+}
+
+// Warns about runs whose metrics.jsonl steps go back (two processes wrote the same run).
+void warn_metrics_order(const std::vector<RunRecord>& records) {
+  for (const RunRecord& r : records)
+    if (!r.run_dir.empty())
+      if (const std::string problem = metrics_order_problem(r.run_dir + "/metrics.jsonl"); !problem.empty())
+        std::cerr << "warning: " << problem << "\n";
 }
 
 int table_command(const std::vector<std::string>& args) {
@@ -82,9 +93,9 @@ int table_command(const std::vector<std::string>& args) {
       "rows", po::value<std::string>(), "config key(s) of the rows, comma-separated (model.mixer.type,trainer.lr)")(
       "cols", po::value<std::string>(), "config key of the columns (default: one column)")(
       "metric", po::value<std::string>(), "summary metric to tabulate (test/acc, val/loss, wall_time_s, ...)")(
-      "format", po::value<std::string>()->default_value("md"), "md, tex or csv (printed to stdout)")(
+      "format", po::value<std::string>(), "md (default), tex or csv (printed to stdout)")(
       "best", po::value<std::string>(), "max or min: which cell is best (default: from the metric's name)")(
-      "precision", po::value<int>()->default_value(4), "decimals of mean and std")(
+      "precision", po::value<std::string>(), "decimals of mean and std, 0 to 12 (default: 4)")(
       "also", po::value<std::string>(), "more summary numbers per row, e.g. parameters,train_images_per_s (no --cols)")(
       "out", po::value<std::string>(), "also write tables/ and plots/ here (default: the sweep directory)")(
       "name", po::value<std::string>(), "file name (without extension) of the written table and plot");
@@ -98,16 +109,17 @@ int table_command(const std::vector<std::string>& args) {
   if (cl.positional.empty())
     throw UsageError("blocklab table: name a sweep directory, run directories or a directory of runs\n"
                      "  see: blocklab table --help");
-  const std::string format = string_option(cl, "format");
-  if (format != "md" && format != "tex" && format != "csv")
-    throw UsageError("blocklab table: --format takes md, tex or csv, not '" + format + "'");
+  const std::string format = choice_option(cl, "table", "format", {"md", "tex", "csv"}, "md");
   const TableSpec spec = spec_from(cl);
+  const std::string name = cl.vars.count("name") ? checked_file_name("table", "--name", string_option(cl, "name")) : "";
 
-  const Table table = build_table(load_run_records(cl.positional), spec);
+  const std::vector<RunRecord> records = load_run_records(cl.positional);
+  warn_metrics_order(records);
+  const Table table = build_table(records, spec);
   std::cout << format_table(table, format) << std::flush;
   std::string out = string_option(cl, "out");
   if (out.empty() && cl.positional.size() == 1) out = resolve_sweep_directory(cl.positional[0]);
-  if (!out.empty()) write_outputs(table, out, string_option(cl, "name"));
+  if (!out.empty()) write_outputs(table, out, name);
   return 0;
 }
 

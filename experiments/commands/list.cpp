@@ -41,7 +41,7 @@ int list_command(const std::vector<std::string>& args) {
   std::string glob = cl.positional.size() > 1 ? cl.positional[1] : "*";
 
   if (kind == "experiment" || kind == "experiments") {
-    const std::string dir = cl.vars.count("config-dir") ? cl.vars["config-dir"].as<std::string>() : default_config_dir();
+    const std::string dir = directory_option(cl, "list", "config-dir", default_config_dir());
     std::cout << "experiment: named configs in " << dir << "\n";
     for (const auto& n : list_primary_configs(dir))
       if (glob_match(glob, n)) std::cout << "  " << n << "\n";

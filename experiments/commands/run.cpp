@@ -14,20 +14,23 @@ int run_command(const std::vector<std::string>& args) {
   opts.add_options()("help,h", "show this help")("force", "run again even if an identical run exists")(
       "resume", "continue the run from its last checkpoint")(
       "continue", "resume if an unfinished run with this config has a checkpoint, else start it (sweeps)")(
-      "record-dir", po::value<std::string>(), "write the run directory's path to this file (sweeps)")("quiet,q", "no progress line")(
-      "config-dir", po::value<std::string>(), "experiment configs (default: experiments/conf or $BLOCKLAB_CONF)");
+      "record-dir", po::value<std::string>(), "write the run directory's path to this file (sweeps)")(
+      "quiet,q", "no progress line")("config-dir", po::value<std::string>(),
+                                     "experiment configs (default: experiments/conf or $BLOCKLAB_CONF)");
   const auto cl = parse_command_line("run", args, opts);
   if (cl.vars.count("help")) {
-    std::cout << command_help("run", "<experiment> [overrides...]",
-                              "Runs an experiment by config name: composes and validates the config, then runs the "
-                              "task it names.",
-                              opts, "Examples:\n  blocklab run vit_fmnist\n  blocklab run vit_fmnist trainer.epochs=3 seed=1\n");
+    std::cout << command_help(
+        "run", "<experiment> [overrides...]",
+        "Runs an experiment by config name: composes and validates the config, then runs the "
+        "task it names.",
+        opts, "Examples:\n  blocklab run vit_fmnist\n  blocklab run vit_fmnist trainer.epochs=3 seed=1\n");
     return 0;
   }
   if (cl.positional.empty()) throw UsageError("blocklab run: name an experiment\n  see: blocklab list experiment");
-  const std::string dir = cl.vars.count("config-dir") ? cl.vars["config-dir"].as<std::string>() : default_config_dir();
+  const std::string dir = directory_option(cl, "run", "config-dir", default_config_dir());
   const std::vector<std::string> overrides(cl.positional.begin() + 1, cl.positional.end());
-  Experiment e = load_experiment(dir, cl.positional[0], overrides, true);
+  Experiment e =
+      load_experiment(dir, checked_file_name("run", "the experiment name", cl.positional[0]), overrides, true);
   RunRequest request;
   request.experiment = e.name;
   request.config = e.config;

@@ -12,7 +12,7 @@ namespace {
 int show_command(const std::vector<std::string>& args) {
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help")("provenance,p", "annotate each value with its origin")(
-      "format", po::value<std::string>()->default_value("yaml"), "yaml or json")(
+      "format", po::value<std::string>(), "yaml (default) or json")(
       "config-dir", po::value<std::string>(), "experiment configs (default: experiments/conf or $BLOCKLAB_CONF)")(
       "no-validate", "compose only, without checking against the registry (any config directory)")(
       "choices", "also list the option chosen for each config group");
@@ -28,12 +28,11 @@ int show_command(const std::vector<std::string>& args) {
     return 0;
   }
   if (cl.positional.empty()) throw UsageError("blocklab show: name an experiment\n  see: blocklab list experiment");
-  const std::string format = cl.vars["format"].as<std::string>();
-  if (format != "yaml" && format != "json")
-    throw UsageError("blocklab show: --format takes yaml or json, not '" + format + "'");
-  const std::string dir = cl.vars.count("config-dir") ? cl.vars["config-dir"].as<std::string>() : default_config_dir();
+  const std::string format = choice_option(cl, "show", "format", {"yaml", "json"}, "yaml");
+  const std::string dir = directory_option(cl, "show", "config-dir", default_config_dir());
   const std::vector<std::string> overrides(cl.positional.begin() + 1, cl.positional.end());
-  const Experiment e = load_experiment(dir, cl.positional[0], overrides, !cl.vars.count("no-validate"));
+  const Experiment e = load_experiment(dir, checked_file_name("show", "the experiment name", cl.positional[0]),
+                                       overrides, !cl.vars.count("no-validate"));
   if (format == "json") {
     std::cout << dump_json(e.config);
     return 0;
@@ -48,8 +47,8 @@ int show_command(const std::vector<std::string>& args) {
   return 0;
 }
 
-const bool registered =
-    CommandRegistry::instance().add({"show", "print an experiment's resolved config (with provenance)", show_command, 30});
+const bool registered = CommandRegistry::instance().add(
+    {"show", "print an experiment's resolved config (with provenance)", show_command, 30});
 
 }  // namespace
 }  // namespace blocklab

@@ -3,10 +3,13 @@
 // blocklab job <sweep dir> --index I: runs one job (what each Slurm array task calls).
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <mutex>
@@ -73,11 +76,16 @@ struct Tally {
     return out;
   }
   void add(const std::string& state) {
-    if (state == "done") ++done;
-    else if (state == "failed") ++failed;
-    else if (state == "diverged") ++diverged;
-    else if (state == "running") ++running;
-    else ++pending;
+    if (state == "done")
+      ++done;
+    else if (state == "failed")
+      ++failed;
+    else if (state == "diverged")
+      ++diverged;
+    else if (state == "running")
+      ++running;
+    else
+      ++pending;
   }
 };
 
@@ -97,8 +105,10 @@ int run_local(const SweepDirectory& sweep, int jobs, bool retry_failed, bool qui
   for (const auto& job : sweep.jobs) {
     const JobState st = read_job_state(sweep, job);
     const bool settled = st.state == "done" || st.state == "diverged" || (st.state == "failed" && !retry_failed);
-    if (settled) before.add(st.state);
-    else todo.push_back(&job);
+    if (settled)
+      before.add(st.state);
+    else
+      todo.push_back(&job);
   }
   std::cerr << "sweep " << sweep.dir << ": " << sweep.jobs.size() << " jobs";
   if (todo.size() != sweep.jobs.size()) std::cerr << " (" << before.text() << " already)";
@@ -132,11 +142,15 @@ int run_local(const SweepDirectory& sweep, int jobs, bool retry_failed, bool qui
       progress.finish();
       char head[96];
       const bool ran = out.kind == JobOutcome::Kind::Ran;
-      std::snprintf(head, sizeof head, "[%d/%zu] %-8s %s ", n, todo.size(), ran ? state.c_str() : out.kind == JobOutcome::Kind::Busy ? "busy" : "skipped",
+      std::snprintf(head, sizeof head, "[%d/%zu] %-8s %s ", n, todo.size(),
+                    ran                                  ? state.c_str()
+                    : out.kind == JobOutcome::Kind::Busy ? "busy"
+                                                         : "skipped",
                     job.id.c_str());
       std::cerr << head << params_text(job);
       if (out.kind == JobOutcome::Kind::Skipped) std::cerr << "  (" << state << ": settled by another worker)";
-      if (ran && state == "done") std::cerr << "  " << final_metrics(sweep, out.state) << "  (" << Progress::format_duration(out.seconds) << ")";
+      if (ran && state == "done")
+        std::cerr << "  " << final_metrics(sweep, out.state) << "  (" << Progress::format_duration(out.seconds) << ")";
       if (out.kind == JobOutcome::Kind::Busy) std::cerr << "  (another worker holds it)";
       if (ran && (state == "failed" || state == "diverged")) std::cerr << "\n    " << out.state.reason;
       std::cerr << std::endl;
@@ -164,8 +178,37 @@ int run_local(const SweepDirectory& sweep, int jobs, bool retry_failed, bool qui
   return 0;
 }
 
-int run_slurm(const SweepDirectory& sweep, const po::variables_map& vars, bool retry_failed, bool dry_run) {
+// One #SBATCH value from the command line: a single line (a newline would add script lines).
+std::string sbatch_value(const std::string& option, const std::string& value, const char* allowed,
+                         const char* example) {
+  const bool ok = !value.empty() && value.size() <= 200 && std::all_of(value.begin(), value.end(), [&](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || std::strchr(allowed, c);
+  });
+  if (!ok)
+    throw UsageError("blocklab sweep: " + option + " '" + printable(value) +
+                     "' is not a valid value: use letters, digits and " + allowed + " only, e.g. " + example);
+  return value;
+}
+
+// The Slurm settings of the command line, checked (the script is written from them).
+SlurmOptions slurm_options(const CommandLine& cl) {
   SlurmOptions o;
+  o.parallel = static_cast<int>(integer_option(cl, "sweep", "parallel", 0, 1000000, 0));
+  o.cpus_per_task = static_cast<int>(integer_option(cl, "sweep", "cpus-per-task", 1, 1024, 1));
+  if (cl.vars.count("time")) o.time = sbatch_value("--time", string_option(cl, "time"), ":-", "1:00:00 or 2-12:00:00");
+  if (cl.vars.count("partition"))
+    o.partition = sbatch_value("--partition", string_option(cl, "partition"), "_.,-", "gpu or cpu,long");
+  if (cl.vars.count("sbatch"))
+    for (const auto& line : cl.vars["sbatch"].as<std::vector<std::string>>()) {
+      if (line.rfind("-", 0) != 0)
+        throw UsageError("blocklab sweep: --sbatch takes an sbatch option such as --mem=4G, not '" + printable(line) +
+                         "'");
+      o.extra.push_back(sbatch_value("--sbatch", line, "-=_.,:%@/+", "--mem=4G or --gres=gpu:1"));
+    }
+  return o;
+}
+
+int run_slurm(const SweepDirectory& sweep, SlurmOptions o, bool retry_failed, bool dry_run) {
   o.binary = fs::read_symlink("/proc/self/exe").string();
   o.sweep_dir = sweep.dir;
   o.job_name = "blocklab-" + sweep.experiment + "-" + sweep.id;
@@ -174,11 +217,6 @@ int run_slurm(const SweepDirectory& sweep, const po::variables_map& vars, bool r
     if (st.state == "done" || st.state == "diverged" || (st.state == "failed" && !retry_failed)) continue;
     o.indices.push_back(job.index);
   }
-  o.parallel = vars["parallel"].as<int>();
-  o.cpus_per_task = vars["cpus-per-task"].as<int>();
-  if (vars.count("time")) o.time = vars["time"].as<std::string>();
-  if (vars.count("partition")) o.partition = vars["partition"].as<std::string>();
-  if (vars.count("sbatch")) o.extra = vars["sbatch"].as<std::vector<std::string>>();
   if (o.indices.empty()) {
     std::cerr << "sweep " << sweep.dir << ": every job is settled; nothing to submit\n";
     return 0;
@@ -217,18 +255,21 @@ int run_slurm(const SweepDirectory& sweep, const po::variables_map& vars, bool r
 
 int sweep_command(const std::vector<std::string>& args) {
   po::options_description opts("Options");
-  opts.add_options()("help,h", "show this help")(
-      "launcher", po::value<std::string>()->default_value("local"), "local (a pool of processes) or slurm (a job array)")(
-      "jobs,j", po::value<int>()->default_value(1), "local: parallel jobs (threads per job = cores / jobs)")(
+  opts.add_options()("help,h", "show this help")("launcher", po::value<std::string>(),
+                                                 "local (default: a pool of processes) or slurm (a job array)")(
+      "jobs,j", po::value<std::string>(),
+      "local: parallel jobs, 1 to 1024 (default 1; threads per job = cores / jobs)")(
       "retry-failed", "run failed jobs again")("dry-run", "plan, validate and write the sweep directory; run nothing")(
-      "parallel", po::value<int>()->default_value(0), "slurm: at most this many array tasks at once (%P; 0: no limit)")(
-      "cpus-per-task", po::value<int>()->default_value(1), "slurm: CPUs (and LibTorch threads) per task")(
+      "allow-large", "allow more than 10,000 points (up to 1,000,000)")(
+      "parallel", po::value<std::string>(), "slurm: at most this many array tasks at once (%P; default 0: no limit)")(
+      "cpus-per-task", po::value<std::string>(), "slurm: CPUs (and LibTorch threads) per task, 1 to 1024 (default 1)")(
       "time", po::value<std::string>(), "slurm: time limit per task (e.g. 1:00:00)")(
       "partition", po::value<std::string>(), "slurm: partition")(
-      "sbatch", po::value<std::vector<std::string>>(), "slurm: another #SBATCH line (repeatable), e.g. --sbatch=--mem=4G")(
+      "sbatch", po::value<std::vector<std::string>>(),
+      "slurm: another #SBATCH line (repeatable), e.g. --sbatch=--mem=4G")(
       "root", po::value<std::string>()->default_value("results/sweeps"), "where sweep directories go")(
-      "quiet,q", "no progress line")(
-      "config-dir", po::value<std::string>(), "experiment configs (default: experiments/conf or $BLOCKLAB_CONF)");
+      "quiet,q", "no progress line")("config-dir", po::value<std::string>(),
+                                     "experiment configs (default: experiments/conf or $BLOCKLAB_CONF)");
   const auto cl = parse_command_line("sweep", args, opts);
   if (cl.vars.count("help")) {
     std::cout << command_help(
@@ -247,23 +288,25 @@ int sweep_command(const std::vector<std::string>& args) {
     return 0;
   }
   if (cl.positional.empty()) throw UsageError("blocklab sweep: name an experiment\n  see: blocklab list experiment");
-  const std::string launcher = cl.vars["launcher"].as<std::string>();
-  if (launcher != "local" && launcher != "slurm")
-    throw UsageError("blocklab sweep: --launcher is local or slurm, not '" + launcher + "'");
-  const int jobs = cl.vars["jobs"].as<int>();
-  if (jobs < 1) throw UsageError("blocklab sweep: --jobs must be at least 1");
-  const std::string dir = cl.vars.count("config-dir") ? cl.vars["config-dir"].as<std::string>() : default_config_dir();
+  const std::string launcher = choice_option(cl, "sweep", "launcher", {"local", "slurm"}, "local");
+  const int jobs = static_cast<int>(integer_option(cl, "sweep", "jobs", 1, 1024, 1));
+  const SlurmOptions slurm = slurm_options(cl);  // checked before planning, used for --launcher slurm
+  const std::string dir = directory_option(cl, "sweep", "config-dir", default_config_dir());
   const std::vector<std::string> overrides(cl.positional.begin() + 1, cl.positional.end());
 
-  const SweepPlan plan = plan_sweep(dir, cl.positional[0], overrides);  // every point validated
-  const std::string sweep_dir = write_sweep_directory(plan, cl.vars["root"].as<std::string>());
+  // Every point composed and validated, streamed into the sweep directory.
+  SweepRequest request{dir, checked_file_name("sweep", "the experiment name", cl.positional[0]), overrides,
+                       cl.vars.count("allow-large") > 0};
+  std::size_t planned = 0;
+  const std::string sweep_dir = plan_sweep_directory(request, cl.vars["root"].as<std::string>(), &planned);
   const SweepDirectory sweep = read_sweep_directory(sweep_dir);
   const bool retry = cl.vars.count("retry-failed") > 0;
-  if (launcher == "slurm") return run_slurm(sweep, cl.vars, retry, cl.vars.count("dry-run") > 0);
+  if (launcher == "slurm") return run_slurm(sweep, slurm, retry, cl.vars.count("dry-run") > 0);
   if (cl.vars.count("dry-run")) {
     std::cout << sweep_dir << "\n";
-    for (const auto& job : sweep.jobs) std::cout << "  " << job.index << " " << job.id << " " << params_text(job) << "\n";
-    std::cerr << plan.jobs.size() << " jobs planned and validated (--dry-run: nothing run)\n";
+    for (const auto& job : sweep.jobs)
+      std::cout << "  " << job.index << " " << job.id << " " << params_text(job) << "\n";
+    std::cerr << planned << " jobs planned and validated (--dry-run: nothing run)\n";
     return 0;
   }
   bool user_threads = false;
@@ -275,8 +318,9 @@ extern "C" void forward_to_run(int sig) { signal_running_jobs(sig); }
 
 int job_command(const std::vector<std::string>& args) {
   po::options_description opts("Options");
-  opts.add_options()("help,h", "show this help")("index", po::value<int>(), "job index (default: $SLURM_ARRAY_TASK_ID)")(
-      "threads", po::value<int>()->default_value(0), "LibTorch threads for the run (0: the config's)")(
+  opts.add_options()("help,h", "show this help")("index", po::value<std::string>(),
+                                                 "job index (default: $SLURM_ARRAY_TASK_ID)")(
+      "threads", po::value<std::string>(), "LibTorch threads for the run, 0 to 256 (default 0: the config's)")(
       "retry-failed", "run the job again if it failed");
   const auto cl = parse_command_line("job", args, opts);
   if (cl.vars.count("help")) {
@@ -287,21 +331,19 @@ int job_command(const std::vector<std::string>& args) {
     return 0;
   }
   if (cl.positional.size() != 1) throw UsageError("blocklab job: give one sweep directory");
-  int index = -1;
-  if (cl.vars.count("index")) {
-    index = cl.vars["index"].as<int>();
-  } else if (const char* env = std::getenv("SLURM_ARRAY_TASK_ID")) {
-    index = std::atoi(env);
-  } else {
+  const char* env = std::getenv("SLURM_ARRAY_TASK_ID");
+  if (!cl.vars.count("index") && !env)
     throw UsageError("blocklab job: give --index (or run inside a Slurm array task)");
-  }
+  const int threads = static_cast<int>(integer_option(cl, "job", "threads", 0, 256, 0));
   const SweepDirectory sweep = read_sweep_directory(cl.positional[0]);
-  if (index < 0 || index >= static_cast<int>(sweep.jobs.size()))
-    throw UsageError("blocklab job: --index " + std::to_string(index) + " is outside 0.." +
-                     std::to_string(sweep.jobs.size() - 1));
+  const std::int64_t last = static_cast<std::int64_t>(sweep.jobs.size()) - 1;
+  if (last < 0) throw UsageError("blocklab job: the sweep " + sweep.dir + " has no jobs");
+  const int index =
+      static_cast<int>(cl.vars.count("index") ? integer_option(cl, "job", "index", 0, last, 0)
+                                              : parse_integer("job", "$SLURM_ARRAY_TASK_ID", env, 0, last));
   install_forwarding({SIGINT, SIGTERM, SIGUSR1}, forward_to_run);
   JobRunOptions options;
-  options.threads = cl.vars["threads"].as<int>();
+  options.threads = threads;
   options.retry_failed = cl.vars.count("retry-failed") > 0;
   const SweepJob& job = sweep.jobs[static_cast<std::size_t>(index)];
   const JobOutcome out = run_job(sweep, job, options);
@@ -316,9 +358,10 @@ int job_command(const std::vector<std::string>& args) {
   return s == "done" ? 0 : s == "pending" ? kExitRequeue : s == "diverged" ? 3 : 1;
 }
 
-const bool registered = CommandRegistry::instance().add(
-                            {"sweep", "run a grid of configs as resumable jobs (local pool or Slurm array)", sweep_command, 45}) &&
-                        CommandRegistry::instance().add({"job", "run one job of a sweep (Slurm array tasks call this)", job_command, 47});
+const bool registered =
+    CommandRegistry::instance().add(
+        {"sweep", "run a grid of configs as resumable jobs (local pool or Slurm array)", sweep_command, 45}) &&
+    CommandRegistry::instance().add({"job", "run one job of a sweep (Slurm array tasks call this)", job_command, 47});
 
 }  // namespace
 }  // namespace blocklab

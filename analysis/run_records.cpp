@@ -159,7 +159,8 @@ void read_summary(const std::string& path, RunRecord& r) {
     r.reason = text;  // "diverged at step K"
   } else {
     r.status = "failed";
-    r.reason = text;
+    const std::string error = json_string(s, "error");  // the run's one-line failure
+    r.reason = error.empty() ? text : error;
   }
   double v = 0;
   for (const auto& [key, value] : s.entries())

@@ -201,9 +201,9 @@ std::vector<BadInput> config_cases() {
       {"config that is a directory", run("directory"), "directory"},
       {"patch does not divide the image", run("patch_does_not_divide"), "patch"},
       {"unknown experiment", run("vit_fmnst"), "vit_fmnist"},
-      {"name leaving the config dir", run("../conf/vit_fmnist"), "'..'"},
-      {"absolute name", run("/etc/passwd"), "absolute"},
-      {"empty name", run(""), "empty"},
+      {"name leaving the config dir", run("../conf/vit_fmnist"), "experiment name '../conf/vit_fmnist'"},
+      {"absolute name", run("/etc/passwd"), "experiment name '/etc/passwd'"},
+      {"empty name", run(""), "experiment name ''"},
   };
 }
 

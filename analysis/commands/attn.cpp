@@ -197,6 +197,10 @@ int attn(const AttnOptions& o) {
   const std::int64_t gh = first ? first->grid_height : 0, gw = first ? first->grid_width : 0;
   const bool on_grid = gh > 0 && gw > 0;
 
+  // Check --heads against every drawn layer before anything is written.
+  for (auto l : layers)
+    if (l < static_cast<std::int64_t>(records.size())) select(o.heads, records[static_cast<std::size_t>(l)].probs.size(1), "heads");
+
   StagedDirectory staged(output_path_inside("attn", o.run_dir, "attn"));
   const std::string& out = staged.path();
   fs::create_directories(out + "/arrays");

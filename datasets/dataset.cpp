@@ -1,5 +1,7 @@
 #include "datasets/dataset.h"
 
+#include "registry/named_hooks.h"
+
 namespace blocklab {
 
 DatasetRegistry& dataset_registry() {
@@ -8,23 +10,21 @@ DatasetRegistry& dataset_registry() {
 }
 
 namespace {
-std::map<std::string, DatasetPlanner>& planners() {
-  static std::map<std::string, DatasetPlanner> map;
-  return map;
+NamedHooks<DatasetPlanner>& planners() {
+  static NamedHooks<DatasetPlanner> hooks;
+  return hooks;
 }
 }  // namespace
 
 bool register_dataset_planner(const std::string& type, DatasetPlanner planner) {
-  planners()[type] = std::move(planner);
-  return true;
+  return planners().add(type, std::move(planner));
 }
 
 std::optional<DatasetPlan> plan_dataset(const ConfigNode& params) {
   const ConfigNode* type = params.is_map() ? params.find("type") : nullptr;
-  if (!type || !type->is_scalar()) return std::nullopt;
-  const auto it = planners().find(type->text());
-  if (it == planners().end()) return std::nullopt;
-  return it->second(params);
+  const DatasetPlanner* planner = type && type->is_scalar() ? planners().find(type->text()) : nullptr;
+  if (!planner) return std::nullopt;
+  return (*planner)(params);
 }
 
 std::uint64_t derive_seed(std::uint64_t base, std::uint64_t a, std::uint64_t b, std::uint64_t c) {

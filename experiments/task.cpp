@@ -1,6 +1,6 @@
 #include "experiments/task.h"
 
-#include <map>
+#include "registry/named_hooks.h"
 
 namespace blocklab {
 
@@ -10,20 +10,14 @@ TaskRegistry& task_registry() {
 }
 
 namespace {
-std::map<std::string, TaskCheck>& task_checks() {
-  static std::map<std::string, TaskCheck> checks;
-  return checks;
+NamedHooks<TaskCheck>& task_checks() {
+  static NamedHooks<TaskCheck> hooks;
+  return hooks;
 }
 }  // namespace
 
-bool register_task_check(const std::string& task, TaskCheck check) {
-  task_checks()[task] = std::move(check);
-  return true;
-}
+bool register_task_check(const std::string& task, TaskCheck check) { return task_checks().add(task, std::move(check)); }
 
-const TaskCheck* find_task_check(const std::string& task) {
-  const auto it = task_checks().find(task);
-  return it == task_checks().end() ? nullptr : &it->second;
-}
+const TaskCheck* find_task_check(const std::string& task) { return task_checks().find(task); }
 
 }  // namespace blocklab

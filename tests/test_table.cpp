@@ -127,6 +127,29 @@ TEST_CASE("a summary.json line as the classify task writes it parses", "[table]"
   CHECK(r.env.empty());
 }
 
+TEST_CASE("a run without a value (null, never a sentinel) and a failed run's error line are marked", "[table]") {
+  TempDir tmp;
+  write(tmp.path / "a/config.yaml", "seed: 0\nmodel: {dim: 8}\n");
+  write(tmp.path / "a/summary.json",
+        R"({"status": "finished", "final": {}, "best_epoch": -1, "best/val_acc": null, "steps": 5})"
+        "\n");
+  write(tmp.path / "b/config.yaml", "seed: 1\nmodel: {dim: 8}\n");
+  write(tmp.path / "b/summary.json",
+        R"({"status": "failed", "error": "out of memory in model.blocks.0 (attention/softmax) during training step 1", "step": 0})"
+        "\n");
+  const RunRecord a = load_run_directory((tmp.path / "a").string());
+  CHECK(a.status == "finished");
+  CHECK(a.metrics.count("best/val_acc") == 0);
+  const RunRecord b = load_run_directory((tmp.path / "b").string());
+  CHECK(b.status == "failed");
+  CHECK(b.reason == "out of memory in model.blocks.0 (attention/softmax) during training step 1");
+  write(tmp.path / "c/config.yaml", "seed: 2\nmodel: {dim: 8}\n");
+  write(tmp.path / "c/summary.json", R"({"status": "finished", "best/val_acc": 0.9})" "\n");
+  const RunRecord c = load_run_directory((tmp.path / "c").string());
+  const Table t = build_table({a, b, c}, spec("best/val_acc", {"model.dim"}, ""));
+  CHECK(format_cell(t.cells[0][0], 4) == "0.9000 (n=1, 1 failed, 1 without the metric)");
+}
+
 TEST_CASE("a sweep directory loads every job in manifest order with its ledger state", "[table]") {
   const auto records = sweep_records();
   REQUIRE(records.size() == 14);

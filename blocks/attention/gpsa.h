@@ -29,6 +29,7 @@
 // over the whole 2-D grid (supports_causal() is false; a causal context is rejected).
 #pragma once
 
+#include "blocks/common/weight_decay.h"
 #include "blocks/common/multi_head.h"
 
 namespace blocklab {
@@ -43,8 +44,10 @@ struct GpsaOptions {
   TORCH_ARG(double, gate_init) = 1.0;          // initial lambda_h (default 1)
 };
 
-class GpsaImpl : public MultiHeadAttentionImpl {
+class GpsaImpl : public MultiHeadAttentionImpl, public DeclaresNoWeightDecay {
  public:
+  // The positional attention weights (over dx, dy, dx^2 + dy^2) are position parameters: no decay.
+  std::vector<std::string> no_weight_decay() const override { return {"pos_weight"}; }
   static constexpr const char* kKey = "attention/gpsa";
   explicit GpsaImpl(std::int64_t dim, const GpsaOptions& options = {});
   GpsaImpl(std::int64_t dim, const GpsaOptions& options, const MultiHeadConfig& config);

@@ -20,6 +20,7 @@
 // Parameters: the MHSA's plus h (2M-1) d (or (2M-1) d shared). Honours ctx.causal.
 #pragma once
 
+#include "blocks/common/weight_decay.h"
 #include "blocks/common/multi_head.h"
 
 namespace blocklab {
@@ -34,8 +35,10 @@ struct RelativeAttentionOptions {
   TORCH_ARG(bool, shared_heads) = false;               // one E_r for all heads (default false: per head)
 };
 
-class RelativeAttentionImpl : public MultiHeadAttentionImpl {
+class RelativeAttentionImpl : public MultiHeadAttentionImpl, public DeclaresNoWeightDecay {
  public:
+  // The relative embeddings E_r are position parameters: no decay.
+  std::vector<std::string> no_weight_decay() const override { return {"rel_embeddings"}; }
   static constexpr const char* kKey = "attention/relative";
   // options.max_relative_position() must be >= 1 here (the registry resolves 0 to max_tokens).
   explicit RelativeAttentionImpl(std::int64_t dim, const RelativeAttentionOptions& options = {});

@@ -4,6 +4,12 @@
 
 namespace blocklab {
 
+std::vector<std::string> UrpeAttentionImpl::no_weight_decay() const {
+  std::vector<std::string> names = {"toeplitz_table"};
+  if (bias_table.defined()) names.push_back("bias_table");
+  return names;
+}
+
 namespace {
 
 // table [h, 2M-1] -> [h, n, n], entry (i, j) = table[:, clamp(j - i) + M - 1]: Toeplitz by construction.

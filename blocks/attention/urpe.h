@@ -21,6 +21,7 @@
 // and h (2M-1) for b (with rel_bias). Honours ctx.causal (mask before the softmax, C after).
 #pragma once
 
+#include "blocks/common/weight_decay.h"
 #include "blocks/common/multi_head.h"
 
 namespace blocklab {
@@ -35,8 +36,10 @@ struct UrpeAttentionOptions {
   TORCH_ARG(bool, constant_init) = true;               // C = 1 at init (default true); false: N(0, 0.02)
 };
 
-class UrpeAttentionImpl : public MultiHeadAttentionImpl {
+class UrpeAttentionImpl : public MultiHeadAttentionImpl, public DeclaresNoWeightDecay {
  public:
+  // The Toeplitz table and the relative bias table are position parameters: no decay.
+  std::vector<std::string> no_weight_decay() const override;
   static constexpr const char* kKey = "attention/urpe";
   // options.max_relative_position() must be >= 1 here (the registry resolves 0 to max_tokens).
   explicit UrpeAttentionImpl(std::int64_t dim, const UrpeAttentionOptions& options = {});

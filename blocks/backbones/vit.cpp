@@ -84,6 +84,13 @@ torch::Tensor VitImpl::forward(const torch::Tensor& images, AttentionProbe* prob
   return norm->forward(cls_token.defined() ? x.select(1, 0) : x.mean(1));
 }
 
+std::vector<std::string> VitImpl::no_weight_decay() const {
+  std::vector<std::string> names;
+  if (pos_embed.defined() && pos_embed.requires_grad()) names.push_back("pos_embed");  // a buffer when fixed
+  if (cls_token.defined()) names.push_back("cls_token");
+  return names;
+}
+
 std::string VitImpl::layer_name(std::size_t i) const {
   const ConfigNode* mixer = options_.mixer().is_map() ? options_.mixer().find("type") : nullptr;
   return "model.blocks." + std::to_string(i) + (mixer && mixer->is_scalar() ? " (" + mixer->text() + ")" : "");

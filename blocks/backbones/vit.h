@@ -16,6 +16,7 @@
 // Blocks see MixerContext{grid H/patch x W/patch, prefix_tokens 1 with pool=cls, layer i, probe}.
 #pragma once
 
+#include "blocks/common/weight_decay.h"
 #include "blocks/interfaces.h"
 #include "registry/options_schema.h"
 
@@ -34,8 +35,10 @@ struct VitOptions {
   TORCH_ARG(ConfigNode, channel) = ConfigNode::string("mlp");              // channel mixer (default mlp)
 };
 
-class VitImpl : public BackboneImpl {
+class VitImpl : public BackboneImpl, public DeclaresNoWeightDecay {
  public:
+  // The position table (when learned) and the class token: no decay (as timm's ViT).
+  std::vector<std::string> no_weight_decay() const override;
   VitImpl(const BackboneArgs& args, const VitOptions& options = {});
   torch::Tensor forward(const torch::Tensor& images, AttentionProbe* probe = nullptr) override;
   std::int64_t feature_dim() const override { return options_.dim(); }

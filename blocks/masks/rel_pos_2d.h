@@ -23,6 +23,7 @@
 // Shape contract: matrix(N, ctx) -> [h, N, N]. Parameters: (2 M_h - 1)(2 M_w - 1) h.
 #pragma once
 
+#include "blocks/common/weight_decay.h"
 #include "blocks/common/options.h"
 #include "blocks/masks/mask.h"
 
@@ -35,8 +36,10 @@ struct RelPos2dMaskOptions {
   TORCH_ARG(std::int64_t, length) = 0;   // 1d: longest sequence L (default 0: max_tokens)
 };
 
-class RelPos2dMaskImpl : public AttentionMaskImpl {
+class RelPos2dMaskImpl : public AttentionMaskImpl, public DeclaresNoWeightDecay {
  public:
+  // The relative-position bias table (as Swin's no_weight_decay_keywords): no decay.
+  std::vector<std::string> no_weight_decay() const override { return {"table"}; }
   static constexpr const char* kKey = "mask/rel-pos-2d";
   // A table for grids up to table_height x table_width (1 x L for space 1d).
   RelPos2dMaskImpl(std::int64_t heads, std::int64_t table_height, std::int64_t table_width, bool one_d = false);

@@ -1,7 +1,7 @@
 // task `classify`: supervised image classification (train, validate, test).
 //
 // Builds dataset, backbone + head, optimizer and schedule from the config; trains with
-// label smoothing and gradient clipping, no weight decay on norms, biases and position
+// label smoothing and gradient clipping, no weight decay where the blocks declare none
 // tables; evaluates each epoch; records everything in a run directory and resumes exactly.
 #include <chrono>
 #include <cstring>
@@ -10,8 +10,10 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "blocks/common/layer_error.h"
+#include "blocks/common/weight_decay.h"
 #include "blocks/interfaces.h"
 #include "datasets/dataset.h"
 #include "experiments/checkpoint.h"
@@ -101,12 +103,9 @@ class ClassifyTask : public Task {
 
     OptimizerArgs oargs;
     oargs.lr = trainer.get_float("lr");
-    for (const auto& item : model->named_parameters()) {
-      const std::string& name = item.key();
-      const bool no_decay = item.value().dim() <= 1 || name.find("pos_embed") != std::string::npos ||
-                            name.find("cls_token") != std::string::npos;
-      (no_decay ? oargs.no_decay : oargs.decay).push_back(item.value());
-    }
+    const std::set<std::string> no_decay = no_weight_decay_names(*model);  // what the blocks declare
+    for (const auto& item : model->named_parameters())
+      (no_decay.count(item.key()) ? oargs.no_decay : oargs.decay).push_back(item.value());
     auto optimizer = optimizer_registry().create(root.get_node("optimizer"), oargs);
 
     const std::int64_t batch_size = trainer.get_int("batch_size");

@@ -1,8 +1,8 @@
 // task `classify`: supervised image classification (train, validate, test).
 //
 // Builds dataset, backbone + head, optimizer and schedule from the config; trains with
-// label smoothing and gradient clipping, no weight decay where the blocks declare none
-// tables; evaluates each epoch; records everything in a run directory and resumes exactly.
+// label smoothing and gradient clipping, no weight decay on rank <= 1 parameters and those the
+// blocks declare (blocks/common/weight_decay.h); evaluates each epoch; records everything in a run directory and resumes exactly.
 #include <chrono>
 #include <cstring>
 #include <cmath>

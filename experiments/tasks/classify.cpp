@@ -2,7 +2,8 @@
 //
 // Builds dataset, backbone + head, optimizer and schedule from the config; trains with
 // label smoothing and gradient clipping, no weight decay on rank <= 1 parameters and those the
-// blocks declare (blocks/common/weight_decay.h); evaluates each epoch; records everything in a run directory and resumes exactly.
+// blocks declare (blocks/common/weight_decay.h); evaluates each epoch; records everything in
+// a run directory and resumes exactly.
 #include <chrono>
 #include <cstring>
 #include <cmath>

@@ -116,20 +116,41 @@ std::vector<std::int64_t> parse_shape(const std::string& path, const std::string
   return shape;
 }
 
-}  // namespace
+// A .npy file's header fields and its bytes.
+struct NpyFile {
+  std::string bytes, descr;
+  std::vector<std::int64_t> shape;
+  std::size_t data_at = 0;
 
-void write_npy(const std::string& path, const std::vector<std::int64_t>& shape, const float* data) {
-  write_array<std::uint32_t>(path, "<f4", shape, data);
+  // The data as little-endian words of `Size` bytes, after checking their count.
+  template <std::size_t Size>
+  std::vector<std::uint64_t> words(const std::string& path) const {
+    const std::size_t n = element_count(path, shape);
+    if (bytes.size() - data_at != n * Size)
+      bad_file(path, "expected " + std::to_string(n * Size) + " data bytes for shape " + shape_text(shape) +
+                         ", found " + std::to_string(bytes.size() - data_at));
+    std::vector<std::uint64_t> out(n, 0);
+    for (std::size_t k = 0; k < n; ++k)
+      for (std::size_t i = 0; i < Size; ++i)
+        out[k] |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[data_at + Size * k + i])) << (8 * i);
+    return out;
+  }
+};
+
+template <typename T, typename Bits>
+T from_bits(std::uint64_t word) {
+  const auto b = static_cast<Bits>(word);
+  T v;
+  std::memcpy(&v, &b, sizeof v);
+  return v;
 }
 
-void write_npy(const std::string& path, const std::vector<std::int64_t>& shape, const std::int64_t* data) {
-  write_array<std::uint64_t>(path, "<i8", shape, data);
-}
-
-std::vector<float> read_npy_f32(const std::string& path, std::vector<std::int64_t>& shape) {
+NpyFile open_npy(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) bad_file(path, "cannot open");
-  const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  NpyFile f;
+  f.bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  const std::string& bytes = f.bytes;
   if (bytes.size() < kMagicSize + 4 || bytes.compare(0, kMagicSize, kMagic, kMagicSize) != 0)
     bad_file(path, "not a .npy file");
   const auto byte = [&](std::size_t i) { return static_cast<std::size_t>(static_cast<unsigned char>(bytes[i])); };
@@ -150,22 +171,49 @@ std::vector<float> read_npy_f32(const std::string& path, std::vector<std::int64_
   std::size_t i = value_at(path, dict, "descr");
   const std::size_t end = dict.find('\'', i + 1);
   if (i >= dict.size() || dict[i] != '\'' || end == std::string::npos) bad_file(path, "malformed descr");
-  const std::string descr = dict.substr(i + 1, end - i - 1);
-  if (descr != "<f4") bad_file(path, "dtype '" + descr + "' is not little-endian float32 ('<f4')");
+  f.descr = dict.substr(i + 1, end - i - 1);
   i = value_at(path, dict, "fortran_order");
   if (dict.compare(i, 5, "False") != 0) bad_file(path, "fortran_order arrays are not supported");
-  shape = parse_shape(path, dict);
-  std::size_t n = 1;
-  for (std::int64_t d : shape) n *= static_cast<std::size_t>(d);
-  const std::size_t data_at = start + header_len;
-  if (bytes.size() - data_at != n * 4)
-    bad_file(path, "expected " + std::to_string(n * 4) + " data bytes for shape " + shape_text(shape) + ", found " +
-                       std::to_string(bytes.size() - data_at));
-  std::vector<float> out(n);
-  for (std::size_t k = 0; k < n; ++k) {
-    const std::size_t at = data_at + 4 * k;
-    const std::uint32_t b = static_cast<std::uint32_t>(byte(at) | byte(at + 1) << 8 | byte(at + 2) << 16 | byte(at + 3) << 24);
-    std::memcpy(&out[k], &b, 4);
+  f.shape = parse_shape(path, dict);
+  f.data_at = start + header_len;
+  return f;
+}
+
+}  // namespace
+
+void write_npy(const std::string& path, const std::vector<std::int64_t>& shape, const float* data) {
+  write_array<std::uint32_t>(path, "<f4", shape, data);
+}
+
+void write_npy(const std::string& path, const std::vector<std::int64_t>& shape, const double* data) {
+  write_array<std::uint64_t>(path, "<f8", shape, data);
+}
+
+void write_npy(const std::string& path, const std::vector<std::int64_t>& shape, const std::int64_t* data) {
+  write_array<std::uint64_t>(path, "<i8", shape, data);
+}
+
+std::vector<float> read_npy_f32(const std::string& path, std::vector<std::int64_t>& shape) {
+  const NpyFile f = open_npy(path);
+  if (f.descr != "<f4") bad_file(path, "dtype '" + f.descr + "' is not little-endian float32 ('<f4')");
+  shape = f.shape;
+  const std::vector<std::uint64_t> bits = f.words<4>(path);
+  std::vector<float> out(bits.size());
+  for (std::size_t k = 0; k < bits.size(); ++k) out[k] = from_bits<float, std::uint32_t>(bits[k]);
+  return out;
+}
+
+std::vector<double> read_npy_f64(const std::string& path, std::vector<std::int64_t>& shape, bool& is_float64) {
+  const NpyFile f = open_npy(path);
+  if (f.descr != "<f4" && f.descr != "<f8")
+    bad_file(path, "dtype '" + f.descr + "' is not little-endian float32 or float64 ('<f4', '<f8')");
+  shape = f.shape;
+  is_float64 = f.descr == "<f8";
+  std::vector<double> out;
+  if (is_float64) {
+    for (std::uint64_t b : f.words<8>(path)) out.push_back(from_bits<double, std::uint64_t>(b));
+  } else {
+    for (std::uint64_t b : f.words<4>(path)) out.push_back(from_bits<float, std::uint32_t>(b));
   }
   return out;
 }

@@ -63,4 +63,13 @@ else
   echo "$out" | grep -v -E "dependency resolver|^torch .* requires|behaviour is the source" || true
   "$VPY" -c "import torch; print('[install-deps] torch', torch.__version__, 'CUDA', torch.version.cuda)"
 fi
+# Test-only reference for the differential tests (tests/diff/): timm, the torchvision built for
+# the pinned torch, and timm's import-time peers; --no-deps keeps torch as pinned (~15 s).
+REFERENCE_WHEELS=(timm==1.0.31 torchvision==0.26.0 pillow==13.0.0 pyyaml==6.0.4 safetensors==0.8.0 huggingface_hub==2.4.0)
+if "$VPY" -c "import importlib.metadata as md; assert md.version('timm') == '1.0.31'" 2>/dev/null; then
+  say "venv: timm (test-only reference) present"
+else
+  say "pip install timm (test-only reference for tests/diff/)"
+  "$VPY" -m pip install -q --disable-pip-version-check --no-deps "${REFERENCE_WHEELS[@]}"
+fi
 say "done in $(( $(date +%s) - start )) s"

@@ -1,6 +1,5 @@
 #include "experiments/experiment.h"
 
-#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 
@@ -69,30 +68,8 @@ void validate_experiment(const ConfigNode& config) {
   sink.throw_if_any();
 }
 
-// An experiment name names a config under the config directory and a folder under output_dir:
-// relative path components of letters, digits, '_', '-' and '.', never '..'.
-void check_experiment_name(const std::string& name) {
-  const auto bad = [&](const std::string& why) {
-    throw ConfigError("experiment name '" + name + "' " + why, Source::command_line(name), "",
-                      {"name an experiment by its path under the config directory: see blocklab list experiment"});
-  };
-  if (name.empty()) bad("is empty");
-  if (name.front() == '/') bad("is an absolute path");
-  std::size_t start = 0;
-  while (start <= name.size()) {
-    const std::size_t end = std::min(name.find('/', start), name.size());
-    const std::string part = name.substr(start, end - start);
-    if (part.empty() || part == "." || part == "..") bad("has a '" + part + "' path component");
-    for (const char c : part)
-      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
-        bad(std::string("has the character '") + c + "'; names use letters, digits, '_', '-', '.' and '/'");
-    start = end + 1;
-  }
-}
-
 Experiment load_experiment(const std::string& config_dir, const std::string& name,
                            const std::vector<std::string>& override_texts, bool validate) {
-  check_experiment_name(name);
   Experiment e;
   e.name = name;
   e.config_dir = config_dir;

@@ -2,6 +2,8 @@
 // errors) and the BatchLoader (epoch orders, coverage, determinism).
 #include <catch2/catch.hpp>
 
+#include "registry/yaml_io.h"
+
 #include <ftw.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -231,6 +233,20 @@ TEST_CASE("fashion-mnist: limit_train and limit_test keep the head of each split
   CHECK(torch::equal(small->split("val").inputs, full->split("val").inputs));
   // A limit beyond the split keeps it whole.
   CHECK(fashion(FashionMnistOptions().limit_train(60000))->split("train").size() == 55000);
+}
+
+TEST_CASE("fashion-mnist: the plan from the config alone has the sizes loading gives", "[datasets]") {
+  for (const char* yaml : {"{type: fashion-mnist}", "{type: fashion-mnist, val_size: 0, limit_test: 300}",
+                           "{type: fashion-mnist, limit_train: 1000}", "{type: fashion-mnist, limit_train: 60000}",
+                           "{type: fashion-mnist, val_size: 59999, limit_train: 7}"}) {
+    INFO(yaml);
+    const ConfigNode config = parse_yaml(yaml, "test");
+    const auto plan = plan_dataset(config);
+    REQUIRE(plan.has_value());
+    const auto loaded = dataset_registry().create(config, DatasetArgs{0});
+    for (const char* split : {"train", "val", "test"}) CHECK(plan->split_sizes.at(split) == loaded->split(split).size());
+    CHECK(plan->info.num_classes == loaded->info().num_classes);
+  }
 }
 
 // ---- prepare(): normalisation and augmentation --------------------------------------------

@@ -140,9 +140,7 @@ class ClassifyTask : public Task {
       pos.metrics_bytes = static_cast<std::int64_t>(files.metrics.size());
       pos.log_bytes = static_cast<std::int64_t>(files.log.size());
       save_checkpoint(files.checkpoint(which), *model, *optimizer, pos);
-      has_checkpoint_ = true;
     };
-    has_checkpoint_ = setup.resuming;
     // Validate (when there is a val split) and test; keep the best; log a line.
     auto evaluate_now = [&] {
       const std::int64_t eval_batch = trainer.get_int("eval_batch_size");
@@ -328,18 +326,17 @@ class ClassifyTask : public Task {
     return hex64(h);
   }
 
-  int diverged(RunFiles& files, std::int64_t step, double loss) const {
+  static int diverged(RunFiles& files, std::int64_t step, double loss) {
     const std::string status = "diverged at step " + std::to_string(step + 1);
     files.metrics.append_line(JsonObject().set("step", step + 1).set("loss", loss).set("diverged", true).str());
     files.finish(JsonObject().set("status", status).set("run_id", files.id));
     files.warn(status + " (loss " + format_double(loss) + "); " +
-               (has_checkpoint_ ? "the last good checkpoint is kept in " + files.dir
+               (file_exists(files.checkpoint("last")) ? "the last good checkpoint is kept in " + files.dir
                                 : "no checkpoint was written before it (" + files.dir + ")"));
     return 3;
   }
 
   RunRequest request_;
-  bool has_checkpoint_ = false;  // a checkpoint of this run exists on disk
 };
 
 // ---- Checks before anything runs (validate_experiment: show, run, every sweep point) ---------

@@ -1,6 +1,23 @@
 #include "blocks/interfaces.h"
 
+#include <stdexcept>
+
 namespace blocklab {
+
+std::int64_t MixerState::numel() const {
+  std::int64_t n = 0;
+  for (const auto& t : tensors)
+    if (t.defined()) n += t.numel();
+  return n;
+}
+
+MixerState TokenMixerImpl::init_state(std::int64_t, const torch::TensorOptions&) {
+  throw std::logic_error(name() + " has no recurrent form (its capabilities say recurrent = false)");
+}
+
+MixerStep TokenMixerImpl::step(const torch::Tensor&, const MixerState&, const MixerContext&) {
+  throw std::logic_error(name() + " has no recurrent form (its capabilities say recurrent = false)");
+}
 
 MixerRegistry& mixer_registry() {
   static MixerRegistry r("mixer", "token mixers: x [B,N,C] -> [B,N,C] (attention and its alternatives)");

@@ -3,7 +3,8 @@
 // the enclosing block knows (the embedding width, the token grid).
 //
 // Shape contracts
-//   token mixer    x [B, N, C] -> [B, N, C], given a MixerContext (grid, causal, probe)
+//   token mixer    x [B, N, C] -> [B, N, C], given a MixerContext (blocks/layout.h); what it can
+//                  do is its MixerCapabilities; recurrent mixers also step token by token
 //   channel mixer  x [..., C]  -> [..., C]
 //   block          x [B, N, C] -> [B, N, C]
 //   backbone       images [B, C_in, H, W] -> features [B, D]
@@ -14,27 +15,56 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "blocks/layout.h"
 #include "blocks/probe.h"
 #include "registry/registry.h"
 
 namespace blocklab {
 
-// What a token mixer knows about the sequence it mixes.
-struct MixerContext {
-  std::int64_t grid_height = 0;    // tokens from an image: patch grid (0 for plain sequences)
-  std::int64_t grid_width = 0;
-  std::int64_t prefix_tokens = 0;  // class/register tokens before the grid tokens
-  bool causal = false;             // token i may only see tokens j <= i
-  AttentionProbe* probe = nullptr; // records attention maps when capturing
-  int layer = -1;                  // index of the enclosing block, for the probe
+// What a token mixer can do, read by conformance tests, analysis and validation instead of
+// per-mixer lists.
+struct MixerCapabilities {
+  enum class Weights {
+    none,          // no attention matrix (convolutions, FFTs, SSMs, linear attention)
+    normalised,    // records [B,h,N,N] to the probe; rows sum to 1 (softmax-like)
+    unnormalised,  // records [B,h,N,N]; rows need not sum to 1 (sigmoid, post-softmax scaling)
+  };
+  bool causal = false;            // honours ctx.causal: no output depends on a later token
+  bool recurrent = false;         // implements init_state/step; the state's size is constant in N
+  Weights weights = Weights::none;
+  bool variable_lengths = false;  // honours ctx.lengths: padding never changes valid outputs
+  bool needs_grid = false;        // needs ctx.grid_height x ctx.grid_width body tokens
+
+  bool records_weights() const { return weights != Weights::none; }
+};
+
+// The state a recurrent mixer carries from one token to the next (e.g. the d x d memory of
+// linear attention, the hidden state of an SSM) and how many tokens it has consumed.
+struct MixerState {
+  std::vector<torch::Tensor> tensors;
+  std::int64_t position = 0;  // tokens consumed so far: the next token's position
+  // Elements held (over the batch); for a recurrent mixer independent of the tokens consumed.
+  std::int64_t numel() const;
+};
+
+struct MixerStep {
+  torch::Tensor output;  // y_t [B, C]
+  MixerState state;      // the state after x_t
 };
 
 class TokenMixerImpl : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(const torch::Tensor& x, const MixerContext& ctx) = 0;
-  // Whether the mixer honours ctx.causal (conformance checks no future leak).
-  virtual bool supports_causal() const { return false; }
+  virtual MixerCapabilities capabilities() const { return {}; }
+
+  // The recurrent protocol (capabilities().recurrent): the state before the first token, and
+  // one causal step on x_t [B, C] -> (y_t, state after x_t). Stepping through a sequence token
+  // by token equals forward(x, ctx with causal = true). `ctx` carries the grid-free layout
+  // (layer, probe); its positions are ignored (the state counts them). The defaults throw.
+  virtual MixerState init_state(std::int64_t batch, const torch::TensorOptions& options);
+  virtual MixerStep step(const torch::Tensor& x_t, const MixerState& state, const MixerContext& ctx);
 };
 using TokenMixer = std::shared_ptr<TokenMixerImpl>;
 

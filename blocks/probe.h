@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "blocks/layout.h"
+
 namespace blocklab {
 
 class TokenMixerImpl;
@@ -25,11 +27,9 @@ struct AttentionRecord {
 // (the effective mixing matrix of mixers without attention weights: linear attention, FFT
 // mixers, pooling, SSMs).
 struct MixerCall {
-  int layer = -1;
   std::shared_ptr<TokenMixerImpl> mixer;
-  torch::Tensor input;  // [B, N, C], detached
-  std::int64_t grid_height = 0, grid_width = 0, prefix_tokens = 0;
-  bool causal = false;
+  torch::Tensor input;   // [B, N, C], detached
+  MixerContext context;  // the layout of the call (without the probe); context.layer is the layer
 };
 
 class AttentionProbe {

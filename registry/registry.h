@@ -31,6 +31,36 @@ struct EntryInfo {
   std::string defined_at; // source file of the registration
 };
 
+// EntryInfo filled by field name, for registrations:
+//   BLOCKLAB_REGISTER(mixer_registry(), BLOCKLAB_ENTRY("attention/softmax")
+//                         .summary("...").paper("...").equation("...")
+//                         .schema(schema).example("{heads: 2}"),
+//                     make_softmax);
+class Entry {
+ public:
+  Entry(std::string key, std::string defined_at) {
+    info_.key = std::move(key);
+    info_.defined_at = std::move(defined_at);
+  }
+  Entry& summary(std::string v) { return set(info_.summary, std::move(v)); }
+  Entry& paper(std::string v) { return set(info_.paper, std::move(v)); }
+  Entry& equation(std::string v) { return set(info_.equation, std::move(v)); }
+  Entry& schema(Schema v) {
+    info_.schema = std::move(v);
+    return *this;
+  }
+  Entry& example(std::string v) { return set(info_.example, std::move(v)); }
+  operator EntryInfo() const { return info_; }  // NOLINT: converts where an EntryInfo is expected
+
+ private:
+  Entry& set(std::string& field, std::string v) {
+    field = std::move(v);
+    return *this;
+  }
+  EntryInfo info_;
+};
+#define BLOCKLAB_ENTRY(key) ::blocklab::Entry((key), __FILE__)
+
 bool is_valid_key(const std::string& key);
 
 class RegistryBase {

@@ -61,7 +61,9 @@ TEST_CASE("the probe captures every layer of a ViT; rows sum to 1; output equals
       CHECK(r.probs.sizes() == torch::IntArrayRef({3, 2, n, n}));
       CHECK(torch::allclose(r.probs.sum(-1), torch::ones({3, 2, n}), 1e-5, 1e-6));
       CHECK(probe.mixer_calls()[l].input.sizes() == torch::IntArrayRef({3, n, 16}));
-      CHECK(probe.mixer_calls()[l].prefix_tokens == n - 16);
+      CHECK(probe.mixer_calls()[l].context.prefix_tokens == n - 16);
+      CHECK(probe.mixer_calls()[l].context.layer == static_cast<int>(l));
+      CHECK(probe.mixer_calls()[l].context.probe == nullptr);
     }
   }
 }

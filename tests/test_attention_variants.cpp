@@ -298,7 +298,7 @@ TEST_CASE("gpsa: not causal; a plain sequence is a 1 x N grid; a mismatched grid
   torch::manual_seed(9);
   Gpsa m(8, GpsaOptions().heads(2));
   m->to(torch::kFloat64);
-  CHECK_FALSE(m->supports_causal());
+  CHECK_FALSE(m->capabilities().causal);
   const auto x = randn({1, 6, 8});
   CHECK_THROWS(m->forward(x, context(0, 0, 0, true)));
   CHECK(close(m->forward(x, context()), m->forward(x, context(1, 6))));

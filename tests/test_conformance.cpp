@@ -245,7 +245,7 @@ void check_probe_equal(const std::function<TokenMixer()>& build_float64, torch::
   torch::NoGradGuard no_grad;
   const auto x = tokens_input().to(dtype);
   for (bool causal : {false, true}) {
-    if (causal && !m->supports_causal()) continue;
+    if (causal && !m->capabilities().causal) continue;
     INFO("dtype " << dtype << ", causal " << causal);
     AttentionProbe probe;
     probe.enable();
@@ -293,7 +293,7 @@ void check_mixer_conformance(const std::string& kind, const std::string& key, co
   if (!skip("batch")) check_batch_independence(s);
   torch::manual_seed(8);
   TokenMixer probe_subject = build();
-  const bool causal = probe_subject->supports_causal();
+  const bool causal = probe_subject->capabilities().causal;
   if (causal && !skip("causal")) {
     const auto causal_ctx = mixer_context(true);
     check_causal(Subject<TokenMixer>{

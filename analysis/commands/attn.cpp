@@ -193,8 +193,8 @@ int attn(const AttnOptions& o) {
   const std::int64_t layers_total = static_cast<std::int64_t>(std::max(records.size(), calls.size()));
   const std::vector<std::int64_t> layers = select(o.layers, layers_total, "layers");
   const MixerCall* first = calls.empty() ? nullptr : &calls.front();
-  const std::int64_t prefix = first ? first->prefix_tokens : 0;
-  const std::int64_t gh = first ? first->grid_height : 0, gw = first ? first->grid_width : 0;
+  const std::int64_t prefix = first ? first->context.prefix_tokens : 0;
+  const std::int64_t gh = first ? first->context.grid_height : 0, gw = first ? first->context.grid_width : 0;
   const bool on_grid = gh > 0 && gw > 0;
 
   // Check --heads against every drawn layer before anything is written.
@@ -320,11 +320,7 @@ int attn(const AttnOptions& o) {
         if (l >= static_cast<std::int64_t>(calls.size())) continue;
         const MixerCall& call = calls[static_cast<std::size_t>(l)];
         MixerContext ctx;
-        ctx.grid_height = call.grid_height;
-        ctx.grid_width = call.grid_width;
-        ctx.prefix_tokens = call.prefix_tokens;
-        ctx.causal = call.causal;
-        ctx.layer = call.layer;
+        ctx = call.context;
         const torch::Tensor m = normalize_rows(mixing_matrix(*call.mixer, call.input.slice(0, s, s + 1), ctx));
         all.push_back(m);
         const std::string title = "layer " + std::to_string(l);

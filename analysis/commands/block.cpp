@@ -139,7 +139,7 @@ BuiltBlock build_block(const BlockOptions& o, std::int64_t tokens) {
     return {m, [m](const torch::Tensor& x) { return m->forward(x); }};
   }
   TokenMixer m = mixer_registry().create(o.params, MixerArgs{o.dim, tokens});
-  if (o.causal && !m->supports_causal()) usage(o.key + " cannot mix causally (--causal)");
+  if (o.causal && !m->capabilities().causal) usage(o.key + " cannot mix causally (--causal)");
   MixerContext ctx;
   ctx.grid_height = o.grid_height;
   ctx.grid_width = o.grid_width;

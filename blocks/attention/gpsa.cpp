@@ -7,6 +7,12 @@
 
 namespace blocklab {
 
+MixerCapabilities GpsaImpl::capabilities() const {
+  auto c = MultiHeadAttentionImpl::capabilities();
+  c.causal = false;  // positional attention spans the whole 2-D grid
+  return c;
+}
+
 GpsaImpl::GpsaImpl(std::int64_t dim, const GpsaOptions& options) : GpsaImpl(dim, options, multi_head_config(options)) {}
 
 GpsaImpl::GpsaImpl(std::int64_t dim, const GpsaOptions& options, const MultiHeadConfig& config)

@@ -26,7 +26,7 @@
 // Note: `vit` re-initialises every Linear after building its blocks (timm), which replaces the
 // W_v = I part of the local init; the positional part (not a Linear) is kept.
 // Shapes: x [B, N, C] -> [B, N, C]; C % heads == 0. Not causal: the positional attention is
-// over the whole 2-D grid (supports_causal() is false; a causal context is rejected).
+// over the whole 2-D grid (capabilities().causal is false; a causal context is rejected).
 #pragma once
 
 #include "blocks/common/weight_decay.h"
@@ -52,7 +52,7 @@ class GpsaImpl : public MultiHeadAttentionImpl, public DeclaresNoWeightDecay {
   explicit GpsaImpl(std::int64_t dim, const GpsaOptions& options = {});
   GpsaImpl(std::int64_t dim, const GpsaOptions& options, const MultiHeadConfig& config);
   const GpsaOptions& options() const { return options_; }
-  bool supports_causal() const override { return false; }
+  MixerCapabilities capabilities() const override;
 
   // P^p [h, N, N] for `tokens` tokens under ctx (prefix rows and columns zero).
   torch::Tensor positional_weights(std::int64_t tokens, const MixerContext& ctx) const;

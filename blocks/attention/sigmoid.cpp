@@ -4,6 +4,12 @@
 
 namespace blocklab {
 
+MixerCapabilities SigmoidAttentionImpl::capabilities() const {
+  auto c = MultiHeadAttentionImpl::capabilities();
+  c.weights = MixerCapabilities::Weights::unnormalised;  // elementwise: a zero-logit row sums to n/(n+1)
+  return c;
+}
+
 SigmoidAttentionImpl::SigmoidAttentionImpl(std::int64_t dim, const SigmoidAttentionOptions& options)
     : SigmoidAttentionImpl(dim, options, multi_head_config(options)) {}
 

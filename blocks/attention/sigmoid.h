@@ -43,6 +43,7 @@ class SigmoidAttentionImpl : public MultiHeadAttentionImpl {
   torch::nn::LayerNorm q_norm{nullptr}, k_norm{nullptr};  // over d (qk_norm)
 
  protected:
+  MixerCapabilities capabilities() const override;
   torch::Tensor scores(const torch::Tensor& q, const torch::Tensor& k, const MixerContext& ctx) override;
   torch::Tensor normalise(const torch::Tensor& s, const MixerContext& ctx) override;
 

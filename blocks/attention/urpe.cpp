@@ -4,6 +4,12 @@
 
 namespace blocklab {
 
+MixerCapabilities UrpeAttentionImpl::capabilities() const {
+  auto c = MultiHeadAttentionImpl::capabilities();
+  c.weights = MixerCapabilities::Weights::unnormalised;  // P ⊙ C: rows of the product need not sum to 1
+  return c;
+}
+
 std::vector<std::string> UrpeAttentionImpl::no_weight_decay() const {
   std::vector<std::string> names = {"toeplitz_table"};
   if (bias_table.defined()) names.push_back("bias_table");

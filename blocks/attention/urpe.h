@@ -54,6 +54,7 @@ class UrpeAttentionImpl : public MultiHeadAttentionImpl, public DeclaresNoWeight
   torch::Tensor bias_table;      // b [h, 2M-1] (rel_bias)
 
  protected:
+  MixerCapabilities capabilities() const override;
   torch::Tensor score_bias(std::int64_t tokens, const MixerContext& ctx) override;
   torch::Tensor normalise(const torch::Tensor& s, const MixerContext& ctx) override;
 

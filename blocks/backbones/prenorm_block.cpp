@@ -27,8 +27,7 @@ PrenormBlockImpl::PrenormBlockImpl(const BlockArgs& args, const PrenormBlockOpti
 torch::Tensor PrenormBlockImpl::forward(const torch::Tensor& x, const MixerContext& ctx) {
   const torch::Tensor mixer_input = norm1->forward(x);
   if (ctx.probe && ctx.probe->keeps_mixer_calls())
-    ctx.probe->record_mixer_call(MixerCall{ctx.layer, mixer, mixer_input.detach(), ctx.grid_height,
-                                           ctx.grid_width, ctx.prefix_tokens, ctx.causal});
+    ctx.probe->record_mixer_call(MixerCall{mixer, mixer_input.detach(), ctx.without_probe()});
   auto branch = mixer->forward(mixer_input, ctx);
   if (gamma1.defined()) branch = branch * gamma1;
   auto y = x + blocklab::drop_path(branch, drop_path_, is_training());

@@ -91,6 +91,13 @@ torch::Tensor MultiHeadAttentionImpl::attend_fused(const torch::Tensor& q, const
   return at::scaled_dot_product_attention(q, k, v, mask, p, false, scale_);
 }
 
+MixerCapabilities MultiHeadAttentionImpl::capabilities() const {
+  MixerCapabilities c;
+  c.causal = true;
+  c.weights = MixerCapabilities::Weights::normalised;
+  return c;
+}
+
 torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x, const MixerContext& ctx) {
   TORCH_CHECK(x.dim() == 3 && x.size(2) == dim_, key_, ": expected x [B, N, ", dim_, "], got ", x.sizes());
   const auto [q, k, v_projected] = project(x);

@@ -81,7 +81,8 @@ class MultiHeadAttentionImpl : public TokenMixerImpl {
   MultiHeadAttentionImpl(std::string key, std::int64_t dim, const MultiHeadConfig& config);
 
   torch::Tensor forward(const torch::Tensor& x, const MixerContext& ctx) override;
-  bool supports_causal() const override { return true; }
+  // Causal, normalised weights to the probe; variants with other weights override this.
+  MixerCapabilities capabilities() const override;
 
   std::int64_t dim() const { return dim_; }
   std::int64_t heads() const { return config_.heads; }

@@ -3,7 +3,7 @@
 // give uniform attention), symmetry and translation invariance, causality of the RetNet decay,
 // which table entries the relative bias uses, and every registered mask inside a ViT.
 // The generic checks (shape, gradients, determinism, batch independence, causal, probe) run
-// for every mask in tests/test_conformance.cpp.
+// for every mask in tests/conformance/mixers.cpp.
 #include <catch2/catch.hpp>
 
 #include <cmath>

@@ -95,6 +95,7 @@ MixerCapabilities MultiHeadAttentionImpl::capabilities() const {
   MixerCapabilities c;
   c.causal = true;
   c.weights = MixerCapabilities::Weights::normalised;
+  c.needs_grid = mask && mask->needs_grid();
   return c;
 }
 

@@ -31,6 +31,8 @@ class AttentionMaskImpl : public torch::nn::Module {
  public:
   enum class Mode { MultiplyLogits, AddLogits, MultiplyWeights };
   virtual Mode mode() const = 0;
+  // True when the mask needs 2-D grid positions (the attention's capabilities say so).
+  virtual bool needs_grid() const { return false; }
   // The mask for `tokens` tokens under `ctx`: [h, N, N] or [1, N, N] (shared by heads).
   virtual torch::Tensor matrix(std::int64_t tokens, const MixerContext& ctx) = 0;
 

@@ -44,6 +44,7 @@ class RelPos2dMaskImpl : public AttentionMaskImpl, public DeclaresNoWeightDecay 
   // A table for grids up to table_height x table_width (1 x L for space 1d).
   RelPos2dMaskImpl(std::int64_t heads, std::int64_t table_height, std::int64_t table_width, bool one_d = false);
   Mode mode() const override { return Mode::AddLogits; }
+  bool needs_grid() const override { return !one_d_; }
   torch::Tensor matrix(std::int64_t tokens, const MixerContext& ctx) override;
   std::int64_t table_height() const { return table_h_; }
   std::int64_t table_width() const { return table_w_; }

@@ -229,12 +229,13 @@ DatasetPlan plan_fashion_mnist(const ConfigNode& params) {
 [[maybe_unused]] const bool planner_registered = register_dataset_planner("fashion-mnist", plan_fashion_mnist);
 
 BLOCKLAB_REGISTER(dataset_registry(),
-                  EntryInfo{"fashion-mnist",
-                            "Fashion-MNIST: 28x28 grayscale Zalando articles, 10 classes, 60k train / 10k test",
-                            "Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning Algorithms "
-                            "(Xiao, Rasul, Vollgraf 2017), arXiv:1708.07747",
-                            "input = (crop_flip(pixels) / 255 - 0.2860) / 0.3530", fashion_mnist_schema().schema(),
-                            "{}", __FILE__},
+                  BLOCKLAB_ENTRY("fashion-mnist")
+                      .summary("Fashion-MNIST: 28x28 grayscale Zalando articles, 10 classes, 60k train / 10k test")
+                      .paper("Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning Algorithms "
+                             "(Xiao, Rasul, Vollgraf 2017), arXiv:1708.07747")
+                      .equation("input = (crop_flip(pixels) / 255 - 0.2860) / 0.3530")
+                      .schema(fashion_mnist_schema().schema())
+                      .example("{}"),
                   make_fashion_mnist);
 
 }  // namespace

@@ -36,10 +36,12 @@ const OptionsSchema<GluOptions>& glu_schema() {
 namespace {
 
 BLOCKLAB_REGISTER(channel_registry(),
-                  EntryInfo{"glu", "gated linear unit feed-forward network (SwiGLU by default)",
-                            "GLU Variants Improve Transformer (Shazeer, 2020), arXiv:2002.05202",
-                            "W2 (act(W1 x) * W3 x), hidden width ratio * C", glu_schema().schema(), "{ratio: 2}",
-                            __FILE__},
+                  BLOCKLAB_ENTRY("glu")
+                      .summary("gated linear unit feed-forward network (SwiGLU by default)")
+                      .paper("GLU Variants Improve Transformer (Shazeer, 2020), arXiv:2002.05202")
+                      .equation("W2 (act(W1 x) * W3 x), hidden width ratio * C")
+                      .schema(glu_schema().schema())
+                      .example("{ratio: 2}"),
                   [](const ConfigNode& params, std::int64_t dim) -> ChannelMixer {
                     return std::make_shared<GluImpl>(dim, bind_options(glu_schema(), params));
                   });

@@ -34,10 +34,12 @@ const OptionsSchema<MlpOptions>& mlp_schema() {
 namespace {
 
 BLOCKLAB_REGISTER(channel_registry(),
-                  EntryInfo{"mlp", "two-layer position-wise feed-forward network",
-                            "Attention Is All You Need (Vaswani et al., 2017), arXiv:1706.03762",
-                            "W2 drop(act(W1 x + b1)) + b2, hidden width ratio * C", mlp_schema().schema(), "{ratio: 2}",
-                            __FILE__},
+                  BLOCKLAB_ENTRY("mlp")
+                      .summary("two-layer position-wise feed-forward network")
+                      .paper("Attention Is All You Need (Vaswani et al., 2017), arXiv:1706.03762")
+                      .equation("W2 drop(act(W1 x + b1)) + b2, hidden width ratio * C")
+                      .schema(mlp_schema().schema())
+                      .example("{ratio: 2}"),
                   [](const ConfigNode& params, std::int64_t dim) -> ChannelMixer {
                     return std::make_shared<MlpImpl>(dim, bind_options(mlp_schema(), params));
                   });

@@ -30,10 +30,12 @@ std::unique_ptr<torch::optim::Optimizer> make_adamw(const ConfigNode& node, cons
 }
 
 BLOCKLAB_REGISTER(optimizer_registry(),
-                  EntryInfo{"adamw", "AdamW: Adam with decoupled weight decay",
-                            "Decoupled Weight Decay Regularization (Loshchilov, Hutter, 2019), arXiv:1711.05101",
-                            "m=b1 m+(1-b1)g; v=b2 v+(1-b2)g^2; w -= lr (m^/(sqrt(v^)+eps) + wd w)", adamw_schema(),
-                            "{weight_decay: 0.05}", __FILE__},
+                  BLOCKLAB_ENTRY("adamw")
+                      .summary("AdamW: Adam with decoupled weight decay")
+                      .paper("Decoupled Weight Decay Regularization (Loshchilov, Hutter, 2019), arXiv:1711.05101")
+                      .equation("m=b1 m+(1-b1)g; v=b2 v+(1-b2)g^2; w -= lr (m^/(sqrt(v^)+eps) + wd w)")
+                      .schema(adamw_schema())
+                      .example("{weight_decay: 0.05}"),
                   make_adamw);
 
 }  // namespace

@@ -67,28 +67,36 @@ Schema step_schema() {
 }
 
 BLOCKLAB_REGISTER(schedule_registry(),
-                  EntryInfo{"constant", "constant learning rate after linear warm-up",
-                            "Accurate, Large Minibatch SGD (Goyal et al., 2017), arXiv:1706.02677",
-                            "lr(t) = lr * min(1, (t+1)/warmup)", Schema{}, "{}", __FILE__},
+                  BLOCKLAB_ENTRY("constant")
+                      .summary("constant learning rate after linear warm-up")
+                      .paper("Accurate, Large Minibatch SGD (Goyal et al., 2017), arXiv:1706.02677")
+                      .equation("lr(t) = lr * min(1, (t+1)/warmup)")
+                      .example("{}"),
                   [](const ConfigNode&, const ScheduleArgs& a) -> std::unique_ptr<LrSchedule> {
                     return std::make_unique<ConstantSchedule>(a);
                   });
 
 BLOCKLAB_REGISTER(schedule_registry(),
-                  EntryInfo{"cosine", "linear warm-up, then cosine decay to a floor",
-                            "SGDR: Stochastic Gradient Descent with Warm Restarts (Loshchilov, Hutter, 2017), "
-                            "arXiv:1608.03983",
-                            "lr(t) = lr (r + (1-r)(1+cos(pi (t-w)/(T-w)))/2) after warm-up w", cosine_schema(),
-                            "{min_lr_ratio: 0.01}", __FILE__},
+                  BLOCKLAB_ENTRY("cosine")
+                      .summary("linear warm-up, then cosine decay to a floor")
+                      .paper("SGDR: Stochastic Gradient Descent with Warm Restarts (Loshchilov, Hutter, 2017), "
+                             "arXiv:1608.03983")
+                      .equation("lr(t) = lr (r + (1-r)(1+cos(pi (t-w)/(T-w)))/2) after warm-up w")
+                      .schema(cosine_schema())
+                      .example("{min_lr_ratio: 0.01}"),
                   [](const ConfigNode& node, const ScheduleArgs& a) -> std::unique_ptr<LrSchedule> {
                     static const Schema schema = cosine_schema();
-                    return std::make_unique<CosineSchedule>(a, ParamReader(node, schema, "scheduler").get_float("min_lr_ratio"));
+                    return std::make_unique<CosineSchedule>(
+                        a, ParamReader(node, schema, "scheduler").get_float("min_lr_ratio"));
                   });
 
 BLOCKLAB_REGISTER(schedule_registry(),
-                  EntryInfo{"step", "linear warm-up, then multiply by gamma every k epochs",
-                            "Deep Residual Learning for Image Recognition (He et al., 2016), arXiv:1512.03385",
-                            "lr(t) = lr * gamma^floor(epoch/k)", step_schema(), "{every: 2, gamma: 0.5}", __FILE__},
+                  BLOCKLAB_ENTRY("step")
+                      .summary("linear warm-up, then multiply by gamma every k epochs")
+                      .paper("Deep Residual Learning for Image Recognition (He et al., 2016), arXiv:1512.03385")
+                      .equation("lr(t) = lr * gamma^floor(epoch/k)")
+                      .schema(step_schema())
+                      .example("{every: 2, gamma: 0.5}"),
                   [](const ConfigNode& node, const ScheduleArgs& a) -> std::unique_ptr<LrSchedule> {
                     static const Schema schema = step_schema();
                     const ParamReader p(node, schema, "scheduler");

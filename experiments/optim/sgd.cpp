@@ -20,15 +20,22 @@ std::unique_ptr<torch::optim::Optimizer> make_sgd(const ConfigNode& node, const 
   static const Schema schema = sgd_schema();
   const ParamReader p(node, schema, "optimizer");
   return two_group_optimizer<torch::optim::SGD>(args, p.get_float("weight_decay"), [&](double wd) {
-    return torch::optim::SGDOptions(args.lr).momentum(p.get_float("momentum")).nesterov(p.get_bool("nesterov")).weight_decay(wd);
+    return torch::optim::SGDOptions(args.lr)
+        .momentum(p.get_float("momentum"))
+        .nesterov(p.get_bool("nesterov"))
+        .weight_decay(wd);
   });
 }
 
-BLOCKLAB_REGISTER(optimizer_registry(),
-                  EntryInfo{"sgd", "SGD with momentum (optionally Nesterov)",
-                            "On the importance of initialization and momentum in deep learning (Sutskever et al., 2013)",
-                            "b = mu b + g + wd w; w -= lr b", sgd_schema(), "{momentum: 0.9}", __FILE__},
-                  make_sgd);
+BLOCKLAB_REGISTER(
+    optimizer_registry(),
+    BLOCKLAB_ENTRY("sgd")
+        .summary("SGD with momentum (optionally Nesterov)")
+        .paper("On the importance of initialization and momentum in deep learning (Sutskever et al., 2013)")
+        .equation("b = mu b + g + wd w; w -= lr b")
+        .schema(sgd_schema())
+        .example("{momentum: 0.9}"),
+    make_sgd);
 
 }  // namespace
 }  // namespace blocklab

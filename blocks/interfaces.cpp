@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "registry/yaml_io.h"
+
 namespace blocklab {
 
 std::int64_t MixerState::numel() const {
@@ -19,8 +21,38 @@ MixerStep TokenMixerImpl::step(const torch::Tensor&, const MixerState&, const Mi
   throw std::logic_error(name() + " has no recurrent form (its capabilities say recurrent = false)");
 }
 
+std::string capabilities_text(const MixerCapabilities& c) {
+  const auto yes_no = [](bool b) { return b ? "yes" : "no"; };
+  const char* weights = c.weights == MixerCapabilities::Weights::none         ? "none"
+                        : c.weights == MixerCapabilities::Weights::normalised ? "normalised"
+                                                                              : "unnormalised";
+  return std::string("causal ") + yes_no(c.causal) + ", recurrent " + yes_no(c.recurrent) + ", attention weights " +
+         weights + ", variable lengths " + yes_no(c.variable_lengths) + ", needs a grid " + yes_no(c.needs_grid);
+}
+
+namespace {
+
+// `describe` shows what a mixer can do: its example, built at a width most head counts divide.
+std::vector<std::string> describe_mixer(const EntryInfo& e) {
+  constexpr std::int64_t kDim = 96, kTokens = 64;
+  try {
+    ConfigNode example = parse_yaml(e.example.empty() ? "{}" : e.example, e.key + " example");
+    if (!example.is_map()) example = ConfigNode::map();
+    example.set("type", ConfigNode::string(e.key));
+    return {"capabilities: " + capabilities_text(mixer_registry().create(example, MixerArgs{kDim, kTokens})->capabilities())};
+  } catch (const std::exception& error) {
+    return {std::string("capabilities: unknown (the example does not build at width 96: ") + error.what() + ")"};
+  }
+}
+
+}  // namespace
+
 MixerRegistry& mixer_registry() {
-  static MixerRegistry r("mixer", "token mixers: x [B,N,C] -> [B,N,C] (attention and its alternatives)");
+  static MixerRegistry& r = []() -> MixerRegistry& {
+    static MixerRegistry registry("mixer", "token mixers: x [B,N,C] -> [B,N,C] (attention and its alternatives)");
+    registry.set_describer(describe_mixer);
+    return registry;
+  }();
   return r;
 }
 

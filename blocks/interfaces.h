@@ -54,6 +54,9 @@ struct MixerStep {
   MixerState state;      // the state after x_t
 };
 
+// "causal yes, recurrent no, attention weights normalised, variable lengths no, needs a grid no"
+std::string capabilities_text(const MixerCapabilities& c);
+
 class TokenMixerImpl : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(const torch::Tensor& x, const MixerContext& ctx) = 0;

@@ -80,6 +80,14 @@ class RegistryBase {
   const EntryInfo& info(const std::string& key, const Source& where = {}, const std::string& path = {}) const;
   std::size_t size() const { return entries_.size(); }
 
+  // Extra lines `describe` prints for an entry, e.g. a token mixer's capabilities (found by
+  // building its example); set by the kind's owner.
+  using Describer = std::function<std::vector<std::string>(const EntryInfo&)>;
+  void set_describer(Describer describer) { describer_ = std::move(describer); }
+  std::vector<std::string> described_facts(const EntryInfo& e) const {
+    return describer_ ? describer_(e) : std::vector<std::string>{};
+  }
+
  protected:
   // Returns false (and records the problem) for duplicates and malformed keys.
   bool add_info(EntryInfo info);
@@ -88,6 +96,7 @@ class RegistryBase {
   std::string kind_;
   std::string description_;
   std::map<std::string, EntryInfo> entries_;
+  Describer describer_;
 };
 
 // All registries by kind, constructed on first use.

@@ -27,6 +27,7 @@ void describe_entry(const RegistryBase& reg, const EntryInfo& e) {
   std::cout << e.key << " (" << reg.kind() << ")\n  " << e.summary << "\n";
   if (!e.paper.empty()) std::cout << "  paper:    " << e.paper << "\n";
   if (!e.equation.empty()) std::cout << "  computes: " << e.equation << "\n";
+  for (const auto& line : reg.described_facts(e)) std::cout << "  " << line << "\n";
   if (e.schema.empty()) {
     std::cout << "  parameters: none\n";
   } else {

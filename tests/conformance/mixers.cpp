@@ -267,3 +267,15 @@ TEST_CASE("conformance: a mixer without a recurrent form refuses to step, naming
   CHECK_FALSE(m->capabilities().recurrent);
   CHECK_THROWS_WITH(m->init_state(2, torch::kFloat64), Catch::Contains("no recurrent form"));
 }
+
+TEST_CASE("conformance: describe shows a mixer's capabilities", "[conformance]") {
+  const auto facts = [](const std::string& key) {
+    const auto lines = mixer_registry().described_facts(mixer_registry().info(key));
+    REQUIRE(lines.size() == 1);
+    return lines.front();
+  };
+  CHECK(facts("attention/softmax") ==
+        "capabilities: causal yes, recurrent no, attention weights normalised, variable lengths no, needs a grid no");
+  CHECK(facts("attention/gpsa").find("causal no") != std::string::npos);
+  CHECK(facts("attention/sigmoid").find("attention weights unnormalised") != std::string::npos);
+}

@@ -22,7 +22,7 @@ struct TrainPosition {
   std::int64_t batch = 0;           // next batch index within the epoch
   double loss_sum = 0;              // running loss since the last log line
   std::int64_t loss_count = 0;
-  double best_metric = -1e300;      // best validation metric so far
+  double best_metric = -1e300;      // best selection metric so far (see best_epoch)
   std::int64_t best_epoch = -1;
   std::int64_t metrics_bytes = 0;   // length of metrics.jsonl at this point
   std::int64_t log_bytes = 0;       // length of log.txt at this point

@@ -1,6 +1,7 @@
-// Tasks: the training loops an experiment's `task:` key names (classify, forecast, sequence).
-// A task entry's schema lists the top-level sections it reads (model, dataset, trainer, ...);
-// together with the common keys it is the experiment's schema.
+// Tasks: what an experiment's `task:` key names (classify, ...). A task entry's schema lists
+// the top-level sections it reads (model, dataset, trainer, ...); together with the common
+// keys it is the experiment's schema. Tasks that train supply hooks to the one training loop
+// (experiments/training/loop.h: loop_task_factory) rather than a Task of their own.
 #pragma once
 
 #include <functional>

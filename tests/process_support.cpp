@@ -33,7 +33,12 @@ TempDir::~TempDir() {
 }
 
 pid_t spawn_blocklab(const std::vector<std::string>& args, const fs::path& log, const fs::path& cwd) {
-  std::vector<std::string> full = {BLOCKLAB_BINARY};
+  return spawn_program(BLOCKLAB_BINARY, args, log, cwd);
+}
+
+pid_t spawn_program(const std::string& binary, const std::vector<std::string>& args, const fs::path& log,
+                    const fs::path& cwd) {
+  std::vector<std::string> full = {binary};
   full.insert(full.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : full) argv.push_back(a.data());
@@ -45,9 +50,9 @@ pid_t spawn_blocklab(const std::vector<std::string>& args, const fs::path& log, 
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
   pid_t pid = 0;
-  const int rc = posix_spawn(&pid, BLOCKLAB_BINARY, &fa, nullptr, argv.data(), environ);
+  const int rc = posix_spawn(&pid, binary.c_str(), &fa, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) throw std::runtime_error("cannot start " + std::string(BLOCKLAB_BINARY));
+  if (rc != 0) throw std::runtime_error("cannot start " + binary);
   return pid;
 }
 

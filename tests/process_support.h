@@ -23,6 +23,9 @@ struct TempDir {
 
 // Starts `blocklab <args...>` with stdout and stderr appended to `log`; returns its pid.
 pid_t spawn_blocklab(const std::vector<std::string>& args, const fs::path& log, const fs::path& cwd = {});
+// The same for another executable (e.g. blocklab_test_tasks).
+pid_t spawn_program(const std::string& binary, const std::vector<std::string>& args, const fs::path& log,
+                    const fs::path& cwd = {});
 // Waits for `pid`; returns its exit status, or 128 + signal when killed.
 int wait_status(pid_t pid);
 // spawn_blocklab + wait_status.

@@ -26,20 +26,6 @@ namespace {
 pid_t spawn(const std::vector<std::string>& args, const fs::path& log) { return spawn_blocklab(args, log); }
 int run(const std::vector<std::string>& args, const fs::path& log) { return run_blocklab(args, log); }
 
-// metrics.jsonl without the wall-clock fields (images_per_s, *_time_s), which are timings.
-std::string metrics_without_timing(const fs::path& dir) {
-  std::istringstream in(slurp(dir / "metrics.jsonl"));
-  std::string out;
-  for (std::string line; std::getline(in, line);) {
-    std::string cleaned;
-    std::istringstream fields(line.substr(1, line.size() - 2));
-    for (std::string f; std::getline(fields, f, ',');)
-      if (f.find("_per_s\"") == std::string::npos && f.find("_time_s\"") == std::string::npos) cleaned += f + ",";
-    out += cleaned + "\n";
-  }
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("same config, seed and threads: bit-identical metrics and weights", "[train]") {

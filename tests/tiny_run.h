@@ -29,10 +29,10 @@ inline std::vector<std::string> tiny(const std::string& out, std::vector<std::st
   return args;
 }
 
-// The only run directory under <out>/vit_fmnist.
-inline fs::path run_dir(const fs::path& out) {
+// The only run directory under <out>/<experiment>.
+inline fs::path run_dir(const fs::path& out, const std::string& experiment = "vit_fmnist") {
   std::vector<fs::path> dirs;
-  for (const auto& e : fs::directory_iterator(out / "vit_fmnist")) dirs.push_back(e.path());
+  for (const auto& e : fs::directory_iterator(out / experiment)) dirs.push_back(e.path());
   REQUIRE(dirs.size() == 1);
   return dirs[0];
 }
@@ -44,6 +44,20 @@ inline std::string summary_field(const fs::path& dir, const std::string& key) {
   if (at == std::string::npos) return "";
   const auto start = at + key.size() + 4;
   return s.substr(start, s.find_first_of(",}", start) - start);
+}
+
+// metrics.jsonl without the wall-clock fields (images_per_s, *_time_s), which are timings.
+inline std::string metrics_without_timing(const fs::path& dir) {
+  std::istringstream in(slurp(dir / "metrics.jsonl"));
+  std::string out;
+  for (std::string line; std::getline(in, line);) {
+    std::string cleaned;
+    std::istringstream fields(line.substr(1, line.size() - 2));
+    for (std::string f; std::getline(fields, f, ',');)
+      if (f.find("_per_s\"") == std::string::npos && f.find("_time_s\"") == std::string::npos) cleaned += f + ",";
+    out += cleaned + "\n";
+  }
+  return out;
 }
 
 // The "step" of every training line of metrics.jsonl (those with "lr"), in file order.

@@ -49,7 +49,7 @@ Schema classify_schema() {
   trainer.add_int("max_steps", 0, "stop after this many steps (0: run all epochs)").min = 0;
 
   Schema s;
-  s.add_component("model", "backbone", "vit", "the network from images to features");
+  s.add_component("model", "model", "vit", "the network: stem -> stack -> norm -> pool (blocks/model.h)");
   s.add_component("head", "head", "linear", "features to class logits");
   s.add_component("dataset", "dataset", "fashion-mnist", "data, splits and augmentation");
   s.add_component("optimizer", "optimizer", "adamw", "optimizer");

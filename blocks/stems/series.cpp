@@ -39,7 +39,7 @@ Tokens SeriesStemImpl::forward(const torch::Tensor& series, const torch::Tensor&
   // [B, L, C] -> patches [B, N, C, patch] -> [B, N, patch * C] in time-major order.
   const torch::Tensor patches = series.unfold(1, patch_, stride_).transpose(2, 3).flatten(2);
   const torch::Tensor token_lengths =
-      lengths.defined() ? torch::where(lengths < patch_, torch::zeros_like(lengths), (lengths - patch_) / stride_ + 1)
+      lengths.defined() ? torch::where(lengths < patch_, torch::zeros_like(lengths), (lengths - patch_).div(stride_, "floor") + 1)
                         : torch::Tensor();
   return {positions.add(proj->forward(patches)), sequence_layout(options_.causal(), token_lengths)};
 }

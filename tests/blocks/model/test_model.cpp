@@ -118,10 +118,9 @@ TEST_CASE("per-layer overrides: ranges, lists, every k-th layer, options without
 }
 
 TEST_CASE("a layer override with a type replaces the mixer: nothing of the default is inherited", "[model]") {
-  // attention/gpsa has no `mask`: inheriting the default's mask would be an unknown-key error.
-  const Model m = build(
-      "{type: vit, dim: 16, depth: 2, patch: 7, mixer: {type: attention/softmax, heads: 2, "
-      "mask: {type: mask/alibi}}, layers: {top: {at: 1, mixer: {type: attention/gpsa}}}}");
+  // attention/gpsa has no `fused`: inheriting the default's would be an unknown-key error.
+  const Model m = build("{type: vit, dim: 16, depth: 2, patch: 7, mixer: {type: attention/softmax, heads: 2, "
+                        "fused: false}, layers: {top: {at: 1, mixer: {type: attention/gpsa}}}}");
   CHECK(attention_of(*m, 1).heads() == 4);  // gpsa's own default, not the softmax's 2
   CHECK(attention_of(*m, 0).heads() == 2);
 }
@@ -146,9 +145,8 @@ TEST_CASE("layer-override errors are ConfigErrors naming the override", "[model]
   e = fails("{late: {at: 2-3, mixer: {heads: 3}}}");
   CHECK(e.find("model.layers.late.mixer.heads: layer 2: heads must divide the embedding width") != std::string::npos);
   // A mixer option the override's mixer does not have.
-  e = fails("{late: {at: 3, mixer: {type: attention/gpsa, mask: {type: mask/alibi}}}}");
-  CHECK(e.find("layer 3") != std::string::npos);
-  CHECK(e.find("unknown key 'mask'") != std::string::npos);
+  e = fails("{late: {at: 3, mixer: {type: attention/gpsa, fused: false}}}");
+  CHECK(e.find("model.layers.late.mixer.fused: layer 3: unknown key 'fused'") != std::string::npos);
 }
 
 TEST_CASE("switching model/mixer never inherits the options of the mixer it replaces", "[model]") {

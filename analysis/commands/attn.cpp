@@ -208,9 +208,13 @@ int attn(const AttnOptions& o) {
     const LayerCapture* c = capture(l);
     return c && c->call ? c->call->context : layout;
   };
-  // Rollout multiplies the layers' maps: only when every recording layer has the same tokens.
   bool same_tokens = true;
   for (const auto* r : records) same_tokens = same_tokens && r->probs.size(-1) == records.front()->probs.size(-1);
+  auto rollout_of = [&](std::int64_t sample) {
+    std::vector<torch::Tensor> head_means;
+    for (const auto* r : records) head_means.push_back(r->probs[sample].mean(0));
+    return attention_rollout(torch::stack(head_means).to(torch::kFloat64));
+  };
   // --heads against one layer's own head count; an error names the layer.
   auto heads_of = [&](std::int64_t l, const AttentionRecord& r) {
     try {
@@ -296,12 +300,11 @@ int attn(const AttnOptions& o) {
     page.section("Sample " + std::to_string(samples[si]) + " of " + o.split, "label: " + truth + ", predicted: " + guess);
     const torch::Tensor image = images[s];
 
-    if (!records.empty() && same_tokens) {
-      std::vector<torch::Tensor> head_means;
-      for (const auto* r : records) head_means.push_back(r->probs[s].mean(0));
-      const torch::Tensor rollout = attention_rollout(torch::stack(head_means).to(torch::kFloat64));
-      save_npy(out + "/arrays/rollout_" + tag + ".npy", rollout);
-      if (on_grid) {
+    if (!records.empty()) {
+      // Rollout multiplies the layers' maps: not across stages of different resolution.
+      const torch::Tensor rollout = same_tokens ? rollout_of(s) : torch::Tensor();
+      if (rollout.defined()) save_npy(out + "/arrays/rollout_" + tag + ".npy", rollout);
+      if (rollout.defined() && on_grid) {
         HeatmapFigure f;
         f.title = "attention rollout, " + truth + " (predicted " + guess + ")";
         f.shared_scale = false;
@@ -355,6 +358,7 @@ int attn(const AttnOptions& o) {
       matrices.title = "effective mixing matrices ||dy_i/dx_j||, rows normalised";
       matrices.shared_scale = false;
       std::vector<torch::Tensor> all;
+      std::vector<std::int64_t> drawn;
       for (auto l : layers) {
         const LayerCapture* c = capture(l);
         if (!c || !c->call) continue;
@@ -363,6 +367,7 @@ int attn(const AttnOptions& o) {
         ctx = call.context;
         const torch::Tensor m = normalize_rows(mixing_matrix(*call.mixer, call.input.slice(0, s, s + 1), ctx));
         all.push_back(m);
+        drawn.push_back(l);
         const std::string title = "layer " + std::to_string(l);
         const MixerContext& at = call.context;
         if (at.has_grid())
@@ -371,7 +376,13 @@ int attn(const AttnOptions& o) {
         matrices.panels.push_back(matrix_panel(m, title));
       }
       if (all.empty()) continue;  // the chosen layers have no mixer call
-      save_npy(out + "/arrays/mixing_" + tag + ".npy", torch::stack(all));
+      bool same_size = true;
+      for (const auto& m : all) same_size = same_size && m.sizes() == all.front().sizes();
+      if (same_size)
+        save_npy(out + "/arrays/mixing_" + tag + ".npy", torch::stack(all));
+      else  // stages of different resolution: one array per layer
+        for (std::size_t i = 0; i < all.size(); ++i)
+          save_npy(out + "/arrays/mixing_" + tag + "_layer" + std::to_string(drawn[i]) + ".npy", all[i]);
       if (on_grid) {
         render(grids, tag + "_mixing_grid");
         page.picture(tag + "_mixing_grid.png", "effective mixing, per layer, over the image");

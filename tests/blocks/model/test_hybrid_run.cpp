@@ -67,3 +67,27 @@ TEST_CASE("a sweep over a per-layer head count that does not divide the width is
   CHECK(testing::run_blocklab({"show", "vit_fmnist_hybrid", "model.depth=2"}, tmp.path / "show.log") == 2);
   CHECK(testing::slurp(tmp.path / "show.log").find("layer 3 is beyond the stack's depth 2") != std::string::npos);
 }
+
+TEST_CASE("a staged model (model=hier_small) runs tiny; attn draws each stage on its own grid", "[model]") {
+  testing::TempDir tmp;
+  const std::string out = (tmp.path / "runs").string();
+  REQUIRE(testing::run_blocklab({"run", "vit_fmnist", "model=hier_small", "-q", "output_dir=" + out,
+                                 "dataset.limit_train=256", "dataset.limit_test=50", "dataset.val_size=0",
+                                 "trainer.batch_size=32", "trainer.epochs=1", "threads=1",
+                                 "+model.stack.layers.deep={stage: 1, mixer: {heads: 8}}"},
+                                tmp.path / "run.log") == 0);
+  fs::path run;
+  for (const auto& e : fs::directory_iterator(fs::path(out) / "vit_fmnist")) run = e.path();
+  const int status = testing::run_blocklab({"attn", run.string(), "--samples", "0"}, tmp.path / "attn.log");
+  INFO(testing::slurp(tmp.path / "attn.log"));
+  REQUIRE(status == 0);
+  std::vector<std::int64_t> shape;
+  read_npy_f32((run / "attn/arrays/probs_layer1.npy").string(), shape);
+  CHECK(shape == std::vector<std::int64_t>{1, 4, 196, 196});  // stage 0: 14x14 tokens, softmax's 4 heads
+  read_npy_f32((run / "attn/arrays/probs_layer2.npy").string(), shape);
+  CHECK(shape == std::vector<std::int64_t>{1, 8, 49, 49});  // stage 1: 7x7 tokens, the override's 8 heads
+  read_npy_f32((run / "attn/arrays/mixing_test0_layer3.npy").string(), shape);
+  CHECK(shape == std::vector<std::int64_t>{49, 49});
+  CHECK(fs::exists(run / "attn/test0_layer3_heads.png"));
+  CHECK_FALSE(fs::exists(run / "attn/test0_rollout.png"));  // no rollout across resolutions
+}

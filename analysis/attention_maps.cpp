@@ -68,4 +68,13 @@ torch::Tensor attention_to_grid(const torch::Tensor& m, std::int64_t prefix, std
   return (received / total).reshape(shape);
 }
 
+std::map<int, LayerCapture> captures_by_layer(const AttentionProbe& probe) {
+  std::map<int, LayerCapture> layers;
+  for (const auto& r : probe.records())
+    if (!layers[r.layer].record) layers[r.layer].record = &r;
+  for (const auto& c : probe.mixer_calls())
+    if (!layers[c.context.layer].call) layers[c.context.layer].call = &c;
+  return layers;
+}
+
 }  // namespace blocklab

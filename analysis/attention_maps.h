@@ -5,9 +5,22 @@
 
 #include <torch/torch.h>
 
+#include <map>
+
 #include "blocks/interfaces.h"
 
 namespace blocklab {
+
+// What the probe captured in one layer: its attention record (attention-like mixers) and its
+// mixer call (any mixer); either may be absent.
+struct LayerCapture {
+  const AttentionRecord* record = nullptr;
+  const MixerCall* call = nullptr;
+};
+// The probe's records and calls by layer id (AttentionRecord.layer, MixerCall.context.layer),
+// never by position: in a hybrid stack only some layers record attention, and layers differ in
+// their head counts. The first capture of a layer wins.
+std::map<int, LayerCapture> captures_by_layer(const AttentionProbe& probe);
 
 // The effective mixing matrix of a token mixer at input x [1, N, C]: M[i, j] = || d y_i / d x_j ||_F
 // (the Frobenius norm over channels of the Jacobian block of output token i with respect to

@@ -2,18 +2,15 @@
 
 namespace blocklab {
 
-ClassifierImpl::ClassifierImpl(Backbone backbone, Head head)
-    : backbone_(register_module("backbone", std::move(backbone))), head_(register_module("head", std::move(head))) {}
-
-torch::Tensor ClassifierImpl::forward(const torch::Tensor& images, AttentionProbe* probe) {
-  return head_->forward(backbone_->forward(images, probe));
-}
-
 std::shared_ptr<ClassifierImpl> build_classifier(const ConfigNode& model, const ConfigNode& head,
                                                  const DatasetInfo& info) {
-  auto backbone = backbone_registry().create(model, BackboneArgs{info.channels, info.height, info.width});
-  auto classifier_head = head_registry().create(head, backbone->feature_dim(), info.num_classes);
-  return std::make_shared<ClassifierImpl>(backbone, classifier_head);
+  ModelArgs args;
+  args.inputs.channels = info.channels;
+  args.inputs.height = info.height;
+  args.inputs.width = info.width;
+  args.outputs = info.num_classes;
+  args.head = head;
+  return model_registry().create(model, args);
 }
 
 }  // namespace blocklab

@@ -264,7 +264,7 @@ TEST_CASE("vit: parameter count in closed form; sinusoidal positions are a buffe
   CHECK(count(sincos->parameters()) == vit_parameters(1, 28, 7, 32, 2, 4.0, true, false));
   for (const auto& p : sincos->named_parameters()) CHECK(p.key().find("pos") == std::string::npos);
   REQUIRE(sincos->named_buffers().contains("pos_embed"));
-  CHECK(close(sincos->pos_embed, sincos_2d_positions(32, 4, 4, 1), 0, 0));
+  CHECK(close(sincos->patches.pos_embed, sincos_2d_positions(32, 4, 4, 1), 0, 0));
 
   const Vit mean(args, VitOptions().dim(48).depth(3).patch(4).pool("mean"));
   CHECK(count(mean->parameters()) == vit_parameters(1, 28, 4, 48, 3, 4.0, false, true));

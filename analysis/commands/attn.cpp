@@ -9,10 +9,12 @@
 // (.npy) and index.html linking every picture.
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -186,20 +188,47 @@ int attn(const AttnOptions& o) {
     torch::NoGradGuard no_grad;
     predicted = model->forward(inputs, &probe).argmax(1);
   }
-  const auto& calls = probe.mixer_calls();
-  const auto& records = probe.records();
-  if (records.empty() && calls.empty())
-    throw ConfigError("the run's backbone recorded no token mixer: nothing to show");
-  const std::int64_t layers_total = static_cast<std::int64_t>(std::max(records.size(), calls.size()));
-  const std::vector<std::int64_t> layers = select(o.layers, layers_total, "layers");
-  const MixerCall* first = calls.empty() ? nullptr : &calls.front();
-  const std::int64_t prefix = first ? first->context.prefix_tokens : 0;
-  const std::int64_t gh = first ? first->context.grid_height : 0, gw = first ? first->context.grid_width : 0;
+  const std::map<int, LayerCapture> captured = captures_by_layer(probe);
+  if (captured.empty()) throw ConfigError("the run's model recorded no token mixer: nothing to show");
+  // Layers are layer ids (0 .. depth-1), found by the id each capture carries.
+  const std::int64_t depth = model->stack().depth();
+  const std::vector<std::int64_t> layers = select(o.layers, depth, "layers");
+  auto capture = [&](std::int64_t l) -> const LayerCapture* {
+    const auto it = captured.find(static_cast<int>(l));
+    return it == captured.end() ? nullptr : &it->second;
+  };
+  const MixerContext layout = model->stem().layout();
+  const std::int64_t prefix = layout.prefix_tokens, gh = layout.grid_height, gw = layout.grid_width;
   const bool on_grid = gh > 0 && gw > 0;
+  std::vector<const AttentionRecord*> records;  // in layer order
+  for (const auto& [layer, c] : captured)
+    if (c.record) records.push_back(c.record);
+  // The layout layer l's mixer saw (a staged stack halves the grid between stages).
+  auto layout_of = [&](std::int64_t l) -> MixerContext {
+    const LayerCapture* c = capture(l);
+    return c && c->call ? c->call->context : layout;
+  };
+  bool same_tokens = true;
+  for (const auto* r : records) same_tokens = same_tokens && r->probs.size(-1) == records.front()->probs.size(-1);
+  auto rollout_of = [&](std::int64_t sample) {
+    std::vector<torch::Tensor> head_means;
+    for (const auto* r : records) head_means.push_back(r->probs[sample].mean(0));
+    return attention_rollout(torch::stack(head_means).to(torch::kFloat64));
+  };
+  // --heads against one layer's own head count; an error names the layer.
+  auto heads_of = [&](std::int64_t l, const AttentionRecord& r) {
+    try {
+      return select(o.heads, r.probs.size(1), "heads");
+    } catch (const UsageError& e) {
+      std::string text = e.what();
+      text.insert(std::min(text.find('\n'), text.size()), " in layer " + std::to_string(l) + " (" + r.mixer + ")");
+      throw UsageError(text);
+    }
+  };
 
-  // Check --heads against every drawn layer before anything is written.
+  // Check --heads against every drawn layer (each with its own head count) before writing.
   for (auto l : layers)
-    if (l < static_cast<std::int64_t>(records.size())) select(o.heads, records[static_cast<std::size_t>(l)].probs.size(1), "heads");
+    if (const LayerCapture* c = capture(l); c && c->record) heads_of(l, *c->record);
 
   StagedDirectory staged(output_path_inside("attn", o.run_dir, "attn"));
   const std::string& out = staged.path();
@@ -219,19 +248,27 @@ int attn(const AttnOptions& o) {
   write_npy(out + "/arrays/labels.npy", {labels.size(0)}, labels.contiguous().data_ptr<std::int64_t>());
   const torch::Tensor predicted_cpu = predicted.to(torch::kCPU).contiguous();
   write_npy(out + "/arrays/predicted.npy", {predicted_cpu.size(0)}, predicted_cpu.data_ptr<std::int64_t>());
-  for (const auto& r : records) save_npy(out + "/arrays/probs_layer" + std::to_string(r.layer) + ".npy", r.probs);
+  for (const auto* r : records) save_npy(out + "/arrays/probs_layer" + std::to_string(r->layer) + ".npy", r->probs);
 
-  // Per-head statistics over the samples: mean attention distance (patches) and entropy.
+  // Per-head statistics over the samples: mean attention distance (patches) and entropy; rows
+  // are the recording layers, each with its own head count (NaN where a layer has fewer heads).
   if (!records.empty() && on_grid) {
-    const std::int64_t heads_total = records.front().probs.size(1);
-    torch::Tensor distance = torch::zeros({static_cast<std::int64_t>(records.size()), heads_total}, torch::kFloat64);
-    torch::Tensor entropy = torch::zeros_like(distance);
-    for (std::size_t l = 0; l < records.size(); ++l)
-      for (std::int64_t s = 0; s < records[l].probs.size(0); ++s) {
-        distance[static_cast<std::int64_t>(l)] += mean_attention_distance(records[l].probs[s], prefix, gh, gw) /
-                                                  static_cast<double>(samples.size());
-        entropy[static_cast<std::int64_t>(l)] += attention_entropy(records[l].probs[s]) / static_cast<double>(samples.size());
+    std::int64_t heads_max = 0;
+    for (const auto* r : records) heads_max = std::max(heads_max, r->probs.size(1));
+    const auto rows = static_cast<std::int64_t>(records.size());
+    torch::Tensor distance = torch::full({rows, heads_max}, std::nan(""), torch::kFloat64);
+    torch::Tensor entropy = distance.clone();
+    for (std::int64_t l = 0; l < rows; ++l) {
+      const torch::Tensor& probs = records[static_cast<std::size_t>(l)]->probs;
+      const std::int64_t h = probs.size(1);
+      distance[l].slice(0, 0, h).zero_(), entropy[l].slice(0, 0, h).zero_();
+      const MixerContext at = layout_of(records[static_cast<std::size_t>(l)]->layer);
+      for (std::int64_t s = 0; s < probs.size(0); ++s) {
+        distance[l].slice(0, 0, h) += mean_attention_distance(probs[s], at.prefix_tokens, at.grid_height, at.grid_width) /
+                                      static_cast<double>(samples.size());
+        entropy[l].slice(0, 0, h) += attention_entropy(probs[s]) / static_cast<double>(samples.size());
       }
+    }
     save_npy(out + "/arrays/head_distance.npy", distance);
     save_npy(out + "/arrays/head_entropy.npy", entropy);
     HeatmapFigure f;
@@ -244,13 +281,14 @@ int attn(const AttnOptions& o) {
       h.x_label = "head";
       h.y_label = "layer";
       h.annotate = true;
-      for (std::int64_t i = 0; i < m.size(0); ++i) h.row_labels.push_back(std::to_string(i));
+      for (const auto* r : records) h.row_labels.push_back(std::to_string(r->layer));
       for (std::int64_t i = 0; i < m.size(1); ++i) h.col_labels.push_back(std::to_string(i));
       f.panels.push_back(h);
     }
     render(f, "head_stats");
     page.section("Heads", "Mean attention distance (in patches, over grid tokens) and entropy of each head, "
-                          "averaged over the samples: local heads have small distances, diffuse heads high entropy.");
+                          "averaged over the samples: local heads have small distances, diffuse heads high entropy. "
+                          "Rows are layers that record attention weights; blank cells: the layer has fewer heads.");
     page.picture("head_stats.png", "layers x heads");
   }
 
@@ -263,11 +301,10 @@ int attn(const AttnOptions& o) {
     const torch::Tensor image = images[s];
 
     if (!records.empty()) {
-      std::vector<torch::Tensor> head_means;
-      for (const auto& r : records) head_means.push_back(r.probs[s].mean(0));
-      const torch::Tensor rollout = attention_rollout(torch::stack(head_means).to(torch::kFloat64));
-      save_npy(out + "/arrays/rollout_" + tag + ".npy", rollout);
-      if (on_grid) {
+      // Rollout multiplies the layers' maps: not across stages of different resolution.
+      const torch::Tensor rollout = same_tokens ? rollout_of(s) : torch::Tensor();
+      if (rollout.defined()) save_npy(out + "/arrays/rollout_" + tag + ".npy", rollout);
+      if (rollout.defined() && on_grid) {
         HeatmapFigure f;
         f.title = "attention rollout, " + truth + " (predicted " + guess + ")";
         f.shared_scale = false;
@@ -280,17 +317,22 @@ int attn(const AttnOptions& o) {
         page.picture(tag + "_rollout.png", "attention rollout over all layers (0.5 A + 0.5 I, multiplied)");
       }
       for (auto l : layers) {
-        if (l >= static_cast<std::int64_t>(records.size())) continue;
-        const torch::Tensor probs = records[static_cast<std::size_t>(l)].probs[s];  // [h, N, N]
-        const std::vector<std::int64_t> heads = select(o.heads, probs.size(0), "heads");
-        const std::string lname = "layer " + std::to_string(l);
-        if (on_grid) {
+        const LayerCapture* c = capture(l);
+        if (!c || !c->record) continue;  // this layer's mixer records no attention weights
+        const torch::Tensor probs = c->record->probs[s];  // [h, N, N], h = this layer's heads
+        const std::vector<std::int64_t> heads = heads_of(l, *c->record);
+        const std::string lname = "layer " + std::to_string(l) + " (" + c->record->mixer + ", " +
+                                  std::to_string(probs.size(0)) + " heads)";
+        const MixerContext at = layout_of(l);
+        if (at.has_grid()) {
+          const auto to_grid = [&](const torch::Tensor& m) {
+            return attention_to_grid(m, at.prefix_tokens, at.grid_height, at.grid_width);
+          };
           HeatmapFigure f;
-          f.title = lname + ": " + (prefix ? "class-token attention" : "attention received") + " per head, " + truth;
+          f.title = lname + ": " + (at.prefix_tokens ? "class-token attention" : "attention received") + " per head, " + truth;
           f.shared_scale = false;
-          for (auto h : heads)
-            f.panels.push_back(overlay_panel(attention_to_grid(probs[h], prefix, gh, gw), image, "head " + std::to_string(h)));
-          f.panels.push_back(overlay_panel(attention_to_grid(probs.mean(0), prefix, gh, gw), image, "mean of heads"));
+          for (auto h : heads) f.panels.push_back(overlay_panel(to_grid(probs[h]), image, "head " + std::to_string(h)));
+          f.panels.push_back(overlay_panel(to_grid(probs.mean(0)), image, "mean of heads"));
           render(f, tag + "_layer" + std::to_string(l) + "_heads");
           page.picture(tag + "_layer" + std::to_string(l) + "_heads.png", lname + ": per head, over the image");
         }
@@ -309,26 +351,38 @@ int attn(const AttnOptions& o) {
     }
 
     // Effective mixing matrices, for every mixer (attention or not).
-    if (o.mixing && !calls.empty()) {
+    if (o.mixing) {
       HeatmapFigure grids, matrices;
       grids.title = "effective mixing (Jacobian norm) received per token, " + truth;
       grids.shared_scale = false;
       matrices.title = "effective mixing matrices ||dy_i/dx_j||, rows normalised";
       matrices.shared_scale = false;
       std::vector<torch::Tensor> all;
+      std::vector<std::int64_t> drawn;
       for (auto l : layers) {
-        if (l >= static_cast<std::int64_t>(calls.size())) continue;
-        const MixerCall& call = calls[static_cast<std::size_t>(l)];
+        const LayerCapture* c = capture(l);
+        if (!c || !c->call) continue;
+        const MixerCall& call = *c->call;
         MixerContext ctx;
         ctx = call.context;
         const torch::Tensor m = normalize_rows(mixing_matrix(*call.mixer, call.input.slice(0, s, s + 1), ctx));
         all.push_back(m);
+        drawn.push_back(l);
         const std::string title = "layer " + std::to_string(l);
-        if (on_grid) grids.panels.push_back(overlay_panel(attention_to_grid(m, prefix, gh, gw), image, title));
+        const MixerContext& at = call.context;
+        if (at.has_grid())
+          grids.panels.push_back(
+              overlay_panel(attention_to_grid(m, at.prefix_tokens, at.grid_height, at.grid_width), image, title));
         matrices.panels.push_back(matrix_panel(m, title));
       }
       if (all.empty()) continue;  // the chosen layers have no mixer call
-      save_npy(out + "/arrays/mixing_" + tag + ".npy", torch::stack(all));
+      bool same_size = true;
+      for (const auto& m : all) same_size = same_size && m.sizes() == all.front().sizes();
+      if (same_size)
+        save_npy(out + "/arrays/mixing_" + tag + ".npy", torch::stack(all));
+      else  // stages of different resolution: one array per layer
+        for (std::size_t i = 0; i < all.size(); ++i)
+          save_npy(out + "/arrays/mixing_" + tag + "_layer" + std::to_string(drawn[i]) + ".npy", all[i]);
       if (on_grid) {
         render(grids, tag + "_mixing_grid");
         page.picture(tag + "_mixing_grid.png", "effective mixing, per layer, over the image");

@@ -5,9 +5,9 @@
 //   z_0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos
 //   z_l = block_l(z_{l-1}),  l = 1..depth      (registry kind "block", default prenorm)
 //   y   = LN(z_L^0)  (pool=cls)   or   LN(mean_i z_L^i)  (pool=mean, timm's fc_norm)
-// The patch embedding E is a Conv2d with kernel = stride = patch. Positions: learned
-// (trunc-normal std 0.02), fixed 2-D sin-cos (MAE, arXiv:2111.06377; a buffer, not a
-// parameter) or none. Stochastic depth rises linearly from 0 at the first block to drop_path
+// The patch embedding is stem/patch's (blocks/stems/patch.h), with a class token when pool=cls.
+// This is the wave-1 backbone, kept for C++ callers and its parameter names; experiments use the
+// model preset `vit` (blocks/models/vit.cpp), which composes the same parts and equals it bit for bit. Stochastic depth rises linearly from 0 at the first block to drop_path
 // at the last (Huang et al. 2016, arXiv:1603.09382; as in DeiT/timm). Initialisation as timm's
 // reference ViT: Linear weights trunc-normal std 0.02, biases 0, LayerNorm 1/0, class token
 // normal std 1e-6, the patch Conv2d keeps PyTorch's default.
@@ -18,6 +18,7 @@
 
 #include "blocks/common/weight_decay.h"
 #include "blocks/interfaces.h"
+#include "blocks/stems/patch.h"
 #include "registry/options_schema.h"
 
 namespace blocklab {
@@ -43,13 +44,11 @@ class VitImpl : public BackboneImpl, public DeclaresNoWeightDecay {
   torch::Tensor forward(const torch::Tensor& images, AttentionProbe* probe = nullptr) override;
   std::int64_t feature_dim() const override { return options_.dim(); }
   const VitOptions& options() const { return options_; }
-  std::int64_t grid_height() const { return grid_h_; }
-  std::int64_t grid_width() const { return grid_w_; }
-  std::int64_t prefix_tokens() const { return cls_token.defined() ? 1 : 0; }
+  std::int64_t grid_height() const { return patches.grid_h; }
+  std::int64_t grid_width() const { return patches.grid_w; }
+  std::int64_t prefix_tokens() const { return patches.prefix(); }
 
-  torch::nn::Conv2d patch_embed{nullptr};
-  torch::Tensor cls_token;  // [1, 1, dim] with pool=cls
-  torch::Tensor pos_embed;  // [1, prefix + grid, dim]: a parameter (learned) or a buffer (sinusoidal)
+  PatchEmbedding patches;  // patch_embed, cls_token (pool=cls), pos_embed: stem/patch's tensors
   torch::nn::ModuleList block_list{nullptr};
   std::vector<Block> blocks;
   torch::nn::LayerNorm norm{nullptr};
@@ -58,7 +57,6 @@ class VitImpl : public BackboneImpl, public DeclaresNoWeightDecay {
   // "model.blocks.2 (attention/softmax)", for errors raised inside block i.
   std::string layer_name(std::size_t i) const;
   VitOptions options_;
-  std::int64_t image_h_, image_w_, grid_h_, grid_w_;
 };
 TORCH_MODULE(Vit);
 

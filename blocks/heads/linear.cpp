@@ -7,6 +7,10 @@ namespace blocklab {
 
 LinearHeadImpl::LinearHeadImpl(std::int64_t in_dim, std::int64_t outputs, const LinearHeadOptions& options)
     : options_(options) {
+  if (options.tie()) {
+    bias = register_parameter("bias", torch::zeros({outputs}));
+    return;
+  }
   fc = register_module("fc", torch::nn::Linear(in_dim, outputs));
   torch::NoGradGuard no_grad;
   if (options.init_zero())
@@ -16,9 +20,18 @@ LinearHeadImpl::LinearHeadImpl(std::int64_t in_dim, std::int64_t outputs, const 
   fc->bias.zero_();
 }
 
+void LinearHeadImpl::tie(const torch::Tensor& embedding) {
+  TORCH_CHECK(options_.tie() && embedding.dim() == 2 && embedding.size(0) == bias.size(0),
+              "linear head: tie needs an embedding [", bias.size(0), ", D], got ", embedding.sizes());
+  tied = embedding;
+}
+
 torch::Tensor LinearHeadImpl::forward(const torch::Tensor& features) {
   const double p = options_.drop();
-  return fc->forward(p > 0.0 ? torch::dropout(features, p, is_training()) : features);
+  const torch::Tensor x = p > 0.0 ? torch::dropout(features, p, is_training()) : features;
+  if (!options_.tie()) return fc->forward(x);
+  TORCH_CHECK(tied.defined(), "linear head: tie is on but no embedding was tied (build it within a model)");
+  return torch::nn::functional::linear(x, tied, bias);
 }
 
 const OptionsSchema<LinearHeadOptions>& linear_head_schema() {
@@ -26,6 +39,7 @@ const OptionsSchema<LinearHeadOptions>& linear_head_schema() {
     OptionsSchema<LinearHeadOptions> s;
     rate(BLOCKLAB_OPTION(s, drop, "dropout on the features before the linear layer (default 0)"));
     BLOCKLAB_OPTION(s, init_zero, "zero weights and bias at init (default false: trunc-normal std 0.02)");
+    BLOCKLAB_OPTION(s, tie, "weight = the token stem's embedding, for language models (default false)");
     return s;
   }();
   return schema;

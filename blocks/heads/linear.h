@@ -6,10 +6,13 @@
 // Init: W trunc-normal std 0.02, b = 0 (timm's ViT head); init_zero: W = 0 and b = 0 (the
 // paper's zero-initialised head for fine-tuning).
 //
-// Shape contract: features [B, D] -> outputs [B, K].
+// tie (Press & Wolf 2017, arXiv:1608.05859): W is the token stem's embedding E [K, D], so a
+// language-model head predicts token k with the vector that embeds it; the bias stays the head's.
+//
+// Shape contract: features [B, D] -> outputs [B, K], or every token [B, N, D] -> [B, N, K].
 #pragma once
 
-#include "blocks/interfaces.h"
+#include "blocks/model.h"
 #include "registry/options_schema.h"
 
 namespace blocklab {
@@ -17,15 +20,20 @@ namespace blocklab {
 struct LinearHeadOptions {
   TORCH_ARG(double, drop) = 0.0;       // dropout before the linear layer (default 0)
   TORCH_ARG(bool, init_zero) = false;  // zero weights and bias at init (default false)
+  TORCH_ARG(bool, tie) = false;        // weight = the token stem's embedding (default false)
 };
 
-class LinearHeadImpl : public HeadImpl {
+class LinearHeadImpl : public HeadImpl, public TiesEmbedding {
  public:
   LinearHeadImpl(std::int64_t in_dim, std::int64_t outputs, const LinearHeadOptions& options = {});
   torch::Tensor forward(const torch::Tensor& features) override;
   const LinearHeadOptions& options() const { return options_; }
+  bool wants_tie() const override { return options_.tie(); }
+  // With tie: the weight is `embedding` [outputs, in_dim] (the stem owns it); only the bias is the head's.
+  void tie(const torch::Tensor& embedding) override;
 
-  torch::nn::Linear fc{nullptr};
+  torch::nn::Linear fc{nullptr};  // without tie
+  torch::Tensor bias, tied;       // with tie: bias [outputs] and the stem's embedding
 
  private:
   LinearHeadOptions options_;

@@ -23,7 +23,7 @@ Schema classify_schema() {
     ls.min = 0.0, ls.max = 1.0;
   });
   Schema s;
-  s.add_component("model", "backbone", "vit", "the network from images to features");
+  s.add_component("model", "model", "vit", "the network: stem -> stack -> norm -> pool (blocks/model.h)");
   s.add_component("head", "head", "linear", "features to class logits");
   s.add_component("dataset", "dataset", "fashion-mnist", "data, splits and augmentation");
   add_loop_sections(s, std::move(trainer));

@@ -1,0 +1,61 @@
+#include "blocks/stems/tokens.h"
+
+#include "blocks/common/options.h"
+
+namespace blocklab {
+
+TokenStemImpl::TokenStemImpl(const StemArgs& args, const TokenStemOptions& options) : options_(options) {
+  const std::int64_t vocabulary =
+      size_from_option_or_data(options.vocabulary(), args.inputs.vocabulary, {}, "stem/tokens", "vocabulary");
+  length_ = size_from_option_or_data(options.length(), args.inputs.length, {}, "stem/tokens", "length");
+  embed = register_module("embed", torch::nn::Embedding(vocabulary, args.dim));
+  positions = SequencePositions(*this, options.pos() == "learned", length_, args.dim);
+}
+
+void TokenStemImpl::init_weights() {
+  torch::NoGradGuard no_grad;
+  embed->weight.normal_(0.0, 0.02);
+  positions.init();
+}
+
+Tokens TokenStemImpl::forward(const torch::Tensor& ids, const torch::Tensor& lengths) {
+  TORCH_CHECK(ids.dim() == 2 && ids.scalar_type() == torch::kLong && ids.size(1) <= length_,
+              "stem/tokens: expected ids [B, N <= ", length_, "] (int64), got ", ids.sizes(), " ", ids.scalar_type());
+  return {positions.add(embed->forward(ids)), sequence_layout(options_.causal(), lengths)};
+}
+
+const OptionsSchema<TokenStemOptions>& token_stem_schema() {
+  static const auto schema = [] {
+    using O = TokenStemOptions;
+    OptionsSchema<O> s;
+    BLOCKLAB_OPTION(s, vocabulary, "token ids in [0, vocabulary); 0 = from the data (default)").min = 0;
+    BLOCKLAB_OPTION(s, length, "longest sequence (position table); 0 = from the data (default)").min = 0;
+    s.choice(
+        "pos", {"learned", "none"}, "positions: learned table (default) or none (mixers with their own)",
+        [](O& o, const std::string& v) { o.pos(v); }, [](const O& o) { return o.pos(); });
+    BLOCKLAB_OPTION(s, causal, "each token sees only earlier ones (default true: language models)");
+    return s;
+  }();
+  return schema;
+}
+
+namespace {
+
+BLOCKLAB_REGISTER(stem_registry(),
+                  BLOCKLAB_ENTRY("stem/tokens")
+                      .summary("token ids [B,N] as embeddings [B,N,C] with learned positions; causal by default")
+                      .paper("Attention Is All You Need (Vaswani et al., 2017), arXiv:1706.03762; tying: Using the "
+                             "Output Embedding to Improve Language Models (Press & Wolf, 2017), arXiv:1608.05859")
+                      .equation("z0[n] = E[id_n] + P[n]")
+                      .schema(token_stem_schema().schema())
+                      .example("{vocabulary: 11, length: 9}"),
+                  [](const ConfigNode& params, const StemArgs& args) -> Stem {
+                    const auto options = bind_options(token_stem_schema(), params);
+                    size_from_option_or_data(options.vocabulary(), args.inputs.vocabulary, params, "stem/tokens",
+                                             "vocabulary");
+                    size_from_option_or_data(options.length(), args.inputs.length, params, "stem/tokens", "length");
+                    return std::make_shared<TokenStemImpl>(args, options);
+                  });
+
+}  // namespace
+}  // namespace blocklab

@@ -1,0 +1,49 @@
+// stem/tokens: token ids as embeddings, the input of language models.
+//
+// Papers: "Attention Is All You Need" (Vaswani et al., 2017, arXiv:1706.03762, §3.4) and GPT-2
+// ("Language Models are Unsupervised Multitask Learners", Radford et al., 2019):
+//   z_0[n] = E[id_n] + P[n]
+// E [vocabulary, dim] normal std 0.02 and P [length, dim] learned (normal std 0.02) or none
+// (for mixers with their own positions). A per-token head may tie its weight to E (Press & Wolf
+// 2017, arXiv:1608.05859): embedding() hands it over.
+//
+// Shape contract: ids [B, N] (int64, N <= length) -> tokens [B, N, dim]; layout: no grid, no
+// prefix, causal as configured (default true), the batch's lengths when padded.
+#pragma once
+
+#include "blocks/common/weight_decay.h"
+#include "blocks/model.h"
+#include "blocks/stems/sequence.h"
+#include "registry/options_schema.h"
+
+namespace blocklab {
+
+struct TokenStemOptions {
+  TORCH_ARG(std::int64_t, vocabulary) = 0;  // token ids in [0, vocabulary); 0 = from the data (default)
+  TORCH_ARG(std::int64_t, length) = 0;      // longest sequence; 0 = from the data (default)
+  TORCH_ARG(std::string, pos) = "learned";  // learned | none (default learned)
+  TORCH_ARG(bool, causal) = true;           // tokens see only earlier tokens (default true: language models)
+};
+
+class TokenStemImpl : public StemImpl, public DeclaresNoWeightDecay {
+ public:
+  TokenStemImpl(const StemArgs& args, const TokenStemOptions& options = {});
+  Tokens forward(const torch::Tensor& ids, const torch::Tensor& lengths = {}) override;
+  std::int64_t tokens() const override { return length_; }
+  MixerContext layout() const override { return sequence_layout(options_.causal()); }
+  void init_weights() override;
+  torch::Tensor embedding() const override { return embed->weight; }
+  std::vector<std::string> no_weight_decay() const override { return positions.no_weight_decay(); }
+
+  torch::nn::Embedding embed{nullptr};
+  SequencePositions positions;  // pos_embed [1, N, dim] with pos=learned
+
+ private:
+  TokenStemOptions options_;
+  std::int64_t length_;
+};
+TORCH_MODULE(TokenStem);
+
+const OptionsSchema<TokenStemOptions>& token_stem_schema();
+
+}  // namespace blocklab

@@ -1,7 +1,10 @@
 // blocklab bench vit: training throughput of the ViT in blocklab against the same model in
 // PyTorch Python (analysis/bench/vit_peer.py) on the same torch release, side by side.
-// Rounds alternate between the two so that machine noise hits both alike; the median of
-// the rounds is reported with the ratio.
+// blocklab bench masks: training throughput of the default ViT (experiments/conf/model/
+// vit_small.yaml) with plain fused softmax attention and with each additive mask (biases on the
+// fused path), as ratios to the plain one; the reference path is shown for comparison.
+// Rounds alternate between the runs so that machine noise hits them alike; the median of the
+// rounds is reported with the ratio.
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -22,6 +25,8 @@ struct BenchShape {
   int dim = 64, depth = 4, patch = 4, heads = 4, batch = 128, steps = 30, warmup = 5, threads = 2;
   double mlp_ratio = 2.0;
   bool breakdown = false;
+  std::string pool = "cls";
+  std::string mixer_extra;  // more options of the attention/softmax mixer, e.g. ", mask: {type: mask/alibi}"
 };
 
 class BenchModel : public torch::nn::Module {
@@ -36,8 +41,8 @@ std::pair<double, std::int64_t> blocklab_images_per_second(const BenchShape& s) 
   at::set_num_threads(s.threads);
   torch::manual_seed(0);
   std::ostringstream cfg;
-  cfg << "{type: vit, patch: " << s.patch << ", dim: " << s.dim << ", depth: " << s.depth
-      << ", pool: cls, pos: learned, drop_path: 0.0, mixer: {type: attention/softmax, heads: " << s.heads
+  cfg << "{type: vit, patch: " << s.patch << ", dim: " << s.dim << ", depth: " << s.depth << ", pool: " << s.pool
+      << ", pos: learned, drop_path: 0.0, mixer: {type: attention/softmax, heads: " << s.heads << s.mixer_extra
       << "}, channel: {type: mlp, ratio: " << format_double(s.mlp_ratio) << "}}";
   auto backbone = backbone_registry().create(parse_yaml(cfg.str(), "bench"), BackboneArgs{1, 28, 28});
   auto head = head_registry().create(parse_yaml("{type: linear}", "bench"), backbone->feature_dim(), 10);
@@ -70,17 +75,17 @@ std::pair<double, std::int64_t> blocklab_images_per_second(const BenchShape& s) 
   for (int i = 0; i < s.steps; ++i) step();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (s.breakdown)
-    std::printf("  blocklab per step: forward %.2f ms, backward %.2f ms, optimizer %.2f ms\n", 1e3 * forward_s / s.steps,
-                1e3 * backward_s / s.steps, 1e3 * optimizer_s / s.steps);
+    std::printf("  blocklab per step: forward %.2f ms, backward %.2f ms, optimizer %.2f ms\n",
+                1e3 * forward_s / s.steps, 1e3 * backward_s / s.steps, 1e3 * optimizer_s / s.steps);
   return {s.batch * s.steps / seconds, params};
 }
 
 std::pair<double, std::int64_t> python_images_per_second(const BenchShape& s) {
   std::ostringstream cmd;
   cmd << "'" << BLOCKLAB_PYTHON << "' '" << BLOCKLAB_SOURCE_DIR << "/analysis/bench/vit_peer.py'"
-      << " --dim " << s.dim << " --depth " << s.depth << " --patch " << s.patch << " --heads " << s.heads
-      << " --batch " << s.batch << " --steps " << s.steps << " --warmup " << s.warmup << " --threads " << s.threads
-      << " --mlp-ratio " << s.mlp_ratio << " 2>&1";
+      << " --dim " << s.dim << " --depth " << s.depth << " --patch " << s.patch << " --heads " << s.heads << " --batch "
+      << s.batch << " --steps " << s.steps << " --warmup " << s.warmup << " --threads " << s.threads << " --mlp-ratio "
+      << s.mlp_ratio << " 2>&1";
   std::string out;
   FILE* pipe = popen(cmd.str().c_str(), "r");
   if (!pipe) throw std::runtime_error("cannot start the Python peer");
@@ -100,6 +105,31 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+// The default ViT with plain fused softmax attention and with each additive mask, side by side.
+int bench_masks(BenchShape s, int rounds) {
+  s.pool = "mean";  // experiments/conf/model/vit_small.yaml: 7x7 patches of 4x4 pixels, mean pooling
+  const std::vector<std::pair<std::string, std::string>> variants = {
+      {"softmax (fused)", ""},
+      {"softmax (reference path)", ", fused: false"},
+      {"mask/alibi", ", mask: {type: mask/alibi}"},
+      {"mask/rel-pos-2d", ", mask: {type: mask/rel-pos-2d}"},
+      {"mask/retnet-decay", ", mask: {type: mask/retnet-decay}"},
+  };
+  std::vector<std::vector<double>> rates(variants.size());
+  for (int r = 0; r < rounds; ++r)
+    for (std::size_t i = 0; i < variants.size(); ++i) {
+      s.mixer_extra = variants[i].second;
+      rates[i].push_back(blocklab_images_per_second(s).first);
+    }
+  std::printf("vit dim %d depth %d patch %d heads %d mlp %.2g pool mean batch %d threads %d (torch %s)\n", s.dim,
+              s.depth, s.patch, s.heads, s.mlp_ratio, s.batch, s.threads, BLOCKLAB_TORCH_VERSION);
+  const double base = median(rates[0]);
+  std::printf("%-26s %12s %8s   (training images/s, median of %d rounds)\n", "attention", "images/s", "ratio", rounds);
+  for (std::size_t i = 0; i < variants.size(); ++i)
+    std::printf("%-26s %12.1f %7.2fx\n", variants[i].first.c_str(), median(rates[i]), median(rates[i]) / base);
+  return 0;
+}
+
 int bench_command(const std::vector<std::string>& args) {
   po::options_description opts("Options");
   BenchShape s;
@@ -112,9 +142,12 @@ int bench_command(const std::vector<std::string>& args) {
   };
   int rounds = 3;
   const std::vector<IntOption> ints = {
-      {"dim", "embedding width", &s.dim, 1, 4096},          {"depth", "blocks", &s.depth, 1, 64},
-      {"patch", "patch size (divides 28)", &s.patch, 1, 28}, {"heads", "attention heads (divide --dim)", &s.heads, 1, 256},
-      {"batch", "images per step", &s.batch, 1, 65536},      {"steps", "timed steps per round", &s.steps, 1, 100000},
+      {"dim", "embedding width", &s.dim, 1, 4096},
+      {"depth", "blocks", &s.depth, 1, 64},
+      {"patch", "patch size (divides 28)", &s.patch, 1, 28},
+      {"heads", "attention heads (divide --dim)", &s.heads, 1, 256},
+      {"batch", "images per step", &s.batch, 1, 65536},
+      {"steps", "timed steps per round", &s.steps, 1, 100000},
       {"warmup", "untimed steps per round", &s.warmup, 0, 100000},
       {"threads", "CPU threads (both sides; 2 = the experiments' default)", &s.threads, 1, 256},
       {"rounds", "alternating rounds; the median is reported", &rounds, 1, 1000}};
@@ -129,21 +162,30 @@ int bench_command(const std::vector<std::string>& args) {
   const auto cl = parse_command_line("bench", args, opts);
   if (cl.vars.count("help") || cl.positional.empty()) {
     std::cout << command_help("bench", "vit [options]",
-                              "Trains the ViT for a few steps in blocklab and in PyTorch Python (same torch, same "
-                              "model, optimizer, batch and threads) and prints images/s and the ratio.",
+                              "vit: trains the ViT for a few steps in blocklab and in PyTorch Python (same torch, same "
+                              "model, optimizer, batch and threads) and prints images/s and the ratio. masks: trains "
+                              "the default ViT (pool mean) with plain fused softmax attention and with each additive "
+                              "mask, and prints images/s and the ratios to the plain one.",
                               opts,
-                              "Examples:\n  blocklab bench vit\n  blocklab bench vit --dim 32 --depth 2 --batch 32\n");
+                              "Examples:\n  blocklab bench vit\n  blocklab bench vit --dim 32 --depth 2 --batch 32\n"
+                              "  blocklab bench masks --rounds 5\n");
     return cl.vars.count("help") ? 0 : 2;
   }
-  if (cl.positional.size() > 1) throw UsageError("blocklab bench: name one benchmark (vit), not " + std::to_string(cl.positional.size()));
-  if (cl.positional[0] != "vit") throw UsageError("blocklab bench: unknown benchmark '" + cl.positional[0] + "' (known: vit)");
-  for (const IntOption& o : ints) *o.value = static_cast<int>(integer_option(cl, "bench", o.name, o.lo, o.hi, *o.value));
+  if (cl.positional.size() > 1)
+    throw UsageError("blocklab bench: name one benchmark (vit or masks), not " + std::to_string(cl.positional.size()));
+  if (cl.positional[0] != "vit" && cl.positional[0] != "masks")
+    throw UsageError("blocklab bench: unknown benchmark '" + cl.positional[0] + "' (known: vit, masks)");
+  for (const IntOption& o : ints)
+    *o.value = static_cast<int>(integer_option(cl, "bench", o.name, o.lo, o.hi, *o.value));
   if (!(s.mlp_ratio > 0 && s.mlp_ratio <= 16))
     throw UsageError("blocklab bench: --mlp-ratio takes a number above 0 up to 16, not " + std::to_string(s.mlp_ratio));
   if (28 % s.patch != 0)
-    throw UsageError("blocklab bench: --patch " + std::to_string(s.patch) + " does not divide the 28-pixel images (1, 2, 4, 7, 14 or 28)");
+    throw UsageError("blocklab bench: --patch " + std::to_string(s.patch) +
+                     " does not divide the 28-pixel images (1, 2, 4, 7, 14 or 28)");
   if (s.dim % s.heads != 0)
-    throw UsageError("blocklab bench: --heads " + std::to_string(s.heads) + " does not divide --dim " + std::to_string(s.dim));
+    throw UsageError("blocklab bench: --heads " + std::to_string(s.heads) + " does not divide --dim " +
+                     std::to_string(s.dim));
+  if (cl.positional[0] == "masks") return bench_masks(s, rounds);
   std::vector<double> ours, peer;
   std::int64_t our_params = 0, peer_params = 0;
   for (int r = 0; r < rounds; ++r) {
@@ -154,8 +196,8 @@ int bench_command(const std::vector<std::string>& args) {
     std::printf("round %d: blocklab %.1f images/s, pytorch-python %.1f images/s\n", r + 1, a, b);
   }
   const double a = median(ours), b = median(peer);
-  std::printf("vit dim %d depth %d patch %d heads %d mlp %.2g batch %d threads %d (torch %s)\n", s.dim, s.depth, s.patch,
-              s.heads, s.mlp_ratio, s.batch, s.threads, BLOCKLAB_TORCH_VERSION);
+  std::printf("vit dim %d depth %d patch %d heads %d mlp %.2g batch %d threads %d (torch %s)\n", s.dim, s.depth,
+              s.patch, s.heads, s.mlp_ratio, s.batch, s.threads, BLOCKLAB_TORCH_VERSION);
   std::printf("parameters: blocklab %lld, pytorch-python %lld%s\n", static_cast<long long>(our_params),
               static_cast<long long>(peer_params), our_params == peer_params ? "" : "  (MISMATCH: not the same model)");
   std::printf("images/s (median of %d): blocklab %.1f, pytorch-python %.1f, ratio %.2fx\n", rounds, a, b, a / b);
@@ -163,7 +205,8 @@ int bench_command(const std::vector<std::string>& args) {
 }
 
 const bool registered = CommandRegistry::instance().add(
-    {"bench", "benchmarks against a peer run side by side (e.g. vit vs PyTorch Python)", bench_command, 90});
+    {"bench", "benchmarks run side by side (vit vs PyTorch Python; the ViT with each additive mask)", bench_command,
+     90});
 
 }  // namespace
 }  // namespace blocklab

@@ -209,7 +209,8 @@ TEST_CASE("describe attention/softmax: summary, paper, equation and schema", "[b
   CHECK(e.paper.find("arXiv:1706.03762") != std::string::npos);
   CHECK(e.equation.find("softmax(Q K^T / sqrt(d)) V") != std::string::npos);
   CHECK(e.defined_at.find("blocks/attention/softmax.cpp") != std::string::npos);
-  CHECK(e.schema.names() == std::vector<std::string>{"heads", "qkv_bias", "attn_drop", "proj_drop", "mask", "fused"});
+  CHECK(e.schema.names() == std::vector<std::string>{"heads", "qkv_bias", "attn_drop", "proj_drop", "mask", "kv_heads",
+                                                     "head_dim", "qk_norm", "rotary", "rotary_base", "gate", "fused"});
   const ParamSpec* heads = e.schema.find("heads");
   REQUIRE(heads != nullptr);
   CHECK(heads->type == ParamType::Int);

@@ -9,7 +9,8 @@ namespace blocklab {
 
 MixerCapabilities GpsaImpl::capabilities() const {
   auto c = MultiHeadAttentionImpl::capabilities();
-  c.causal = false;  // positional attention spans the whole 2-D grid
+  c.causal = false;            // positional attention spans the whole 2-D grid
+  c.variable_lengths = false;  // and its padded cells
   return c;
 }
 
@@ -26,7 +27,9 @@ GpsaImpl::GpsaImpl(std::int64_t dim, const GpsaOptions& options, const MultiHead
   trunc_normal_(pos_weight, 0.02);
   if (!options.local_init()) return;
   torch::NoGradGuard no_grad;
-  qkv->weight.narrow(0, 2 * dim, dim).copy_(torch::eye(dim));  // W_v = I
+  // W_v = I (when the values are as wide as the input: kv_heads d = dim).
+  const auto rows = qkv->weight.size(0), value_rows = (rows - heads() * head_dim()) / 2;
+  if (value_rows == dim) qkv->weight.narrow(0, rows - dim, dim).copy_(torch::eye(dim));
   const auto s = static_cast<std::int64_t>(std::floor(std::sqrt(static_cast<double>(h)) + 1e-9));
   const double c = s % 2 == 0 ? (static_cast<double>(s) - 1.0) / 2.0 : static_cast<double>(s / 2);
   for (std::int64_t h1 = 0; h1 < s; ++h1)
@@ -87,18 +90,17 @@ const OptionsSchema<GpsaOptions>& gpsa_schema() {
 namespace {
 
 BLOCKLAB_REGISTER(mixer_registry(),
-                  EntryInfo{GpsaImpl::kKey,
-                            "gated positional self-attention (ConViT): content and 2-D positional "
-                            "softmaxes mixed by a learned gate per head",
-                            "ConViT: Improving Vision Transformers with Soft Convolutional Inductive Biases (d'Ascoli "
-                            "et al., 2021), arXiv:2103.10697",
-                            "((1 - sigma(l_h)) softmax(Q K^T / sqrt(d)) + sigma(l_h) softmax(r_ij . w_h + b_h)) V, "
-                            "r_ij = (dx, dy, dx^2 + dy^2)",
-                            gpsa_schema().schema(), "{heads: 4}", __FILE__},
-                  [](const ConfigNode& params, const MixerArgs& args) -> TokenMixer {
-                    const auto options = bind_options(gpsa_schema(), params);
-                    check_heads(args.dim, options.heads(), params);
-                    return std::make_shared<GpsaImpl>(args.dim, options, multi_head_config(options, params, args));
+                  BLOCKLAB_ENTRY(GpsaImpl::kKey)
+                      .summary("gated positional self-attention (ConViT): content and 2-D positional "
+                               "softmaxes mixed by a learned gate per head")
+                      .paper("ConViT: Improving Vision Transformers with Soft Convolutional Inductive Biases (d'Ascoli "
+                             "et al., 2021), arXiv:2103.10697")
+                      .equation("((1 - sigma(l_h)) softmax(Q K^T / sqrt(d)) + sigma(l_h) softmax(r_ij . w_h + b_h)) V, "
+                                "r_ij = (dx, dy, dx^2 + dy^2)")
+                      .schema(gpsa_schema().schema())
+                      .example("{heads: 4}"),
+                  [](const ConfigNode& params, const MixerArgs& args) {
+                    return make_attention<GpsaImpl>(gpsa_schema(), params, args);
                   });
 
 }  // namespace

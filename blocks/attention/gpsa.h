@@ -29,16 +29,13 @@
 // over the whole 2-D grid (capabilities().causal is false; a causal context is rejected).
 #pragma once
 
-#include "blocks/common/weight_decay.h"
 #include "blocks/common/multi_head.h"
+#include "blocks/common/weight_decay.h"
 
 namespace blocklab {
 
-struct GpsaOptions {
-  TORCH_ARG(std::int64_t, heads) = 4;          // attention heads (default 4); dim % heads == 0
-  TORCH_ARG(bool, qkv_bias) = false;           // bias on the q/k/v projection (default false, as ConViT)
-  TORCH_ARG(double, attn_drop) = 0.0;          // dropout on the attention weights (default 0)
-  TORCH_ARG(double, proj_drop) = 0.0;          // dropout after the output projection (default 0)
+struct GpsaOptions : MultiHeadOptions<GpsaOptions> {
+  GpsaOptions() { qkv_bias(false); }           // no bias on the q/k/v projection by default, as ConViT
   TORCH_ARG(bool, local_init) = true;          // convolution-like init of the positional attention (default true)
   TORCH_ARG(double, locality_strength) = 1.0;  // alpha of the local init (default 1)
   TORCH_ARG(double, gate_init) = 1.0;          // initial lambda_h (default 1)

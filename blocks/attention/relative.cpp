@@ -52,26 +52,24 @@ const OptionsSchema<RelativeAttentionOptions>& relative_attention_schema() {
 
 namespace {
 
-BLOCKLAB_REGISTER(mixer_registry(),
-                  EntryInfo{RelativeAttentionImpl::kKey,
-                            "relative-position self-attention with the memory-efficient skew (Music Transformer)",
-                            "Music Transformer (Huang et al., 2018), arXiv:1809.04281",
-                            "softmax((Q K^T + skew(Q E_r^T)) / sqrt(d)) V, skew(Q E_r^T)[i,j] = q_i . E_{j-i}",
-                            relative_attention_schema().schema(), "{heads: 2}", __FILE__},
-                  [](const ConfigNode& params, const MixerArgs& args) -> TokenMixer {
-                    auto options = bind_options(relative_attention_schema(), params);
-                    check_heads(args.dim, options.heads(), params);
-                    if (options.max_relative_position() == 0) {
-                      if (args.max_tokens < 1)
-                        config_fail(params, "max_relative_position",
-                                    "attention/relative needs the longest sequence length to size its relative "
-                                    "embeddings, and the enclosing model gave none",
-                                    {"set max_relative_position, e.g. max_relative_position: 64"});
-                      options.max_relative_position(args.max_tokens);
-                    }
-                    return std::make_shared<RelativeAttentionImpl>(args.dim, options,
-                                                                   multi_head_config(options, params, args));
-                  });
+BLOCKLAB_REGISTER(
+    mixer_registry(),
+    BLOCKLAB_ENTRY(RelativeAttentionImpl::kKey)
+        .summary("relative-position self-attention with the memory-efficient skew (Music Transformer)")
+        .paper("Music Transformer (Huang et al., 2018), arXiv:1809.04281")
+        .equation("softmax((Q K^T + skew(Q E_r^T)) / sqrt(d)) V, skew(Q E_r^T)[i,j] = q_i . E_{j-i}")
+        .schema(relative_attention_schema().schema())
+        .example("{heads: 2}"),
+    [](const ConfigNode& params, const MixerArgs& args) -> TokenMixer {
+      auto options = bind_options(relative_attention_schema(), params);
+      if (options.max_relative_position() == 0)
+        options.max_relative_position(longest_sequence(
+            args, params, "max_relative_position", 1,
+            "attention/relative needs the longest sequence length to size its relative embeddings, and the enclosing "
+            "model gave none",
+            "set max_relative_position, e.g. max_relative_position: 64"));
+      return std::make_shared<RelativeAttentionImpl>(args.dim, options, multi_head_config(options, params, args));
+    });
 
 }  // namespace
 }  // namespace blocklab

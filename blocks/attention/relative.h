@@ -20,16 +20,12 @@
 // Parameters: the MHSA's plus h (2M-1) d (or (2M-1) d shared). Honours ctx.causal.
 #pragma once
 
-#include "blocks/common/weight_decay.h"
 #include "blocks/common/multi_head.h"
+#include "blocks/common/weight_decay.h"
 
 namespace blocklab {
 
-struct RelativeAttentionOptions {
-  TORCH_ARG(std::int64_t, heads) = 4;                  // attention heads (default 4); dim % heads == 0
-  TORCH_ARG(bool, qkv_bias) = true;                    // bias on the q/k/v projection (default true)
-  TORCH_ARG(double, attn_drop) = 0.0;                  // dropout on the attention weights (default 0)
-  TORCH_ARG(double, proj_drop) = 0.0;                  // dropout after the output projection (default 0)
+struct RelativeAttentionOptions : MultiHeadOptions<RelativeAttentionOptions> {
   TORCH_ARG(std::int64_t, max_relative_position) = 0;  // M: offsets |j - i| < M are learned (default 0 = the
                                                        // longest sequence, max_tokens)
   TORCH_ARG(bool, shared_heads) = false;               // one E_r for all heads (default false: per head)

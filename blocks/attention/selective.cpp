@@ -13,6 +13,12 @@ SelectiveAttentionImpl::SelectiveAttentionImpl(std::int64_t dim, const Selective
   if (options.value_temperature()) value_gate = register_parameter("value_gate", torch::zeros({heads(), head_dim()}));
 }
 
+MixerCapabilities SelectiveAttentionImpl::capabilities() const {
+  auto c = MultiHeadAttentionImpl::capabilities();
+  c.variable_lengths = false;  // the temperature counts every key, padding included (ln n_i)
+  return c;
+}
+
 torch::Tensor SelectiveAttentionImpl::query_temperatures(const torch::Tensor& q, bool causal) const {
   const auto n = q.size(-2);
   auto tau = torch::ones({1, 1, n, 1}, q.options());
@@ -60,22 +66,20 @@ const OptionsSchema<SelectiveAttentionOptions>& selective_attention_schema() {
 
 namespace {
 
-BLOCKLAB_REGISTER(mixer_registry(),
-                  EntryInfo{SelectiveAttentionImpl::kKey,
-                            "selective self-attention: softmax with learned per-query (position, token) and per-value "
-                            "temperatures",
-                            "Selective Attention: Enhancing Transformer through Principled Context Control (Zhang et "
-                            "al., 2024), arXiv:2411.12892",
-                            "softmax(tau_i q_i . k_j / sqrt(d)) (tau^v ⊙ V), tau_i = 1 + exp(-exp(beta)) ln n_i "
-                            "[+ tanh(u . q_i)]",
-                            selective_attention_schema().schema(),
-                            "{heads: 2, query_temperature: true, value_temperature: true}", __FILE__},
-                  [](const ConfigNode& params, const MixerArgs& args) -> TokenMixer {
-                    const auto options = bind_options(selective_attention_schema(), params);
-                    check_heads(args.dim, options.heads(), params);
-                    return std::make_shared<SelectiveAttentionImpl>(args.dim, options,
-                                                                    multi_head_config(options, params, args));
-                  });
+BLOCKLAB_REGISTER(
+    mixer_registry(),
+    BLOCKLAB_ENTRY(SelectiveAttentionImpl::kKey)
+        .summary("selective self-attention: softmax with learned per-query (position, token) and per-value "
+                 "temperatures")
+        .paper("Selective Attention: Enhancing Transformer through Principled Context Control (Zhang et "
+               "al., 2024), arXiv:2411.12892")
+        .equation("softmax(tau_i q_i . k_j / sqrt(d)) (tau^v ⊙ V), tau_i = 1 + exp(-exp(beta)) ln n_i "
+                  "[+ tanh(u . q_i)]")
+        .schema(selective_attention_schema().schema())
+        .example("{heads: 2, query_temperature: true, value_temperature: true}"),
+    [](const ConfigNode& params, const MixerArgs& args) {
+      return make_attention<SelectiveAttentionImpl>(selective_attention_schema(), params, args);
+    });
 
 }  // namespace
 }  // namespace blocklab

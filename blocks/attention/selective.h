@@ -28,11 +28,7 @@
 
 namespace blocklab {
 
-struct SelectiveAttentionOptions {
-  TORCH_ARG(std::int64_t, heads) = 4;            // attention heads (default 4); dim % heads == 0
-  TORCH_ARG(bool, qkv_bias) = true;              // bias on the q/k/v projection (default true)
-  TORCH_ARG(double, attn_drop) = 0.0;            // dropout on the attention weights (default 0)
-  TORCH_ARG(double, proj_drop) = 0.0;            // dropout after the output projection (default 0)
+struct SelectiveAttentionOptions : MultiHeadOptions<SelectiveAttentionOptions> {
   TORCH_ARG(bool, position_temperature) = true;  // tau_i = 1 + exp(-exp(beta)) ln n_i (default true)
   TORCH_ARG(double, beta) = 1.5;                 // initial beta (default 1.5)
   TORCH_ARG(bool, query_temperature) = false;    // + tanh(u_h . q_i) (default false)
@@ -45,6 +41,7 @@ class SelectiveAttentionImpl : public MultiHeadAttentionImpl {
   explicit SelectiveAttentionImpl(std::int64_t dim, const SelectiveAttentionOptions& options = {});
   SelectiveAttentionImpl(std::int64_t dim, const SelectiveAttentionOptions& options, const MultiHeadConfig& config);
   const SelectiveAttentionOptions& options() const { return options_; }
+  MixerCapabilities capabilities() const override;
 
   // The query temperatures tau [B|1, h|1, N, 1] for queries q [B, h, N, d].
   torch::Tensor query_temperatures(const torch::Tensor& q, bool causal) const;

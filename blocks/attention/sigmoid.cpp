@@ -23,21 +23,12 @@ SigmoidAttentionImpl::SigmoidAttentionImpl(std::int64_t dim, const SigmoidAttent
     const double init = config.max_tokens > 0 ? -std::log(static_cast<double>(config.max_tokens)) : options.bias();
     learned_bias = register_parameter("learned_bias", torch::full({}, init));
   }
-  if (options.qk_norm()) {
-    q_norm = register_module("q_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({head_dim()}).eps(1e-6)));
-    k_norm = register_module("k_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({head_dim()}).eps(1e-6)));
-  }
 }
 
 torch::Tensor SigmoidAttentionImpl::logit_bias(std::int64_t tokens) const {
   if (learned_bias.defined()) return learned_bias;
   const double b = options_.bias_mode() == "constant" ? options_.bias() : -std::log(static_cast<double>(tokens));
   return torch::scalar_tensor(b, torch::kFloat64);
-}
-
-torch::Tensor SigmoidAttentionImpl::scores(const torch::Tensor& q, const torch::Tensor& k, const MixerContext& ctx) {
-  if (!q_norm) return MultiHeadAttentionImpl::scores(q, k, ctx);
-  return torch::matmul(q_norm->forward(q) * scale(), k_norm->forward(k).transpose(-2, -1));
 }
 
 torch::Tensor SigmoidAttentionImpl::normalise(const torch::Tensor& s, const MixerContext&) {
@@ -56,7 +47,6 @@ const OptionsSchema<SigmoidAttentionOptions>& sigmoid_attention_schema() {
         "initialised at -ln max_tokens (learned)",
         [](O& o, const std::string& v) { o.bias_mode(v); }, [](const O& o) { return o.bias_mode(); });
     BLOCKLAB_OPTION(s, bias, "b for bias_mode constant (default -10, the official configs' value)");
-    BLOCKLAB_OPTION(s, qk_norm, "LayerNorm over the head width on q and k, the paper's stabiliser (default false)");
     return s;
   }();
   return schema;
@@ -64,19 +54,18 @@ const OptionsSchema<SigmoidAttentionOptions>& sigmoid_attention_schema() {
 
 namespace {
 
-BLOCKLAB_REGISTER(mixer_registry(),
-                  EntryInfo{SigmoidAttentionImpl::kKey,
-                            "sigmoid self-attention: elementwise sigmoid with bias -ln n instead of the softmax",
-                            "Theory, Analysis, and Best Practices for Sigmoid Self-Attention (Ramapuram et al., 2024), "
-                            "arXiv:2409.04431",
-                            "sigmoid(Q K^T / sqrt(d) + b) V, b = -ln n, no normalisation over keys",
-                            sigmoid_attention_schema().schema(), "{heads: 2}", __FILE__},
-                  [](const ConfigNode& params, const MixerArgs& args) -> TokenMixer {
-                    const auto options = bind_options(sigmoid_attention_schema(), params);
-                    check_heads(args.dim, options.heads(), params);
-                    return std::make_shared<SigmoidAttentionImpl>(args.dim, options,
-                                                                  multi_head_config(options, params, args));
-                  });
+BLOCKLAB_REGISTER(
+    mixer_registry(),
+    BLOCKLAB_ENTRY(SigmoidAttentionImpl::kKey)
+        .summary("sigmoid self-attention: elementwise sigmoid with bias -ln n instead of the softmax")
+        .paper("Theory, Analysis, and Best Practices for Sigmoid Self-Attention (Ramapuram et al., 2024), "
+               "arXiv:2409.04431")
+        .equation("sigmoid(Q K^T / sqrt(d) + b) V, b = -ln n, no normalisation over keys")
+        .schema(sigmoid_attention_schema().schema())
+        .example("{heads: 2}"),
+    [](const ConfigNode& params, const MixerArgs& args) {
+      return make_attention<SigmoidAttentionImpl>(sigmoid_attention_schema(), params, args);
+    });
 
 }  // namespace
 }  // namespace blocklab

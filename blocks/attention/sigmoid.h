@@ -19,14 +19,9 @@
 
 namespace blocklab {
 
-struct SigmoidAttentionOptions {
-  TORCH_ARG(std::int64_t, heads) = 4;               // attention heads (default 4); dim % heads == 0
-  TORCH_ARG(bool, qkv_bias) = true;                 // bias on the q/k/v projection (default true)
-  TORCH_ARG(double, attn_drop) = 0.0;               // dropout on the attention weights (default 0)
-  TORCH_ARG(double, proj_drop) = 0.0;               // dropout after the output projection (default 0)
+struct SigmoidAttentionOptions : MultiHeadOptions<SigmoidAttentionOptions> {
   TORCH_ARG(std::string, bias_mode) = "neg_log_n";  // neg_log_n (default), constant or learned
   TORCH_ARG(double, bias) = -10.0;                  // b for bias_mode constant (default -10)
-  TORCH_ARG(bool, qk_norm) = false;                 // LayerNorm on q and k per head (default false)
 };
 
 class SigmoidAttentionImpl : public MultiHeadAttentionImpl {
@@ -39,12 +34,10 @@ class SigmoidAttentionImpl : public MultiHeadAttentionImpl {
   // The bias b added to the logits of a sequence of `tokens` tokens.
   torch::Tensor logit_bias(std::int64_t tokens) const;
 
-  torch::Tensor learned_bias;                             // [] (bias_mode learned)
-  torch::nn::LayerNorm q_norm{nullptr}, k_norm{nullptr};  // over d (qk_norm)
+  torch::Tensor learned_bias;  // [] (bias_mode learned)
 
  protected:
   MixerCapabilities capabilities() const override;
-  torch::Tensor scores(const torch::Tensor& q, const torch::Tensor& k, const MixerContext& ctx) override;
   torch::Tensor normalise(const torch::Tensor& s, const MixerContext& ctx) override;
 
  private:

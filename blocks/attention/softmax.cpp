@@ -14,7 +14,8 @@ const OptionsSchema<SoftmaxAttentionOptions>& softmax_attention_schema() {
     OptionsSchema<SoftmaxAttentionOptions> s;
     declare_multi_head_options(s);
     BLOCKLAB_OPTION(s, fused,
-                    "use a fused kernel (default true: small_attention on CPU up to 200 tokens, else SDPA); false computes softmax(QK^T/sqrt(d))V explicitly");
+                    "use a fused kernel (default true: small_attention on CPU up to 200 tokens, else SDPA); false "
+                    "computes softmax(QK^T/sqrt(d))V explicitly");
     return s;
   }();
   return schema;
@@ -23,15 +24,14 @@ const OptionsSchema<SoftmaxAttentionOptions>& softmax_attention_schema() {
 namespace {
 
 BLOCKLAB_REGISTER(mixer_registry(),
-                  EntryInfo{SoftmaxAttentionImpl::kKey, "multi-head scaled dot-product self-attention",
-                            "Attention Is All You Need (Vaswani et al., 2017), arXiv:1706.03762",
-                            "softmax(Q K^T / sqrt(d)) V per head, heads concatenated and projected by W_O",
-                            softmax_attention_schema().schema(), "{heads: 2}", __FILE__},
-                  [](const ConfigNode& params, const MixerArgs& args) -> TokenMixer {
-                    const auto options = bind_options(softmax_attention_schema(), params);
-                    check_heads(args.dim, options.heads(), params);
-                    return std::make_shared<SoftmaxAttentionImpl>(args.dim, options,
-                                                                  multi_head_config(options, params, args));
+                  BLOCKLAB_ENTRY(SoftmaxAttentionImpl::kKey)
+                      .summary("multi-head scaled dot-product self-attention")
+                      .paper("Attention Is All You Need (Vaswani et al., 2017), arXiv:1706.03762")
+                      .equation("softmax(Q K^T / sqrt(d)) V per head, heads concatenated and projected by W_O")
+                      .schema(softmax_attention_schema().schema())
+                      .example("{heads: 2}"),
+                  [](const ConfigNode& params, const MixerArgs& args) {
+                    return make_attention<SoftmaxAttentionImpl>(softmax_attention_schema(), params, args);
                   });
 
 }  // namespace

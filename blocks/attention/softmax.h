@@ -15,12 +15,8 @@
 
 namespace blocklab {
 
-struct SoftmaxAttentionOptions {
-  TORCH_ARG(std::int64_t, heads) = 4;  // attention heads (default 4); dim % heads == 0
-  TORCH_ARG(bool, qkv_bias) = true;    // bias on the q/k/v projection (default true)
-  TORCH_ARG(double, attn_drop) = 0.0;  // dropout on the attention weights (default 0)
-  TORCH_ARG(double, proj_drop) = 0.0;  // dropout after the output projection (default 0)
-  TORCH_ARG(bool, fused) = true;       // fused kernel (default true); false: explicit path
+struct SoftmaxAttentionOptions : MultiHeadOptions<SoftmaxAttentionOptions> {
+  TORCH_ARG(bool, fused) = true;  // fused kernel (default true); false: explicit path
 };
 
 class SoftmaxAttentionImpl : public MultiHeadAttentionImpl {

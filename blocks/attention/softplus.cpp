@@ -53,32 +53,31 @@ const OptionsSchema<SoftplusAttentionOptions>& softplus_attention_schema() {
 
 namespace {
 
-BLOCKLAB_REGISTER(mixer_registry(),
-                  EntryInfo{SoftplusAttentionImpl::kKey,
-                            "length-scaled softplus attention (LSSA), optionally re-weighted (LSSAR)",
-                            "Softplus Attention with Re-weighting Boosts Length Extrapolation in Large Language Models "
-                            "(Gao & Spratling, 2025), arXiv:2501.13428",
-                            "l1norm(softplus(ln n / ln base * Q K^T / sqrt(d))) V; LSSAR: l1norm(ReLU(n A - 1)^p)",
-                            softplus_attention_schema().schema(), "{heads: 2, reweight: true}", __FILE__},
-                  [](const ConfigNode& params, const MixerArgs& args) -> TokenMixer {
-                    auto options = bind_options(softplus_attention_schema(), params);
-                    check_heads(args.dim, options.heads(), params);
-                    if (options.length_base() == 0.0) {
-                      if (args.max_tokens < 2)
-                        config_fail(params, "length_base",
-                                    "length_base 0 means the longest sequence, and the enclosing model gave none "
-                                    "(or a single token)",
-                                    {"set length_base > 1, e.g. length_base: 512"});
-                      options.length_base(static_cast<double>(args.max_tokens));
-                    } else if (options.length_base() <= 1.0) {
-                      config_fail(params, "length_base",
-                                  "length_base must be > 1 (it is the base of a logarithm), or 0 for the longest "
-                                  "sequence",
-                                  {"length_base: 512", "length_base: 0"});
-                    }
-                    return std::make_shared<SoftplusAttentionImpl>(args.dim, options,
-                                                                   multi_head_config(options, params, args));
-                  });
+BLOCKLAB_REGISTER(
+    mixer_registry(),
+    BLOCKLAB_ENTRY(SoftplusAttentionImpl::kKey)
+        .summary("length-scaled softplus attention (LSSA), optionally re-weighted (LSSAR)")
+        .paper("Softplus Attention with Re-weighting Boosts Length Extrapolation in Large Language Models "
+               "(Gao & Spratling, 2025), arXiv:2501.13428")
+        .equation("l1norm(softplus(ln n / ln base * Q K^T / sqrt(d))) V; LSSAR: l1norm(ReLU(n A - 1)^p)")
+        .schema(softplus_attention_schema().schema())
+        .example("{heads: 2, reweight: true}"),
+    [](const ConfigNode& params, const MixerArgs& args) -> TokenMixer {
+      auto options = bind_options(softplus_attention_schema(), params);
+      if (options.length_base() == 0.0) {
+        options.length_base(static_cast<double>(
+            longest_sequence(args, params, "length_base", 2,
+                             "length_base 0 means the longest sequence, and the enclosing model gave none (or a "
+                             "single token)",
+                             "set length_base > 1, e.g. length_base: 512")));
+      } else if (options.length_base() <= 1.0) {
+        config_fail(params, "length_base",
+                    "length_base must be > 1 (it is the base of a logarithm), or 0 for the longest "
+                    "sequence",
+                    {"length_base: 512", "length_base: 0"});
+      }
+      return std::make_shared<SoftplusAttentionImpl>(args.dim, options, multi_head_config(options, params, args));
+    });
 
 }  // namespace
 }  // namespace blocklab

@@ -24,11 +24,7 @@
 
 namespace blocklab {
 
-struct SoftplusAttentionOptions {
-  TORCH_ARG(std::int64_t, heads) = 4;      // attention heads (default 4); dim % heads == 0
-  TORCH_ARG(bool, qkv_bias) = true;        // bias on the q/k/v projection (default true)
-  TORCH_ARG(double, attn_drop) = 0.0;      // dropout on the attention weights (default 0)
-  TORCH_ARG(double, proj_drop) = 0.0;      // dropout after the output projection (default 0)
+struct SoftplusAttentionOptions : MultiHeadOptions<SoftplusAttentionOptions> {
   TORCH_ARG(double, length_base) = 512.0;  // base of k_i = ln n_i / ln base, > 1 (default 512; 0 = max_tokens)
   TORCH_ARG(bool, reweight) = false;       // LSSAR re-weighting (default false: LSSA)
   TORCH_ARG(double, power) = 3.0;          // p of the re-weighting, >= 1 (default 3)

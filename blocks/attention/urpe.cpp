@@ -73,27 +73,24 @@ const OptionsSchema<UrpeAttentionOptions>& urpe_attention_schema() {
 
 namespace {
 
-BLOCKLAB_REGISTER(mixer_registry(),
-                  EntryInfo{
-                      UrpeAttentionImpl::kKey,
-                      "universal RPE attention: softmax with a relative bias, times a learned Toeplitz matrix",
-                      "Your Transformer May Not be as Powerful as You Expect (Luo et al., 2022), arXiv:2205.13401",
-                      "(softmax(Q K^T / sqrt(d) + B) ⊙ C) V, B_ij = b_{j-i}, C_ij = c_{j-i} per head",
-                      urpe_attention_schema().schema(), "{heads: 2, constant_init: false}", __FILE__},
-                  [](const ConfigNode& params, const MixerArgs& args) -> TokenMixer {
-                    auto options = bind_options(urpe_attention_schema(), params);
-                    check_heads(args.dim, options.heads(), params);
-                    if (options.max_relative_position() == 0) {
-                      if (args.max_tokens < 1)
-                        config_fail(params, "max_relative_position",
-                                    "attention/urpe needs the longest sequence length to size its relative tables, "
-                                    "and the enclosing model gave none",
-                                    {"set max_relative_position, e.g. max_relative_position: 64"});
-                      options.max_relative_position(args.max_tokens);
-                    }
-                    return std::make_shared<UrpeAttentionImpl>(args.dim, options,
-                                                               multi_head_config(options, params, args));
-                  });
+BLOCKLAB_REGISTER(
+    mixer_registry(),
+    BLOCKLAB_ENTRY(UrpeAttentionImpl::kKey)
+        .summary("universal RPE attention: softmax with a relative bias, times a learned Toeplitz matrix")
+        .paper("Your Transformer May Not be as Powerful as You Expect (Luo et al., 2022), arXiv:2205.13401")
+        .equation("(softmax(Q K^T / sqrt(d) + B) ⊙ C) V, B_ij = b_{j-i}, C_ij = c_{j-i} per head")
+        .schema(urpe_attention_schema().schema())
+        .example("{heads: 2, constant_init: false}"),
+    [](const ConfigNode& params, const MixerArgs& args) -> TokenMixer {
+      auto options = bind_options(urpe_attention_schema(), params);
+      if (options.max_relative_position() == 0)
+        options.max_relative_position(longest_sequence(
+            args, params, "max_relative_position", 1,
+            "attention/urpe needs the longest sequence length to size its relative tables, and the enclosing model "
+            "gave none",
+            "set max_relative_position, e.g. max_relative_position: 64"));
+      return std::make_shared<UrpeAttentionImpl>(args.dim, options, multi_head_config(options, params, args));
+    });
 
 }  // namespace
 }  // namespace blocklab

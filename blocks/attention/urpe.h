@@ -21,16 +21,12 @@
 // and h (2M-1) for b (with rel_bias). Honours ctx.causal (mask before the softmax, C after).
 #pragma once
 
-#include "blocks/common/weight_decay.h"
 #include "blocks/common/multi_head.h"
+#include "blocks/common/weight_decay.h"
 
 namespace blocklab {
 
-struct UrpeAttentionOptions {
-  TORCH_ARG(std::int64_t, heads) = 4;                  // attention heads (default 4); dim % heads == 0
-  TORCH_ARG(bool, qkv_bias) = true;                    // bias on the q/k/v projection (default true)
-  TORCH_ARG(double, attn_drop) = 0.0;                  // dropout on the attention weights (default 0)
-  TORCH_ARG(double, proj_drop) = 0.0;                  // dropout after the output projection (default 0)
+struct UrpeAttentionOptions : MultiHeadOptions<UrpeAttentionOptions> {
   TORCH_ARG(std::int64_t, max_relative_position) = 0;  // M: offsets clipped to +-(M-1) (default 0 = max_tokens)
   TORCH_ARG(bool, rel_bias) = true;                    // additive RPE bias B before the softmax (default true)
   TORCH_ARG(bool, constant_init) = true;               // C = 1 at init (default true); false: N(0, 0.02)

@@ -135,11 +135,20 @@ Heads<T> heads_of(const torch::Tensor& t) {
 
 template <class T>
 struct Shape {
-  i64 n, d;   // tokens, head width
-  i64 np;     // n rounded up to kPad: rows and query lanes of P^T and dS^T
-  i64 dp;     // d rounded up to whole vectors: row stride of the packed heads
+  i64 n, d;  // tokens, head width
+  i64 np;    // n rounded up to kPad: rows and query lanes of P^T and dS^T
+  i64 dp;    // d rounded up to whole vectors: row stride of the packed heads
   T scale;
   bool causal;
+};
+
+// An additive bias on the logits, transposed and padded: bias^T [Bb, Hb, np, np] (Bb in {1, B},
+// Hb in {1, h}; a broadcast dimension has stride 0).
+template <class T>
+struct BiasT {
+  const T* p = nullptr;  // nullptr: no bias
+  i64 sb = 0, sh = 0, heads = 1;
+  const T* head(i64 bh) const { return p + (bh / heads) * sb + (bh % heads) * sh; }
 };
 
 template <class T>
@@ -147,6 +156,7 @@ struct ForwardArgs {
   Heads<const T> q, k, v;
   Heads<T> out;
   T* probs;  // [B*h, np, np] saved P^T, or nullptr (then per-thread scratch)
+  BiasT<T> bias;
   Shape<T> s;
 };
 
@@ -155,6 +165,7 @@ struct BackwardArgs {
   Heads<const T> q, k, v, out, dout;
   const T* probs;
   Heads<T> dq, dk, dv;
+  T* dbias;  // [B*h, np, np] dS^T (the bias gradient before broadcasting), or nullptr
   Shape<T> s;
 };
 
@@ -256,8 +267,8 @@ enum class Band { full, lower, upper };
 // R rows r0.. of out[r][c] = mult * sum_t A[r*ars + t*ats] * B[t*ldb + c], CV vectors of
 // channels from c0; t ascending over the band. Rows >= rows are computed but not stored.
 template <class T, int R, int CV>
-BLOCKLAB_INLINE void row_block(const T* A, i64 ars, i64 ats, const T* B, i64 ldb, i64 tn, Band band, i64 r0,
-                               i64 rows, i64 c0, i64 d, T mult, T* dst, i64 dsn, i64 dsc) {
+BLOCKLAB_INLINE void row_block(const T* A, i64 ars, i64 ats, const T* B, i64 ldb, i64 tn, Band band, i64 r0, i64 rows,
+                               i64 c0, i64 d, T mult, T* dst, i64 dsn, i64 dsc) {
   using V = typename Simd<T>::V;
   constexpr i64 L = kLanes<T>;
   V acc[R][CV];
@@ -286,14 +297,16 @@ BLOCKLAB_INLINE void row_block(const T* A, i64 ars, i64 ats, const T* B, i64 ldb
 // 2 vectors, or 8 rows x 1 vector for the last odd vector (e.g. d = 8 in float): 8
 // independent accumulators either way. A must be readable for rows up to round_up(rows, 8).
 template <class T>
-BLOCKLAB_INLINE void row_product(const T* A, i64 ars, i64 ats, const T* B, i64 ldb, i64 tn, Band band, i64 rows,
-                                 i64 d, i64 dp, T mult, T* dst, i64 dsn, i64 dsc) {
+BLOCKLAB_INLINE void row_product(const T* A, i64 ars, i64 ats, const T* B, i64 ldb, i64 tn, Band band, i64 rows, i64 d,
+                                 i64 dp, T mult, T* dst, i64 dsn, i64 dsc) {
   constexpr i64 L = kLanes<T>;
   i64 c0 = 0;
   for (; c0 + 2 * L <= dp; c0 += 2 * L)
-    for (i64 r0 = 0; r0 < rows; r0 += 4) row_block<T, 4, 2>(A, ars, ats, B, ldb, tn, band, r0, rows, c0, d, mult, dst, dsn, dsc);
+    for (i64 r0 = 0; r0 < rows; r0 += 4)
+      row_block<T, 4, 2>(A, ars, ats, B, ldb, tn, band, r0, rows, c0, d, mult, dst, dsn, dsc);
   if (c0 < dp)
-    for (i64 r0 = 0; r0 < rows; r0 += 8) row_block<T, 8, 1>(A, ars, ats, B, ldb, tn, band, r0, rows, c0, d, mult, dst, dsn, dsc);
+    for (i64 r0 = 0; r0 < rows; r0 += 8)
+      row_block<T, 8, 1>(A, ars, ats, B, ldb, tn, band, r0, rows, c0, d, mult, dst, dsn, dsc);
 }
 
 // Per-thread scratch sizes (elements).
@@ -313,9 +326,9 @@ BLOCKLAB_INLINE void forward_head(const ForwardArgs<T>& a, i64 bh, T* scratch) {
   constexpr i64 L = kLanes<T>;
   const auto& s = a.s;
   const i64 n = s.n, d = s.d, np = s.np, dp = s.dp;
-  T* qt = scratch;       // [d][np]  Q^T, queries in the lanes
-  T* kr = qt + d * np;   // [np][dp] K rows
-  T* vr = kr + np * dp;  // [np][dp] V rows
+  T* qt = scratch;                                          // [d][np]  Q^T, queries in the lanes
+  T* kr = qt + d * np;                                      // [np][dp] K rows
+  T* vr = kr + np * dp;                                     // [np][dp] V rows
   T* pt = a.probs ? a.probs + bh * np * np : vr + np * dp;  // [np][np] P^T
   pack_cols(a.q.head(bh), a.q.sn, a.q.sc, n, d, np, qt);
   pack_rows(a.k.head(bh), a.k.sn, a.k.sc, n, d, np, dp, kr);
@@ -325,6 +338,7 @@ BLOCKLAB_INLINE void forward_head(const ForwardArgs<T>& a, i64 bh, T* scratch) {
   for (i64 l = 0; l < L; ++l) iota_[l] = static_cast<T>(l);
   const V iota = load<V>(iota_);
   const V minus_inf = splat<V>(-std::numeric_limits<T>::infinity());
+  const T* bias = a.bias.p ? a.bias.head(bh) : nullptr;  // bias^T[j][i]
   for (i64 ib = 0; ib < np; ib += L) {
     // Keys this block of queries sees: all, or j <= i (the causal mask, Vaswani et al. §3.2.3).
     const i64 jend = s.causal ? std::min(n, ib + L) : n;
@@ -337,6 +351,7 @@ BLOCKLAB_INLINE void forward_head(const ForwardArgs<T>& a, i64 bh, T* scratch) {
       for (i64 r = 0; r < 8 && j0 + r < jend; ++r) {
         const i64 j = j0 + r;
         V x = acc[r] * s.scale;
+        if (bias) x += load<V>(bias + j * np + ib);
         if (s.causal && j > ib) x = iota + static_cast<T>(ib) >= static_cast<T>(j) ? x : minus_inf;
         mx = mx > x ? mx : x;
         store(col + j * np, x);
@@ -345,8 +360,10 @@ BLOCKLAB_INLINE void forward_head(const ForwardArgs<T>& a, i64 bh, T* scratch) {
     // P = exp(S - max) / sum (the max shift makes exp <= 1; every row sees j = 0, so sum >= 1).
     V sum{};
     for (i64 j = 0; j < jend; ++j) {
-      V e = exp_lanes(load<V>(col + j * np) - mx);
+      const V x = load<V>(col + j * np);
+      V e = exp_lanes(x - mx);
       if (s.causal && j > ib) e = iota + static_cast<T>(ib) >= static_cast<T>(j) ? e : V{};
+      if (bias) e = x == minus_inf ? V{} : e;  // a -inf bias: weight 0 (exp_lanes floors at 2^-126)
       sum += e;
       store(col + j * np, e);
     }
@@ -366,12 +383,12 @@ BLOCKLAB_INLINE void backward_head(const BackwardArgs<T>& a, i64 bh, T* scratch)
   constexpr i64 L = kLanes<T>;
   const auto& s = a.s;
   const i64 n = s.n, d = s.d, np = s.np, dp = s.dp;
-  T* qr = scratch;          // [np][dp] Q rows
-  T* kr = qr + np * dp;     // [np][dp] K rows
-  T* vr = kr + np * dp;     // [np][dp] V rows
-  T* dor = vr + np * dp;    // [np][dp] dO rows
-  T* dot = dor + np * dp;   // [d][np]  dO^T, queries in the lanes
-  T* dst = dot + d * np;    // [np][np] dS^T
+  T* qr = scratch;            // [np][dp] Q rows
+  T* kr = qr + np * dp;       // [np][dp] K rows
+  T* vr = kr + np * dp;       // [np][dp] V rows
+  T* dor = vr + np * dp;      // [np][dp] dO rows
+  T* dot = dor + np * dp;     // [d][np]  dO^T, queries in the lanes
+  T* dst = dot + d * np;      // [np][np] dS^T
   T* rowdot = dst + np * np;  // [np] D_i = sum_c dO[i][c] O[i][c]
   const T* pt = a.probs + bh * np * np;
   pack_rows(a.q.head(bh), a.q.sn, a.q.sc, n, d, np, dp, qr);
@@ -413,12 +430,14 @@ BLOCKLAB_INLINE void backward_head(const BackwardArgs<T>& a, i64 bh, T* scratch)
     }
     for (i64 j = jend; j < np; ++j) store(dst + j * np + ib, V{});
   }
+  // The bias enters S as is: its gradient is dS (summed over broadcast dimensions by the caller).
+  if (a.dbias) std::copy(dst, dst + np * np, a.dbias + bh * np * np);
   // dQ[i][c] = scale sum_j dS[i][j] K[j][c]  (causal: j <= i).
-  row_product<T>(dst, 1, np, kr, dp, n, s.causal ? Band::lower : Band::full, n, d, dp, s.scale, a.dq.head(bh),
-                 a.dq.sn, a.dq.sc);
+  row_product<T>(dst, 1, np, kr, dp, n, s.causal ? Band::lower : Band::full, n, d, dp, s.scale, a.dq.head(bh), a.dq.sn,
+                 a.dq.sc);
   // dK[j][c] = scale sum_i dS[i][j] Q[i][c]  (causal: i >= j).
-  row_product<T>(dst, np, 1, qr, dp, n, s.causal ? Band::upper : Band::full, n, d, dp, s.scale, a.dk.head(bh),
-                 a.dk.sn, a.dk.sc);
+  row_product<T>(dst, np, 1, qr, dp, n, s.causal ? Band::upper : Band::full, n, d, dp, s.scale, a.dk.head(bh), a.dk.sn,
+                 a.dk.sc);
 }
 
 // Asks for the rows of one head (into L2) while the previous head computes: heads are
@@ -512,50 +531,85 @@ torch::Tensor empty_tokens_major(const torch::Tensor& like) {
   return at::empty_strided({B, H, N, D}, {N * H * D, D, H * D, 1}, like.options());
 }
 
+// bias [Bb, Hb, N, N] -> bias^T [Bb, Hb, np, np] in T, zero-padded (the kernel reads it by rows).
+torch::Tensor padded_transposed(const torch::Tensor& bias, i64 np) {
+  const auto n = bias.size(-1);
+  auto out = at::zeros({bias.size(0), bias.size(1), np, np}, bias.options());
+  out.narrow(2, 0, n).narrow(3, 0, n).copy_(bias.transpose(-1, -2));
+  return out;
+}
+
 template <class T>
-torch::Tensor forward_impl(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
-                           bool causal, torch::Tensor* probs) {
+BiasT<T> bias_of(const torch::Tensor& bias_t, i64 heads) {
+  if (!bias_t.defined()) return {};
+  const i64 plane = bias_t.size(2) * bias_t.size(3);
+  return {bias_t.data_ptr<T>(), bias_t.size(0) > 1 ? bias_t.size(1) * plane : 0, bias_t.size(1) > 1 ? plane : 0, heads};
+}
+
+template <class T>
+torch::Tensor forward_impl(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                           const torch::Tensor& bias, double scale, bool causal, torch::Tensor* probs) {
   auto out = empty_tokens_major(q);
   const auto s = shape_of<T>(q, scale, causal);
   const i64 bh = q.size(0) * q.size(1);
   if (probs) *probs = at::empty({bh, s.np, s.np}, q.options());
   if (out.numel() == 0) return out;
-  ForwardArgs<T> args{heads_of<const T>(q), heads_of<const T>(k), heads_of<const T>(v), heads_of<T>(out),
-                      probs ? probs->data_ptr<T>() : nullptr, s};
+  const auto bias_t = bias.defined() ? padded_transposed(bias, s.np) : torch::Tensor();
+  ForwardArgs<T> args{heads_of<const T>(q),
+                      heads_of<const T>(k),
+                      heads_of<const T>(v),
+                      heads_of<T>(out),
+                      probs ? probs->data_ptr<T>() : nullptr,
+                      bias_of<T>(bias_t, q.size(1)),
+                      s};
   for_heads<T>(args, bh, forward_scratch(s, probs != nullptr));
   return out;
 }
 
+// dq, dk, dv, and with `bias_grad` dS^T [B, h, np, np] (else undefined).
 template <class T>
-std::array<torch::Tensor, 3> backward_impl(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+std::array<torch::Tensor, 4> backward_impl(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                            const torch::Tensor& out, const torch::Tensor& probs,
-                                           const torch::Tensor& dout, double scale, bool causal) {
+                                           const torch::Tensor& dout, double scale, bool causal, bool bias_grad) {
   auto dq = empty_tokens_major(q), dk = empty_tokens_major(q), dv = empty_tokens_major(q);
-  if (dq.numel() == 0) return {dq.zero_(), dk.zero_(), dv.zero_()};
   const auto s = shape_of<T>(q, scale, causal);
-  BackwardArgs<T> args{heads_of<const T>(q), heads_of<const T>(k),  heads_of<const T>(v),
-                       heads_of<const T>(out), heads_of<const T>(dout), probs.data_ptr<T>(),
-                       heads_of<T>(dq),        heads_of<T>(dk),         heads_of<T>(dv),
+  torch::Tensor dbias = bias_grad ? at::zeros({q.size(0), q.size(1), s.np, s.np}, q.options()) : torch::Tensor();
+  if (dq.numel() == 0) return {dq.zero_(), dk.zero_(), dv.zero_(), dbias};
+  BackwardArgs<T> args{heads_of<const T>(q),
+                       heads_of<const T>(k),
+                       heads_of<const T>(v),
+                       heads_of<const T>(out),
+                       heads_of<const T>(dout),
+                       probs.data_ptr<T>(),
+                       heads_of<T>(dq),
+                       heads_of<T>(dk),
+                       heads_of<T>(dv),
+                       bias_grad ? dbias.data_ptr<T>() : nullptr,
                        s};
   for_heads<T>(args, q.size(0) * q.size(1), backward_scratch(s));
-  return {dq, dk, dv};
+  return {dq, dk, dv, dbias};
 }
 
-torch::Tensor forward_dispatch(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
-                               bool causal, torch::Tensor* probs) {
-  return q.scalar_type() == torch::kFloat ? forward_impl<float>(q, k, v, scale, causal, probs)
-                                          : forward_impl<double>(q, k, v, scale, causal, probs);
+torch::Tensor forward_dispatch(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               const torch::Tensor& bias, double scale, bool causal, torch::Tensor* probs) {
+  return q.scalar_type() == torch::kFloat ? forward_impl<float>(q, k, v, bias, scale, causal, probs)
+                                          : forward_impl<double>(q, k, v, bias, scale, causal, probs);
 }
 
 class SmallAttentionFunction : public torch::autograd::Function<SmallAttentionFunction> {
  public:
+  // bias: [Bb, Hb, N, N] (Bb in {1, B}, Hb in {1, h}) in q's dtype, or an empty placeholder
+  // (autograd functions take no undefined inputs).
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
-                               const torch::Tensor& v, double scale, bool causal) {
+                               const torch::Tensor& v, const torch::Tensor& bias_or_empty, double scale, bool causal) {
+    const auto bias = bias_or_empty.dim() == 4 ? bias_or_empty : torch::Tensor();
     torch::Tensor probs;
-    auto out = forward_dispatch(q, k, v, scale, causal, &probs);
+    auto out = forward_dispatch(q, k, v, bias, scale, causal, &probs);
     ctx->save_for_backward({q, k, v, out, probs});
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["causal"] = causal;
+    ctx->saved_data["bias_grad"] = bias.defined() && bias.requires_grad();
+    ctx->saved_data["bias_shape"] = bias.defined() ? bias.sizes().vec() : std::vector<std::int64_t>{};
     return out;
   }
 
@@ -569,12 +623,20 @@ class SmallAttentionFunction : public torch::autograd::Function<SmallAttentionFu
     const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &probs = saved[4];
     const double scale = ctx->saved_data["scale"].toDouble();
     const bool causal = ctx->saved_data["causal"].toBool();
-    if (!grads[0].defined()) return {torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    const bool bias_grad = ctx->saved_data["bias_grad"].toBool();
+    const torch::Tensor none;
+    if (!grads[0].defined()) return {none, none, none, none, none, none};
     const auto dout = grads[0].to(q.scalar_type());
     const auto g = q.scalar_type() == torch::kFloat
-                       ? backward_impl<float>(q, k, v, out, probs, dout, scale, causal)
-                       : backward_impl<double>(q, k, v, out, probs, dout, scale, causal);
-    return {g[0], g[1], g[2], torch::Tensor(), torch::Tensor()};
+                       ? backward_impl<float>(q, k, v, out, probs, dout, scale, causal, bias_grad)
+                       : backward_impl<double>(q, k, v, out, probs, dout, scale, causal, bias_grad);
+    torch::Tensor dbias;
+    if (bias_grad) {  // dS^T [B, h, np, np] -> dS [B, h, N, N], summed over the bias's broadcast dimensions
+      const auto n = q.size(2);
+      const auto shape = ctx->saved_data["bias_shape"].toIntVector();
+      dbias = g[3].narrow(2, 0, n).narrow(3, 0, n).transpose(-1, -2).sum_to_size(shape);
+    }
+    return {g[0], g[1], g[2], dbias, none, none};
   }
 };
 
@@ -589,14 +651,27 @@ bool small_attention_supports(const torch::Tensor& q, const torch::Tensor& k, co
 }
 
 torch::Tensor small_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
-                              bool causal) {
+                              bool causal, const torch::Tensor& bias) {
   TORCH_CHECK(small_attention_supports(q, k, v),
               "small_attention: expected q, k, v [B, h, N, d] of one shape, float32 or float64, on CPU; got ",
-              q.sizes(), " ", q.scalar_type(), " ", q.device(), ", ", k.sizes(), " ", k.scalar_type(), ", ",
-              v.sizes(), " ", v.scalar_type());
-  const bool grad = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
-  if (!grad) return forward_dispatch(q, k, v, scale, causal, nullptr);
-  return SmallAttentionFunction::apply(q, k, v, scale, causal);
+              q.sizes(), " ", q.scalar_type(), " ", q.device(), ", ", k.sizes(), " ", k.scalar_type(), ", ", v.sizes(),
+              " ", v.scalar_type());
+  torch::Tensor b;  // [Bb, Hb, N, N]
+  if (bias.defined()) {
+    TORCH_CHECK(bias.dim() >= 2 && bias.dim() <= 4 && bias.device().is_cpu(),
+                "small_attention: the bias must be [N, N], [h, N, N] or [B, h, N, N] on CPU, got ", bias.sizes());
+    b = bias.to(q.scalar_type());
+    while (b.dim() < 4) b = b.unsqueeze(0);
+    const auto n = q.size(2);
+    TORCH_CHECK((b.size(0) == 1 || b.size(0) == q.size(0)) && (b.size(1) == 1 || b.size(1) == q.size(1)) &&
+                    (b.size(2) == 1 || b.size(2) == n) && b.size(3) == n,
+                "small_attention: a bias ", bias.sizes(), " does not broadcast to ", q.sizes().slice(0, 3), " x ", n);
+    b = b.expand({b.size(0), b.size(1), n, n});
+  }
+  const bool grad = at::GradMode::is_enabled() &&
+                    (q.requires_grad() || k.requires_grad() || v.requires_grad() || (b.defined() && b.requires_grad()));
+  if (!grad) return forward_dispatch(q, k, v, b, scale, causal, nullptr);
+  return SmallAttentionFunction::apply(q, k, v, b.defined() ? b : at::empty({0}, q.options()), scale, causal);
 }
 
 }  // namespace blocklab

@@ -1,6 +1,6 @@
 // Softmax attention for short sequences on CPU: a hand-written forward and backward.
 //
-//   O = softmax(scale * Q K^T [+ causal mask]) V        Vaswani et al. 2017, arXiv:1706.03762, eq. (1)
+//   O = softmax(scale * Q K^T [+ bias] [+ causal mask]) V        Vaswani et al. 2017, arXiv:1706.03762, eq. (1)
 //
 // for q, k, v [B, h, N, d] (any strides), float32 or float64, on CPU. At the token counts of
 // small ViTs (N ~ 50, d = 8..64) ATen's CPU kernels spend most of their time in per-block
@@ -20,12 +20,15 @@
 
 namespace blocklab {
 
-// softmax(scale q k^T) v, token i seeing keys j <= i when causal; q, k, v [B, h, N, d] with the
-// same shape, dtype (float32 or float64) and CPU device. Differentiable in q, k and v (once:
-// the backward is not itself differentiable). The output is laid out [B, N, h, d] in memory
-// (a [B, h, N, d] tensor with those strides), so that merging the heads is a view.
+// softmax(scale q k^T + bias) v, token i seeing keys j <= i when causal; q, k, v [B, h, N, d]
+// with the same shape, dtype (float32 or float64) and CPU device; bias (optional) an additive
+// logit bias broadcastable to [B, h, N, N] ([N, N], [h|1, N, N] or [B|1, h|1, N|1, N]; -inf
+// entries get weight 0). Differentiable in q, k, v and the bias (once: the backward is not
+// itself differentiable; the bias gradient is dS summed over its broadcast dimensions). The
+// output is laid out [B, N, h, d] in memory (a [B, h, N, d] tensor with those strides), so
+// that merging the heads is a view.
 torch::Tensor small_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
-                              bool causal);
+                              bool causal, const torch::Tensor& bias = {});
 
 // The longest sequence MultiHeadAttentionImpl sends to small_attention on CPU; SDPA beyond.
 // Measured (tests "[.bench]", float32, 1 thread, AMD EPYC with AVX-512, h = 4), ms per call:

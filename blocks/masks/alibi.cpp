@@ -2,7 +2,6 @@
 
 #include <cmath>
 
-
 namespace blocklab {
 
 namespace {
@@ -10,7 +9,8 @@ namespace {
 // m_i = 2^(-8 i / n), i = 1..n (n a power of two): start 2^(-2^-(log2 n - 3)), ratio = start.
 std::vector<double> power_of_two_slopes(std::int64_t n) {
   std::vector<double> out;
-  for (std::int64_t i = 1; i <= n; ++i) out.push_back(std::pow(2.0, -8.0 * static_cast<double>(i) / static_cast<double>(n)));
+  for (std::int64_t i = 1; i <= n; ++i)
+    out.push_back(std::pow(2.0, -8.0 * static_cast<double>(i) / static_cast<double>(n)));
   return out;
 }
 
@@ -42,12 +42,12 @@ torch::Tensor AlibiMaskImpl::matrix(std::int64_t tokens, const MixerContext& ctx
     pos = torch::arange(grid, torch::TensorOptions().dtype(torch::kFloat64).device(device)).unsqueeze(1);
   } else {
     pos = token_positions(tokens, ctx, device);
-    TORCH_CHECK(options_.space() != "2d" || pos.size(1) == 2, kKey, ": space 2d needs the tokens of an image grid (ctx grid ",
-                ctx.grid_height, "x", ctx.grid_width, " + ", ctx.prefix_tokens, " prefix tokens, got ", tokens,
-                " tokens); use space: auto or 1d for sequences");
+    TORCH_CHECK(options_.space() != "2d" || pos.size(1) == 2, kKey,
+                ": space 2d needs the tokens of an image grid (ctx grid ", ctx.grid_height, "x", ctx.grid_width, " + ",
+                ctx.prefix_tokens, " prefix tokens, got ", tokens, " tokens); use space: auto or 1d for sequences");
   }
-  const auto dist = pairwise_distance(pos, Metric::Euclidean);               // [M, M]
-  const auto bias = -slopes.to(torch::kFloat64).view({-1, 1, 1}) * dist;     // [h, M, M]
+  const auto dist = pairwise_distance(pos, Metric::Euclidean);            // [M, M]
+  const auto bias = -slopes.to(torch::kFloat64).view({-1, 1, 1}) * dist;  // [h, M, M]
   return with_prefix(bias, ctx.prefix_tokens, 0.0);
 }
 
@@ -67,16 +67,18 @@ const OptionsSchema<AlibiMaskOptions>& alibi_mask_schema() {
 
 namespace {
 
-BLOCKLAB_REGISTER(mask_registry(),
-                  EntryInfo{AlibiMaskImpl::kKey,
-                            "ALiBi: per-head linear distance penalty on the logits (2-D Euclidean on grids, CROMA)",
-                            "Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation "
-                            "(Press et al., 2022), arXiv:2108.12409; 2-D: CROMA (Fuller et al., 2023), arXiv:2311.00566",
-                            "s' = q k^T / sqrt(d) - m_h ||p_i - p_j||_2, m_h = 2^(-8h/H) (ALiBi slopes)",
-                            alibi_mask_schema().schema(), "{}", __FILE__},
-                  [](const ConfigNode& params, const MaskArgs& args) -> AttentionMask {
-                    return std::make_shared<AlibiMaskImpl>(args.heads, bind_options(alibi_mask_schema(), params));
-                  });
+BLOCKLAB_REGISTER(
+    mask_registry(),
+    BLOCKLAB_ENTRY(AlibiMaskImpl::kKey)
+        .summary("ALiBi: per-head linear distance penalty on the logits (2-D Euclidean on grids, CROMA)")
+        .paper("Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation "
+               "(Press et al., 2022), arXiv:2108.12409; 2-D: CROMA (Fuller et al., 2023), arXiv:2311.00566")
+        .equation("s' = q k^T / sqrt(d) - m_h ||p_i - p_j||_2, m_h = 2^(-8h/H) (ALiBi slopes)")
+        .schema(alibi_mask_schema().schema())
+        .example("{}"),
+    [](const ConfigNode& params, const MaskArgs& args) -> AttentionMask {
+      return std::make_shared<AlibiMaskImpl>(args.heads, bind_options(alibi_mask_schema(), params));
+    });
 
 }  // namespace
 }  // namespace blocklab

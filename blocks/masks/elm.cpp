@@ -1,6 +1,5 @@
 #include "blocks/masks/elm.h"
 
-
 namespace blocklab {
 
 ElmMaskImpl::ElmMaskImpl(std::int64_t tokens) {
@@ -29,23 +28,24 @@ const OptionsSchema<ElmMaskOptions>& elm_mask_schema() {
 
 namespace {
 
-BLOCKLAB_REGISTER(mask_registry(),
-                  EntryInfo{ElmMaskImpl::kKey,
-                            "element-wise learnable mask: a zero-initialised N x N matrix (shared by heads) multiplying "
-                            "the logits",
-                            "Toward a Deeper Understanding: RetNet Viewed through Convolution (Li & Zhang, 2023), "
-                            "arXiv:2309.05375",
-                            "s' = s ⊙ M[:N, :N], M learned T x T (zeros at init), s = q k^T / sqrt(d)",
-                            elm_mask_schema().schema(), "{}", __FILE__},
-                  [](const ConfigNode& params, const MaskArgs& args) -> AttentionMask {
-                    const auto options = bind_options(elm_mask_schema(), params);
-                    const std::int64_t tokens = options.tokens() > 0 ? options.tokens() : args.max_tokens;
-                    if (tokens < 1)
-                      config_fail(params, "tokens",
-                                  "mask/elm needs the sequence length: the attention was built without max_tokens",
-                                  {"give the mask size, e.g. {type: mask/elm, tokens: 50}"});
-                    return std::make_shared<ElmMaskImpl>(tokens);
-                  });
+BLOCKLAB_REGISTER(
+    mask_registry(),
+    BLOCKLAB_ENTRY(ElmMaskImpl::kKey)
+        .summary("element-wise learnable mask: a zero-initialised N x N matrix (shared by heads) multiplying "
+                 "the logits")
+        .paper("Toward a Deeper Understanding: RetNet Viewed through Convolution (Li & Zhang, 2023), "
+               "arXiv:2309.05375")
+        .equation("s' = s ⊙ M[:N, :N], M learned T x T (zeros at init), s = q k^T / sqrt(d)")
+        .schema(elm_mask_schema().schema())
+        .example("{}"),
+    [](const ConfigNode& params, const MaskArgs& args) -> AttentionMask {
+      const auto options = bind_options(elm_mask_schema(), params);
+      const std::int64_t tokens = options.tokens() > 0 ? options.tokens() : args.max_tokens;
+      if (tokens < 1)
+        config_fail(params, "tokens", "mask/elm needs the sequence length: the attention was built without max_tokens",
+                    {"give the mask size, e.g. {type: mask/elm, tokens: 50}"});
+      return std::make_shared<ElmMaskImpl>(tokens);
+    });
 
 }  // namespace
 }  // namespace blocklab

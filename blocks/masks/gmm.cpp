@@ -1,6 +1,5 @@
 #include "blocks/masks/gmm.h"
 
-
 namespace blocklab {
 
 GmmMaskImpl::GmmMaskImpl(std::int64_t heads, const GmmMaskOptions& options) : options_(options) {
@@ -12,10 +11,10 @@ GmmMaskImpl::GmmMaskImpl(std::int64_t heads, const GmmMaskOptions& options) : op
 
 torch::Tensor GmmMaskImpl::matrix(std::int64_t tokens, const MixerContext& ctx) {
   const auto pos = token_positions(tokens, ctx, sigma.device()).to(sigma.scalar_type());
-  const auto d2 = pairwise_distance(pos, Metric::SquaredEuclidean);           // [M, M]
-  const auto var = (sigma.pow(2) + 1e-5).unsqueeze(-1).unsqueeze(-1);          // [K, h, 1, 1]
-  const auto kernels = torch::exp(-d2 / (2.0 * var));                          // [K, h, M, M]
-  const auto m = (alpha.unsqueeze(-1).unsqueeze(-1) * kernels).sum(0);         // [h, M, M]
+  const auto d2 = pairwise_distance(pos, Metric::SquaredEuclidean);     // [M, M]
+  const auto var = (sigma.pow(2) + 1e-5).unsqueeze(-1).unsqueeze(-1);   // [K, h, 1, 1]
+  const auto kernels = torch::exp(-d2 / (2.0 * var));                   // [K, h, M, M]
+  const auto m = (alpha.unsqueeze(-1).unsqueeze(-1) * kernels).sum(0);  // [h, M, M]
   return with_prefix(m, ctx.prefix_tokens, 1.0);
 }
 
@@ -33,17 +32,19 @@ const OptionsSchema<GmmMaskOptions>& gmm_mask_schema() {
 
 namespace {
 
-BLOCKLAB_REGISTER(mask_registry(),
-                  EntryInfo{GmmMaskImpl::kKey,
-                            "Gaussian mixture mask: learned per-head mixture of grid Gaussians multiplying the logits",
-                            "Toward a Deeper Understanding: RetNet Viewed through Convolution (Li & Zhang, 2023), "
-                            "arXiv:2309.05375",
-                            "s' = s ⊙ M_h, M_h = sum_k alpha_kh exp(-||p_i - p_j||^2 / (2 (sigma_kh^2 + 1e-5))), "
-                            "s = q k^T / sqrt(d)",
-                            gmm_mask_schema().schema(), "{kernels: 2}", __FILE__},
-                  [](const ConfigNode& params, const MaskArgs& args) -> AttentionMask {
-                    return std::make_shared<GmmMaskImpl>(args.heads, bind_options(gmm_mask_schema(), params));
-                  });
+BLOCKLAB_REGISTER(
+    mask_registry(),
+    BLOCKLAB_ENTRY(GmmMaskImpl::kKey)
+        .summary("Gaussian mixture mask: learned per-head mixture of grid Gaussians multiplying the logits")
+        .paper("Toward a Deeper Understanding: RetNet Viewed through Convolution (Li & Zhang, 2023), "
+               "arXiv:2309.05375")
+        .equation("s' = s ⊙ M_h, M_h = sum_k alpha_kh exp(-||p_i - p_j||^2 / (2 (sigma_kh^2 + 1e-5))), "
+                  "s = q k^T / sqrt(d)")
+        .schema(gmm_mask_schema().schema())
+        .example("{kernels: 2}"),
+    [](const ConfigNode& params, const MaskArgs& args) -> AttentionMask {
+      return std::make_shared<GmmMaskImpl>(args.heads, bind_options(gmm_mask_schema(), params));
+    });
 
 }  // namespace
 }  // namespace blocklab

@@ -9,6 +9,10 @@
 //   MultiplyWeights  A' = M ⊙ A      on the normalised weights (RMT's paper form of the decay;
 //                                    mask/retnet-decay defaults to its official code's form,
 //                                    an additive log-decay on the logits)
+// An additive mask is a bias: the dense core adds it inside the fused kernel (small_attention
+// on CPU, SDPA's float attn_mask otherwise), with its gradient. A multiplicative mask needs the
+// explicit weights, so an attention with one takes the reference path (blocks/attention/parts/
+// dense_core.h).
 // Image tokens use 2-D positions from the context's grid (ctx.grid_height x ctx.grid_width);
 // plain sequences use 1-D positions. Prefix tokens (class, registers) have no position: masks
 // over positions leave their rows and columns alone (multiplier 1, bias 0); mask/elm, which

@@ -62,8 +62,9 @@ AttentionMask make_rel_pos_2d(const ConfigNode& params, const MaskArgs& args) {
   if (o.space() == "1d") {
     const std::int64_t length = o.length() > 0 ? o.length() : args.max_tokens;
     if (length < 1)
-      config_fail(params, "length", "mask/rel-pos-2d (space 1d) needs the longest sequence: the attention was built "
-                                    "without max_tokens",
+      config_fail(params, "length",
+                  "mask/rel-pos-2d (space 1d) needs the longest sequence: the attention was built "
+                  "without max_tokens",
                   {"give it, e.g. {type: mask/rel-pos-2d, space: 1d, length: 128}"});
     return std::make_shared<RelPos2dMaskImpl>(args.heads, 1, length, true);
   }
@@ -80,14 +81,16 @@ AttentionMask make_rel_pos_2d(const ConfigNode& params, const MaskArgs& args) {
   return std::make_shared<RelPos2dMaskImpl>(args.heads, h, w, false);
 }
 
-BLOCKLAB_REGISTER(mask_registry(),
-                  EntryInfo{RelPos2dMaskImpl::kKey,
-                            "learned relative position bias: a (2M-1)^2 x heads table indexed by grid offsets (Swin)",
-                            "Swin Transformer: Hierarchical Vision Transformer using Shifted Windows (Liu et al., 2021), "
-                            "arXiv:2103.14030",
-                            "s' = q k^T / sqrt(d) + T[(dy + M_h - 1)(2 M_w - 1) + dx + M_w - 1, h], (dy, dx) = p_i - p_j",
-                            rel_pos_2d_mask_schema().schema(), "{}", __FILE__},
-                  make_rel_pos_2d);
+BLOCKLAB_REGISTER(
+    mask_registry(),
+    BLOCKLAB_ENTRY(RelPos2dMaskImpl::kKey)
+        .summary("learned relative position bias: a (2M-1)^2 x heads table indexed by grid offsets (Swin)")
+        .paper("Swin Transformer: Hierarchical Vision Transformer using Shifted Windows (Liu et al., 2021), "
+               "arXiv:2103.14030")
+        .equation("s' = q k^T / sqrt(d) + T[(dy + M_h - 1)(2 M_w - 1) + dx + M_w - 1, h], (dy, dx) = p_i - p_j")
+        .schema(rel_pos_2d_mask_schema().schema())
+        .example("{}"),
+    make_rel_pos_2d);
 
 }  // namespace
 }  // namespace blocklab

@@ -1,0 +1,72 @@
+// Shared helpers of the attention variants' property tests (tests/blocks/attention/*.cpp).
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "blocks/attention/softmax.h"
+#include "registry/config_error.h"
+#include "registry/yaml_io.h"
+
+namespace blocklab::attention_tests {
+
+inline bool close(const torch::Tensor& a, const torch::Tensor& b, double rtol = 1e-10, double atol = 1e-12) {
+  return a.sizes() == b.sizes() && torch::allclose(a, b, rtol, atol);
+}
+
+inline double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+inline ConfigNode yaml(const std::string& text) { return parse_yaml(text, "test"); }
+
+inline std::int64_t parameter_count(const torch::nn::Module& m) {
+  std::int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+// MHSA parameters of width C: qkv C -> 3C (+ bias), proj C -> C with bias.
+inline std::int64_t mhsa_count(std::int64_t c, bool qkv_bias) { return 3 * c * c + (qkv_bias ? 3 * c : 0) + c * c + c; }
+
+// Copies the q/k/v and output projections of `from` into `to` (same width, same qkv_bias).
+inline void copy_projections(const MultiHeadAttentionImpl& from, MultiHeadAttentionImpl& to) {
+  torch::NoGradGuard no_grad;
+  to.qkv->weight.copy_(from.qkv->weight);
+  if (from.qkv->bias.defined()) to.qkv->bias.copy_(from.qkv->bias);
+  to.proj->weight.copy_(from.proj->weight);
+  to.proj->bias.copy_(from.proj->bias);
+}
+
+inline SoftmaxAttention reference_softmax(std::int64_t dim, std::int64_t heads, bool qkv_bias) {
+  SoftmaxAttention ref(dim, SoftmaxAttentionOptions().heads(heads).qkv_bias(qkv_bias).fused(false));
+  ref->to(torch::kFloat64);
+  ref->eval();
+  return ref;
+}
+
+inline MixerContext context(std::int64_t grid_h = 0, std::int64_t grid_w = 0, std::int64_t prefix = 0,
+                            bool causal = false) {
+  MixerContext ctx;
+  ctx.grid_height = grid_h;
+  ctx.grid_width = grid_w;
+  ctx.prefix_tokens = prefix;
+  ctx.causal = causal;
+  return ctx;
+}
+
+inline torch::Tensor randn(std::vector<std::int64_t> shape) { return torch::randn(shape, torch::kFloat64); }
+
+// o [B, h, N, d] -> the output projection of the heads concatenated, by hand.
+inline torch::Tensor merge_by_hand(const MultiHeadAttentionImpl& m, const torch::Tensor& o) {
+  const auto b = o.size(0), n = o.size(2);
+  return torch::linear(o.transpose(1, 2).reshape({b, n, m.dim()}), m.proj->weight, m.proj->bias);
+}
+
+// Row entropies of weights [..., N] (0 log 0 = 0).
+inline torch::Tensor entropy(const torch::Tensor& w) {
+  return -(w * torch::where(w > 0, w.log(), torch::zeros_like(w))).sum(-1);
+}
+
+}  // namespace blocklab::attention_tests

@@ -45,7 +45,7 @@ std::pair<double, std::int64_t> blocklab_images_per_second(const BenchShape& s) 
       << ", pos: learned, drop_path: 0.0, mixer: {type: attention/softmax, heads: " << s.heads << s.mixer_extra
       << "}, channel: {type: mlp, ratio: " << format_double(s.mlp_ratio) << "}}";
   auto backbone = backbone_registry().create(parse_yaml(cfg.str(), "bench"), BackboneArgs{1, 28, 28});
-  auto head = head_registry().create(parse_yaml("{type: linear}", "bench"), backbone->feature_dim(), 10);
+  auto head = head_registry().create(parse_yaml("{type: linear}", "bench"), HeadArgs{backbone->feature_dim(), 10});
   auto model = std::make_shared<BenchModel>(backbone, head);
   std::int64_t params = 0;
   OptimizerArgs args;

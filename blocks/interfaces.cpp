@@ -72,7 +72,7 @@ BackboneRegistry& backbone_registry() {
 }
 
 HeadRegistry& head_registry() {
-  static HeadRegistry r("head", "task heads: features [B,D] -> outputs [B,K]");
+  static HeadRegistry r("head", "task heads: features [B,D] or tokens [B,N,D] -> outputs (classes, per-token logits, forecasts)");
   return r;
 }
 

@@ -120,9 +120,19 @@ BackboneRegistry& backbone_registry();
 class HeadImpl : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(const torch::Tensor& features) = 0;
+  // The shape of one example's output from pooled features [B, D]: {K} for a classifier,
+  // {horizon, channels} for a forecaster.
+  virtual std::vector<std::int64_t> output_dims() const = 0;
 };
 using Head = std::shared_ptr<HeadImpl>;
-using HeadRegistry = Registry<Head, std::int64_t /*in_dim*/, std::int64_t /*outputs*/>;
+
+struct HeadArgs {
+  std::int64_t in_dim = 0;   // feature width D
+  std::int64_t outputs = 0;  // classes, vocabulary, or forecast channels
+  // N when the head reads every token [B, N, D] (the model's pool: none); 0 for pooled [B, D].
+  std::int64_t tokens = 0;
+};
+using HeadRegistry = Registry<Head, const HeadArgs&>;
 HeadRegistry& head_registry();
 
 }  // namespace blocklab

@@ -79,6 +79,7 @@ class StackImpl : public torch::nn::Module {
   // Runs every layer with ctx.layer = its index and ctx.probe = probe.
   virtual Tokens forward(Tokens tokens, AttentionProbe* probe = nullptr) = 0;
   virtual std::int64_t out_dim() const = 0;
+  virtual std::int64_t out_tokens() const = 0;  // N of its output
   virtual std::int64_t depth() const = 0;
   // "model.stack.blocks.2 (attention/sigmoid)": layer i's name in errors and pictures.
   virtual std::string layer_name(std::int64_t i) const = 0;

@@ -447,7 +447,7 @@ TEST_CASE("glu: sigmoid gating is the original GLU; default ratio matches an mlp
 
 TEST_CASE("linear head: dropout then Linear; zero init", "[blocks]") {
   torch::manual_seed(31);
-  const Head head = head_registry().create(yaml("{type: linear, init_zero: true}"), 16, 10);
+  const Head head = head_registry().create(yaml("{type: linear, init_zero: true}"), HeadArgs{16, 10});
   const auto y = head->forward(torch::randn({4, 16}));
   CHECK(y.sizes() == torch::IntArrayRef({4, 10}));
   CHECK(torch::all(y == 0).item<bool>());
@@ -460,7 +460,7 @@ TEST_CASE("vit: a small ViT memorises a random-label batch, deterministically", 
     torch::manual_seed(32);
     const Backbone vit =
         backbone_registry().create(yaml("{type: vit, dim: 32, depth: 2, patch: 7}"), BackboneArgs{1, 28, 28});
-    const Head head = head_registry().create(yaml("{type: linear}"), vit->feature_dim(), 10);
+    const Head head = head_registry().create(yaml("{type: linear}"), HeadArgs{vit->feature_dim(), 10});
     const auto images = torch::randn({16, 1, 28, 28});
     const auto labels = torch::randint(0, 10, {16}, torch::kLong);
     std::vector<torch::Tensor> params = vit->parameters();

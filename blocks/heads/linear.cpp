@@ -6,7 +6,7 @@
 namespace blocklab {
 
 LinearHeadImpl::LinearHeadImpl(std::int64_t in_dim, std::int64_t outputs, const LinearHeadOptions& options)
-    : options_(options) {
+    : options_(options), outputs_(outputs) {
   if (options.tie()) {
     bias = register_parameter("bias", torch::zeros({outputs}));
     return;
@@ -51,8 +51,8 @@ BLOCKLAB_REGISTER(head_registry(),
                   EntryInfo{"linear", "linear head: one Linear layer from features to outputs",
                             "An Image is Worth 16x16 Words (Dosovitskiy et al., 2020), arXiv:2010.11929",
                             "W drop(f) + b", linear_head_schema().schema(), "{drop: 0.1}", __FILE__},
-                  [](const ConfigNode& params, std::int64_t in_dim, std::int64_t outputs) -> Head {
-                    return std::make_shared<LinearHeadImpl>(in_dim, outputs,
+                  [](const ConfigNode& params, const HeadArgs& args) -> Head {
+                    return std::make_shared<LinearHeadImpl>(args.in_dim, args.outputs,
                                                             bind_options(linear_head_schema(), params));
                   });
 

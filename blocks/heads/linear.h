@@ -27,6 +27,7 @@ class LinearHeadImpl : public HeadImpl, public TiesEmbedding {
  public:
   LinearHeadImpl(std::int64_t in_dim, std::int64_t outputs, const LinearHeadOptions& options = {});
   torch::Tensor forward(const torch::Tensor& features) override;
+  std::vector<std::int64_t> output_dims() const override { return {outputs_}; }
   const LinearHeadOptions& options() const { return options_; }
   bool wants_tie() const override { return options_.tie(); }
   // With tie: the weight is `embedding` [outputs, in_dim] (the stem owns it); only the bias is the head's.
@@ -37,6 +38,7 @@ class LinearHeadImpl : public HeadImpl, public TiesEmbedding {
 
  private:
   LinearHeadOptions options_;
+  std::int64_t outputs_;
 };
 TORCH_MODULE(LinearHead);
 

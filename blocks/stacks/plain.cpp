@@ -5,7 +5,7 @@
 
 namespace blocklab {
 
-PlainStackImpl::PlainStackImpl(const StackArgs& args, const PlainStackOptions& options) : dim_(args.dim) {
+PlainStackImpl::PlainStackImpl(const StackArgs& args, const PlainStackOptions& options) : dim_(args.dim), tokens_(args.tokens) {
   const std::vector<LayerSpec> plan =
       plan_layers(options.depth(), args.defaults, options.layers(), args.path + ".layers");
   block_list = register_module("blocks", torch::nn::ModuleList());

@@ -25,6 +25,7 @@ class PlainStackImpl : public StackImpl {
   PlainStackImpl(const StackArgs& args, const PlainStackOptions& options);
   Tokens forward(Tokens tokens, AttentionProbe* probe = nullptr) override;
   std::int64_t out_dim() const override { return dim_; }
+  std::int64_t out_tokens() const override { return tokens_; }
   std::int64_t depth() const override { return static_cast<std::int64_t>(blocks.size()); }
   std::string layer_name(std::int64_t i) const override;
 
@@ -32,7 +33,7 @@ class PlainStackImpl : public StackImpl {
   std::vector<Block> blocks;
 
  private:
-  std::int64_t dim_;
+  std::int64_t dim_, tokens_;
   std::vector<std::string> mixer_keys_;
 };
 TORCH_MODULE(PlainStack);

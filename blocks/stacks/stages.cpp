@@ -113,6 +113,7 @@ StagesStackImpl::StagesStackImpl(const StackArgs& args, const StagesOptions& o) 
     block_list->push_back(blocks.back());
     mixer_keys_.push_back(layer_mixer_key(plan[static_cast<std::size_t>(i)]));
   }
+  out_tokens_ = tokens;
 }
 
 Tokens StagesStackImpl::forward(Tokens tokens, AttentionProbe* probe) {

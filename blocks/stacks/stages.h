@@ -46,6 +46,7 @@ class StagesStackImpl : public StackImpl {
   StagesStackImpl(const StackArgs& args, const StagesOptions& options);
   Tokens forward(Tokens tokens, AttentionProbe* probe = nullptr) override;
   std::int64_t out_dim() const override { return dims_.back(); }
+  std::int64_t out_tokens() const override { return out_tokens_; }
   std::int64_t depth() const override { return static_cast<std::int64_t>(blocks.size()); }
   std::string layer_name(std::int64_t i) const override;
 
@@ -55,6 +56,7 @@ class StagesStackImpl : public StackImpl {
 
  private:
   std::vector<std::int64_t> dims_, stage_of_;
+  std::int64_t out_tokens_ = 0;
   std::vector<std::string> mixer_keys_;
 };
 TORCH_MODULE(StagesStack);

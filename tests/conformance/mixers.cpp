@@ -275,7 +275,7 @@ TEST_CASE("conformance: describe shows a mixer's capabilities", "[conformance]")
     return lines.front();
   };
   CHECK(facts("attention/softmax") ==
-        "capabilities: causal yes, recurrent no, attention weights normalised, variable lengths no, needs a grid no");
+        "capabilities: causal yes, recurrent no, attention weights normalised, variable lengths yes, needs a grid no");
   CHECK(facts("attention/gpsa").find("causal no") != std::string::npos);
   CHECK(facts("attention/sigmoid").find("attention weights unnormalised") != std::string::npos);
 }

@@ -4,7 +4,8 @@
 //   block     shape, grad, determinism, batch, causal (around attention/softmax and mlp)
 //   backbone  shape, grad, determinism, batch; capture records maps layer by layer and leaves the
 //             features unchanged
-//   head      shape, grad, determinism, batch
+//   head      shape ({B} + output_dims()), grad, determinism, batch; on every token [B, N, D]
+//             too (grad, batch)
 #include <catch2/catch.hpp>
 
 #include "blocks/interfaces.h"
@@ -158,23 +159,34 @@ TEST_CASE("conformance: backbones", "[conformance]") {
 TEST_CASE("conformance: heads", "[conformance]") {
   const auto& reg = head_registry();
   CHECK(reg.size() > 0);
+  constexpr std::int64_t kOutputs = 10;
   for (const EntryInfo* e : reg.list()) {
     const std::string key = e->key;
     DYNAMIC_SECTION("head " << key) {
       const ConfigNode config = example_config(*e);
-      const auto build = [&]() -> Head {
-        Head h = reg.create(config, kDim, 10);
-        h->to(torch::kFloat64);
-        return h;
+      const auto builder = [&](std::int64_t tokens) {
+        return [&, tokens]() -> Head {
+          Head h = reg.create(config, HeadArgs{kDim, kOutputs, tokens});
+          h->to(torch::kFloat64);
+          return h;
+        };
       };
-      Subject<Head> s{build, [](Head& h, const torch::Tensor& x) { return h->forward(x); },
-                      [] {
-                        return torch::randn({kBatch, kDim}, torch::kFloat64);
-                      }};
-      check_shape(s, {kBatch, 10});
+      const auto forward = [](Head& h, const torch::Tensor& x) { return h->forward(x); };
+      // Pooled features [B, D] -> [B, output_dims...]; the outputs (classes, channels) come last.
+      Subject<Head> s{builder(0), forward, [] { return torch::randn({kBatch, kDim}, torch::kFloat64); }};
+      torch::manual_seed(10);
+      std::vector<std::int64_t> shape = s.build()->output_dims();
+      REQUIRE_FALSE(shape.empty());
+      CHECK(shape.back() == kOutputs);
+      shape.insert(shape.begin(), kBatch);
+      check_shape(s, shape);
       check_grads(s);
       check_determinism(s);
       check_batch_independence(s);
+      // Every token [B, N, D] (the model's pool: none): finite, batch by batch.
+      const Subject<Head> per_token{builder(kTokens), forward, tokens_input};
+      check_grads(per_token);
+      check_batch_independence(per_token);
     }
   }
 }

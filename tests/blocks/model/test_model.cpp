@@ -62,7 +62,7 @@ TEST_CASE("the vit preset equals the wave-1 ViT backbone + head: same parameters
     const std::string cfg = "{type: vit, dim: 16, depth: 2, patch: 7, pool: " + pool + "}";
     torch::manual_seed(5);
     const Backbone backbone = backbone_registry().create(yaml(cfg), BackboneArgs{1, 28, 28});
-    const Head head = head_registry().create(yaml("linear"), backbone->feature_dim(), 10);
+    const Head head = head_registry().create(yaml("linear"), HeadArgs{backbone->feature_dim(), 10});
     const Model model = build(cfg);
     std::vector<torch::Tensor> old_params;
     for (const auto& p : backbone->parameters()) old_params.push_back(p);

@@ -48,12 +48,13 @@ const OptionsSchema<PrenormBlockOptions>& prenorm_block_schema() {
 namespace {
 
 BLOCKLAB_REGISTER(block_registry(),
-                  EntryInfo{"prenorm",
-                            "pre-norm residual block: mixer then channel mixer, with LayerScale and DropPath",
-                            "An Image is Worth 16x16 Words (Dosovitskiy et al., 2020), arXiv:2010.11929; LayerScale: "
-                            "Going deeper with Image Transformers (Touvron et al., 2021), arXiv:2103.17239",
-                            "x += drop_path(g1 * mixer(LN(x))); x += drop_path(g2 * channel(LN(x)))",
-                            prenorm_block_schema().schema(), "{layer_scale: 0.1}", __FILE__},
+                  BLOCKLAB_ENTRY("prenorm")
+                      .summary("pre-norm residual block: mixer then channel mixer, with LayerScale and DropPath")
+                      .paper("An Image is Worth 16x16 Words (Dosovitskiy et al., 2020), arXiv:2010.11929; LayerScale: "
+                             "Going deeper with Image Transformers (Touvron et al., 2021), arXiv:2103.17239")
+                      .equation("x += drop_path(g1 * mixer(LN(x))); x += drop_path(g2 * channel(LN(x)))")
+                      .schema(prenorm_block_schema().schema())
+                      .example("{layer_scale: 0.1}"),
                   [](const ConfigNode& params, const BlockArgs& args) -> Block {
                     return std::make_shared<PrenormBlockImpl>(args, bind_options(prenorm_block_schema(), params));
                   });

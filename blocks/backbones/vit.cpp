@@ -90,11 +90,13 @@ Backbone make_vit(const ConfigNode& params, const BackboneArgs& args) {
 }
 
 BLOCKLAB_REGISTER(backbone_registry(),
-                  EntryInfo{"vit", "Vision Transformer: patch embedding, class token, positions, blocks, LayerNorm",
-                            "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale "
-                            "(Dosovitskiy et al., 2020), arXiv:2010.11929",
-                            "z0 = [cls; patches E] + pos; z_l = block(z_{l-1}); y = LN(z_L[cls] or mean z_L)",
-                            vit_schema().schema(), "{dim: 32, depth: 2, patch: 7}", __FILE__},
+                  BLOCKLAB_ENTRY("vit")
+                      .summary("Vision Transformer: patch embedding, class token, positions, blocks, LayerNorm")
+                      .paper("An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale "
+                             "(Dosovitskiy et al., 2020), arXiv:2010.11929")
+                      .equation("z0 = [cls; patches E] + pos; z_l = block(z_{l-1}); y = LN(z_L[cls] or mean z_L)")
+                      .schema(vit_schema().schema())
+                      .example("{dim: 32, depth: 2, patch: 7}"),
                   make_vit);
 
 }  // namespace

@@ -48,9 +48,12 @@ const OptionsSchema<LinearHeadOptions>& linear_head_schema() {
 namespace {
 
 BLOCKLAB_REGISTER(head_registry(),
-                  EntryInfo{"linear", "linear head: one Linear layer from features to outputs",
-                            "An Image is Worth 16x16 Words (Dosovitskiy et al., 2020), arXiv:2010.11929",
-                            "W drop(f) + b", linear_head_schema().schema(), "{drop: 0.1}", __FILE__},
+                  BLOCKLAB_ENTRY("linear")
+                      .summary("linear head: one Linear layer from features to outputs")
+                      .paper("An Image is Worth 16x16 Words (Dosovitskiy et al., 2020), arXiv:2010.11929")
+                      .equation("W drop(f) + b")
+                      .schema(linear_head_schema().schema())
+                      .example("{drop: 0.1}"),
                   [](const ConfigNode& params, const HeadArgs& args) -> Head {
                     return std::make_shared<LinearHeadImpl>(args.in_dim, args.outputs,
                                                             bind_options(linear_head_schema(), params));

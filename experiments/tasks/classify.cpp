@@ -202,9 +202,11 @@ void check_classify(const ConfigNode& config, DiagnosticSink& sink) {
 [[maybe_unused]] const bool check_registered = register_task_check("classify", check_classify);
 
 BLOCKLAB_REGISTER(task_registry(),
-                  EntryInfo{"classify", "supervised classification: train, validate each epoch, test", "",
-                            "min_theta CE(head(backbone(x)), y) with AdamW/SGD, schedule, label smoothing",
-                            classify_schema(), "{}", __FILE__},
+                  BLOCKLAB_ENTRY("classify")
+                      .summary("supervised classification: train, validate each epoch, test")
+                      .equation("min_theta CE(head(pool(stack(stem(x)))), y) with AdamW/SGD, schedule, label smoothing")
+                      .schema(classify_schema())
+                      .example("{}"),
                   loop_task_factory(task_schema(), [](const TaskContext& context) -> std::unique_ptr<TaskHooks> {
                     return std::make_unique<ClassifyHooks>(context);
                   }));

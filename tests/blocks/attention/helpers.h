@@ -39,10 +39,14 @@ inline void copy_projections(const MultiHeadAttentionImpl& from, MultiHeadAttent
   to.proj->bias.copy_(from.proj->bias);
 }
 
-inline SoftmaxAttention reference_softmax(std::int64_t dim, std::int64_t heads, bool qkv_bias) {
-  SoftmaxAttention ref(dim, SoftmaxAttentionOptions().heads(heads).qkv_bias(qkv_bias).fused(false));
+// Softmax attention (reference path) with the same width, heads and projections as `m`: the
+// block a variant must equal when its extra terms vanish.
+inline SoftmaxAttention softmax_twin(const MultiHeadAttentionImpl& m) {
+  SoftmaxAttention ref(m.dim(),
+                       SoftmaxAttentionOptions().heads(m.heads()).qkv_bias(m.qkv->bias.defined()).fused(false));
   ref->to(torch::kFloat64);
   ref->eval();
+  copy_projections(m, *ref);
   return ref;
 }
 

@@ -33,6 +33,7 @@ struct ModelInputs {
   std::int64_t height = 0, width = 0;  // images
   std::int64_t length = 0;             // longest token / series sequence
   std::int64_t vocabulary = 0;         // token ids in [0, vocabulary)
+  std::int64_t horizon = 0;            // forecasting: steps to predict
 };
 
 // Tokens and their layout: what a stem produces and a stack transforms.
@@ -109,9 +110,21 @@ class TiesEmbedding {
 
 // ---- the model ---------------------------------------------------------------------------------
 
+// What every entry of the model registry is: inputs (what the data give: images, token ids,
+// series) to outputs (logits, per-token logits, forecasts). Most models are ModelImpl (stem ->
+// stack -> norm -> head); a model that does not fit that shape (LTSF-Linear maps a whole window
+// to a horizon; Autoformer is an encoder-decoder) derives from NetworkImpl directly.
+class NetworkImpl : public torch::nn::Module {
+ public:
+  // lengths: valid lengths [B] of right-padded sequences (undefined: every position is valid).
+  virtual torch::Tensor forward(const torch::Tensor& input, AttentionProbe* probe = nullptr,
+                                const torch::Tensor& lengths = {}) = 0;
+};
+using Network = std::shared_ptr<NetworkImpl>;
+
 enum class Pool { none, cls, mean };
 
-class ModelImpl : public torch::nn::Module {
+class ModelImpl : public NetworkImpl {
  public:
   // Builds norm, re-initialises stem/stack/norm as the reference ViT, lets the stem draw its
   // tables, then registers the head (see the header comment for why in this order).
@@ -119,7 +132,8 @@ class ModelImpl : public torch::nn::Module {
   void set_head(Head head);
 
   // input: what the stem reads; lengths: valid lengths of padded sequences (optional).
-  torch::Tensor forward(const torch::Tensor& input, AttentionProbe* probe = nullptr, const torch::Tensor& lengths = {});
+  torch::Tensor forward(const torch::Tensor& input, AttentionProbe* probe = nullptr,
+                        const torch::Tensor& lengths = {}) override;
   // The stack's output before norm and head, with its layout.
   Tokens features(const torch::Tensor& input, AttentionProbe* probe = nullptr, const torch::Tensor& lengths = {});
 
@@ -137,6 +151,8 @@ class ModelImpl : public torch::nn::Module {
   Pool pool_;
 };
 using Model = std::shared_ptr<ModelImpl>;
+// The composed model behind a network; nullptr when the network is not stem -> stack -> head.
+inline Model composed_model(const Network& network) { return std::dynamic_pointer_cast<ModelImpl>(network); }
 
 struct ModelArgs {
   ModelInputs inputs;
@@ -144,7 +160,7 @@ struct ModelArgs {
   ConfigNode head = ConfigNode::string("linear");  // the task's head component
   std::string path = "model";                      // the model's config path, for messages
 };
-using ModelRegistry = Registry<Model, const ModelArgs&>;
+using ModelRegistry = Registry<Network, const ModelArgs&>;
 ModelRegistry& model_registry();
 
 // The pieces every model entry shares: the schema of pool and norm, and assembling a model from

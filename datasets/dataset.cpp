@@ -70,13 +70,21 @@ torch::Tensor BatchLoader::order(std::int64_t epoch) const {
   return cached_order_;
 }
 
-std::pair<torch::Tensor, torch::Tensor> BatchLoader::batch(std::int64_t epoch, std::int64_t index, bool augment) const {
+torch::Tensor BatchLoader::indices(std::int64_t epoch, std::int64_t index) const {
   TORCH_CHECK(epoch >= 0 && index >= 0 && index < batches_per_epoch(), "BatchLoader: no batch ", index, " in epoch ",
               epoch, " (", batches_per_epoch(), " batches per epoch)");
-  const std::int64_t n = split_->size();
   const std::int64_t start = index * batch_size_;
-  const std::int64_t stop = std::min(start + batch_size_, n);
-  const torch::Tensor idx = order(epoch).slice(0, start, stop);
+  const std::int64_t stop = std::min(start + batch_size_, split_->size());
+  return order(epoch).slice(0, start, stop);
+}
+
+torch::Tensor BatchLoader::lengths(std::int64_t epoch, std::int64_t index) const {
+  const torch::Tensor idx = indices(epoch, index);
+  return split_->lengths.defined() ? split_->lengths.index_select(0, idx) : torch::Tensor();
+}
+
+std::pair<torch::Tensor, torch::Tensor> BatchLoader::batch(std::int64_t epoch, std::int64_t index, bool augment) const {
+  const torch::Tensor idx = indices(epoch, index);
   const torch::Tensor raw = split_->inputs.index_select(0, idx);
   const torch::Tensor targets = split_->targets.index_select(0, idx);
   if (!augment) return {dataset_.prepare(raw, nullptr), targets};

@@ -22,16 +22,34 @@
 
 namespace blocklab {
 
+// Per-token targets that are not scored (the prompt of a recall task, padding): the value of
+// PyTorch's cross_entropy ignore_index default.
+constexpr std::int64_t kIgnoreTarget = -100;
+
 struct DatasetInfo {
-  std::string task = "classification";  // what the targets are
-  std::int64_t channels = 0, height = 0, width = 0;  // image datasets
+  // What the targets are: "classification" (a label per example), "language" (the next token
+  // at every position), "recall" (tokens at some positions, kIgnoreTarget elsewhere),
+  // "forecast" (the next `horizon` steps of every channel).
+  std::string task = "classification";
+  std::int64_t channels = 0, height = 0, width = 0;  // images; series: channels = variates
+  std::int64_t length = 0;               // sequences: tokens (series: look-back steps) of the longest example
+  std::int64_t vocabulary = 0;           // token sequences: ids in [0, vocabulary)
+  std::vector<std::string> token_names;  // how token id i prints (a text's characters), when known
+  std::int64_t horizon = 0;              // forecasting: steps predicted
   std::int64_t num_classes = 0;
   std::vector<std::string> class_names;
+  // Test splits besides "test" (e.g. MQAR's grid of lengths x pairs), evaluated by name.
+  std::vector<std::string> extra_test_splits;
+
+  // What a model predicts per example (or per token): classes, else the vocabulary (next
+  // tokens), else the series' channels (forecasts).
+  std::int64_t outputs() const { return num_classes > 0 ? num_classes : vocabulary > 0 ? vocabulary : channels; }
 };
 
 struct Split {
-  torch::Tensor inputs;   // raw storage, e.g. uint8 [N, C, H, W]
-  torch::Tensor targets;  // int64 [N]
+  torch::Tensor inputs;   // raw storage, e.g. uint8 [N, C, H, W], token ids [N, L], series [N, L, C]
+  torch::Tensor targets;  // int64 [N] labels, int64 [N, L] tokens, float [N, H, C] forecasts
+  torch::Tensor lengths;  // int64 [N]: valid positions of right-padded sequences; undefined: all valid
   std::int64_t size() const { return targets.defined() ? targets.size(0) : 0; }
 };
 
@@ -59,6 +77,8 @@ DatasetRegistry& dataset_registry();
 struct DatasetPlan {
   DatasetInfo info;
   std::map<std::string, std::int64_t> split_sizes;  // "train", "val", "test"
+  // How to get more training examples, for the message when a batch does not fit.
+  std::string more_data_hint = "more training data (see blocklab describe <dataset>)";
 };
 using DatasetPlanner = std::function<DatasetPlan(const ConfigNode& params)>;
 // Registers the planner of a dataset type (call from the dataset's file, next to its entry).
@@ -81,9 +101,12 @@ class BatchLoader {
   // The batch `index` of `epoch`: model inputs (prepared; augmented when `augment`) and
   // targets. Deterministic in (seed, epoch, index).
   std::pair<torch::Tensor, torch::Tensor> batch(std::int64_t epoch, std::int64_t index, bool augment) const;
+  // The valid lengths [b] of the same batch's examples; undefined when the split has none.
+  torch::Tensor lengths(std::int64_t epoch, std::int64_t index) const;
 
  private:
   torch::Tensor order(std::int64_t epoch) const;
+  torch::Tensor indices(std::int64_t epoch, std::int64_t index) const;  // of batch `index`
 
   const Dataset& dataset_;
   const Split* split_;

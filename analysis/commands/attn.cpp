@@ -24,7 +24,7 @@
 #include "analysis/npy.h"
 #include "datasets/dataset.h"
 #include "experiments/checkpoint.h"
-#include "experiments/classifier.h"
+#include "experiments/model_builder.h"
 #include "experiments/run_files.h"
 #include "experiments/task.h"
 #include "registry/cli_options.h"
@@ -177,7 +177,11 @@ int attn(const AttnOptions& o) {
   const torch::Tensor labels = split.targets.index_select(0, index);
   const torch::Tensor images = raw.to(torch::kFloat64).mean(1) / 255.0;  // [S, H, W]
 
-  auto model = build_classifier(root.get_node("model"), root.get_node("head"), info);
+  const ConfigNode model_config = root.get_node("model");
+  const Model model = composed_model(build_model(model_config, root.get_node("head"), info));
+  if (!model)
+    throw ConfigError("the run's model is not stem -> stack -> head: it has no token mixers to show",
+                      model_config.source(), "model", {});
   load_model_weights(checkpoint, *model);
   model->eval();
   AttentionProbe probe;

@@ -187,6 +187,7 @@ double TrainingLoop::train_step() {
   Batch batch = hooks_.train_batch(pos_.epoch, pos_.batch);
   batch.inputs = batch.inputs.to(setup_.device);
   batch.targets = batch.targets.to(setup_.device);
+  if (batch.lengths.defined()) batch.lengths = batch.lengths.to(setup_.device);
   const auto t1 = Clock::now();
   // Dropout and stochastic depth draw from a generator seeded by (seed, step).
   torch::manual_seed(derive_seed(setup_.seed, 0xd7, static_cast<std::uint64_t>(pos_.step)));
@@ -206,7 +207,7 @@ double TrainingLoop::train_step() {
   ++pos_.step;
   pos_.loss_sum += loss_value;
   ++pos_.loss_count;
-  timing_.window_examples += batch.inputs.size(0);
+  timing_.window_examples += batch.inputs.size(0) * hooks_.examples_per_row();
   if (pos_.step % s_.log_every == 0 || pos_.step == total_steps_) log_training(lr, t2);
   return loss_value;
 }
@@ -324,7 +325,8 @@ void TrainingLoop::write_summary() {
     summary.set(best_key, pos_.best_metric);
   else
     summary.set_raw(best_key, "null");
-  const double examples = static_cast<double>(s_.batch_size) * static_cast<double>(pos_.step);
+  const double examples =
+      static_cast<double>(s_.batch_size * hooks_.examples_per_row()) * static_cast<double>(pos_.step);
   summary.set("wall_time_s", wall)
       .set("train_" + hooks_.examples_name() + "_per_s", step_seconds > 0 ? examples / step_seconds : 0.0)
       .set("data_time_fraction", step_seconds > 0 ? timing_.data_seconds / step_seconds : 0.0)

@@ -19,10 +19,11 @@
 namespace blocklab {
 
 // One batch: model input (images, token ids, series values) and targets (labels, next
-// tokens, future values). The loop moves both to the run's device.
+// tokens, future values). The loop moves them to the run's device.
 struct Batch {
   torch::Tensor inputs;
   torch::Tensor targets;
+  torch::Tensor lengths;  // [B] valid lengths of right-padded sequences; undefined: all valid
 };
 
 // What "best" means: the evaluation number compared (summary.json: "best/<name>") and its
@@ -83,6 +84,8 @@ class TaskHooks {
   virtual Selection selection() const = 0;
   // What a batch holds, for rates: "images" gives images_per_s and train_images_per_s.
   virtual std::string examples_name() const = 0;
+  // How many of those one row of a batch holds (a language model counts tokens: its context).
+  virtual std::int64_t examples_per_row() const { return 1; }
 };
 
 using HooksFactory = std::function<std::unique_ptr<TaskHooks>(const TaskContext& context)>;

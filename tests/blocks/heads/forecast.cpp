@@ -38,7 +38,7 @@ TEST_CASE("forecast head ends a series model: series [B, L, channels] -> [B, hor
   args.outputs = 3;
   args.head = yaml("{type: forecast, horizon: 12}");
   torch::manual_seed(4);
-  const Model m = model_registry().create(yaml(model), args);
+  const Model m = composed_model(model_registry().create(yaml(model), args));
   const torch::Tensor series = torch::randn({2, 24, 3});
   const torch::Tensor y = m->forward(series);
   CHECK(y.sizes() == torch::IntArrayRef({2, 12, 3}));

@@ -13,8 +13,8 @@
 #include "blocks/stacks/plain.h"
 #include "blocks/stacks/stages.h"
 #include "blocks/stems/series.h"
-#include "experiments/classifier.h"
 #include "experiments/experiment.h"
+#include "experiments/model_builder.h"
 #include "golden.h"
 #include "process_support.h"
 #include "registry/compose.h"
@@ -36,7 +36,7 @@ DatasetInfo fmnist_shape() {
 
 Model build(const std::string& model, const std::string& head = "linear") {
   torch::manual_seed(5);
-  return build_classifier(yaml(model), yaml(head), fmnist_shape());
+  return composed_model(build_model(yaml(model), yaml(head), fmnist_shape()));
 }
 
 // The mixer of layer i of a model built with a plain stack.
@@ -192,7 +192,7 @@ TEST_CASE("stem/tokens with a tied linear head: a causal language model over tok
   ModelArgs args;
   args.outputs = 11;
   args.head = yaml("{type: linear, tie: true}");
-  const Model m = model_registry().create(yaml(lm), args);
+  const Model m = composed_model(model_registry().create(yaml(lm), args));
   m->eval();
   CHECK(m->stem().layout().causal);
   // The head's weight is the stem's embedding: one tensor, trained once.

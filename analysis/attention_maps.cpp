@@ -77,4 +77,21 @@ std::map<int, LayerCapture> captures_by_layer(const AttentionProbe& probe) {
   return layers;
 }
 
+// The mean over queries i >= from of probs[:, i, i - offset]: one diagonal of every head's map.
+static torch::Tensor mean_of_diagonal(const torch::Tensor& probs, std::int64_t offset, std::int64_t from) {
+  TORCH_CHECK(probs.dim() == 3 && probs.size(1) == probs.size(2), "head scores: probs must be [h, N, N]");
+  const std::int64_t n = probs.size(1);
+  TORCH_CHECK(offset >= 0 && from >= offset && from < n, "head scores: need queries from ", from, " in ", n,
+              " tokens");
+  // diagonal(-offset) holds probs[:, i, i - offset] for i = offset .. n-1.
+  return probs.to(torch::kFloat64).diagonal(-offset, 1, 2).slice(1, from - offset).mean(1);
+}
+
+torch::Tensor induction_scores(const torch::Tensor& probs, std::int64_t period) {
+  TORCH_CHECK(period >= 2, "induction scores: the period must be at least 2, got ", period);
+  return mean_of_diagonal(probs, period - 1, period);
+}
+
+torch::Tensor previous_token_scores(const torch::Tensor& probs) { return mean_of_diagonal(probs, 1, 1); }
+
 }  // namespace blocklab

@@ -41,6 +41,16 @@ torch::Tensor mean_attention_distance(const torch::Tensor& probs, std::int64_t p
                                       std::int64_t grid_w);
 torch::Tensor attention_entropy(const torch::Tensor& probs);
 
+// Per-head scores of Olsson et al. 2022 ("In-context Learning and Induction Heads",
+// arXiv:2209.11895), measured on a sequence of random tokens repeated with period T (the
+// input is [x_0 .. x_{T-1}, x_0 .. x_{T-1}, ...]), probs [h, N, N]; each returns [h]:
+//   induction (prefix matching): the mean over queries i >= T of the attention to i - T + 1, the
+//     token after the previous occurrence of the current token;
+//   previous token: the mean over queries i >= 1 of the attention to i - 1.
+// Both are 1 for an ideal head of that kind; a uniform causal head scores the mean of 1/(i+1).
+torch::Tensor induction_scores(const torch::Tensor& probs, std::int64_t period);
+torch::Tensor previous_token_scores(const torch::Tensor& probs);
+
 // What a token map says about the image: the row of the first prefix (class) token when
 // there is one, otherwise the attention each grid token receives averaged over the grid
 // queries. m [N, N] (or [h, N, N]); returns the grid part reshaped to [grid_h, grid_w]

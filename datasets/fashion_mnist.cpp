@@ -150,7 +150,7 @@ FashionMnist::FashionMnist(FashionMnistOptions options, Source root_source) : op
 
   const auto make_part = [](const torch::Tensor& images, const torch::Tensor& labels, const torch::Tensor& indices) {
     const torch::Tensor idx = indices.contiguous();
-    return Part{Split{images.index_select(0, idx), labels.index_select(0, idx)}, idx};
+    return Part{Split{images.index_select(0, idx), labels.index_select(0, idx), {}}, idx};
   };
   train_ = make_part(files.train_images, files.train_labels, train);
   val_ = make_part(files.train_images, files.train_labels, order.slice(0, 0, options_.val_size()));

@@ -132,6 +132,30 @@ TEST_CASE("head statistics: mean distance and entropy of known attention", "[att
   CHECK(mean_attention_distance(with_cls, 1, 2, 2).item<double>() == Approx((2 + std::sqrt(2.0)) / 4));
 }
 
+TEST_CASE("head scores (Olsson et al. 2022): ideal induction and previous-token heads score 1", "[attn]") {
+  const std::int64_t period = 5, n = 3 * period;
+  // Head 0: induction (query i >= T attends to i - T + 1); head 1: previous token; head 2:
+  // uniform over the causal prefix. Queries before T (head 0) and query 0 attend to token 0.
+  torch::Tensor probs = torch::zeros({3, n, n}, torch::kFloat64);
+  for (std::int64_t i = 0; i < n; ++i) {
+    probs[0][i][i >= period ? i - period + 1 : 0] = 1.0;
+    probs[1][i][i >= 1 ? i - 1 : 0] = 1.0;
+    probs[2][i].slice(0, 0, i + 1).fill_(1.0 / static_cast<double>(i + 1));
+  }
+  const torch::Tensor induction = induction_scores(probs, period), previous = previous_token_scores(probs);
+  CHECK(induction[0].item<double>() == Approx(1.0));
+  CHECK(induction[1].item<double>() == Approx(0.0).margin(1e-12));
+  CHECK(previous[1].item<double>() == Approx(1.0));
+  CHECK(previous[0].item<double>() == Approx(0.0).margin(1e-12));
+  double uniform_induction = 0, uniform_previous = 0;
+  for (std::int64_t i = period; i < n; ++i) uniform_induction += 1.0 / static_cast<double>((i + 1) * (n - period));
+  for (std::int64_t i = 1; i < n; ++i) uniform_previous += 1.0 / static_cast<double>((i + 1) * (n - 1));
+  CHECK(induction[2].item<double>() == Approx(uniform_induction));
+  CHECK(previous[2].item<double>() == Approx(uniform_previous));
+  CHECK_THROWS(induction_scores(probs, 1));       // no period below 2
+  CHECK_THROWS(induction_scores(probs, n));       // no query after one period
+}
+
 TEST_CASE("blocklab attn on a trained run writes pictures, arrays and an index linking them", "[attn]") {
   testing::TempDir tmp;
   const std::string out = (tmp.path / "runs").string();

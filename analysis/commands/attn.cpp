@@ -1,4 +1,7 @@
 // blocklab attn <run-dir>: what a trained model attends to, as pictures, arrays and a page.
+// Runs on images get the view below; runs on token ids or series get the sequence view
+// (attn_sequence.cpp: maps labelled with the tokens, one query's map, induction and
+// previous-token scores per head).
 //
 // Rebuilds the run's model from config.yaml, loads its checkpoint, runs a few samples with the
 // attention probe on (the reference path; its output equals the fused kernel's) and writes
@@ -19,6 +22,7 @@
 #include <sstream>
 
 #include "analysis/attention_maps.h"
+#include "analysis/commands/attn_common.h"
 #include "analysis/curves.h"
 #include "analysis/heatmap.h"
 #include "analysis/npy.h"
@@ -37,72 +41,6 @@ namespace fs = std::filesystem;
 namespace blocklab {
 namespace {
 
-// Every index below `count` when `wanted` is empty; otherwise the wanted ones, checked.
-std::vector<std::int64_t> select(const IndexList& wanted, std::int64_t count, const std::string& what) {
-  if (!wanted.empty()) return wanted.resolve(count, what);
-  std::vector<std::int64_t> all(static_cast<std::size_t>(std::max<std::int64_t>(count, 0)));
-  for (std::int64_t i = 0; i < count; ++i) all[static_cast<std::size_t>(i)] = i;
-  return all;
-}
-
-// A fresh directory beside `target` that replaces it on commit(): pictures of an earlier call
-// that this one does not draw do not linger, and a failure midway keeps the earlier set (the
-// staging directory is removed instead).
-class StagedDirectory {
- public:
-  explicit StagedDirectory(std::string target)
-      : target_(std::move(target)), staging_(target_ + ".new-" + std::to_string(::getpid())) {
-    fs::remove_all(staging_);
-    fs::create_directories(staging_);
-  }
-  ~StagedDirectory() {
-    std::error_code ec;
-    if (!committed_) fs::remove_all(staging_, ec);
-  }
-  StagedDirectory(const StagedDirectory&) = delete;
-  StagedDirectory& operator=(const StagedDirectory&) = delete;
-  const std::string& path() const { return staging_; }
-  void commit() {
-    const std::string old = target_ + ".old-" + std::to_string(::getpid());
-    const bool had = fs::exists(fs::symlink_status(target_));
-    if (had) fs::rename(target_, old);
-    try {
-      fs::rename(staging_, target_);
-    } catch (...) {
-      if (had) fs::rename(old, target_);
-      throw;
-    }
-    committed_ = true;
-    std::error_code ec;
-    if (had) fs::remove_all(old, ec);
-  }
-
- private:
-  std::string target_, staging_;
-  bool committed_ = false;
-};
-
-std::vector<double> to_doubles(const torch::Tensor& t) {
-  const torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
-  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
-}
-
-void save_npy(const std::string& path, const torch::Tensor& t) {
-  const torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-  write_npy(path, c.sizes().vec(), c.data_ptr<float>());
-}
-
-Heatmap matrix_panel(const torch::Tensor& m, const std::string& title) {
-  Heatmap h;
-  h.rows = static_cast<int>(m.size(0));
-  h.cols = static_cast<int>(m.size(1));
-  h.values = to_doubles(m);
-  h.title = title;
-  h.x_label = "key token";
-  h.y_label = "query token";
-  return h;
-}
-
 Heatmap overlay_panel(const torch::Tensor& grid, const torch::Tensor& image, const std::string& title) {
   Heatmap h = matrix_panel(grid, title);
   h.x_label = h.y_label = "";
@@ -113,59 +51,11 @@ Heatmap overlay_panel(const torch::Tensor& grid, const torch::Tensor& image, con
   return h;
 }
 
-// An index.html that links every picture, grouped in sections.
-class IndexPage {
- public:
-  void section(const std::string& title, const std::string& text = "") {
-    html_ << "<h2>" << title << "</h2>\n";
-    if (!text.empty()) html_ << "<p>" << text << "</p>\n";
-  }
-  void picture(const std::string& file, const std::string& caption) {
-    html_ << "<figure><a href=\"" << file << "\"><img src=\"" << file << "\" alt=\"" << caption
-          << "\"></a><figcaption>" << caption << "</figcaption></figure>\n";
-  }
-  void write(const std::string& path, const std::string& title, const std::string& intro) const {
-    write_file_atomic(path, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>" + title +
-                                "</title>\n<style>body{font-family:sans-serif;margin:2em;max-width:1400px}"
-                                "figure{display:inline-block;margin:0.5em;vertical-align:top}"
-                                "img{max-width:640px;border:1px solid #ddd}figcaption{font-size:90%;color:#444}"
-                                "</style></head><body>\n<h1>" +
-                                title + "</h1>\n<p>" + intro + "</p>\n" + html_.str() + "</body></html>\n");
-  }
-
- private:
-  std::ostringstream html_;
-};
-
-struct AttnOptions {
-  std::string run_dir, split = "test", checkpoint = "best";
-  IndexList samples, layers, heads, tokens;  // empty: all (samples: the first four)
-  bool svg = false, mixing = true;
-};
-
-int attn(const AttnOptions& o) {
-  const std::string config_path = o.run_dir + "/config.yaml";
-  if (!file_exists(config_path))
-    throw ConfigError("'" + o.run_dir + "' is not a run directory (no config.yaml)", Source{}, "",
-                      {"run directories are results/runs/<experiment>/<id>; see `blocklab run`"});
-  const ConfigNode cfg = load_yaml_file(config_path, config_path);
-  const std::string task = cfg.at("task").text();
-  if (task != "classify")
-    throw ConfigError("blocklab attn reads image-classification runs; this run's task is '" + task + "'");
-  const ParamReader root(cfg, task_registry().info(task).schema, "");
-  const std::string order = metrics_order_problem(o.run_dir + "/metrics.jsonl");
-  if (!order.empty()) std::cerr << "warning: " << order << "\n";
-  std::string checkpoint = o.run_dir + "/checkpoints/" + o.checkpoint + ".ckpt";
-  if (!file_exists(checkpoint) && o.checkpoint == "best") checkpoint = o.run_dir + "/checkpoints/last.ckpt";
-  if (!file_exists(checkpoint))
-    throw ConfigError("no checkpoint in " + o.run_dir + "/checkpoints", Source{}, "",
-                      {"the run has not finished an epoch yet; continue it with blocklab run --resume"});
-
-  // Data: the chosen samples of the split, as model input and as a grey image for display.
-  const ConfigNode* seed = cfg.find("seed");
-  auto dataset = dataset_registry().create(root.get_node("dataset"),
-                                           DatasetArgs{seed ? static_cast<std::uint64_t>(seed->as_int()) : 0});
-  const DatasetInfo info = dataset->info();
+// The image view: attention over the patch grid of image-classification runs.
+int attn_images(const AttnOptions& o, const LoadedRun& run) {
+  const DatasetInfo& info = run.info;
+  const std::string& checkpoint = run.checkpoint;
+  const Dataset* dataset = run.dataset.get();
   const Split& split = dataset->split(o.split);
   const std::vector<std::int64_t> samples =
       o.samples.empty() ? select(o.samples, std::min<std::int64_t>(4, split.size()), "samples")
@@ -177,13 +67,7 @@ int attn(const AttnOptions& o) {
   const torch::Tensor labels = split.targets.index_select(0, index);
   const torch::Tensor images = raw.to(torch::kFloat64).mean(1) / 255.0;  // [S, H, W]
 
-  const ConfigNode model_config = root.get_node("model");
-  const Model model = composed_model(build_model(model_config, root.get_node("head"), info));
-  if (!model)
-    throw ConfigError("the run's model is not stem -> stack -> head: it has no token mixers to show",
-                      model_config.source(), "model", {});
-  load_model_weights(checkpoint, *model);
-  model->eval();
+  const Model& model = run.model;
   AttentionProbe probe;
   probe.enable();
   probe.keep_mixer_calls();  // also where the grid and the prefix tokens are
@@ -406,6 +290,12 @@ int attn(const AttnOptions& o) {
   return 0;
 }
 
+int attn(const AttnOptions& o) {
+  const LoadedRun run = load_run(o);
+  if (run.info.height > 0 && run.info.width > 0) return attn_images(o, run);
+  return attn_sequences(o, run);
+}
+
 int attn_command(const std::vector<std::string>& args) {
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help")("split", po::value<std::string>(),
@@ -415,16 +305,22 @@ int attn_command(const std::vector<std::string>& args) {
                                                                             "heads to draw (default: all)")(
       "tokens", po::value<std::string>(), "token range of the token x token maps, FROM-TO (inclusive)")(
       "checkpoint", po::value<std::string>(), "best (default) or last")("svg", "also write SVG files")(
-      "no-mixing", "skip the effective mixing matrices (one backward pass per token and layer)");
+      "no-mixing", "skip the effective mixing matrices (one backward pass per token and layer)")(
+      "query", po::value<std::int64_t>(), "sequences: also map where this query position looks, per layer and head")(
+      "period", po::value<std::int64_t>(),
+      "sequences: tokens per repeat of the induction-score probe (default: min(64, context / 2))");
   const auto cl = parse_command_line("attn", args, opts);
   if (cl.vars.count("help")) {
     std::cout << command_help(
         "attn", "<run-dir>",
         "Draws what a trained model attends to: per-head attention over the image, token x token maps, attention "
         "rollout, effective mixing matrices (any mixer), head distance and entropy; with the arrays (.npy) and an "
-        "index.html, in <run-dir>/attn/.",
+        "index.html, in <run-dir>/attn/. On sequence runs (language models, recall, sequence classification): "
+        "token x token maps labelled with the tokens, the map of a --query position, and per-head induction and "
+        "previous-token scores (Olsson et al. 2022).",
         opts, "Examples:\n  blocklab attn results/runs/vit_fmnist/fae098b377cc\n"
-              "  blocklab attn <run> --samples 0,7 --layers 3 --heads 0,1 --svg\n");
+              "  blocklab attn <run> --samples 0,7 --layers 3 --heads 0,1 --svg\n"
+              "  blocklab attn results/runs/lm_kjv/<id> --tokens 0-47 --query 40\n");
     return 0;
   }
   if (cl.positional.size() != 1) throw UsageError("blocklab attn: give one run directory\n  see: blocklab attn --help");
@@ -443,6 +339,10 @@ int attn_command(const std::vector<std::string>& args) {
   o.checkpoint = choice_option(cl, "attn", "checkpoint", {"best", "last"}, "best");
   o.svg = cl.vars.count("svg") > 0;
   o.mixing = cl.vars.count("no-mixing") == 0;
+  if (cl.vars.count("query")) o.query = cl.vars["query"].as<std::int64_t>();
+  if (cl.vars.count("period")) o.period = cl.vars["period"].as<std::int64_t>();
+  if (cl.vars.count("query") && o.query < 0)
+    throw UsageError("blocklab attn: --query must be a token position >= 0");
   return attn(o);
 }
 

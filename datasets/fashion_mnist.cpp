@@ -172,7 +172,7 @@ FashionMnist::FashionMnist(FashionMnistOptions options, Source root_source) : op
   const std::string split_text =
       "val_size=" + std::to_string(options_.val_size()) + ";split_seed=" + std::to_string(options_.split_seed()) +
       ";limit_train=" + std::to_string(options_.limit_train()) + ";limit_test=" + std::to_string(options_.limit_test());
-  fingerprint_ = hex64(fnv1a(split_text.data(), split_text.size(), files.hash));
+  fingerprint_ = fingerprint_hex(fnv1a(split_text.data(), split_text.size(), files.hash));
 }
 
 DatasetInfo FashionMnist::info() const { return fashion_mnist_info(); }

@@ -197,7 +197,7 @@ IdxFile read_idx_gz_cached(const std::string& file, const IdxExpectation& expect
   return cache[key] = read_idx_gz(file, expect, context);
 }
 
-std::string hex64(std::uint64_t value) {
+std::string fingerprint_hex(std::uint64_t value) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(value));
   return buf;

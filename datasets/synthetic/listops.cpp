@@ -214,7 +214,7 @@ ListOps::ListOps(ListOpsOptions options) : options_(std::move(options)) {
   for (const Split* s : {&test_, &val_, &train_})
     for (const torch::Tensor& t : {s->inputs, s->targets, s->lengths})
       hash = fnv1a(t.data_ptr(), static_cast<std::size_t>(t.nbytes()), hash);
-  fingerprint_ = hex64(hash);
+  fingerprint_ = fingerprint_hex(hash);
 }
 
 const Split& ListOps::split(const std::string& name) const {

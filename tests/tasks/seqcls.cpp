@@ -20,8 +20,9 @@ bool close(const torch::Tensor& a, const torch::Tensor& b) { return torch::allcl
 }  // namespace
 
 TEST_CASE("seqcls: padded positions do not change the prediction of the listops encoder", "[seqcls]") {
-  const Experiment e = load_experiment(default_config_dir(), "listops",
-                                       {"model.dim=32", "model.stack.depth=2", "dataset.max_length=48"});
+  const Experiment e =
+      load_experiment(default_config_dir(), "listops",
+                      {"model.dim=32", "model.stack.depth=2", "dataset.min_length=8", "dataset.max_length=48"});
   torch::manual_seed(3);
   const Network model =
       build_model(*e.config.find("model"), *e.config.find("head"), listops_info(ListOpsOptions().max_length(48)));

@@ -4,13 +4,15 @@
 //
 // An example is a nested expression in prefix form, e.g. [MAX 4 3 [MIN 2 3 ] 1 0 ] (= 4), and
 // its label is the expression's value, a digit 0-9 (10 classes). Operators: MIN, MAX, MED
-// (median, the lower-middle mean truncated for an even count, as int(np.median)) and SM (sum
+// (median; for an even count the mean of the two middle values, truncated: int(np.median)), SM (sum
 // modulo 10). The generator is LRA's (lra_benchmarks/data/listops.py, our own code): a node
 // at depth d < max_depth is an operator with probability 1/4 (else a digit; at max_depth
 // always a digit), an operator takes 2..max_args arguments, the root is at depth 1; a tree is
 // kept when its token count lies in [min_length, max_length] and it is new (no expression
-// appears twice, in a split or across splits). LRA's "(" and ")" are not tokens (its
-// tokenised inputs are these tokens only).
+// appears twice, in a split or across splits). Tokens: "[MIN" "[MAX" "[MED" "[SM", "]" and the
+// digits; LRA's "(" and ")" are not tokens. (LRA's input pipeline tokenised with tfds'
+// Tokenizer, which keeps alphanumeric runs only and so dropped "]" too, a known bug that makes
+// expressions ambiguous; here "]" is a token.)
 //
 // Splits: "test", "val" and "train" are generated in this order, each from its own seed
 // derived from `seed`, so the test set does not depend on the train size. Inputs: uint8
@@ -19,7 +21,9 @@
 //
 // Generation is LRA's rejection sampling made cheap: a tree is abandoned as soon as it passes
 // max_length (so a rejected long tree costs at most max_length tokens), and the value is
-// computed while the tokens are written. The conditional distribution is LRA's exactly.
+// computed while the tokens are written. The conditional distribution is LRA's exactly. LRA's
+// 100,000 expressions of 500..2,000 tokens: 3.1 s, 12 trees drawn per tree kept (measured on
+// the shared 2-core machine; tests/datasets/listops.cpp "[seqcls-bench]").
 #pragma once
 
 #include <torch/torch.h>

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdio>
 
+#include "datasets/dataset_options.h"
 #include "datasets/idx_file.h"
 #include "datasets/image_ops.h"
 #include "registry/suggest.h"
@@ -74,30 +74,38 @@ Files read_files(const std::string& root, const IdxErrorContext& context) {
 
 // Throws ConfigError when an integer option is outside the range its schema declares.
 void check_range(const std::string& name, std::int64_t value) {
-  const ParamSpec& spec = *fashion_mnist_schema().schema().find(name);
-  const auto v = static_cast<double>(value);
-  if ((spec.min && v < *spec.min) || (spec.max && v > *spec.max))
-    throw ConfigError(std::to_string(value) + " is out of range", {}, "dataset." + name, {spec.type_text()});
+  check_dataset_option_range(fashion_mnist_schema().schema(), name, value);
 }
 
-std::string hex(std::uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
+using FashionSchema = OptionsSchema<FashionMnistOptions>;
+
+// Which files, and how the 60k training images split into train and val.
+void add_source_options(FashionSchema& s) {
+  BLOCKLAB_OPTION(s, root, "directory holding the four Fashion-MNIST .gz IDX files");
+  auto& val = BLOCKLAB_OPTION(s, val_size, "training images held out as the val split (seeded); 0 = none");
+  val.min = 0;
+  val.max = kTrainCount - 1;
+  auto& seed =
+      BLOCKLAB_OPTION(s, split_seed, "seed of the train/val split and of the train order that limit_train cuts");
+  seed.min = 0;
+}
+
+// Smaller splits, for quick checks.
+void add_limit_options(FashionSchema& s) {
+  auto& limit_train = BLOCKLAB_OPTION(s, limit_train, "keep the first N of the seeded train split; 0 = all");
+  limit_train.min = 0;
+  limit_train.max = kTrainCount;
+  auto& limit_test = BLOCKLAB_OPTION(s, limit_test, "keep the first N test images; 0 = all");
+  limit_test.min = 0;
+  limit_test.max = kTestCount;
 }
 
 }  // namespace
 
 const OptionsSchema<FashionMnistOptions>& fashion_mnist_schema() {
-  static const OptionsSchema<FashionMnistOptions> schema = [] {
-    OptionsSchema<FashionMnistOptions> s;
-    BLOCKLAB_OPTION(s, root, "directory holding the four Fashion-MNIST .gz IDX files");
-    auto& val = BLOCKLAB_OPTION(s, val_size, "training images held out as the val split (seeded); 0 = none");
-    val.min = 0;
-    val.max = kTrainCount - 1;
-    auto& seed =
-        BLOCKLAB_OPTION(s, split_seed, "seed of the train/val split and of the train order that limit_train cuts");
-    seed.min = 0;
+  static const FashionSchema schema = [] {
+    FashionSchema s;
+    add_source_options(s);
     s.choice(
         "augment", {"none", "crop", "crop-flip", "flip"},
         "training augmentation: random crop with zero padding (crop), plus a horizontal flip (crop-flip), "
@@ -108,12 +116,17 @@ const OptionsSchema<FashionMnistOptions>& fashion_mnist_schema() {
     pad.min = 0;
     pad.max = kSide / 2;
     BLOCKLAB_OPTION(s, normalize, "normalise as (x/255 - 0.2860)/0.3530, the training mean and std");
-    auto& limit_train = BLOCKLAB_OPTION(s, limit_train, "keep the first N of the seeded train split; 0 = all");
-    limit_train.min = 0;
-    limit_train.max = kTrainCount;
-    auto& limit_test = BLOCKLAB_OPTION(s, limit_test, "keep the first N test images; 0 = all");
-    limit_test.min = 0;
-    limit_test.max = kTestCount;
+    add_limit_options(s);
+    return s;
+  }();
+  return schema;
+}
+
+const OptionsSchema<FashionMnistOptions>& fashion_mnist_split_schema() {
+  static const FashionSchema schema = [] {
+    FashionSchema s;
+    add_source_options(s);
+    add_limit_options(s);
     return s;
   }();
   return schema;
@@ -159,7 +172,7 @@ FashionMnist::FashionMnist(FashionMnistOptions options, Source root_source) : op
   const std::string split_text =
       "val_size=" + std::to_string(options_.val_size()) + ";split_seed=" + std::to_string(options_.split_seed()) +
       ";limit_train=" + std::to_string(options_.limit_train()) + ";limit_test=" + std::to_string(options_.limit_test());
-  fingerprint_ = hex(fnv1a(split_text.data(), split_text.size(), files.hash));
+  fingerprint_ = fingerprint_hex(fnv1a(split_text.data(), split_text.size(), files.hash));
 }
 
 DatasetInfo FashionMnist::info() const { return fashion_mnist_info(); }
@@ -178,11 +191,7 @@ const FashionMnist::Part& FashionMnist::part(const std::string& name) const {
   if (name == "train") return train_;
   if (name == "val") return val_;
   if (name == "test") return test_;
-  const std::vector<std::string> names{"train", "val", "test"};
-  std::vector<std::string> hints;
-  if (std::string dym = did_you_mean(name, names); !dym.empty()) hints.push_back(dym);
-  hints.push_back("splits: " + join_names(names));
-  throw ConfigError("fashion-mnist has no split '" + name + "'", {}, "", hints);
+  throw_unknown_split("fashion-mnist", name);
 }
 
 const Split& FashionMnist::split(const std::string& name) const { return part(name).split; }
@@ -199,26 +208,7 @@ torch::Tensor FashionMnist::prepare(const torch::Tensor& raw, torch::Generator* 
 
 std::string FashionMnist::fingerprint() const { return fingerprint_; }
 
-namespace {
-
-// The options of a `dataset` config, validated against the schema.
-FashionMnistOptions bind_fashion_mnist(const ConfigNode& params) {
-  ConfigNode values = params;
-  values.erase("type");
-  DiagnosticSink sink;
-  validate(values, fashion_mnist_schema().schema(), "dataset", {}, sink);
-  sink.throw_if_any();
-  return fashion_mnist_schema().bind(values, "dataset");
-}
-
-std::shared_ptr<Dataset> make_fashion_mnist(const ConfigNode& params, const DatasetArgs&) {
-  const ConfigNode* root = params.find("root");
-  return std::make_shared<FashionMnist>(bind_fashion_mnist(params), root ? root->source() : Source{});
-}
-
-// The split sizes the constructor will make, from the options alone.
-DatasetPlan plan_fashion_mnist(const ConfigNode& params) {
-  const FashionMnistOptions o = bind_fashion_mnist(params);
+DatasetPlan plan_fashion_mnist_splits(const FashionMnistOptions& o) {
   const std::int64_t train = kTrainCount - o.val_size();
   DatasetPlan plan{fashion_mnist_info(), {}};
   plan.more_data_hint = "more training data: dataset.limit_train (0 = all), a smaller dataset.val_size";
@@ -226,6 +216,22 @@ DatasetPlan plan_fashion_mnist(const ConfigNode& params) {
   plan.split_sizes["val"] = o.val_size();
   plan.split_sizes["test"] = o.limit_test() > 0 ? std::min(o.limit_test(), kTestCount) : kTestCount;
   return plan;
+}
+
+namespace {
+
+// The options of a `dataset` config, validated against the schema.
+FashionMnistOptions bind_fashion_mnist(const ConfigNode& params) {
+  return bind_dataset_options(fashion_mnist_schema(), params);
+}
+
+std::shared_ptr<Dataset> make_fashion_mnist(const ConfigNode& params, const DatasetArgs&) {
+  const ConfigNode* root = params.find("root");
+  return std::make_shared<FashionMnist>(bind_fashion_mnist(params), root ? root->source() : Source{});
+}
+
+DatasetPlan plan_fashion_mnist(const ConfigNode& params) {
+  return plan_fashion_mnist_splits(bind_fashion_mnist(params));
 }
 [[maybe_unused]] const bool planner_registered = register_dataset_planner("fashion-mnist", plan_fashion_mnist);
 

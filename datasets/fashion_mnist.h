@@ -33,8 +33,16 @@ struct FashionMnistOptions {
 // The registry parameters (types, defaults, ranges, docs), declared once on the options.
 const OptionsSchema<FashionMnistOptions>& fashion_mnist_schema();
 
+// The options that choose the files and the splits (root, val_size, split_seed, limit_train,
+// limit_test), without augmentation and normalisation: for datasets that read the same images
+// differently (image/sequential-fmnist).
+const OptionsSchema<FashionMnistOptions>& fashion_mnist_split_schema();
+
 // Channels, size, classes and class names (the same for every config).
 DatasetInfo fashion_mnist_info();
+
+// The split sizes FashionMnist(options) makes, known without reading the files.
+DatasetPlan plan_fashion_mnist_splits(const FashionMnistOptions& options);
 
 class FashionMnist : public Dataset {
  public:

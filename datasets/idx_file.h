@@ -52,5 +52,7 @@ IdxFile read_idx_gz_cached(const std::string& file, const IdxExpectation& expect
 // 64-bit FNV-1a (http://www.isthe.com/chongo/tech/comp/fnv/), continuing from `hash`.
 constexpr std::uint64_t kFnv1aOffset = 0xcbf29ce484222325ULL;
 std::uint64_t fnv1a(const void* data, std::size_t size, std::uint64_t hash = kFnv1aOffset);
+// A hash as 16 lowercase hex digits (dataset fingerprints).
+std::string fingerprint_hex(std::uint64_t value);
 
 }  // namespace blocklab

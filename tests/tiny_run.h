@@ -72,4 +72,23 @@ inline std::vector<long> metric_steps(const fs::path& dir) {
   return steps;
 }
 
+// The listops experiment (task seqcls) at the size of the tiny ViT run: 256 expressions of
+// 16..64 tokens, batches of 16, 48 steps in 3 epochs, a one-layer encoder of width 16.
+inline const std::vector<std::string>& tiny_listops_overrides() {
+  static const std::vector<std::string> overrides = {"model.dim=16",
+                                                     "model.stack.depth=1",
+                                                     "model.mixer.heads=2",
+                                                     "dataset.train_size=256",
+                                                     "dataset.val_size=32",
+                                                     "dataset.test_size=64",
+                                                     "dataset.min_length=16",
+                                                     "dataset.max_length=64",
+                                                     "trainer.batch_size=16",
+                                                     "trainer.epochs=3",
+                                                     "trainer.log_every=4",
+                                                     "trainer.eval_batch_size=64",
+                                                     "threads=1"};
+  return overrides;
+}
+
 }  // namespace blocklab::testing

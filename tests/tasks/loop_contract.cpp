@@ -1,9 +1,9 @@
 // The training loop's contract (experiments/training/loop.h), tested per task: the same tests
-// run for classify (the blocklab executable) and for the test-only regression task
-// (tests/tasks/regress_task.cpp, in blocklab_test_tasks), so what the loop promises holds
-// whatever the hooks are: bit-identical reruns, exact resume after SIGKILL and after SIGTERM
-// (exit 75), and a loss that is not finite ending the run as diverged (exit 3) with the last
-// good checkpoint kept.
+// run for classify (the blocklab executable), for the test-only regression task
+// (tests/tasks/regress_task.cpp, in blocklab_test_tasks) and for seqcls (ListOps), so what the
+// loop promises holds whatever the hooks are: bit-identical reruns, exact resume after SIGKILL
+// and after SIGTERM (exit 75), and a loss that is not finite ending the run as diverged (exit 3)
+// with the last good checkpoint kept.
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -51,7 +51,8 @@ std::vector<LoopTaskCase> loop_tasks() {
   const LoopTaskCase regress{"test/regress", BLOCKLAB_TEST_TASKS_BINARY, "regress",
                              {"--config-dir", std::string(BLOCKLAB_TEST_DIR) + "/tasks/conf"},
                              {"optimizer.type=sgd", "trainer.lr=1e8", "trainer.clip_grad=0.0", "trainer.warmup=0.0"}};
-  return {classify, regress};
+  const LoopTaskCase seqcls{"seqcls", BLOCKLAB_BINARY, "listops", tiny_listops_overrides(), classify.diverging};
+  return {classify, regress, seqcls};
 }
 
 // Waits (up to a minute) until the run under `out` has logged training step `step`.

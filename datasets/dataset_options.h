@@ -1,0 +1,33 @@
+// What every dataset plugin does with its options: bind a `dataset` config section onto its
+// Options struct (validated against the schema, `type` dropped), refuse out-of-range values
+// when a dataset is constructed from C++ without a config, and name an unknown split.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "registry/options_schema.h"
+
+namespace blocklab {
+
+// The options of a `dataset` config ({type: ..., ...}), validated against `schema`. Throws
+// ConfigError listing every problem ("dataset.<key>").
+template <class O>
+O bind_dataset_options(const OptionsSchema<O>& schema, const ConfigNode& params) {
+  ConfigNode values = params;
+  values.erase("type");
+  DiagnosticSink sink;
+  validate(values, schema.schema(), "dataset", {}, sink);
+  sink.throw_if_any();
+  return schema.bind(values, "dataset");
+}
+
+// Throws ConfigError: `dataset` (its registry key) has no split `name` (with a did-you-mean
+// among train, val and test).
+[[noreturn]] void throw_unknown_split(const std::string& dataset, const std::string& name);
+
+// Throws ConfigError ("dataset.<name>") when an integer option is outside the range `schema`
+// declares for it.
+void check_dataset_option_range(const Schema& schema, const std::string& name, std::int64_t value);
+
+}  // namespace blocklab

@@ -1,0 +1,34 @@
+// task `seqcls`: sequence classification (Long Range Arena's ListOps and Image tasks: Tay et
+// al. 2021, arXiv:2011.04006): right-padded token sequences with their lengths and a label
+// each, the classification hooks of classify (experiments/tasks/classification.h) without
+// augmentation. The model reads the lengths (attention masks padded keys, mean pooling counts
+// valid tokens), so padding does not change a prediction. Experiments name the encoder:
+//   blocklab run listops            (model: encoder_small, dataset: synthetic/listops)
+//   blocklab run sfmnist            (dataset: image/sequential-fmnist)
+#include "experiments/tasks/classification.h"
+
+namespace blocklab {
+namespace {
+
+const ClassificationTask kTask{{"sequences", "model/composed", "linear", "synthetic/listops"}, /*augment=*/false};
+
+const Schema& task_schema() {
+  static const Schema schema = classification_schema(kTask.defaults);
+  return schema;
+}
+
+[[maybe_unused]] const bool check_registered =
+    register_task_check("seqcls", classification_check(task_schema(), kTask));
+
+BLOCKLAB_REGISTER(task_registry(),
+                  BLOCKLAB_ENTRY("seqcls")
+                      .summary("sequence classification: padded token sequences with lengths, a label each")
+                      .paper("Long Range Arena: A Benchmark for Efficient Transformers (Tay et al. 2021), "
+                             "arXiv:2011.04006")
+                      .equation("min_theta CE(head(mean_{n < len}(stack(stem(ids))_n)), y), label smoothing")
+                      .schema(task_schema())
+                      .example("{}"),
+                  classification_factory(task_schema(), kTask));
+
+}  // namespace
+}  // namespace blocklab

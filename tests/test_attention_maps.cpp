@@ -135,10 +135,11 @@ TEST_CASE("head statistics: mean distance and entropy of known attention", "[att
 TEST_CASE("head scores (Olsson et al. 2022): ideal induction and previous-token heads score 1", "[attn]") {
   const std::int64_t period = 5, n = 3 * period;
   // Head 0: induction (query i >= T attends to i - T + 1); head 1: previous token; head 2:
-  // uniform over the causal prefix. Queries before T (head 0) and query 0 attend to token 0.
+  // uniform over the causal prefix. Queries before T attend to themselves (head 0), query 0 to
+  // itself (head 1).
   torch::Tensor probs = torch::zeros({3, n, n}, torch::kFloat64);
   for (std::int64_t i = 0; i < n; ++i) {
-    probs[0][i][i >= period ? i - period + 1 : 0] = 1.0;
+    probs[0][i][i >= period ? i - period + 1 : i] = 1.0;
     probs[1][i][i >= 1 ? i - 1 : 0] = 1.0;
     probs[2][i].slice(0, 0, i + 1).fill_(1.0 / static_cast<double>(i + 1));
   }

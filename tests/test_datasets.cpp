@@ -329,7 +329,7 @@ namespace {
 class IndexDataset : public Dataset {
  public:
   explicit IndexDataset(std::int64_t n)
-      : split_{torch::arange(n, torch::kLong).view({n, 1}), torch::arange(n, torch::kLong)} {}
+      : split_{torch::arange(n, torch::kLong).view({n, 1}), torch::arange(n, torch::kLong), {}} {}
   DatasetInfo info() const override { return {}; }
   const Split& split(const std::string& name) const override {
     if (name != "train") throw ConfigError("no split '" + name + "'");

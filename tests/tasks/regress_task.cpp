@@ -95,7 +95,7 @@ class RegressHooks : public TaskHooks {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(derive_seed(context_seed_, 0x0dde, static_cast<std::uint64_t>(epoch)));
     const torch::Tensor order = torch::randperm(data_.train_x.size(0), gen);
     const torch::Tensor rows = order.narrow(0, index * settings_.batch_size, settings_.batch_size);
-    return {data_.train_x.index_select(0, rows), data_.train_y.index_select(0, rows)};
+    return {data_.train_x.index_select(0, rows), data_.train_y.index_select(0, rows), {}};
   }
 
   torch::Tensor loss(const Batch& batch) override {

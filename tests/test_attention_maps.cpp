@@ -2,6 +2,7 @@
 // matrices, rollout, head statistics and token-to-grid reshaping with class/register tokens.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -9,6 +10,7 @@
 #include "analysis/npy.h"
 #include "process_support.h"
 #include "registry/yaml_io.h"
+#include "tiny_run.h"
 
 using namespace blocklab;
 namespace fs = std::filesystem;
@@ -247,4 +249,41 @@ TEST_CASE("blocklab attn on a trained run writes pictures, arrays and an index l
   REQUIRE(testing::run_blocklab({"attn", run.string(), "--samples", "0", "--no-mixing"}, tmp.path / "warn.log") == 0);
   CHECK(testing::slurp(tmp.path / "warn.log").find("warning: " + (run / "metrics.jsonl").string() + ": line ") !=
         std::string::npos);
+}
+
+TEST_CASE("blocklab attn on a sequence run: token maps labelled with the tokens, a query's map", "[attn]") {
+  testing::TempDir tmp;
+  const std::string out = (tmp.path / "runs").string();
+  std::vector<std::string> args = {"run", "listops", "-q", "output_dir=" + out};
+  for (const auto& o : testing::tiny_listops_overrides()) args.push_back(o);
+  args.push_back("trainer.epochs=1");
+  REQUIRE(testing::run_blocklab(args, tmp.path / "run.log") == 0);
+  const fs::path run = testing::run_dir(out, "listops");
+  const int status = testing::run_blocklab(
+      {"attn", run.string(), "--samples", "0,1", "--tokens", "0-15", "--query", "9"}, tmp.path / "attn.log");
+  INFO(testing::slurp(tmp.path / "attn.log"));
+  REQUIRE(status == 0);
+  const fs::path attn = run / "attn";
+  std::vector<std::string> pictures;
+  for (const auto& e : fs::directory_iterator(attn))
+    if (e.path().extension() == ".png") pictures.push_back(e.path().filename().string());
+  std::sort(pictures.begin(), pictures.end());
+  // Per sample: the one layer's token x token map and the query's map; no head scores (the
+  // encoder is not causal).
+  CHECK(pictures == std::vector<std::string>{"test0_layer0_tokens.png", "test0_query9.png", "test1_layer0_tokens.png",
+                                             "test1_query9.png"});
+  std::vector<std::int64_t> shape;
+  const std::vector<float> probs = read_npy_f32((attn / "arrays/probs_layer0.npy").string(), shape);
+  REQUIRE(shape.size() == 4);
+  CHECK(shape[0] == 2);
+  CHECK(shape[1] == 2);
+  const auto n = static_cast<std::size_t>(shape[3]);
+  for (std::size_t row = 0; row < probs.size() / n; ++row) {
+    double sum = 0;
+    for (std::size_t j = 0; j < n; ++j) sum += probs[row * n + j];
+    CHECK(sum == Approx(1.0).epsilon(1e-4));
+  }
+  CHECK(testing::slurp(attn / "index.html").find("where query 9 looks") != std::string::npos);
+  CHECK(testing::run_blocklab({"attn", run.string(), "--query", "100000"}, tmp.path / "bad.log") == 2);
+  CHECK(testing::slurp(tmp.path / "bad.log").find("is past the") != std::string::npos);
 }

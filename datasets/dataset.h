@@ -77,8 +77,10 @@ DatasetRegistry& dataset_registry();
 struct DatasetPlan {
   DatasetInfo info;
   std::map<std::string, std::int64_t> split_sizes;  // "train", "val", "test"
-  // How to get more training examples, for the message when a batch does not fit.
+  // How to get more training examples, for the message when a batch does not fit, and the
+  // option that sizes the training split (where an empty one is reported; "" = the section).
   std::string more_data_hint = "more training data (see blocklab describe <dataset>)";
+  std::string train_size_option;
 };
 using DatasetPlanner = std::function<DatasetPlan(const ConfigNode& params)>;
 // Registers the planner of a dataset type (call from the dataset's file, next to its entry).

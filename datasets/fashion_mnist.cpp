@@ -212,6 +212,7 @@ DatasetPlan plan_fashion_mnist_splits(const FashionMnistOptions& o) {
   const std::int64_t train = kTrainCount - o.val_size();
   DatasetPlan plan{fashion_mnist_info(), {}};
   plan.more_data_hint = "more training data: dataset.limit_train (0 = all), a smaller dataset.val_size";
+  plan.train_size_option = "limit_train";
   plan.split_sizes["train"] = o.limit_train() > 0 ? std::min(o.limit_train(), train) : train;
   plan.split_sizes["val"] = o.val_size();
   plan.split_sizes["test"] = o.limit_test() > 0 ? std::min(o.limit_test(), kTestCount) : kTestCount;

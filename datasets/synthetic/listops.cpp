@@ -231,6 +231,7 @@ DatasetPlan plan_listops(const ConfigNode& params) {
   check_options(o);
   DatasetPlan plan{listops_info(o), {{"train", o.train_size()}, {"val", o.val_size()}, {"test", o.test_size()}}};
   plan.more_data_hint = "more training data: dataset.train_size";
+  plan.train_size_option = "train_size";
   return plan;
 }
 [[maybe_unused]] const bool planner_registered = register_dataset_planner("synthetic/listops", plan_listops);

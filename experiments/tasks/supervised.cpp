@@ -62,9 +62,9 @@ namespace {
 Diagnostic at_value(const ConfigNode& config, const std::string& section, const std::string& key,
                     std::string message, std::vector<std::string> hints) {
   const ConfigNode* s = config.find(section);
-  const ConfigNode* v = s && s->is_map() ? s->find(key) : nullptr;
-  return Diagnostic{v ? v->source() : (s ? s->source() : Source{}), section + "." + key, std::move(message),
-                    std::move(hints)};
+  const ConfigNode* v = s && s->is_map() && !key.empty() ? s->find(key) : nullptr;
+  return Diagnostic{v ? v->source() : (s ? s->source() : Source{}), key.empty() ? section : section + "." + key,
+                    std::move(message), std::move(hints)};
 }
 
 // A run must take optimizer steps and have something to test on.
@@ -73,7 +73,7 @@ void check_splits(const ConfigNode& config, const Schema& schema, const std::str
   const std::int64_t train = plan.split_sizes.at("train"), test = plan.split_sizes.at("test");
   const std::int64_t batch = read_loop_settings(config, schema).batch_size;
   if (train == 0)
-    sink.add(at_value(config, "dataset", "limit_train", "the training split is empty: nothing to train on",
+    sink.add(at_value(config, "dataset", plan.train_size_option, "the training split is empty: nothing to train on",
                       {plan.more_data_hint}));
   else if (batch > train)
     sink.add(at_value(config, "trainer", "batch_size",

@@ -46,8 +46,10 @@ std::string hex(std::uint64_t v) {
 }  // namespace
 
 SeriesBorders series_borders(std::int64_t steps) {
-  // int() of the Python code truncates; steps * 7 / 10 in integers is the same for steps >= 0.
-  const std::int64_t train = steps * 7 / 10, test = steps * 2 / 10;
+  // int(len * 0.7) and int(len * 0.2) of the Python code, in the same double arithmetic (90 * 0.7
+  // is 62.999..., so train is 62 there, not 63).
+  const auto train = static_cast<std::int64_t>(static_cast<double>(steps) * 0.7);
+  const auto test = static_cast<std::int64_t>(static_cast<double>(steps) * 0.2);
   return {train, steps - test, steps};
 }
 
@@ -100,7 +102,7 @@ SeriesDataset::SeriesDataset(std::string name, const torch::Tensor& series, std:
   // StandardScaler on the training part only: population std; a constant channel keeps scale 1.
   const torch::Tensor train = s.slice(0, 0, series_borders(steps).train_end);
   mean_ = train.mean(0);
-  std_ = train.std(0, /*unbiased=*/false);
+  std_ = (train - mean_).pow(2).mean(0).sqrt();  // population std
   std_ = torch::where(std_ > 0, std_, torch::ones_like(std_));
   const torch::Tensor normalised = ((s - mean_) / std_).to(torch::kFloat32);
   const auto p = parts(steps, lookback);

@@ -53,6 +53,11 @@ TEST_CASE("dlinear: at init with zero biases the forecast is the window mean", "
   torch::manual_seed(2);
   const Network model = forecaster("{type: forecast/dlinear, kernel: 25}");
   auto& dlinear = dynamic_cast<DLinearImpl&>(*model);
+  // Init W = 1/L (built in float32, then moved to float64: refilled in float64 for an exact check).
+  CHECK(torch::allclose(dlinear.trend->weight, torch::full_like(dlinear.trend->weight, 1.0 / kLookback), 0, 1e-8));
+  CHECK(torch::equal(dlinear.seasonal->weight, dlinear.trend->weight));
+  dlinear.seasonal->set_weight(1.0 / kLookback);
+  dlinear.trend->set_weight(1.0 / kLookback);
   {
     torch::NoGradGuard no_grad;
     dlinear.seasonal->bias.zero_();

@@ -131,6 +131,7 @@ struct HeadArgs {
   std::int64_t outputs = 0;  // classes, vocabulary, or forecast channels
   // N when the head reads every token [B, N, D] (the model's pool: none); 0 for pooled [B, D].
   std::int64_t tokens = 0;
+  std::int64_t horizon = 0;  // forecasting: the data's horizon (a forecast head's default); 0 if none
 };
 using HeadRegistry = Registry<Head, const HeadArgs&>;
 HeadRegistry& head_registry();

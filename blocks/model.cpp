@@ -71,7 +71,8 @@ Model assemble_model(Stem stem, Stack stack, bool norm, Pool pool, const ModelAr
                 {"give the stem a class token (stem/patch: class_token: true), or use pool: mean"});
   auto model = std::make_shared<ModelImpl>(std::move(stem), std::move(stack), norm, pool);
   const std::int64_t per_token = pool == Pool::none ? model->stack().out_tokens() : 0;
-  Head head = head_registry().create(args.head, HeadArgs{model->stack().out_dim(), args.outputs, per_token});
+  Head head = head_registry().create(args.head,
+                                     HeadArgs{model->stack().out_dim(), args.outputs, per_token, args.inputs.horizon});
   if (auto* ties = dynamic_cast<TiesEmbedding*>(head.get()); ties && ties->wants_tie()) {
     const torch::Tensor embedding = model->stem().embedding();
     if (!embedding.defined())

@@ -21,6 +21,16 @@ inline const std::vector<std::string>& tiny_overrides() {
   return overrides;
 }
 
+// A forecast_temps run of a few seconds: DLinear on a synthetic series of 788 steps (look-back
+// 24, horizon 8: 520 training windows, 16 batches of 32), 3 epochs = 48 steps.
+inline const std::vector<std::string>& forecast_tiny_overrides() {
+  static const std::vector<std::string> overrides = {
+      "dataset=synthetic_series", "dataset.steps=788",     "dataset.lookback=24",
+      "dataset.horizon=8",        "dataset.channels=3",    "trainer.epochs=3",
+      "trainer.log_every=4",      "trainer.batch_size=32", "threads=1"};
+  return overrides;
+}
+
 // `blocklab run vit_fmnist -q output_dir=<out>` with the tiny overrides, then `extra`.
 inline std::vector<std::string> tiny(const std::string& out, std::vector<std::string> extra = {}) {
   std::vector<std::string> args = {"run", "vit_fmnist", "-q", "output_dir=" + out};

@@ -6,10 +6,14 @@
 namespace blocklab {
 
 ForecastHeadImpl::ForecastHeadImpl(const HeadArgs& args, const ForecastHeadOptions& options)
-    : options_(options), channels_(args.outputs), tokens_(args.tokens) {
+    : options_(options),
+      horizon_(options.horizon() > 0 ? options.horizon() : args.horizon),
+      channels_(args.outputs),
+      tokens_(args.tokens) {
   TORCH_CHECK(args.in_dim > 0 && args.outputs > 0, "forecast head: needs the feature width and the channels");
+  TORCH_CHECK(horizon_ > 0, "forecast head: needs a horizon (set head.horizon, or use a series dataset)");
   const std::int64_t in_features = std::max<std::int64_t>(tokens_, 1) * args.in_dim;
-  fc = register_module("fc", torch::nn::Linear(in_features, options.horizon() * channels_));
+  fc = register_module("fc", torch::nn::Linear(in_features, horizon_ * channels_));
   torch::NoGradGuard no_grad;
   trunc_normal_(fc->weight, 0.02);
   fc->bias.zero_();
@@ -22,13 +26,13 @@ torch::Tensor ForecastHeadImpl::forward(const torch::Tensor& features) {
               ", got ", features.sizes());
   torch::Tensor x = every_token ? features.flatten(1) : features;
   if (options_.drop() > 0.0) x = torch::dropout(x, options_.drop(), is_training());
-  return fc->forward(x).view({features.size(0), options_.horizon(), channels_});
+  return fc->forward(x).view({features.size(0), horizon_, channels_});
 }
 
 const OptionsSchema<ForecastHeadOptions>& forecast_head_schema() {
   static const auto schema = [] {
     OptionsSchema<ForecastHeadOptions> s;
-    BLOCKLAB_OPTION(s, horizon, "forecast steps (default 24)").min = 1;
+    BLOCKLAB_OPTION(s, horizon, "forecast steps; 0 = the data's horizon (default)").min = 0;
     rate(BLOCKLAB_OPTION(s, drop, "dropout on the flattened features (default 0)"));
     return s;
   }();
@@ -46,7 +50,11 @@ BLOCKLAB_REGISTER(head_registry(),
                       .schema(forecast_head_schema().schema())
                       .example("{horizon: 6}"),
                   [](const ConfigNode& params, const HeadArgs& args) -> Head {
-                    return std::make_shared<ForecastHeadImpl>(args, bind_options(forecast_head_schema(), params));
+                    const auto options = bind_options(forecast_head_schema(), params);
+                    if (options.horizon() == 0 && args.horizon == 0)
+                      config_fail(params, "horizon", "the forecast head needs a horizon: the data do not give one",
+                                  {"set head.horizon, or use a series dataset (dataset.horizon)"});
+                    return std::make_shared<ForecastHeadImpl>(args, options);
                   });
 
 }  // namespace

@@ -10,7 +10,8 @@
 // Init: W trunc-normal std 0.02, b = 0 (the model's Linear init).
 //
 // Shape contract: tokens [B, N, D] (pool: none; N fixed at build) or features [B, D]
-//   -> forecasts [B, horizon, channels]  (channels = the task's outputs).
+//   -> forecasts [B, horizon, channels]  (channels = the task's outputs; horizon = the option, or
+//   the data's when the option is 0).
 #pragma once
 
 #include "blocks/model.h"
@@ -19,7 +20,7 @@
 namespace blocklab {
 
 struct ForecastHeadOptions {
-  TORCH_ARG(std::int64_t, horizon) = 24;  // forecast steps (default 24)
+  TORCH_ARG(std::int64_t, horizon) = 0;   // forecast steps; 0 = the data's horizon (default)
   TORCH_ARG(double, drop) = 0.0;          // dropout on the flattened features (default 0)
 };
 
@@ -27,13 +28,13 @@ class ForecastHeadImpl : public HeadImpl {
  public:
   ForecastHeadImpl(const HeadArgs& args, const ForecastHeadOptions& options = {});
   torch::Tensor forward(const torch::Tensor& features) override;
-  std::vector<std::int64_t> output_dims() const override { return {options_.horizon(), channels_}; }
+  std::vector<std::int64_t> output_dims() const override { return {horizon_, channels_}; }
 
   torch::nn::Linear fc{nullptr};  // N D -> horizon x channels
 
  private:
   ForecastHeadOptions options_;
-  std::int64_t channels_, tokens_;
+  std::int64_t horizon_, channels_, tokens_;
 };
 TORCH_MODULE(ForecastHead);
 

@@ -6,9 +6,11 @@
 //             features unchanged
 //   head      shape ({B} + output_dims()), grad, determinism, batch; on every token [B, N, D]
 //             too (grad, batch)
+//   forecast/* model entries (whole-window forecasters): shape, grad, determinism, batch
 #include <catch2/catch.hpp>
 
 #include "blocks/interfaces.h"
+#include "blocks/model.h"
 #include "conformance/checks.h"
 
 using namespace blocklab;
@@ -189,4 +191,38 @@ TEST_CASE("conformance: heads", "[conformance]") {
       check_batch_independence(per_token);
     }
   }
+}
+
+// Whole-window forecasters (model entries forecast/*: series [B, L, C] -> forecasts [B, P, C]):
+// shape, grad, determinism, batch (eval mode), sized by the data.
+TEST_CASE("conformance: forecasters", "[conformance]") {
+  constexpr std::int64_t kLength = 48, kHorizon = 12, kChannels = 3;
+  ModelArgs args;
+  args.inputs.channels = kChannels;
+  args.inputs.length = kLength;
+  args.inputs.horizon = kHorizon;
+  args.outputs = kChannels;
+  std::int64_t forecasters = 0;
+  for (const EntryInfo* e : model_registry().list()) {
+    const std::string key = e->key;
+    if (key.rfind("forecast/", 0) != 0) continue;
+    ++forecasters;
+    DYNAMIC_SECTION("model " << key) {
+      const ConfigNode config = example_config(*e);
+      const auto build = [&]() -> Network {
+        Network n = model_registry().create(config, args);
+        n->to(torch::kFloat64);
+        return n;
+      };
+      Subject<Network> s{build, [](Network& n, const torch::Tensor& x) { return n->forward(x); },
+                         [] {
+                           return torch::randn({kBatch, kLength, kChannels}, torch::kFloat64);
+                         }};
+      check_shape(s, {kBatch, kHorizon, kChannels});
+      check_grads(s);
+      check_determinism(s);
+      check_batch_independence(s);
+    }
+  }
+  CHECK(forecasters >= 4);
 }

@@ -52,7 +52,16 @@ std::vector<LoopTaskCase> loop_tasks() {
                              {"--config-dir", std::string(BLOCKLAB_TEST_DIR) + "/tasks/conf"},
                              {"optimizer.type=sgd", "trainer.lr=1e8", "trainer.clip_grad=0.0", "trainer.warmup=0.0"}};
   const LoopTaskCase seqcls{"seqcls", BLOCKLAB_BINARY, "listops", tiny_listops_overrides(), classify.diverging};
-  return {classify, regress, seqcls};
+  // forecast: Autoformer (slow enough per step to be signalled mid-run; its training path draws
+  // the delays from the batch) on a synthetic series whose 520 training windows make 16 batches.
+  std::vector<std::string> forecast_base = forecast_tiny_overrides();
+  forecast_base.push_back("model=autoformer");
+  const LoopTaskCase forecast{"forecast",
+                              BLOCKLAB_BINARY,
+                              "forecast_temps",
+                              forecast_base,
+                              {"optimizer=sgd", "trainer.lr=1e8", "trainer.clip_grad=0.0", "optimizer.momentum=0.99"}};
+  return {classify, regress, seqcls, forecast};
 }
 
 // Waits (up to a minute) until the run under `out` has logged training step `step`.

@@ -1,6 +1,7 @@
 #include "datasets/dataset.h"
 
 #include "registry/named_hooks.h"
+#include "registry/suggest.h"
 
 namespace blocklab {
 
@@ -25,6 +26,14 @@ std::optional<DatasetPlan> plan_dataset(const ConfigNode& params) {
   const DatasetPlanner* planner = type && type->is_scalar() ? planners().find(type->text()) : nullptr;
   if (!planner) return std::nullopt;
   return (*planner)(params);
+}
+
+void throw_unknown_split(const std::string& dataset, const std::string& name) {
+  const std::vector<std::string> names{"train", "val", "test"};
+  std::vector<std::string> hints;
+  if (std::string dym = did_you_mean(name, names); !dym.empty()) hints.push_back(dym);
+  hints.push_back("splits: " + join_names(names));
+  throw ConfigError(dataset + " has no split '" + name + "'", {}, "", hints);
 }
 
 std::uint64_t derive_seed(std::uint64_t base, std::uint64_t a, std::uint64_t b, std::uint64_t c) {

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "registry/options_schema.h"
 #include "registry/registry.h"
 
 namespace blocklab {
@@ -86,6 +87,32 @@ bool register_dataset_planner(const std::string& type, DatasetPlanner planner);
 // The plan of a `dataset` config ({type: ..., ...}); nullopt when its type has no planner.
 // Throws ConfigError for options out of range.
 std::optional<DatasetPlan> plan_dataset(const ConfigNode& params);
+
+// The error for a split name a dataset with train, val and test does not have (with a
+// did-you-mean and the names it has).
+[[noreturn]] void throw_unknown_split(const std::string& dataset, const std::string& name);
+
+// One of a dataset's three parts by split name; throws ConfigError for any other name.
+template <class Part>
+const Part& part_by_name(const std::string& dataset, const std::string& name, const Part& train, const Part& val,
+                         const Part& test) {
+  if (name == "train") return train;
+  if (name == "val") return val;
+  if (name == "test") return test;
+  throw_unknown_split(dataset, name);
+}
+
+// The options of a `dataset` config ({type: ..., ...}): validated against the schema (every
+// problem in one error), then bound.
+template <class O>
+O bind_dataset_options(const OptionsSchema<O>& schema, const ConfigNode& params) {
+  ConfigNode values = params;
+  values.erase("type");
+  DiagnosticSink sink;
+  validate(values, schema.schema(), "dataset", {}, sink);
+  sink.throw_if_any();
+  return schema.bind(values, "dataset");
+}
 
 // Derives independent 64-bit seeds from a base seed and labels (SplitMix64 mixing).
 std::uint64_t derive_seed(std::uint64_t base, std::uint64_t a, std::uint64_t b = 0, std::uint64_t c = 0);

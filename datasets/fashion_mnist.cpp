@@ -175,14 +175,7 @@ DatasetInfo fashion_mnist_info() {
 }
 
 const FashionMnist::Part& FashionMnist::part(const std::string& name) const {
-  if (name == "train") return train_;
-  if (name == "val") return val_;
-  if (name == "test") return test_;
-  const std::vector<std::string> names{"train", "val", "test"};
-  std::vector<std::string> hints;
-  if (std::string dym = did_you_mean(name, names); !dym.empty()) hints.push_back(dym);
-  hints.push_back("splits: " + join_names(names));
-  throw ConfigError("fashion-mnist has no split '" + name + "'", {}, "", hints);
+  return part_by_name("fashion-mnist", name, train_, val_, test_);
 }
 
 const Split& FashionMnist::split(const std::string& name) const { return part(name).split; }
@@ -203,12 +196,7 @@ namespace {
 
 // The options of a `dataset` config, validated against the schema.
 FashionMnistOptions bind_fashion_mnist(const ConfigNode& params) {
-  ConfigNode values = params;
-  values.erase("type");
-  DiagnosticSink sink;
-  validate(values, fashion_mnist_schema().schema(), "dataset", {}, sink);
-  sink.throw_if_any();
-  return fashion_mnist_schema().bind(values, "dataset");
+  return bind_dataset_options(fashion_mnist_schema(), params);
 }
 
 std::shared_ptr<Dataset> make_fashion_mnist(const ConfigNode& params, const DatasetArgs&) {

@@ -51,7 +51,13 @@ std::vector<LoopTaskCase> loop_tasks() {
   const LoopTaskCase regress{"test/regress", BLOCKLAB_TEST_TASKS_BINARY, "regress",
                              {"--config-dir", std::string(BLOCKLAB_TEST_DIR) + "/tasks/conf"},
                              {"optimizer.type=sgd", "trainer.lr=1e8", "trainer.clip_grad=0.0", "trainer.warmup=0.0"}};
-  return {classify, regress};
+  const LoopTaskCase lm{
+      "lm",
+      BLOCKLAB_BINARY,
+      "lm_kjv",
+      tiny_lm_overrides(),
+      {"optimizer=sgd", "trainer.lr=1e8", "trainer.clip_grad=0.0", "optimizer.momentum=0.99", "trainer.warmup=0.0"}};
+  return {classify, regress, lm};
 }
 
 // Waits (up to a minute) until the run under `out` has logged training step `step`.

@@ -102,7 +102,7 @@ TEST_CASE("kjv: every val and test character after the first is predicted exactl
     const torch::Tensor last = s.targets[s.size() - 1];
     const std::int64_t valid = last.ne(kIgnoreTarget).sum().item<std::int64_t>();
     CHECK(last.slice(0, valid).eq(kIgnoreTarget).all().item<bool>());
-    CHECK(decode(s.inputs.flatten().slice(0, static_cast<std::int64_t>(text.size()) - 1)) ==
+    CHECK(decode(s.inputs.flatten().slice(0, 0, static_cast<std::int64_t>(text.size()) - 1)) ==
           text.substr(0, text.size() - 1));
   }
 }

@@ -8,7 +8,7 @@
 // Character-level modelling of text as in "Generating Sequences With Recurrent Neural Networks"
 // (Graves 2013, arXiv:1308.0850), scored in bits per character.
 //
-// Vocabulary (fixed, 64 characters, sorted by byte value; id = index): kKjvAlphabet below:
+// Vocabulary (fixed, 63 characters, sorted by byte value; id = index): kKjvAlphabet below:
 // newline, space, ! ' ( ) , - . : ; ?, the capitals without X, and a-z. Every character of
 // the text is in it (checked when the text is read).
 //
@@ -40,7 +40,7 @@ namespace blocklab {
 
 // The vocabulary: every character of the KJV text, sorted by byte value (id = position).
 inline constexpr char kKjvAlphabet[] = "\n !'(),-.:;?ABCDEFGHIJKLMNOPQRSTUVWYZabcdefghijklmnopqrstuvwxyz";
-inline constexpr std::int64_t kKjvVocabulary = sizeof(kKjvAlphabet) - 1;  // 64
+inline constexpr std::int64_t kKjvVocabulary = sizeof(kKjvAlphabet) - 1;  // 63
 inline constexpr std::int64_t kKjvBooks = 66;
 
 struct KjvOptions {

@@ -115,11 +115,11 @@ TEST_CASE("kjv: the vocabulary is exactly the text's characters, sorted; the dat
   CHECK(std::string(used.begin(), used.end()) == std::string(kKjvAlphabet));
   const DatasetInfo info = d.info();
   CHECK(info.task == "language");
-  CHECK(info.vocabulary == 64);
+  CHECK(info.vocabulary == 63);
   CHECK(info.length == 256);
-  REQUIRE(info.token_names.size() == 64);
+  REQUIRE(info.token_names.size() == 63);
   CHECK(info.token_names[0] == "\n");
-  CHECK(info.token_names[63] == "z");
+  CHECK(info.token_names[62] == "z");
   CHECK_THROWS_WITH(kjv_encode("Psalm 23#"), Catch::Contains("'2', '3', '#'"));
 
   // No randomness in the data: any run seed gives the same splits; the batch order is the seed's.
@@ -141,7 +141,7 @@ TEST_CASE("kjv: the planner's split sizes are the loaded ones", "[lm]") {
     REQUIRE(plan);
     for (const std::string split : {"train", "val", "test"})
       CHECK(plan->split_sizes.at(split) == kjv(context, stride).split(split).size());
-    CHECK(plan->info.vocabulary == 64);
+    CHECK(plan->info.vocabulary == 63);
   }
   const auto small = plan_dataset(parse_yaml("{type: text/kjv, limit_train: 10, val_books: 0, limit_test: 3}", "p"));
   CHECK(small->split_sizes.at("train") == 10);

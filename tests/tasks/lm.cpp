@@ -149,7 +149,7 @@ TEST_CASE("lm: a tiny lm_kjv run scores bits per character, and generate prints 
   CHECK(metrics.find("\"tokens_per_s\": ") != std::string::npos);
   const double bpc = std::stod(summary_field(dir, "best/val_bpc"));
   CHECK(bpc > 1.0);
-  CHECK(bpc < 6.0);  // better than uniform over 64 characters after 48 steps
+  CHECK(bpc < std::log2(63.0));  // better than uniform over the 63 characters after 48 steps
 
   const std::string generate = "generate " + dir.string() + " --prompt 'In the beginning' --tokens 120";
   const CommandResult a = blocklab_command(generate + " --seed 3");

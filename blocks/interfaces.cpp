@@ -21,6 +21,16 @@ MixerStep TokenMixerImpl::step(const torch::Tensor&, const MixerState&, const Mi
   throw std::logic_error(name() + " has no recurrent form (its capabilities say recurrent = false)");
 }
 
+namespace {
+[[noreturn]] void block_cannot_step(const std::string& block) {
+  throw std::logic_error(block + " has no recurrent form (a block steps only with a recurrent token mixer)");
+}
+}  // namespace
+
+MixerState BlockImpl::init_state(std::int64_t, const torch::TensorOptions&) { block_cannot_step(name()); }
+
+MixerStep BlockImpl::step(const torch::Tensor&, const MixerState&, const MixerContext&) { block_cannot_step(name()); }
+
 std::string capabilities_text(const MixerCapabilities& c) {
   const auto yes_no = [](bool b) { return b ? "yes" : "no"; };
   const char* weights = c.weights == MixerCapabilities::Weights::none         ? "none"

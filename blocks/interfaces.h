@@ -89,6 +89,14 @@ ChannelRegistry& channel_registry();
 class BlockImpl : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(const torch::Tensor& x, const MixerContext& ctx) = 0;
+
+  // The recurrent form (a language model generating token by token), when the block's token
+  // mixer has one: recurrent() says so; init_state and step follow the token mixer's protocol,
+  // x_t [B, C] -> (y_t [B, C], state after x_t), and stepping equals forward with causal = true.
+  // The defaults: not recurrent; init_state and step throw "no recurrent form".
+  virtual bool recurrent() const { return false; }
+  virtual MixerState init_state(std::int64_t batch, const torch::TensorOptions& options);
+  virtual MixerStep step(const torch::Tensor& x_t, const MixerState& state, const MixerContext& ctx);
 };
 using Block = std::shared_ptr<BlockImpl>;
 

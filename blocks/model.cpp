@@ -1,5 +1,7 @@
 #include "blocks/model.h"
 
+#include <stdexcept>
+
 #include "blocks/common/init.h"
 #include "blocks/common/options.h"
 
@@ -59,6 +61,37 @@ torch::Tensor ModelImpl::pooled(const Tokens& t) const {
 torch::Tensor ModelImpl::forward(const torch::Tensor& input, AttentionProbe* probe, const torch::Tensor& lengths) {
   TORCH_CHECK(head_, "model: no head (set_head was not called)");
   torch::Tensor x = pooled(features(input, probe, lengths));
+  if (norm_) x = norm_->forward(x);
+  return head_->forward(x);
+}
+
+// ---- the recurrent form -----------------------------------------------------------------------
+
+torch::Tensor StemImpl::step(const torch::Tensor&, std::int64_t) {
+  throw std::logic_error(name() + " has no recurrent form (it does not embed one token at a time)");
+}
+
+std::vector<MixerState> StackImpl::init_state(std::int64_t, const torch::TensorOptions&) {
+  throw std::logic_error(name() + " has no recurrent form");
+}
+
+torch::Tensor StackImpl::step(const torch::Tensor&, std::vector<MixerState>&, MixerContext) {
+  throw std::logic_error(name() + " has no recurrent form");
+}
+
+bool ModelImpl::recurrent() const { return pool_ == Pool::none && stem_->can_step() && stack_->recurrent(); }
+
+ModelImpl::State ModelImpl::init_state(std::int64_t batch, const torch::TensorOptions& options) {
+  TORCH_CHECK(recurrent(), "model: no recurrent form (pool none, a stem that steps and recurrent layers needed)");
+  return State{stack_->init_state(batch, options), 0};
+}
+
+torch::Tensor ModelImpl::step(const torch::Tensor& ids_t, State& state) {
+  TORCH_CHECK(head_, "model: no head (set_head was not called)");
+  MixerContext ctx = stem_->layout();
+  ctx.positions = torch::full({1}, state.position, torch::TensorOptions(torch::kLong).device(ids_t.device()));
+  torch::Tensor x = stack_->step(stem_->step(ids_t, state.position), state.layers, ctx);
+  ++state.position;
   if (norm_) x = norm_->forward(x);
   return head_->forward(x);
 }

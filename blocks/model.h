@@ -55,6 +55,13 @@ class StemImpl : public torch::nn::Module {
   virtual void init_weights() {}
   // The token embedding [vocabulary, C] a head may tie to; undefined when there is none.
   virtual torch::Tensor embedding() const { return {}; }
+
+  // The recurrent form (generation token by token): the token of every sequence at `position`,
+  // ids_t [B] (int64), as forward gives it there: [B, C]. step_limit(): positions step() can
+  // embed (0: any). The defaults: no recurrent form (can_step false, step throws).
+  virtual bool can_step() const { return false; }
+  virtual std::int64_t step_limit() const { return 0; }
+  virtual torch::Tensor step(const torch::Tensor& ids_t, std::int64_t position);
 };
 using Stem = std::shared_ptr<StemImpl>;
 
@@ -84,6 +91,13 @@ class StackImpl : public torch::nn::Module {
   virtual std::int64_t depth() const = 0;
   // "model.stack.blocks.2 (attention/sigmoid)": layer i's name in errors and pictures.
   virtual std::string layer_name(std::int64_t i) const = 0;
+
+  // The recurrent form: every layer's block steps (BlockImpl::recurrent). init_state gives a
+  // state per layer; step runs x_t [B, C] through the layers (ctx.layer = i), updating `states`.
+  // The defaults: not recurrent; init_state and step throw.
+  virtual bool recurrent() const { return false; }
+  virtual std::vector<MixerState> init_state(std::int64_t batch, const torch::TensorOptions& options);
+  virtual torch::Tensor step(const torch::Tensor& x_t, std::vector<MixerState>& states, MixerContext ctx);
 };
 using Stack = std::shared_ptr<StackImpl>;
 
@@ -136,6 +150,17 @@ class ModelImpl : public NetworkImpl {
                         const torch::Tensor& lengths = {}) override;
   // The stack's output before norm and head, with its layout.
   Tokens features(const torch::Tensor& input, AttentionProbe* probe = nullptr, const torch::Tensor& lengths = {});
+
+  // The recurrent form (generation): with pool none, when the stem embeds one token at a time
+  // and every layer steps. step(ids_t [B]) gives the outputs [B, K] at state.position, equal
+  // to forward's there (stem -> stack -> norm -> head on one token), and advances the state.
+  struct State {
+    std::vector<MixerState> layers;
+    std::int64_t position = 0;
+  };
+  bool recurrent() const;
+  State init_state(std::int64_t batch, const torch::TensorOptions& options);
+  torch::Tensor step(const torch::Tensor& ids_t, State& state);
 
   StemImpl& stem() { return *stem_; }
   StackImpl& stack() { return *stack_; }

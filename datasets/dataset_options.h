@@ -26,6 +26,16 @@ O bind_dataset_options(const OptionsSchema<O>& schema, const ConfigNode& params)
 // among train, val and test).
 [[noreturn]] void throw_unknown_split(const std::string& dataset, const std::string& name);
 
+// One of a dataset's three parts by split name; throws ConfigError for any other name.
+template <class Part>
+const Part& part_by_name(const std::string& dataset, const std::string& name, const Part& train, const Part& val,
+                         const Part& test) {
+  if (name == "train") return train;
+  if (name == "val") return val;
+  if (name == "test") return test;
+  throw_unknown_split(dataset, name);
+}
+
 // Throws ConfigError ("dataset.<name>") when an integer option is outside the range `schema`
 // declares for it.
 void check_dataset_option_range(const Schema& schema, const std::string& name, std::int64_t value);

@@ -188,10 +188,7 @@ DatasetInfo fashion_mnist_info() {
 }
 
 const FashionMnist::Part& FashionMnist::part(const std::string& name) const {
-  if (name == "train") return train_;
-  if (name == "val") return val_;
-  if (name == "test") return test_;
-  throw_unknown_split("fashion-mnist", name);
+  return part_by_name("fashion-mnist", name, train_, val_, test_);
 }
 
 const Split& FashionMnist::split(const std::string& name) const { return part(name).split; }

@@ -14,6 +14,7 @@ APT_PACKAGES=(
   libyaml-cpp-dev libboost-program-options-dev catch2 zlib1g-dev
   libcairo2-dev fonts-dejavu-core slurm-wlm munge
   dataset-fashion-mnist python3-vega-datasets
+  bible-kjv bible-kjv-text  # text/kjv: the `bible` program and the text it decodes
 )
 # Libraries libtorch_cuda.so links that the machine's CUDA 13 toolkit does not ship.
 CUDA_EXTRA_WHEELS=("nvidia-cufile==1.15.1.6.*" "nvidia-cusparselt-cu13==0.8.0" "nvidia-nvshmem-cu13==3.4.5")

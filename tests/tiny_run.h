@@ -101,4 +101,24 @@ inline const std::vector<std::string>& tiny_listops_overrides() {
   return overrides;
 }
 
+// A tiny character language model on text/kjv (`blocklab run lm_kjv`): 512 windows of 32
+// characters, one block of width 16, 3 epochs of 16 steps; a second or two.
+inline const std::vector<std::string>& tiny_lm_overrides() {
+  static const std::vector<std::string> overrides = {"dataset.context=32",
+                                                     "dataset.limit_train=512",
+                                                     "dataset.limit_val=16",
+                                                     "dataset.limit_test=16",
+                                                     "model.dim=16",
+                                                     "model.stack.depth=1",
+                                                     "model.mixer.heads=2",
+                                                     "trainer.batch_size=32",
+                                                     "trainer.epochs=3",
+                                                     "trainer.log_every=4",
+                                                     "trainer.eval_batch_size=16",
+                                                     "trainer.checkpoint_every=0",
+                                                     "trainer.warmup=0.5",
+                                                     "threads=1"};
+  return overrides;
+}
+
 }  // namespace blocklab::testing

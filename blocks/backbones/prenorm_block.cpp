@@ -28,12 +28,25 @@ torch::Tensor PrenormBlockImpl::forward(const torch::Tensor& x, const MixerConte
   const torch::Tensor mixer_input = norm1->forward(x);
   if (ctx.probe && ctx.probe->keeps_mixer_calls())
     ctx.probe->record_mixer_call(MixerCall{mixer, mixer_input.detach(), ctx.without_probe()});
-  auto branch = mixer->forward(mixer_input, ctx);
-  if (gamma1.defined()) branch = branch * gamma1;
-  auto y = x + blocklab::drop_path(branch, drop_path_, is_training());
-  branch = channel->forward(norm2->forward(y));
-  if (gamma2.defined()) branch = branch * gamma2;
-  return y + blocklab::drop_path(branch, drop_path_, is_training());
+  const auto y = residual(x, mixer->forward(mixer_input, ctx), gamma1);
+  return residual(y, channel->forward(norm2->forward(y)), gamma2);
+}
+
+torch::Tensor PrenormBlockImpl::residual(const torch::Tensor& x, torch::Tensor branch,
+                                         const torch::Tensor& gamma) const {
+  if (gamma.defined()) branch = branch * gamma;
+  return x + blocklab::drop_path(branch, drop_path_, is_training());
+}
+
+MixerState PrenormBlockImpl::init_state(std::int64_t batch, const torch::TensorOptions& options) {
+  return mixer->init_state(batch, options);
+}
+
+MixerStep PrenormBlockImpl::step(const torch::Tensor& x_t, const MixerState& state, const MixerContext& ctx) {
+  MixerStep s = mixer->step(norm1->forward(x_t), state, ctx);
+  const auto y = residual(x_t, s.output, gamma1);
+  s.output = residual(y, channel->forward(norm2->forward(y)), gamma2);
+  return s;
 }
 
 const OptionsSchema<PrenormBlockOptions>& prenorm_block_schema() {

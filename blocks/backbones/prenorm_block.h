@@ -30,6 +30,11 @@ class PrenormBlockImpl : public BlockImpl {
   PrenormBlockImpl(const BlockArgs& args, const PrenormBlockOptions& options = {});
 
   torch::Tensor forward(const torch::Tensor& x, const MixerContext& ctx) override;
+  // The recurrent form, when the mixer has one: the same two residual branches on one token,
+  //   y_t = x_t + g1 * mixer.step(LN(x_t)),  out_t = y_t + g2 * channel(LN(y_t)).
+  bool recurrent() const override { return mixer->capabilities().recurrent; }
+  MixerState init_state(std::int64_t batch, const torch::TensorOptions& options) override;
+  MixerStep step(const torch::Tensor& x_t, const MixerState& state, const MixerContext& ctx) override;
   double drop_path() const { return drop_path_; }
 
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
@@ -38,6 +43,8 @@ class PrenormBlockImpl : public BlockImpl {
   torch::Tensor gamma1, gamma2;  // LayerScale [C]; undefined when layer_scale == 0
 
  private:
+  // x + drop_path(gamma * branch) (gamma when LayerScale is on).
+  torch::Tensor residual(const torch::Tensor& x, torch::Tensor branch, const torch::Tensor& gamma) const;
   double drop_path_;
 };
 TORCH_MODULE(PrenormBlock);

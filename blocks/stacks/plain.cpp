@@ -24,6 +24,30 @@ Tokens PlainStackImpl::forward(Tokens tokens, AttentionProbe* probe) {
   return tokens;
 }
 
+bool PlainStackImpl::recurrent() const {
+  for (const Block& b : blocks)
+    if (!b->recurrent()) return false;
+  return true;
+}
+
+std::vector<MixerState> PlainStackImpl::init_state(std::int64_t batch, const torch::TensorOptions& options) {
+  std::vector<MixerState> states;
+  for (const Block& b : blocks) states.push_back(b->init_state(batch, options));
+  return states;
+}
+
+torch::Tensor PlainStackImpl::step(const torch::Tensor& x_t, std::vector<MixerState>& states, MixerContext ctx) {
+  TORCH_CHECK(states.size() == blocks.size(), "stack/plain: ", states.size(), " states for ", blocks.size(), " layers");
+  torch::Tensor x = x_t;
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    ctx.layer = static_cast<int>(i);
+    MixerStep s = blocks[i]->step(x, states[i], ctx);
+    x = s.output;
+    states[i] = std::move(s.state);
+  }
+  return x;
+}
+
 std::string PlainStackImpl::layer_name(std::int64_t i) const {
   const std::string& key = mixer_keys_.at(static_cast<std::size_t>(i));
   return "model.blocks." + std::to_string(i) + (key.empty() ? "" : " (" + key + ")");

@@ -28,6 +28,10 @@ class PlainStackImpl : public StackImpl {
   std::int64_t out_tokens() const override { return tokens_; }
   std::int64_t depth() const override { return static_cast<std::int64_t>(blocks.size()); }
   std::string layer_name(std::int64_t i) const override;
+  bool recurrent() const override;
+  std::vector<MixerState> init_state(std::int64_t batch, const torch::TensorOptions& options) override;
+  // z_l,t = block_l.step(z_{l-1},t), l = 1..depth, each with its own state.
+  torch::Tensor step(const torch::Tensor& x_t, std::vector<MixerState>& states, MixerContext ctx) override;
 
   torch::nn::ModuleList block_list{nullptr};
   std::vector<Block> blocks;

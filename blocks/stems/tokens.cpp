@@ -24,6 +24,16 @@ Tokens TokenStemImpl::forward(const torch::Tensor& ids, const torch::Tensor& len
   return {positions.add(embed->forward(ids)), sequence_layout(options_.causal(), lengths)};
 }
 
+torch::Tensor TokenStemImpl::step(const torch::Tensor& ids_t, std::int64_t position) {
+  TORCH_CHECK(ids_t.dim() == 1 && ids_t.scalar_type() == torch::kLong, "stem/tokens: expected ids [B] (int64), got ",
+              ids_t.sizes(), " ", ids_t.scalar_type());
+  const torch::Tensor x = embed->forward(ids_t);
+  if (!positions.pos_embed.defined()) return x;
+  TORCH_CHECK(position >= 0 && position < length_, "stem/tokens: position ", position,
+              " is beyond the learned position table (", length_, " positions)");
+  return x + positions.pos_embed[0][position];
+}
+
 const OptionsSchema<TokenStemOptions>& token_stem_schema() {
   static const auto schema = [] {
     using O = TokenStemOptions;

@@ -33,6 +33,10 @@ class TokenStemImpl : public StemImpl, public DeclaresNoWeightDecay {
   MixerContext layout() const override { return sequence_layout(options_.causal()); }
   void init_weights() override;
   torch::Tensor embedding() const override { return embed->weight; }
+  // z_t = E[id_t] + P[t]: one token at position t (< length with learned positions).
+  bool can_step() const override { return true; }
+  std::int64_t step_limit() const override { return positions.pos_embed.defined() ? length_ : 0; }
+  torch::Tensor step(const torch::Tensor& ids_t, std::int64_t position) override;
   std::vector<std::string> no_weight_decay() const override { return positions.no_weight_decay(); }
 
   torch::nn::Embedding embed{nullptr};

@@ -61,7 +61,13 @@ std::vector<LoopTaskCase> loop_tasks() {
                               "forecast_temps",
                               forecast_base,
                               {"optimizer=sgd", "trainer.lr=1e8", "trainer.clip_grad=0.0", "optimizer.momentum=0.99"}};
-  return {classify, regress, seqcls, forecast};
+  const LoopTaskCase lm{
+      "lm",
+      BLOCKLAB_BINARY,
+      "lm_kjv",
+      tiny_lm_overrides(),
+      {"optimizer=sgd", "trainer.lr=1e8", "trainer.clip_grad=0.0", "optimizer.momentum=0.99", "trainer.warmup=0.0"}};
+  return {classify, regress, seqcls, forecast, lm};
 }
 
 // Waits (up to a minute) until the run under `out` has logged training step `step`.

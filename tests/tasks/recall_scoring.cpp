@@ -1,11 +1,11 @@
-// The recall task's scoring (experiments/tasks/recall.h) on known logits: only positions with
+// The recall task's scoring (experiments/tasks/token_score.h) on known logits: only positions with
 // a target count, for accuracy and for the loss; padding beyond every row is cut.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 
 #include "datasets/dataset.h"
-#include "experiments/tasks/recall.h"
+#include "experiments/tasks/token_score.h"
 
 using namespace blocklab;
 
@@ -17,7 +17,8 @@ TEST_CASE("recall: accuracy and loss count only the scored positions", "[recall]
     for (int t = 0; t < 3; ++t) logits[b][t][argmax[b][t]] = 10.0;
   const std::int64_t I = kIgnoreTarget;
   // Scored: (0,1) right, (1,0) wrong, (1,2) right; every ignored position is wrong on purpose.
-  const torch::Tensor targets = torch::tensor({I, 2, I, 3, I, 2}, torch::kLong).reshape({2, 3});
+  const torch::Tensor targets =
+      torch::tensor(std::vector<std::int64_t>{I, 2, I, 3, I, 2}, torch::kLong).reshape({2, 3});
   const TokenScore s = score_tokens(logits, targets);
   CHECK(s.scored == 3);
   CHECK(s.correct == 2);
@@ -36,7 +37,7 @@ TEST_CASE("recall: accuracy and loss count only the scored positions", "[recall]
 
 TEST_CASE("recall: a padded batch is cut to its longest row", "[recall]") {
   const Batch batch{torch::arange(12).reshape({2, 6}), torch::zeros({2, 6}, torch::kLong),
-                    torch::tensor({3, 4}, torch::kLong)};
+                    torch::tensor(std::vector<std::int64_t>{3, 4}, torch::kLong)};
   const Batch cut = trim_padding(batch);
   CHECK(cut.inputs.sizes() == torch::IntArrayRef{2, 4});
   CHECK(cut.inputs.equal(batch.inputs.slice(1, 0, 4)));

@@ -1,6 +1,7 @@
-// Scoring for the recall task (experiments/tasks/recall.cpp): per-token predictions judged
-// only where a target is set (MQAR's queries, the induction answer, the copied tokens);
-// positions with kIgnoreTarget (the prompt, noise, padding) count neither way.
+// Per-token scoring (the recall task, experiments/tasks/recall.cpp; any task with per-token
+// targets): predictions judged only where a target is set (MQAR's queries, the induction
+// answer, the copied tokens); positions with kIgnoreTarget (prompt, noise, padding) count
+// neither way.
 #pragma once
 
 #include <torch/torch.h>

@@ -67,7 +67,17 @@ std::vector<LoopTaskCase> loop_tasks() {
       "lm_kjv",
       tiny_lm_overrides(),
       {"optimizer=sgd", "trainer.lr=1e8", "trainer.clip_grad=0.0", "optimizer.momentum=0.99", "trainer.warmup=0.0"}};
-  return {classify, regress, seqcls, forecast, lm};
+  const LoopTaskCase recall{
+      "recall",
+      BLOCKLAB_BINARY,
+      "mqar",
+      {"model.dim=16", "model.stack.depth=1", "model.mixer.heads=2", "dataset.vocabulary=64",
+       "dataset.train_seq_len=[16,32]", "dataset.train_kv_pairs=[2,4]", "dataset.train_examples=[64,64]",
+       "dataset.val_examples=16", "dataset.test_seq_len=[16,32]", "dataset.test_kv_pairs=[2,8]",
+       "dataset.test_examples=16", "trainer.batch_size=8", "trainer.epochs=3", "trainer.log_every=4",
+       "trainer.eval_batch_size=32", "threads=1"},
+      {"optimizer=sgd", "trainer.lr=1e8", "trainer.clip_grad=0.0", "optimizer.momentum=0.99", "trainer.warmup=0.0"}};
+  return {classify, regress, seqcls, forecast, lm, recall};
 }
 
 // Waits (up to a minute) until the run under `out` has logged training step `step`.

@@ -12,9 +12,10 @@ namespace blocklab {
 
 // The options of a `dataset` config ({type: ..., ...}), validated against `schema`. Throws
 // ConfigError listing every problem ("dataset.<key>").
+// A plain `dataset: <type>` (a scalar) has no options: the defaults.
 template <class O>
 O bind_dataset_options(const OptionsSchema<O>& schema, const ConfigNode& params) {
-  ConfigNode values = params;
+  ConfigNode values = params.is_map() ? params : ConfigNode::map();
   values.erase("type");
   DiagnosticSink sink;
   validate(values, schema.schema(), "dataset", {}, sink);

@@ -170,7 +170,7 @@ MqarLayout mqar_layout(const MqarOptions& o) {
 }
 
 DatasetPlan plan_mqar(const ConfigNode& params) {
-  const MqarLayout layout = mqar_layout(bind_token_options(params, mqar_schema()));
+  const MqarLayout layout = mqar_layout(bind_dataset_options(mqar_schema(), params));
   std::map<std::string, std::vector<TokenPoint>> points = layout.points;
   for (const std::string& name : layout.grid_names)
     points["test"].insert(points["test"].end(), layout.points.at(name).begin(), layout.points.at(name).end());
@@ -181,7 +181,7 @@ DatasetPlan plan_mqar(const ConfigNode& params) {
 [[maybe_unused]] const bool planner_registered = register_dataset_planner("synthetic/mqar", plan_mqar);
 
 std::shared_ptr<Dataset> make_mqar(const ConfigNode& params, const DatasetArgs&) {
-  const MqarOptions o = bind_token_options(params, mqar_schema());
+  const MqarOptions o = bind_dataset_options(mqar_schema(), params);
   const MqarLayout layout = mqar_layout(o);
   std::map<std::string, Split> splits =
       generate_splits(layout.points, static_cast<std::uint64_t>(o.seed()), kSalt, layout.info.length);

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "datasets/dataset.h"
+#include "datasets/dataset_options.h"
 #include "registry/options_schema.h"
 
 namespace blocklab {
@@ -88,17 +89,6 @@ std::int64_t total_examples(const std::vector<TokenPoint>& points);
 // A rule between options broken: ConfigError at dataset.<key> with the fix.
 [[noreturn]] void token_option_error(const std::string& key, const std::string& message, const std::string& fix);
 
-// The options of a `dataset` config ({type: ..., ...}), validated against the schema.
-template <class O>
-O bind_token_options(const ConfigNode& params, const OptionsSchema<O>& schema) {
-  ConfigNode values = params.is_map() ? params : ConfigNode::map();
-  values.erase("type");
-  DiagnosticSink sink;
-  validate(values, schema.schema(), "dataset", {}, sink);
-  sink.throw_if_any();
-  return schema.bind(values, "dataset");
-}
-
 // What the fingerprint starts from: the generator's name and every option (defaults filled in).
 std::string token_identity(const std::string& name, const Schema& schema, const ConfigNode& params);
 
@@ -150,11 +140,11 @@ struct LengthGenerator {
   LengthTask (*task)(const O&);   // checks the option rules
 
   DatasetPlan plan(const ConfigNode& params) const {
-    const O o = bind_token_options(params, schema());
+    const O o = bind_dataset_options(schema(), params);
     return plan_length_task(info(o), task(o));
   }
   std::shared_ptr<Dataset> make(const ConfigNode& params) const {
-    const O o = bind_token_options(params, schema());
+    const O o = bind_dataset_options(schema(), params);
     return make_length_dataset(name, info(o), task(o), static_cast<std::uint64_t>(o.seed()), salt,
                                token_identity(name, schema().schema(), params));
   }

@@ -16,6 +16,7 @@
 #include "blocks/model.h"
 #include "datasets/dataset.h"
 #include "experiments/run_files.h"
+#include "experiments/trained_run.h"
 #include "registry/cli_options.h"
 #include "registry/config_node.h"
 #include "registry/schema.h"
@@ -30,15 +31,9 @@ struct AttnOptions {
   bool svg = false, mixing = true;
 };
 
-// A finished (or checkpointed) run, rebuilt: its config, data and model with the checkpoint's
-// weights, in eval mode.
-struct LoadedRun {
-  ConfigNode config;
-  std::string task, checkpoint;
-  std::shared_ptr<Dataset> dataset;
-  DatasetInfo info;
-  Model model;
-};
+// The run behind the pictures (experiments/trained_run.h), with a warning when its metrics
+// file has steps out of order.
+using LoadedRun = TrainedRun;
 LoadedRun load_run(const AttnOptions& o);
 
 // The view of runs without an image (token ids, series): attn_sequence.cpp.

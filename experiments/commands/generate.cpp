@@ -12,11 +12,11 @@
 #include <map>
 
 #include "datasets/dataset.h"
-#include "experiments/checkpoint.h"
 #include "experiments/generation.h"
 #include "experiments/model_builder.h"
 #include "experiments/run_files.h"
 #include "experiments/task.h"
+#include "experiments/trained_run.h"
 #include "registry/cli_options.h"
 #include "registry/command.h"
 #include "registry/config_error.h"
@@ -64,38 +64,14 @@ std::vector<std::int64_t> encode_prompt(const std::string& prompt, const std::ma
   return out;
 }
 
-std::string checkpoint_path(const std::string& run_dir, const std::string& which) {
-  std::string path = run_dir + "/checkpoints/" + which + ".ckpt";
-  if (!file_exists(path) && which == "best") path = run_dir + "/checkpoints/last.ckpt";
-  if (!file_exists(path))
-    throw ConfigError("no checkpoint in " + run_dir + "/checkpoints", Source{}, "",
-                      {"the run has not finished an epoch yet; continue it with blocklab run --resume"});
-  return path;
-}
-
 int generate(const GenerateOptions& o) {
-  const std::string config_path = o.run_dir + "/config.yaml";
-  if (!file_exists(config_path))
-    throw ConfigError("'" + o.run_dir + "' is not a run directory (no config.yaml)", Source{}, "",
-                      {"run directories are results/runs/<experiment>/<id>; see `blocklab run`"});
-  const ConfigNode cfg = load_yaml_file(config_path, config_path);
-  const std::string task = cfg.at("task").text();
-  if (task != "lm")
-    throw ConfigError("blocklab generate samples from language models (task lm); this run's task is '" + task + "'");
-  const std::string checkpoint = checkpoint_path(o.run_dir, o.checkpoint);
-  const ParamReader root(cfg, task_registry().info(task).schema, "");
-  const ConfigNode* seed = cfg.find("seed");
-  const auto dataset = dataset_registry().create(root.get_node("dataset"),
-                                                 DatasetArgs{seed ? static_cast<std::uint64_t>(seed->as_int()) : 0});
-  const DatasetInfo info = dataset->info();
+  const TrainedRun run = load_trained_run(o.run_dir, o.checkpoint, "blocklab generate cannot step it");
+  if (run.task != "lm")
+    throw ConfigError("blocklab generate samples from language models (task lm); this run's task is '" + run.task +
+                      "'");
+  const DatasetInfo& info = run.info;
   const std::vector<std::int64_t> prompt = encode_prompt(o.prompt, character_ids(info, o.run_dir));
-
-  const ConfigNode model_config = root.get_node("model");
-  const Model model = composed_model(build_model(model_config, root.get_node("head"), info));
-  if (!model)
-    throw ConfigError("the run's model is not stem -> stack -> head: blocklab generate cannot step it",
-                      model_config.source(), "model", {});
-  load_model_weights(checkpoint, *model);
+  const Model& model = run.model;
   const Generated g = generate_tokens(*model, prompt, info.length, o.sampling);
   std::cerr << "generate: " << o.sampling.tokens << " characters by "
             << (g.stepped ? "the recurrent step (every layer's token mixer is recurrent)"

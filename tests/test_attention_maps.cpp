@@ -287,3 +287,28 @@ TEST_CASE("blocklab attn on a sequence run: token maps labelled with the tokens,
   CHECK(testing::run_blocklab({"attn", run.string(), "--query", "100000"}, tmp.path / "bad.log") == 2);
   CHECK(testing::slurp(tmp.path / "bad.log").find("is past the") != std::string::npos);
 }
+
+TEST_CASE("blocklab attn on a language model: induction and previous-token scores per layer and head", "[attn]") {
+  testing::TempDir tmp;
+  const std::string out = (tmp.path / "runs").string();
+  std::vector<std::string> args = {"run", "lm_kjv", "-q", "output_dir=" + out};
+  for (const auto& o : testing::tiny_lm_overrides()) args.push_back(o);
+  args.push_back("model.stack.depth=2");
+  REQUIRE(testing::run_blocklab(args, tmp.path / "run.log") == 0);
+  const fs::path run = testing::run_dir(out, "lm_kjv");
+  const int status =
+      testing::run_blocklab({"attn", run.string(), "--samples", "0", "--period", "8"}, tmp.path / "attn.log");
+  INFO(testing::slurp(tmp.path / "attn.log"));
+  REQUIRE(status == 0);
+  CHECK(fs::exists(run / "attn/head_scores.png"));
+  for (const char* name : {"induction_scores", "previous_token_scores"}) {
+    std::vector<std::int64_t> shape;
+    const std::vector<float> scores =
+        read_npy_f32((run / "attn/arrays" / (std::string(name) + ".npy")).string(), shape);
+    CHECK(shape == std::vector<std::int64_t>{2, 2});  // layers x heads
+    for (float s : scores) CHECK((s >= 0.0F && s <= 1.0F));
+  }
+  // A period that does not fit twice in the 32-token context is refused.
+  CHECK(testing::run_blocklab({"attn", run.string(), "--period", "17"}, tmp.path / "bad.log") == 2);
+  CHECK(testing::slurp(tmp.path / "bad.log").find("does not fit twice") != std::string::npos);
+}

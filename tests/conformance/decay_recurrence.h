@@ -3,7 +3,8 @@
 //   y_t = sum_{j <= t} a^(t - j) (W x_j),   a = sigmoid(logit) in (0, 1)^C
 // with its parallel form (a [C, N, N] decay matrix) and its recurrent form
 //   h_t = a * h_{t-1} + W x_t,  y_t = h_t   (state h [B, C], constant in N).
-// Not registered (the census lists real blocks only).
+// Registered in the test binary only, as test/decay-recurrence (tests/tasks/lm.cpp; "test/" keys
+// are outside the census).
 #pragma once
 
 #include "blocks/interfaces.h"

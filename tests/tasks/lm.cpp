@@ -22,7 +22,9 @@ namespace {
 // ("test/" keys are outside the census).
 BLOCKLAB_REGISTER(mixer_registry(),
                   EntryInfo{"test/decay-recurrence", "test-only recurrent mixer (tests/conformance/decay_recurrence.h)",
-                            "", "", Schema{}, "{}", __FILE__},
+                            "none (a test fixture: a per-channel decaying sum)",
+                            "y_t = sum_{j <= t} a^(t - j) W x_j; recurrent: h_t = a h_{t-1} + W x_t", Schema{}, "{}",
+                            __FILE__},
                   [](const ConfigNode&, const MixerArgs& args) -> TokenMixer {
                     return std::make_shared<conformance::DecayRecurrenceImpl>(args.dim);
                   });

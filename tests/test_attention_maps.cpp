@@ -251,14 +251,23 @@ TEST_CASE("blocklab attn on a trained run writes pictures, arrays and an index l
         std::string::npos);
 }
 
+namespace {
+
+// A tiny run of `experiment` with `overrides` then `extra` under tmp/runs; returns its directory.
+fs::path tiny_sequence_run(const testing::TempDir& tmp, const std::string& experiment,
+                           const std::vector<std::string>& overrides, const std::string& extra) {
+  std::vector<std::string> args = {"run", experiment, "-q", "output_dir=" + (tmp.path / "runs").string()};
+  args.insert(args.end(), overrides.begin(), overrides.end());
+  args.push_back(extra);
+  REQUIRE(testing::run_blocklab(args, tmp.path / "run.log") == 0);
+  return testing::run_dir(tmp.path / "runs", experiment);
+}
+
+}  // namespace
+
 TEST_CASE("blocklab attn on a sequence run: token maps labelled with the tokens, a query's map", "[attn]") {
   testing::TempDir tmp;
-  const std::string out = (tmp.path / "runs").string();
-  std::vector<std::string> args = {"run", "listops", "-q", "output_dir=" + out};
-  for (const auto& o : testing::tiny_listops_overrides()) args.push_back(o);
-  args.push_back("trainer.epochs=1");
-  REQUIRE(testing::run_blocklab(args, tmp.path / "run.log") == 0);
-  const fs::path run = testing::run_dir(out, "listops");
+  const fs::path run = tiny_sequence_run(tmp, "listops", testing::tiny_listops_overrides(), "trainer.epochs=1");
   const int status = testing::run_blocklab(
       {"attn", run.string(), "--samples", "0,1", "--tokens", "0-15", "--query", "9"}, tmp.path / "attn.log");
   INFO(testing::slurp(tmp.path / "attn.log"));
@@ -290,12 +299,7 @@ TEST_CASE("blocklab attn on a sequence run: token maps labelled with the tokens,
 
 TEST_CASE("blocklab attn on a language model: induction and previous-token scores per layer and head", "[attn]") {
   testing::TempDir tmp;
-  const std::string out = (tmp.path / "runs").string();
-  std::vector<std::string> args = {"run", "lm_kjv", "-q", "output_dir=" + out};
-  for (const auto& o : testing::tiny_lm_overrides()) args.push_back(o);
-  args.push_back("model.stack.depth=2");
-  REQUIRE(testing::run_blocklab(args, tmp.path / "run.log") == 0);
-  const fs::path run = testing::run_dir(out, "lm_kjv");
+  const fs::path run = tiny_sequence_run(tmp, "lm_kjv", testing::tiny_lm_overrides(), "model.stack.depth=2");
   const int status =
       testing::run_blocklab({"attn", run.string(), "--samples", "0", "--period", "8"}, tmp.path / "attn.log");
   INFO(testing::slurp(tmp.path / "attn.log"));

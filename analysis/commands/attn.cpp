@@ -163,15 +163,11 @@ int attn_images(const AttnOptions& o, const LoadedRun& run) {
     f.title = "per head, mean over " + std::to_string(samples.size()) + " samples";
     f.shared_scale = false;
     f.columns = 2;
+    std::vector<std::string> layer_labels;
+    for (const auto* r : records) layer_labels.push_back(std::to_string(r->layer));
     for (auto [m, title] : {std::pair{distance, std::string("mean attention distance (patches)")},
                             std::pair{entropy, std::string("attention entropy (nats)")}}) {
-      Heatmap h = matrix_panel(m, title);
-      h.x_label = "head";
-      h.y_label = "layer";
-      h.annotate = true;
-      for (const auto* r : records) h.row_labels.push_back(std::to_string(r->layer));
-      for (std::int64_t i = 0; i < m.size(1); ++i) h.col_labels.push_back(std::to_string(i));
-      f.panels.push_back(h);
+      f.panels.push_back(layers_by_heads_panel(m, title, layer_labels));
     }
     render(f, "head_stats");
     page.section("Heads", "Mean attention distance (in patches, over grid tokens) and entropy of each head, "

@@ -42,6 +42,17 @@ Heatmap matrix_panel(const torch::Tensor& m, const std::string& title) {
   return h;
 }
 
+Heatmap layers_by_heads_panel(const torch::Tensor& m, const std::string& title,
+                              const std::vector<std::string>& layers) {
+  Heatmap h = matrix_panel(m, title);
+  h.x_label = "head";
+  h.y_label = "layer";
+  h.annotate = true;
+  h.row_labels = layers;
+  for (std::int64_t i = 0; i < m.size(1); ++i) h.col_labels.push_back(std::to_string(i));
+  return h;
+}
+
 LoadedRun load_run(const AttnOptions& o) {
   TrainedRun trained = load_trained_run(o.run_dir, o.checkpoint, "it has no token mixers to show");
   const std::string order = metrics_order_problem(o.run_dir + "/metrics.jsonl");

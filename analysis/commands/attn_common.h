@@ -83,6 +83,8 @@ std::vector<double> to_doubles(const torch::Tensor& t);
 void save_npy(const std::string& path, const torch::Tensor& t);
 // A [rows, cols] matrix as a panel with "key token" / "query token" axes.
 Heatmap matrix_panel(const torch::Tensor& m, const std::string& title);
+// A per-head statistic [layers, heads] as an annotated panel; rows labelled with `layers`.
+Heatmap layers_by_heads_panel(const torch::Tensor& m, const std::string& title, const std::vector<std::string>& layers);
 
 // An index.html that links every picture, grouped in sections.
 class IndexPage {

@@ -91,12 +91,8 @@ void head_scores(const LoadedRun& run, std::int64_t period, const std::string& o
   f.columns = 2;
   for (auto [m, title] : {std::pair{induction, std::string("induction score")},
                           std::pair{previous, std::string("previous-token score")}}) {
-    Heatmap h = matrix_panel(m, title);
-    h.x_label = "head", h.y_label = "layer";
+    Heatmap h = layers_by_heads_panel(m, title, row_labels);
     h.vmin = 0, h.vmax = 1;
-    h.annotate = true;
-    h.row_labels = row_labels;
-    for (std::int64_t i = 0; i < m.size(1); ++i) h.col_labels.push_back(std::to_string(i));
     f.panels.push_back(h);
   }
   render(f, "head_scores");

@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "experiments/tasks/supervised.h"
+#include "experiments/tasks/token_score.h"
 #include "experiments/training/loop.h"
 
 namespace blocklab {
@@ -22,21 +23,10 @@ double TokenLoss::loss() const { return tokens > 0 ? nats / static_cast<double>(
 double TokenLoss::bits() const { return loss() / std::log(2.0); }
 double TokenLoss::perplexity() const { return std::exp(loss()); }
 
-namespace {
-
-torch::Tensor next_token_ce(const torch::Tensor& logits, const torch::Tensor& targets,
-                            torch::nn::CrossEntropyLossOptions::reduction_t r) {
-  return torch::nn::functional::cross_entropy(
-      logits.flatten(0, -2), targets.flatten(),
-      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreTarget).reduction(r));
-}
-
-}  // namespace
-
 TokenLoss token_loss(const torch::Tensor& logits, const torch::Tensor& targets) {
   TORCH_CHECK(logits.dim() == targets.dim() + 1 && logits.sizes().slice(0, targets.dim()) == targets.sizes(),
               "lm: logits ", logits.sizes(), " do not match targets ", targets.sizes());
-  const double nats = next_token_ce(logits.to(torch::kFloat64), targets, torch::kSum).item<double>();
+  const double nats = summed_cross_entropy(logits.to(torch::kFloat64), targets).item<double>();
   return {nats, targets.ne(kIgnoreTarget).sum().item<std::int64_t>()};
 }
 
@@ -56,7 +46,7 @@ class LmHooks : public SupervisedHooks {
   explicit LmHooks(const TaskContext& context)
       : SupervisedHooks(context, task_schema(), /*augment=*/false), has_val_(has_split("val")) {}
 
-  torch::Tensor loss(const Batch& batch) override { return next_token_ce(predict(batch), batch.targets, torch::kMean); }
+  torch::Tensor loss(const Batch& batch) override { return scored_cross_entropy(predict(batch), batch.targets); }
 
   Evaluation evaluate(JsonObject& line, const PhaseNote& note_phase) override {
     Evaluation result;

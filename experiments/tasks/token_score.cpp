@@ -17,19 +17,19 @@ TokenScore score_tokens(const torch::Tensor& logits, const torch::Tensor& target
   TokenScore s;
   s.scored = scored.sum().item<double>();
   s.correct = (flat.argmax(1).eq(goal) & scored).sum().item<double>();
-  s.loss_sum = torch::nn::functional::cross_entropy(
-                   flat, goal,
-                   torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreTarget).reduction(torch::kSum))
-                   .item<double>();
+  s.loss_sum = summed_cross_entropy(flat, goal).item<double>();
   return s;
 }
 
-torch::Tensor scored_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets) {
-  const torch::Tensor goal = targets.reshape({-1});
-  const torch::Tensor sum = torch::nn::functional::cross_entropy(
-      logits.reshape({-1, logits.size(-1)}), goal,
+torch::Tensor summed_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets) {
+  return torch::nn::functional::cross_entropy(
+      logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}),
       torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreTarget).reduction(torch::kSum));
-  return sum / goal.ne(kIgnoreTarget).sum().clamp_min(1).to(sum.dtype());
+}
+
+torch::Tensor scored_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets) {
+  const torch::Tensor sum = summed_cross_entropy(logits, targets);
+  return sum / targets.ne(kIgnoreTarget).sum().clamp_min(1).to(sum.dtype());
 }
 
 Batch trim_padding(const Batch& batch) {

@@ -23,6 +23,9 @@ struct TokenScore {
 // logits [B, N, V] and targets [B, N] (kIgnoreTarget where not scored).
 TokenScore score_tokens(const torch::Tensor& logits, const torch::Tensor& targets);
 
+// The cross-entropy summed over the scored positions (nats), in the logits' dtype.
+torch::Tensor summed_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets);
+
 // The mean cross-entropy over the scored positions (0 with a gradient when none is scored).
 torch::Tensor scored_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets);
 

@@ -111,21 +111,52 @@ struct AxisValue {
   int first_seen = 0;
 };
 
-// Labels for mapping values ("--rows model.mixer"): the mapping's type, then the leaves that
-// differ between the values of this axis, so labels are short and still tell values apart.
-std::vector<std::string> mapping_labels(const std::vector<AxisValue>& values) {
-  std::vector<const ConfigNode*> maps;
-  for (const auto& v : values) maps.push_back(v.node);
-  const std::vector<std::string> varying = varying_leaves(maps);
+// The config group option a mapping was chosen as, read from its type's provenance: "dlinear"
+// for `model` from .../model/dlinear.yaml, "sigmoid" for `model.mixer` from
+// .../model/mixer/sigmoid.yaml; "" when the type did not come from a file of that group.
+std::string group_option(const ConfigNode& m, const std::string& key) {
+  const ConfigNode* type = m.find("type");
+  if (!type) return "";
+  const std::string& file = type->source().file;
+  std::string group = "/" + key + "/";
+  std::replace(group.begin(), group.end(), '.', '/');
+  const std::size_t at = file.rfind(group);
+  const std::string suffix = ".yaml";
+  if (at == std::string::npos || file.size() <= at + group.size() + suffix.size() ||
+      file.compare(file.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return "";
+  const std::string option = file.substr(at + group.size(), file.size() - at - group.size() - suffix.size());
+  return option.find('/') == std::string::npos ? option : "";
+}
+
+// "(a=1, b=2)" of the leaves in `varying` that `m` has, or "".
+std::string varying_text(const ConfigNode& m, const std::vector<std::string>& varying, const std::string& skip) {
+  std::vector<std::string> shown;
+  for (const std::string& path : varying)
+    if (path != skip)
+      if (const ConfigNode* leaf = m.find_path(path)) shown.push_back(path + "=" + display(*leaf));
+  return shown.empty() ? "" : "(" + join(shown, ", ") + ")";
+}
+
+// Labels for mapping values ("--rows model.mixer"). When every value was chosen from a config
+// group ("model=dlinear"), the option's name, with the leaves that differ between values of
+// the same option; otherwise the mapping's type, with the leaves that differ between all the
+// values of this axis. Labels stay short and still tell values apart.
+std::vector<std::string> mapping_labels(const std::vector<AxisValue>& values, const std::string& key) {
+  std::vector<std::string> options;
+  for (const auto& v : values) options.push_back(group_option(*v.node, key));
+  const bool by_option = std::none_of(options.begin(), options.end(), [](const std::string& o) { return o.empty(); });
+  std::map<std::string, std::vector<const ConfigNode*>> peers;  // the values a label must tell apart
+  for (std::size_t i = 0; i < values.size(); ++i) peers[by_option ? options[i] : ""].push_back(values[i].node);
+  std::map<std::string, std::vector<std::string>> varying;
+  for (const auto& [option, nodes] : peers) varying[option] = varying_leaves(nodes);
   std::vector<std::string> labels;
-  for (const ConfigNode* m : maps) {
-    std::vector<std::string> shown;
-    for (const std::string& path : varying)
-      if (path != "type")
-        if (const ConfigNode* leaf = m->find_path(path)) shown.push_back(path + "=" + display(*leaf));
-    const ConfigNode* type = m->find("type");
-    std::string label = type && type->is_scalar() ? display(*type) : "";
-    if (!shown.empty()) label += (label.empty() ? "" : " ") + ("(" + join(shown, ", ") + ")");
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const std::string option = by_option ? options[i] : "";
+    const std::string differs = varying_text(*values[i].node, varying[option], by_option ? "" : "type");
+    const ConfigNode* type = values[i].node->find("type");
+    std::string label = by_option ? options[i] : type && type->is_scalar() ? display(*type) : "";
+    if (!differs.empty()) label += (label.empty() ? "" : " ") + differs;
     labels.push_back(label.empty() ? "{}" : label);
   }
   return labels;
@@ -157,7 +188,8 @@ Axis build_axis(const std::vector<RunRecord>& runs, const std::string& key, std:
   Axis axis;
   axis.key = key;
   const bool all_maps = std::all_of(values.begin(), values.end(), [](const AxisValue& v) { return v.node && v.node->is_map(); });
-  if (all_maps) axis.labels = mapping_labels(values);
+  if (all_maps)
+    axis.labels = mapping_labels(values, key);
   else
     for (const auto& v : values) axis.labels.push_back(v.node ? display(*v.node) : kUnset);
   if (std::all_of(values.begin(), values.end(), [](const AxisValue& v) { return v.node && v.node->is_number(); }))

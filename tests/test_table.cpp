@@ -335,6 +335,25 @@ TEST_CASE("a mapping as the rows key is labelled by its type and what varies", "
   CHECK(chart.series[0].hi[0] == Approx(0.87));
 }
 
+TEST_CASE("a mapping chosen from a config group is labelled by the option's name", "[table]") {
+  // The configs as a run's config.yaml gives them back: model.type's provenance is the group file.
+  auto model_from = [](const std::string& file, const std::string& yaml, double acc) {
+    RunRecord r = record("x: 1\n", acc);
+    r.config.set("model", parse_yaml(yaml, file));
+    return r;
+  };
+  const std::vector<RunRecord> runs = {
+      model_from("experiments/conf/model/dlinear.yaml", "type: forecast/dlinear\nkernel: 25\n", 0.5),
+      model_from("experiments/conf/model/dlinear.yaml", "type: forecast/dlinear\nkernel: 13\n", 0.6),
+      model_from("/abs/conf/model/transformer_forecaster.yaml", "type: model/composed\ndim: 64\n", 0.7)};
+  CHECK(build_table(runs, spec("test/acc", {"model"}, "")).row_axes[0].labels ==
+        std::vector<std::string>{"dlinear (kernel=25)", "dlinear (kernel=13)", "transformer_forecaster"});
+  // A file of another group (model/mixer/...) is not an option of `model`: labels by type.
+  std::vector<RunRecord> mixed = runs;
+  mixed.push_back(model_from("experiments/conf/model/mixer/softmax.yaml", "type: attention/softmax\n", 0.8));
+  CHECK(build_table(mixed, spec("test/acc", {"model"}, "")).row_axes[0].labels.back() == "attention/softmax");
+}
+
 TEST_CASE("md, tex and csv of a sweep (goldens)", "[table]") {
   const Table t = build_table(sweep_records(), spec("test/acc"));
   check_golden("table_md", format_markdown(t));

@@ -13,6 +13,7 @@
 #include "blocks/stacks/plain.h"
 #include "blocks/stacks/stages.h"
 #include "blocks/stems/series.h"
+#include "blocks/stems/tokens.h"
 #include "experiments/experiment.h"
 #include "experiments/model_builder.h"
 #include "golden.h"
@@ -181,6 +182,45 @@ TEST_CASE("switching model/mixer never inherits the options of the mixer it repl
   CHECK(m.at("type").text() == "mixer/no-heads");
   CHECK(m.at("heads").as_int() == 2);  // the experiment's own line sets it: that one is explicit
   CHECK(mixer_of("vit_fmnist_hybrid", {}, "model.mixer").at("type").text() == "attention/softmax");
+}
+
+TEST_CASE("stem/tokens short_conv: each position mixes itself and the k-1 tokens before it", "[model]") {
+  torch::manual_seed(2);
+  StemArgs args;
+  args.dim = 8;
+  args.inputs.vocabulary = 11;
+  args.inputs.length = 12;
+  TokenStem plain(args), conv(args, TokenStemOptions().short_conv(3));
+  plain->init_weights();
+  conv->init_weights();
+  CHECK(plain->can_step());
+  CHECK_FALSE(conv->can_step());  // the step would need the previous tokens: full forward instead
+  torch::NoGradGuard no_grad;
+  conv->embed->weight.copy_(plain->embed->weight);
+  conv->positions.pos_embed.copy_(plain->positions.pos_embed);
+  const torch::Tensor ids = torch::randint(0, 11, {2, 10}, torch::kLong);
+  const torch::Tensor z = conv->forward(ids).x;
+  // Zero kernel and bias: exactly the plain stem.
+  const torch::Tensor kernel = conv->conv->weight.clone(), bias = conv->conv->bias.clone();
+  conv->conv->weight.zero_();
+  conv->conv->bias.zero_();
+  CHECK(torch::equal(conv->forward(ids).x, plain->forward(ids).x));
+  conv->conv->weight.copy_(kernel);
+  conv->conv->bias.copy_(bias);
+  // Changing token 4 moves positions 4, 5, 6 (k = 3) and nothing else.
+  torch::Tensor changed = ids.clone();
+  changed.select(1, 4).copy_((ids.select(1, 4) + 1).remainder(11));
+  const torch::Tensor moved = (conv->forward(changed).x - z).abs().amax({0, 2});
+  for (std::int64_t n = 0; n < 10; ++n) {
+    INFO("position " << n);
+    CHECK((moved[n].item<float>() > 0) == (n >= 4 && n <= 6));
+  }
+  // Position n = z0[n] + b + sum_j w_j z0[n-j], checked by hand at n = 5 for channel 0.
+  const torch::Tensor z0 = plain->forward(ids).x;
+  const torch::Tensor w = kernel[0][0];  // [k]: w[k-1] multiplies z0[n], w[0] z0[n-2]
+  const float expect =
+      (z0[0][5][0] + bias[0] + w[2] * z0[0][5][0] + w[1] * z0[0][4][0] + w[0] * z0[0][3][0]).item<float>();
+  CHECK(z[0][5][0].item<float>() == Approx(expect).epsilon(1e-5));
 }
 
 TEST_CASE("stem/tokens with a tied linear head: a causal language model over token ids", "[model]") {

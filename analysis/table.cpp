@@ -456,7 +456,8 @@ const char* direction_name(Direction d) { return d == Direction::Max ? "max" : "
 
 std::optional<Direction> metric_direction(const std::string& metric) {
   static const std::vector<std::string> higher = {"acc", "auc", "f1", "precision", "recall", "iou", "r2", "bleu"};
-  static const std::vector<std::string> lower = {"loss", "mse", "mae", "rmse", "error", "err", "ppl", "perplexity", "time"};
+  static const std::vector<std::string> lower = {"loss", "mse",        "mae", "rmse", "error", "err",
+                                                 "ppl",  "perplexity", "bpc", "bpb",  "nll",   "time"};
   auto says = [](const std::string& word, const std::vector<std::string>& list) {
     return std::any_of(list.begin(), list.end(), [&](const std::string& w) { return word.find(w) != std::string::npos; });
   };

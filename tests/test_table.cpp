@@ -278,6 +278,8 @@ TEST_CASE("the metric's name decides the direction; the last telling word wins",
   CHECK(metric_direction("top1_err") == Direction::Min);
   CHECK(metric_direction("acc_error") == Direction::Min);
   CHECK(metric_direction("test/ppl") == Direction::Min);
+  CHECK(metric_direction("test/bpc") == Direction::Min);  // bits per character (task lm)
+  CHECK(metric_direction("val/nll") == Direction::Min);
   CHECK_FALSE(metric_direction("train_images_per_s").has_value());
   CHECK_FALSE(metric_direction("parameters").has_value());
   const std::string e = testing::error_text([] { build_table(sweep_records(), spec("parameters")); });

@@ -169,6 +169,10 @@ void read_summary(const std::string& path, RunRecord& r) {
   if (const ConfigNode* final_eval = s.find("final"); final_eval && final_eval->is_map())
     for (const auto& [key, value] : final_eval->entries())
       if (json_number(value, v)) r.metrics[key] = v;
+  // The best epoch's evaluation as "best/<name>" ("best/test/mse": the test at the best val).
+  if (const ConfigNode* best_eval = s.find("best"); best_eval && best_eval->is_map())
+    for (const auto& [key, value] : best_eval->entries())
+      if (json_number(value, v)) r.metrics["best/" + key] = v;
 }
 
 void read_env(const std::string& path, RunRecord& r) {

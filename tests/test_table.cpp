@@ -125,6 +125,16 @@ TEST_CASE("a summary.json line as the classify task writes it parses", "[table]"
   CHECK(r.metrics.at("parameters") == 138890);
   CHECK(r.metrics.size() == 15);  // 7 in "final", 8 at the top
   CHECK(r.env.empty());
+
+  // Since 2026-12: "best" holds the best epoch's evaluation, read as "best/<name>".
+  write(tmp.path / "run/summary.json",
+        R"({"status": "finished", "final": {"epoch": 4, "test/mse": 0.45}, "best_epoch": 2, "best/val_mse": 0.14, )"
+        R"("best": {"epoch": 2, "step": 364, "val/mse": 0.14, "test/mse": 0.34, "eval_time_s": 18.1}})"
+        "\n");
+  const RunRecord b = load_run_directory((tmp.path / "run").string());
+  CHECK(b.metrics.at("test/mse") == 0.45);       // the last evaluation
+  CHECK(b.metrics.at("best/test/mse") == 0.34);  // the test at the best val
+  CHECK(b.metrics.at("best/epoch") == 2);
 }
 
 TEST_CASE("a run without a value (null, never a sentinel) and a failed run's error line are marked", "[table]") {

@@ -97,11 +97,23 @@ TEST_CASE("a kill during a checkpoint write leaves a loadable checkpoint", "[run
   };
   std::mt19937 rng(12345);
   int kills = 0;
+  // The run has written a checkpoint (start-up can take seconds on a loaded machine).
+  auto wait_for_checkpoint = [&] {
+    for (int i = 0; i < 6000; ++i) {
+      if (fs::exists(out / "vit_fmnist") && !fs::is_empty(out / "vit_fmnist") &&
+          fs::exists(run_dir(out) / "checkpoints" / "last.ckpt"))
+        return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
   for (int attempt = 0; attempt < 4; ++attempt) {
     const pid_t pid = spawn(args_now(), tmp.path / "k.log");
-    std::this_thread::sleep_for(std::chrono::milliseconds(900 + rng() % 900));
+    const bool started = wait_for_checkpoint();
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 900));
     kills += kill(pid, SIGKILL) == 0;
     wait_status(pid);
+    REQUIRE(started);
     // Never a temp file under a real name: what is there must verify.
     for (const auto& e : fs::directory_iterator(run_dir(out) / "checkpoints"))
       if (e.path().extension() == ".ckpt") CHECK(slurp(e.path()).rfind("BLKCKPT1", 0) == 0);

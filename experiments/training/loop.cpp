@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <set>
 
@@ -306,6 +307,18 @@ int TrainingLoop::diverged(double loss) {
   return 3;
 }
 
+// The evaluation line of `epoch` in metrics.jsonl, or "" when there is none. Evaluation lines
+// start {"epoch": E, "step": S and carry eval_time_s (evaluate_now); after a resume the file
+// holds exactly what the run computed, so this also finds a best epoch from before the resume.
+std::string evaluation_line(const std::string& metrics_path, std::int64_t epoch) {
+  std::ifstream in(metrics_path);
+  const std::string prefix = "{\"epoch\": " + std::to_string(epoch) + ", \"step\": ";
+  std::string found;
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(prefix, 0) == 0 && line.find("\"eval_time_s\"") != std::string::npos) found = line;
+  return found;
+}
+
 void TrainingLoop::write_summary() {
   phase_ = "writing the summary";
   const double wall = seconds_between(timing_.run_start, Clock::now());
@@ -325,6 +338,10 @@ void TrainingLoop::write_summary() {
     summary.set(best_key, pos_.best_metric);
   else
     summary.set_raw(best_key, "null");
+  // Every number of the best epoch's evaluation (the test at the best val: "best/test/mse").
+  const std::string best_line =
+      pos_.best_epoch >= 0 ? evaluation_line(files_.dir + "/metrics.jsonl", pos_.best_epoch) : "";
+  summary.set_raw("best", best_line.empty() ? "null" : best_line);
   const double examples =
       static_cast<double>(s_.batch_size * hooks_.examples_per_row()) * static_cast<double>(pos_.step);
   summary.set("wall_time_s", wall)

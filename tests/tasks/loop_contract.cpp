@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "tests/process_support.h"
@@ -102,10 +103,25 @@ int interrupt_at(const LoopTaskCase& task, const fs::path& out, const std::vecto
   return status;
 }
 
+// summary.json's "best" is the best epoch's evaluation line of metrics.jsonl, verbatim (after a
+// resume too, when that epoch was evaluated before the interruption).
+void check_best_is_logged(const fs::path& dir) {
+  const std::string prefix = "{\"epoch\": " + summary_field(dir, "best_epoch") + ", \"step\": ";
+  std::string line;
+  std::istringstream metrics(slurp(dir / "metrics.jsonl"));
+  for (std::string l; std::getline(metrics, l);)
+    if (l.rfind(prefix, 0) == 0 && l.find("eval_time_s") != std::string::npos) line = l;
+  REQUIRE_FALSE(line.empty());
+  CHECK(slurp(dir / "summary.json").find("\"best\": " + line) != std::string::npos);
+}
+
 void check_same_run(const fs::path& a, const fs::path& b) {
   CHECK(metrics_without_timing(a) == metrics_without_timing(b));
   CHECK(!summary_field(a, "weights_fnv1a64").empty());
   CHECK(summary_field(a, "weights_fnv1a64") == summary_field(b, "weights_fnv1a64"));
+  CHECK(summary_field(a, "best_epoch") == summary_field(b, "best_epoch"));
+  check_best_is_logged(a);
+  check_best_is_logged(b);
 }
 
 }  // namespace

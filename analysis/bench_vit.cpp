@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "analysis/bench_mixers.h"
 #include "blocks/interfaces.h"
 #include "experiments/optim/optimizer.h"
 #include "registry/cli_options.h"
@@ -131,6 +132,7 @@ int bench_masks(BenchShape s, int rounds) {
 }
 
 int bench_command(const std::vector<std::string>& args) {
+  if (!args.empty() && args[0] == "mixers") return bench_mixers_command({args.begin() + 1, args.end()});
   po::options_description opts("Options");
   BenchShape s;
   // An integer option: its name, help, where it goes (holding the default) and its valid range.
@@ -165,16 +167,17 @@ int bench_command(const std::vector<std::string>& args) {
                               "vit: trains the ViT for a few steps in blocklab and in PyTorch Python (same torch, same "
                               "model, optimizer, batch and threads) and prints images/s and the ratio. masks: trains "
                               "the default ViT (pool mean) with plain fused softmax attention and with each additive "
-                              "mask, and prints images/s and the ratios to the plain one.",
+                              "mask, and prints images/s and the ratios to the plain one. mixers: token mixers "
+                              "against the sequence length next to softmax (blocklab bench mixers --help).",
                               opts,
                               "Examples:\n  blocklab bench vit\n  blocklab bench vit --dim 32 --depth 2 --batch 32\n"
-                              "  blocklab bench masks --rounds 5\n");
+                              "  blocklab bench masks --rounds 5\n  blocklab bench mixers\n");
     return cl.vars.count("help") ? 0 : 2;
   }
   if (cl.positional.size() > 1)
     throw UsageError("blocklab bench: name one benchmark (vit or masks), not " + std::to_string(cl.positional.size()));
   if (cl.positional[0] != "vit" && cl.positional[0] != "masks")
-    throw UsageError("blocklab bench: unknown benchmark '" + cl.positional[0] + "' (known: vit, masks)");
+    throw UsageError("blocklab bench: unknown benchmark '" + cl.positional[0] + "' (known: vit, masks, mixers)");
   for (const IntOption& o : ints)
     *o.value = static_cast<int>(integer_option(cl, "bench", o.name, o.lo, o.hi, *o.value));
   if (!(s.mlp_ratio > 0 && s.mlp_ratio <= 16))
@@ -205,8 +208,8 @@ int bench_command(const std::vector<std::string>& args) {
 }
 
 const bool registered = CommandRegistry::instance().add(
-    {"bench", "benchmarks run side by side (vit vs PyTorch Python; the ViT with each additive mask)", bench_command,
-     90});
+    {"bench", "benchmarks run side by side (vit vs PyTorch Python; the ViT with each additive mask; mixers vs N)",
+     bench_command, 90});
 
 }  // namespace
 }  // namespace blocklab

@@ -74,6 +74,8 @@ using TokenMixer = std::shared_ptr<TokenMixerImpl>;
 struct MixerArgs {
   std::int64_t dim = 0;         // embedding width C
   std::int64_t max_tokens = 0;  // longest sequence the mixer will see (for position tables)
+  std::int64_t layer = 0;       // index of the enclosing block in its stack (per-layer schedules)
+  std::int64_t layers = 1;      // blocks in the stack
 };
 using MixerRegistry = Registry<TokenMixer, const MixerArgs&>;
 MixerRegistry& mixer_registry();
@@ -106,6 +108,8 @@ struct BlockArgs {
   ConfigNode mixer;        // token mixer config ({type: ..., ...})
   ConfigNode channel;      // channel mixer config
   double drop_path = 0.0;  // stochastic depth rate of this block
+  std::int64_t layer = 0;  // index of this block in its stack
+  std::int64_t layers = 1;  // blocks in the stack
 };
 using BlockRegistry = Registry<Block, const BlockArgs&>;
 BlockRegistry& block_registry();

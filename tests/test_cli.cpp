@@ -179,6 +179,9 @@ TEST_CASE("every command checks its arguments: exit 2, the option named, the val
       "bench vit --dim 0",
       "bench vit --heads 3",
       "bench vit --patch 5",
+      "bench mixers --lengths 0",
+      "bench mixers --heads 3",
+      "bench mixers --mixers linear/elu,,linear/slab",
   };
   std::string text;
   for (const std::string& args : cases) {
@@ -188,4 +191,24 @@ TEST_CASE("every command checks its arguments: exit 2, the option named, the val
     text += "$ blocklab " + args + "\n" + r.out;
   }
   check_golden("cli_argument_errors", text);
+}
+
+TEST_CASE("bench mixers times each mixer at each length next to softmax and draws the plot", "[cli]") {
+  blocklab::testing::TempDir tmp;
+  const Result r = run_blocklab(
+      "bench mixers --mixers linear/elu,linear/slab --lengths 16,64 --rounds 1 --threads 1 "
+      "--dim 16 --heads 2 --out " +
+      tmp.path.string());
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  for (const std::string row : {"attention/softmax", "linear/elu", "linear/slab"}) {
+    CHECK(r.out.find(row + " ") != std::string::npos);
+  }
+  CHECK(r.out.find("time x per 4x tokens") != std::string::npos);
+  CHECK(r.out.find("64: ") != std::string::npos);  // the 16 -> 64 scaling of each mixer
+  CHECK(fs::exists(tmp.path / "bench_mixers.png"));
+  CHECK(fs::exists(tmp.path / "bench_mixers.svg"));
+  const Result unknown = run_blocklab("bench mixers --mixers linear/elo");
+  CHECK(unknown.status == 2);
+  CHECK(unknown.out.find("linear/elu") != std::string::npos);  // did you mean
 }

@@ -2,6 +2,7 @@
 
 #include "blocks/common/init.h"
 #include "blocks/common/options.h"
+#include "blocks/common/srms_norm.h"
 
 namespace blocklab {
 
@@ -10,9 +11,15 @@ PrenormBlockImpl::PrenormBlockImpl(std::int64_t dim, TokenMixer mixer_, ChannelM
     : drop_path_(drop_path) {
   TORCH_CHECK(mixer_ && channel_, "prenorm: mixer and channel mixer must be given");
   const auto ln = torch::nn::LayerNormOptions({dim}).eps(1e-6);
-  norm1 = register_module("norm1", torch::nn::LayerNorm(ln));
+  const auto add_norm = [&](const std::string& name, torch::nn::LayerNorm& layer, RepBatchNorm& rep,
+                            ProgressiveRepBatchNorm& prep) {
+    if (options.norm() == "layernorm") layer = register_module(name, torch::nn::LayerNorm(ln));
+    if (options.norm() == "repbn") rep = register_module(name, RepBatchNorm(dim));
+    if (options.norm() == "prepbn") prep = register_module(name, ProgressiveRepBatchNorm(dim, options.norm_steps()));
+  };
+  add_norm("norm1", norm1, rep_norm1, prep_norm1);
   mixer = register_module("mixer", std::move(mixer_));
-  norm2 = register_module("norm2", torch::nn::LayerNorm(ln));
+  add_norm("norm2", norm2, rep_norm2, prep_norm2);
   channel = register_module("channel", std::move(channel_));
   if (options.layer_scale() != 0.0) {
     gamma1 = register_parameter("gamma1", torch::full({dim}, options.layer_scale()));
@@ -21,15 +28,23 @@ PrenormBlockImpl::PrenormBlockImpl(std::int64_t dim, TokenMixer mixer_, ChannelM
 }
 
 PrenormBlockImpl::PrenormBlockImpl(const BlockArgs& args, const PrenormBlockOptions& options)
-    : PrenormBlockImpl(args.dim, mixer_registry().create(args.mixer, MixerArgs{args.dim, args.max_tokens}),
-                       channel_registry().create(args.channel, args.dim), args.drop_path, options) {}
+    : PrenormBlockImpl(
+          args.dim, mixer_registry().create(args.mixer, MixerArgs{args.dim, args.max_tokens, args.layer, args.layers}),
+          channel_registry().create(args.channel, args.dim), args.drop_path, options) {}
 
 torch::Tensor PrenormBlockImpl::forward(const torch::Tensor& x, const MixerContext& ctx) {
-  const torch::Tensor mixer_input = norm1->forward(x);
+  const torch::Tensor mixer_input = normed(1, x);
   if (ctx.probe && ctx.probe->keeps_mixer_calls())
     ctx.probe->record_mixer_call(MixerCall{mixer, mixer_input.detach(), ctx.without_probe()});
   const auto y = residual(x, mixer->forward(mixer_input, ctx), gamma1);
-  return residual(y, channel->forward(norm2->forward(y)), gamma2);
+  return residual(y, channel->forward(normed(2, y)), gamma2);
+}
+
+torch::Tensor PrenormBlockImpl::normed(int which, const torch::Tensor& x) {
+  if (auto& layer = which == 1 ? norm1 : norm2) return layer->forward(x);
+  if (auto& rep = which == 1 ? rep_norm1 : rep_norm2) return rep->forward(x);
+  if (auto& prep = which == 1 ? prep_norm1 : prep_norm2) return prep->forward(x);
+  return srms_norm(x);
 }
 
 torch::Tensor PrenormBlockImpl::residual(const torch::Tensor& x, torch::Tensor branch,
@@ -43,9 +58,9 @@ MixerState PrenormBlockImpl::init_state(std::int64_t batch, const torch::TensorO
 }
 
 MixerStep PrenormBlockImpl::step(const torch::Tensor& x_t, const MixerState& state, const MixerContext& ctx) {
-  MixerStep s = mixer->step(norm1->forward(x_t), state, ctx);
+  MixerStep s = mixer->step(normed(1, x_t), state, ctx);
   const auto y = residual(x_t, s.output, gamma1);
-  s.output = residual(y, channel->forward(norm2->forward(y)), gamma2);
+  s.output = residual(y, channel->forward(normed(2, y)), gamma2);
   return s;
 }
 
@@ -53,6 +68,15 @@ const OptionsSchema<PrenormBlockOptions>& prenorm_block_schema() {
   static const auto schema = [] {
     OptionsSchema<PrenormBlockOptions> s;
     BLOCKLAB_OPTION(s, layer_scale, "LayerScale init value (CaiT); default 0 = off").min = 0.0;
+    s.choice(
+        "norm", {"layernorm", "srms", "repbn", "prepbn"},
+        "the norm before each branch: layernorm, srms (TransNormerLLM's SRMSNorm, no parameters), repbn (SLAB's "
+        "BN + alpha x) or prepbn (LN handed over to repbn over norm_steps training forwards; non-causal models) "
+        "(default layernorm)",
+        [](PrenormBlockOptions& o, const std::string& v) { o.norm(v); },
+        [](const PrenormBlockOptions& o) { return o.norm(); });
+    BLOCKLAB_OPTION(s, norm_steps, "prepbn: training forwards over which LN is replaced by RepBN (default 60000)").min =
+        1;
     return s;
   }();
   return schema;
@@ -65,7 +89,8 @@ BLOCKLAB_REGISTER(block_registry(),
                       .summary("pre-norm residual block: mixer then channel mixer, with LayerScale and DropPath")
                       .paper("An Image is Worth 16x16 Words (Dosovitskiy et al., 2020), arXiv:2010.11929; LayerScale: "
                              "Going deeper with Image Transformers (Touvron et al., 2021), arXiv:2103.17239")
-                      .equation("x += drop_path(g1 * mixer(LN(x))); x += drop_path(g2 * channel(LN(x)))")
+                      .equation("x += drop_path(g1 * mixer(N(x))); x += drop_path(g2 * channel(N(x))), N = LayerNorm "
+                                "or SRMSNorm")
                       .schema(prenorm_block_schema().schema())
                       .example("{layer_scale: 0.1}"),
                   [](const ConfigNode& params, const BlockArgs& args) -> Block {

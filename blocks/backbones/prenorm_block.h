@@ -8,17 +8,24 @@
 //   x = x + drop_path(gamma_1 * mixer(LN(x)))
 //   x = x + drop_path(gamma_2 * channel(LN(x)))
 // gamma_i are per-channel LayerScale vectors initialised to layer_scale (absent when 0).
+// norm: layernorm (default; eps 1e-6 as in the reference ViT code), srms (TransNormerLLM's
+// SRMSNorm without parameters, Qin et al. 2023, arXiv:2307.14995, §3.4; common/srms_norm.h),
+// repbn or prepbn (SLAB's re-parameterisable BatchNorm and its progressive schedule from LN over
+// norm_steps training forwards, Guo et al. 2024, arXiv:2405.11582; common/rep_batch_norm.h).
 //
-// Shape contract: x [B, N, C] -> [B, N, C]. LayerNorm eps 1e-6 as in the reference ViT code.
+// Shape contract: x [B, N, C] -> [B, N, C].
 #pragma once
 
+#include "blocks/common/rep_batch_norm.h"
 #include "blocks/interfaces.h"
 #include "registry/options_schema.h"
 
 namespace blocklab {
 
 struct PrenormBlockOptions {
-  TORCH_ARG(double, layer_scale) = 0.0;  // LayerScale init value (default 0 = no LayerScale)
+  TORCH_ARG(double, layer_scale) = 0.0;         // LayerScale init value (default 0 = no LayerScale)
+  TORCH_ARG(std::string, norm) = "layernorm";   // layernorm | srms | repbn | prepbn
+  TORCH_ARG(std::int64_t, norm_steps) = 60000;  // prepbn: training forwards from LN to RepBN
 };
 
 class PrenormBlockImpl : public BlockImpl {
@@ -37,12 +44,16 @@ class PrenormBlockImpl : public BlockImpl {
   MixerStep step(const torch::Tensor& x_t, const MixerState& state, const MixerContext& ctx) override;
   double drop_path() const { return drop_path_; }
 
-  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};               // norm: layernorm
+  RepBatchNorm rep_norm1{nullptr}, rep_norm2{nullptr};               // norm: repbn (registered as norm1, norm2)
+  ProgressiveRepBatchNorm prep_norm1{nullptr}, prep_norm2{nullptr};  // norm: prepbn (the same)
   TokenMixer mixer;
   ChannelMixer channel;
   torch::Tensor gamma1, gamma2;  // LayerScale [C]; undefined when layer_scale == 0
 
  private:
+  // The block's first (which = 1) or second norm of x; SRMSNorm when no norm module is set.
+  torch::Tensor normed(int which, const torch::Tensor& x);
   // x + drop_path(gamma * branch) (gamma when LayerScale is on).
   torch::Tensor residual(const torch::Tensor& x, torch::Tensor branch, const torch::Tensor& gamma) const;
   double drop_path_;

@@ -24,8 +24,9 @@ const OptionsSchema<GluOptions>& glu_schema() {
   static const auto schema = [] {
     OptionsSchema<GluOptions> s;
     BLOCKLAB_OPTION(s, ratio, "hidden width / dim (default 8/3, the parameters of an mlp of ratio 4)").min = 1e-3;
-    declare_activation(s, {"silu", "gelu", "sigmoid"},
-                       "gate activation (default silu = SwiGLU; gelu = GEGLU; sigmoid = the original GLU)");
+    declare_activation(s, {"silu", "gelu", "sigmoid", "none"},
+                       "gate activation (default silu = SwiGLU; gelu = GEGLU; sigmoid = the original GLU; none = "
+                       "the bilinear SGLU of TransNormerLLM)");
     rate(BLOCKLAB_OPTION(s, drop, "dropout after the gating and after the output (default 0)"));
     BLOCKLAB_OPTION(s, bias, "biases on the projections (default true; Shazeer 2020 omits them)");
     return s;

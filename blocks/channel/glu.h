@@ -2,7 +2,8 @@
 //
 // Paper: "GLU Variants Improve Transformer", Shazeer, 2020, arXiv:2002.05202 (§2):
 //   FFN_GLU(x) = (act(x W1) * x W3) W2   (act = sigmoid: GLU of Dauphin et al. 2016,
-//   arXiv:1612.08083; silu/swish: SwiGLU; gelu: GEGLU).
+//   arXiv:1612.08083; silu/swish: SwiGLU; gelu: GEGLU; none: the bilinear GLU, TransNormerLLM's
+//   SGLU, Qin et al. 2023, arXiv:2307.14995, §3.4, used there without biases).
 // Default ratio 8/3: the paper shrinks the hidden width by 2/3 so that the three matrices
 // (3 C H) hold as many parameters as an MLP of ratio 4 (2 C 4C = 8 C^2); H = round(8C/3).
 // Biases: the paper omits them; they are on by default here (bias option) like our mlp and

@@ -16,7 +16,8 @@ namespace blocklab {
 
 using ActivationFn = torch::Tensor (*)(const torch::Tensor&);
 
-// The activations we know: gelu (exact, erf form, as torch.nn.GELU()), relu, silu, sigmoid.
+// The activations we know: gelu (exact, erf form, as torch.nn.GELU()), relu, silu, sigmoid, none
+// (the identity: a bilinear GLU, e.g. TransNormerLLM's SGLU).
 const std::vector<std::string>& activation_names();
 // The function for `name`; throws ConfigError listing the valid names when unknown.
 ActivationFn activation_by_name(const std::string& name);

@@ -212,7 +212,7 @@ std::vector<Block> build_layers(const std::vector<LayerSpec>& plan, std::int64_t
   const auto depth = static_cast<std::int64_t>(plan.size());
   std::vector<Block> blocks;
   for (std::int64_t i = 0; i < depth; ++i) {
-    const BlockArgs args{dim, tokens, {}, {}, drop_path_rate(drop_path, i, depth)};
+    const BlockArgs args{dim, tokens, {}, {}, drop_path_rate(drop_path, i, depth), i, depth};
     blocks.push_back(build_layer(plan[static_cast<std::size_t>(i)], i, args));
     list->push_back(blocks.back());
   }

@@ -108,7 +108,8 @@ StagesStackImpl::StagesStackImpl(const StackArgs& args, const StagesOptions& o) 
       downsample_list->push_back(downsamples.back());
       tokens /= 4;
     }
-    const BlockArgs block_args{dims_[static_cast<std::size_t>(s)], tokens, {}, {}, drop_path_rate(o.drop_path(), i, depth)};
+    const BlockArgs block_args{dims_[static_cast<std::size_t>(s)],      tokens, {},   {},
+                               drop_path_rate(o.drop_path(), i, depth), i,      depth};
     blocks.push_back(build_layer(plan[static_cast<std::size_t>(i)], i, block_args));
     block_list->push_back(blocks.back());
     mixer_keys_.push_back(layer_mixer_key(plan[static_cast<std::size_t>(i)]));

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <set>
 
+#include "blocks/auxiliary_loss.h"
 #include "blocks/common/weight_decay.h"
 #include "datasets/dataset.h"
 #include "experiments/checkpoint.h"
@@ -195,7 +196,9 @@ double TrainingLoop::train_step() {
   const double lr = schedule_->lr_at(pos_.step);
   set_learning_rate(*optimizer_, lr);
   optimizer_->zero_grad();
-  const torch::Tensor loss = hooks_.loss(batch);
+  torch::Tensor loss = hooks_.loss(batch);
+  // Blocks' auxiliary terms (e.g. attention distillation) join the task's loss.
+  if (const auto auxiliary = take_auxiliary_losses(*model_); auxiliary.defined()) loss = loss + auxiliary;
   const double loss_value = loss.item<double>();
   if (!std::isfinite(loss_value)) return loss_value;
   phase_ = "the backward pass of training step " + std::to_string(pos_.step + 1);

@@ -1,0 +1,244 @@
+// blocklab bench mixers: forward + backward time, tokens/s and the memory autograd keeps of
+// registered token mixers against the sequence length N, next to attention/softmax (fused:
+// small_attention or PyTorch's SDPA), printed as a table with ratios to softmax, the scaling
+// of each mixer from N/4 to N (linear: <= 4.6x per 4x tokens), the crossover with softmax, and a
+// log-log plot. Rounds alternate between mixers so that machine noise hits them alike; the
+// median is reported.
+//
+// Memory: the bytes held by the allocator after the forward (what autograd keeps for the
+// backward: activations and saved tensors), measured with glibc's mallinfo2 around the
+// forward; the inputs and parameters are allocated before and not counted.
+#include <malloc.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <limits>
+#include <sstream>
+
+#include "analysis/bench_mixers.h"
+#include "analysis/plot.h"
+#include "blocks/interfaces.h"
+#include "registry/cli_options.h"
+#include "registry/command.h"
+#include "registry/config_error.h"
+#include "registry/yaml_io.h"
+
+namespace blocklab {
+namespace {
+
+struct MixerBench {
+  std::vector<std::string> mixers;
+  std::vector<std::int64_t> lengths{256, 1024, 4096, 16384};  // squares: grid mixers run on them too
+  std::int64_t dim = 64, heads = 4, batch = 1, threads = 2, rounds = 3;
+  bool causal = true;
+  std::string out = "results/bench";
+};
+
+struct Measure {
+  double seconds = std::numeric_limits<double>::quiet_NaN();  // forward + backward, median
+  double saved_mb = std::numeric_limits<double>::quiet_NaN();
+};
+
+std::size_t allocated_bytes() {
+  const struct mallinfo2 m = mallinfo2();
+  return m.uordblks + m.hblkhd;
+}
+
+TokenMixer build_mixer(const std::string& key, const MixerBench& b, std::int64_t n) {
+  std::ostringstream cfg;
+  cfg << "{type: " << key << "}";
+  ConfigNode node = parse_yaml(cfg.str(), "bench");
+  // Every mixer with `heads` gets the same head count.
+  if (mixer_registry().info(key).schema.find("heads")) node.set("heads", ConfigNode::integer(b.heads));
+  return mixer_registry().create(node, MixerArgs{b.dim, n});
+}
+
+// One forward + backward of `mixer` on x [B, N, C]: seconds, and bytes kept after the forward.
+std::pair<double, double> run_once(TokenMixer& mixer, const torch::Tensor& x, const MixerContext& ctx) {
+  const auto before = allocated_bytes();
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto y = mixer->forward(x, ctx);
+  const double kept = static_cast<double>(allocated_bytes()) - static_cast<double>(before);
+  y.pow(2).mean().backward();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  mixer->zero_grad();
+  return {s, kept};
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// The layout a mixer runs on: causal when asked and the mixer can; a square grid when it needs
+// one (N must then be a square). Returns false when the mixer cannot run at N.
+bool mixer_context(const TokenMixer& m, const MixerBench& b, std::int64_t n, MixerContext& ctx) {
+  const MixerCapabilities caps = m->capabilities();
+  ctx = MixerContext{};
+  ctx.causal = b.causal && caps.causal;
+  if (!caps.needs_grid) return true;
+  const auto side = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
+  ctx.grid_height = ctx.grid_width = side;
+  return side * side == n;
+}
+
+// measures[mixer][length], medians over rounds that alternate the mixers.
+std::vector<std::vector<Measure>> measure_all(const MixerBench& b) {
+  at::set_num_threads(static_cast<int>(b.threads));
+  std::vector<std::vector<Measure>> result(b.mixers.size(), std::vector<Measure>(b.lengths.size()));
+  for (std::size_t l = 0; l < b.lengths.size(); ++l) {
+    const auto n = b.lengths[l];
+    std::vector<TokenMixer> built;
+    std::vector<MixerContext> contexts(b.mixers.size());
+    std::vector<bool> runs;
+    for (std::size_t i = 0; i < b.mixers.size(); ++i) {
+      built.push_back(build_mixer(b.mixers[i], b, n));
+      runs.push_back(mixer_context(built.back(), b, n, contexts[i]));
+    }
+    torch::manual_seed(0);
+    const auto x = torch::randn({b.batch, n, b.dim}).requires_grad_(true);
+    for (std::size_t i = 0; i < built.size(); ++i)
+      if (runs[i]) run_once(built[i], x, contexts[i]);  // warm-up
+    std::vector<std::vector<double>> times(built.size()), kept(built.size());
+    for (std::int64_t r = 0; r < b.rounds; ++r)
+      for (std::size_t i = 0; i < built.size(); ++i)
+        if (runs[i]) {
+          const auto [s, bytes] = run_once(built[i], x, contexts[i]);
+          times[i].push_back(s), kept[i].push_back(bytes);
+        }
+    for (std::size_t i = 0; i < built.size(); ++i)
+      if (runs[i]) result[i][l] = Measure{median(times[i]), median(kept[i]) / (1024.0 * 1024.0)};
+    std::fprintf(stderr, "bench mixers: N = %lld done\n", static_cast<long long>(n));
+  }
+  return result;
+}
+
+void print_table(const MixerBench& b, const std::vector<std::vector<Measure>>& m) {
+  std::printf(
+      "mixers at dim %lld, heads %lld, batch %lld, %s, %lld threads, forward + backward, median of %lld "
+      "(torch %s)\n",
+      static_cast<long long>(b.dim), static_cast<long long>(b.heads), static_cast<long long>(b.batch),
+      b.causal ? "causal" : "not causal", static_cast<long long>(b.threads), static_cast<long long>(b.rounds),
+      BLOCKLAB_TORCH_VERSION);
+  std::printf(
+      "(mixers that are not causal run bidirectionally, those that need a grid on a square grid; '-': N is "
+      "not a square)\n");
+  std::printf("%-22s %7s %11s %13s %10s %12s\n", "mixer", "N", "ms", "tokens/s", "saved MB", "vs softmax");
+  for (std::size_t i = 0; i < b.mixers.size(); ++i)
+    for (std::size_t l = 0; l < b.lengths.size(); ++l) {
+      const auto& x = m[i][l];
+      if (std::isnan(x.seconds)) {
+        std::printf("%-22s %7lld %11s\n", b.mixers[i].c_str(), static_cast<long long>(b.lengths[l]), "-");
+        continue;
+      }
+      const double tokens = static_cast<double>(b.batch * b.lengths[l]) / x.seconds;
+      std::printf("%-22s %7lld %11.2f %13.0f %10.1f %11.2fx\n", b.mixers[i].c_str(),
+                  static_cast<long long>(b.lengths[l]), 1e3 * x.seconds, tokens, x.saved_mb,
+                  m[0][l].seconds / x.seconds);
+    }
+}
+
+// Time at N over time at N/4 (when both were measured), and where each mixer overtakes softmax.
+void print_scaling(const MixerBench& b, const std::vector<std::vector<Measure>>& m) {
+  std::printf("\n%-22s %-30s %s\n", "mixer", "time x per 4x tokens (N/4 -> N)", "faster than softmax from N =");
+  for (std::size_t i = 0; i < b.mixers.size(); ++i) {
+    std::ostringstream ratios;
+    for (std::size_t l = 0; l < b.lengths.size(); ++l)
+      for (std::size_t k = 0; k < l; ++k)
+        if (b.lengths[l] == 4 * b.lengths[k])
+          ratios << b.lengths[l] << ": " << std::round(100 * m[i][l].seconds / m[i][k].seconds) / 100 << "  ";
+    std::string crossover = "never (in this range)";
+    for (std::size_t l = 0; l < b.lengths.size(); ++l)
+      if (m[i][l].seconds < m[0][l].seconds) {
+        crossover = std::to_string(b.lengths[l]);
+        break;
+      }
+    std::printf("%-22s %-30s %s\n", b.mixers[i].c_str(), ratios.str().c_str(), i == 0 ? "-" : crossover.c_str());
+  }
+}
+
+void plot(const MixerBench& b, const std::vector<std::vector<Measure>>& m) {
+  LineChart chart;
+  chart.title = "forward + backward time of one mixer against N";
+  chart.x_label = "tokens N";
+  chart.y_label = "ms";
+  chart.log_x = chart.log_y = true;
+  for (std::size_t i = 0; i < b.mixers.size(); ++i) {
+    PlotSeries s;
+    s.label = b.mixers[i];
+    for (std::size_t l = 0; l < b.lengths.size(); ++l)
+      s.x.push_back(static_cast<double>(b.lengths[l])), s.y.push_back(1e3 * m[i][l].seconds);
+    chart.series.push_back(s);
+  }
+  const std::string stem = b.out + "/bench_mixers";
+  render_line_chart(chart, stem + ".png", stem + ".svg");
+  std::printf("\nplot: %s.png (.svg)\n", stem.c_str());
+}
+
+// The default set: softmax and every linear-attention and retention mixer.
+std::vector<std::string> default_mixers() {
+  std::vector<std::string> keys{"attention/softmax"};
+  for (const EntryInfo* e : mixer_registry().list())
+    if (e->key.rfind("linear/", 0) == 0 || e->key.rfind("retention/", 0) == 0) keys.push_back(e->key);
+  return keys;
+}
+
+}  // namespace
+
+int bench_mixers_command(const std::vector<std::string>& args) {
+  po::options_description opts("Options");
+  opts.add_options()("help,h", "show this help")(
+      "mixers", po::value<std::string>(),
+      "registry keys, comma-separated (default: attention/softmax and every linear/ and retention/ mixer); "
+      "softmax is always first, the reference of the ratios")(
+      "lengths", po::value<std::string>(), "sequence lengths N, comma-separated (default 256,1024,4096,16384)")(
+      "dim", po::value<std::string>(), "width C, 8 to 4096 (default 64)")(
+      "heads", po::value<std::string>(), "heads of every mixer that has them, 1 to 64 (default 4)")(
+      "batch", po::value<std::string>(), "sequences per call, 1 to 1024 (default 1)")(
+      "threads", po::value<std::string>(), "CPU threads, 1 to 256 (default 2)")(
+      "rounds", po::value<std::string>(), "timed rounds, median reported, 1 to 100 (default 3)")(
+      "not-causal", "bidirectional (default causal)")("out", po::value<std::string>(),
+                                                      "directory of the plot (default results/bench)");
+  const auto cl = parse_command_line("bench", args, opts);
+  if (cl.vars.count("help")) {
+    std::cout << command_help("bench", "mixers [options]",
+                              "Times forward + backward of token mixers against N next to attention/softmax (fused) "
+                              "and prints ms, tokens/s, the memory autograd keeps, the ratio to softmax, how each "
+                              "scales per 4x tokens and where it overtakes softmax; draws a log-log plot.",
+                              opts,
+                              "Examples:\n  blocklab bench mixers\n  blocklab bench mixers --mixers linear/elu "
+                              "--lengths 1024,4096,16384 --threads 1\n");
+    return 0;
+  }
+  if (!cl.positional.empty()) throw UsageError("blocklab bench mixers: unexpected argument '" + cl.positional[0] + "'");
+  MixerBench b;
+  b.mixers = cl.vars.count("mixers") ? name_list("bench", "--mixers", string_option(cl, "mixers")) : default_mixers();
+  b.mixers.erase(std::remove(b.mixers.begin(), b.mixers.end(), "attention/softmax"), b.mixers.end());
+  b.mixers.insert(b.mixers.begin(), "attention/softmax");
+  for (const auto& key : b.mixers) mixer_registry().info(key);  // unknown keys: the registry's did-you-mean
+  if (cl.vars.count("lengths")) {
+    b.lengths.clear();
+    for (const auto& item : split_commas(string_option(cl, "lengths")))
+      b.lengths.push_back(parse_integer("bench", "--lengths", item, 1, 1 << 20));
+  }
+  b.dim = integer_option(cl, "bench", "dim", 8, 4096, b.dim);
+  b.heads = integer_option(cl, "bench", "heads", 1, 64, b.heads);
+  b.batch = integer_option(cl, "bench", "batch", 1, 1024, b.batch);
+  b.threads = integer_option(cl, "bench", "threads", 1, 256, b.threads);
+  b.rounds = integer_option(cl, "bench", "rounds", 1, 100, b.rounds);
+  b.causal = cl.vars.count("not-causal") == 0;
+  if (cl.vars.count("out")) b.out = string_option(cl, "out");
+  if (b.dim % b.heads != 0)
+    throw UsageError("blocklab bench mixers: --heads " + std::to_string(b.heads) + " does not divide --dim " +
+                     std::to_string(b.dim));
+  const auto measures = measure_all(b);
+  print_table(b, measures);
+  print_scaling(b, measures);
+  plot(b, measures);
+  return 0;
+}
+
+}  // namespace blocklab

@@ -1,0 +1,172 @@
+#include "blocks/attention/parts/linear_core.h"
+
+#include <utility>
+
+#include "blocks/attention/parts/dense_core.h"
+
+namespace blocklab {
+
+namespace {
+
+// lambda^power per head as [h, ...] from log_decay [h] and powers [...] (float, any shape).
+torch::Tensor decay_powers(const torch::Tensor& log_decay, const torch::Tensor& powers) {
+  std::vector<std::int64_t> shape(1 + powers.dim(), 1);
+  shape[0] = log_decay.size(0);
+  return torch::exp(log_decay.view(shape) * powers.unsqueeze(0));
+}
+
+// Lightning Attention-2 (Qin et al. 2024, arXiv:2401.04658, Algorithm 1), causal. Within the
+// chunk starting at t0 (local rows a, columns b < m):
+//   intra  [(Q_c K_c^T) * D] V_c,  D_ab = lambda^(a - b), b <= a
+//   inter  (Q_c * lambda^(a + 1)) S_c,  S_c = sum_{j < t0} lambda^(t0 - 1 - j) k_j v_j^T
+//   next   S_{c+1} = lambda^m S_c + (K_c * lambda^(m - 1 - b))^T V_c
+torch::Tensor chunked_causal(torch::Tensor q, torch::Tensor k, torch::Tensor v, const torch::Tensor& log_decay,
+                             std::int64_t chunk) {
+  const auto b = q.size(0), h = q.size(1), n = q.size(2), d = q.size(3), e = v.size(3);
+  const auto pad = (chunk - n % chunk) % chunk;  // zero tokens at the end add nothing
+  if (pad > 0) {
+    namespace F = torch::nn::functional;
+    const auto rows = F::PadFuncOptions({0, 0, 0, pad});
+    q = F::pad(q, rows), k = F::pad(k, rows), v = F::pad(v, rows);
+  }
+  const auto c = (n + pad) / chunk, m = chunk;
+  const auto qc = q.reshape({b, h, c, m, d}), kc = k.reshape({b, h, c, m, d}), vc = v.reshape({b, h, c, m, e});
+  const auto opts = q.options();
+  const auto local = torch::arange(m, opts);
+  torch::Tensor intra_mask, q_scale, k_scale, chunk_scale;
+  if (log_decay.defined()) {
+    intra_mask = linear_decay_matrix(log_decay, m, true).unsqueeze(1);                // [h, 1, m, m]
+    q_scale = decay_powers(log_decay, local + 1).view({1, h, 1, m, 1});               // lambda^(a+1)
+    k_scale = decay_powers(log_decay, (m - 1) - local).view({1, h, 1, m, 1});         // lambda^(m-1-b)
+    chunk_scale = torch::exp(log_decay * static_cast<double>(m)).view({1, h, 1, 1});  // lambda^m
+  } else {
+    intra_mask = torch::ones({m, m}, opts).tril();
+  }
+  const auto intra = torch::matmul(torch::matmul(qc, kc.transpose(-1, -2)) * intra_mask, vc);
+  const auto chunk_kv = torch::matmul((k_scale.defined() ? kc * k_scale : kc).transpose(-1, -2), vc);  // [b,h,c,d,e]
+  // The state before each chunk: a scan over chunks (a running sum without decay).
+  torch::Tensor states;
+  if (!chunk_scale.defined()) {
+    states = chunk_kv.cumsum(2) - chunk_kv;
+  } else {
+    std::vector<torch::Tensor> before;
+    before.reserve(c);
+    auto s = torch::zeros({b, h, d, e}, opts);
+    for (std::int64_t i = 0; i < c; ++i) {
+      before.push_back(s);
+      s = chunk_scale * s + chunk_kv.select(2, i);
+    }
+    states = torch::stack(before, 2);
+  }
+  const auto inter = torch::matmul(q_scale.defined() ? qc * q_scale : qc, states);
+  return (intra + inter).reshape({b, h, c * m, e}).narrow(2, 0, n);
+}
+
+}  // namespace
+
+torch::Tensor linear_decay_matrix(const torch::Tensor& log_decay, std::int64_t tokens, bool causal) {
+  const auto t = torch::arange(tokens, log_decay.options());
+  const auto lag = t.unsqueeze(1) - t.unsqueeze(0);  // i - j
+  if (!causal) return decay_powers(log_decay, lag.abs());
+  return decay_powers(log_decay, lag.clamp_min(0)) * (lag >= 0).to(log_decay.dtype());
+}
+
+torch::Tensor linear_weights(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& log_decay,
+                             bool causal) {
+  auto a = torch::matmul(q, k.transpose(-1, -2));
+  const auto n = q.size(2);
+  if (log_decay.defined()) return a * linear_decay_matrix(log_decay.to(q.dtype()), n, causal);
+  if (causal) return a.masked_fill(causal_mask(n, q.device()), 0.0);
+  return a;
+}
+
+torch::Tensor linear_parallel(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                              const torch::Tensor& log_decay, bool causal) {
+  return torch::matmul(linear_weights(q, k, log_decay, causal), v);
+}
+
+torch::Tensor linear_chunked(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                             const torch::Tensor& log_decay, bool causal, std::int64_t chunk) {
+  TORCH_CHECK(chunk > 0, "linear attention: the chunk length must be positive");
+  const auto decay = log_decay.defined() ? log_decay.to(q.dtype()) : log_decay;
+  if (causal) return chunked_causal(q, k, v, decay, chunk);
+  if (!decay.defined()) return torch::matmul(q, torch::matmul(k.transpose(-1, -2), v));  // q (K^T V)
+  // lambda^|i - j| = the causal pass + the reversed causal pass - the diagonal counted twice.
+  const auto forward = chunked_causal(q, k, v, decay, chunk);
+  const auto backward = chunked_causal(q.flip(2), k.flip(2), v.flip(2), decay, chunk).flip(2);
+  return forward + backward - (q * k).sum(-1, true) * v;
+}
+
+std::pair<torch::Tensor, torch::Tensor> linear_recurrent_step(const torch::Tensor& q_t, const torch::Tensor& k_t,
+                                                              const torch::Tensor& v_t, const torch::Tensor& state,
+                                                              const torch::Tensor& log_decay) {
+  auto s = k_t.unsqueeze(-1) * v_t.unsqueeze(-2);  // k_t v_t^T [B, h, d, e]
+  if (log_decay.defined())
+    s = s + torch::exp(log_decay.to(state.dtype())).view({1, -1, 1, 1}) * state;
+  else
+    s = s + state;
+  return {torch::matmul(q_t.unsqueeze(-2), s).squeeze(-2), s};
+}
+
+LinearCore::LinearCore(std::string key, LinearCoreConfig config) : key_(std::move(key)), config_(std::move(config)) {}
+
+MixerCapabilities LinearCore::core_capabilities() const {
+  MixerCapabilities c;
+  c.causal = true;
+  c.recurrent = true;
+  c.variable_lengths = true;
+  c.weights = config_.normalise ? MixerCapabilities::Weights::normalised : MixerCapabilities::Weights::unnormalised;
+  return c;
+}
+
+torch::Tensor LinearCore::with_normaliser(const torch::Tensor& v) const {
+  if (!config_.normalise) return v;
+  auto ones_shape = v.sizes().vec();
+  ones_shape.back() = 1;
+  return torch::cat({v, torch::ones(ones_shape, v.options())}, -1);
+}
+
+torch::Tensor LinearCore::normalised(const torch::Tensor& o) const {
+  if (!config_.normalise) return o;
+  const auto e = o.size(-1) - 1;
+  return o.narrow(-1, 0, e) / (o.narrow(-1, e, 1) + config_.eps);
+}
+
+void LinearCore::record(const torch::Tensor& q, const torch::Tensor& k, const MixerContext& ctx) {
+  torch::NoGradGuard no_grad;
+  auto a = linear_weights(q, k, log_decay(), causal(ctx));
+  if (config_.normalise) {  // rows that sum to 1; a row with no weight at all (ReLU features) stays 0
+    const auto rows = a.sum(-1, true);
+    a = torch::where(rows > 0, a / rows, torch::zeros_like(a));
+  }
+  ctx.probe->record(ctx.layer, key_, a);
+}
+
+torch::Tensor LinearCore::attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                 const MixerContext& ctx) {
+  auto keys = k;
+  auto values = with_normaliser(v);
+  if (ctx.lengths.defined()) {  // padded keys add nothing, to the sums or the normaliser
+    const auto valid = padding_mask(ctx.lengths, q.size(2), q.device()).logical_not().transpose(-1, -2);  // [B,1,N,1]
+    keys = keys * valid.to(keys.dtype());
+    values = values * valid.to(values.dtype());
+  }
+  if (capturing(ctx.probe)) record(q, keys, ctx);
+  const bool is_causal = causal(ctx);
+  const auto o = config_.form == "parallel" ? linear_parallel(q, keys, values, log_decay(), is_causal)
+                                            : linear_chunked(q, keys, values, log_decay(), is_causal, config_.chunk);
+  return normalised(o);
+}
+
+torch::Tensor LinearCore::initial_state(std::int64_t batch, std::int64_t heads, std::int64_t key_dim,
+                                        std::int64_t value_dim, const torch::TensorOptions& options) const {
+  return torch::zeros({batch, heads, key_dim, value_dim + (config_.normalise ? 1 : 0)}, options);
+}
+
+std::pair<torch::Tensor, torch::Tensor> LinearCore::attend_step(const torch::Tensor& q_t, const torch::Tensor& k_t,
+                                                                const torch::Tensor& v_t, const torch::Tensor& state) {
+  auto [o, s] = linear_recurrent_step(q_t, k_t, with_normaliser(v_t), state, log_decay());
+  return {normalised(o), s};
+}
+
+}  // namespace blocklab

@@ -1,0 +1,115 @@
+#include "blocks/retention/retnet.h"
+
+#include <cmath>
+
+#include "blocks/common/rotary.h"
+#include "blocks/masks/retnet_decay.h"
+
+namespace blocklab {
+
+namespace {
+
+torch::nn::Linear linear(std::int64_t in, std::int64_t out) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+}
+
+std::vector<double> gammas_of(const RetNetOptions& o) {
+  return o.gammas().empty() ? retnet_gammas(o.heads()) : o.gammas();
+}
+
+}  // namespace
+
+RetNetImpl::RetNetImpl(std::int64_t dim, const RetNetOptions& o)
+    : LinearMixerImpl(kKey, linear_core_config(o, /*normalise=*/false, /*causal_only=*/true)),
+      heads_(o.heads()),
+      key_dim_(dim / o.heads()),
+      value_dim_(static_cast<std::int64_t>(std::llround(o.value_factor() * dim)) / o.heads()),
+      rotary_(o.rotary()) {
+  const auto inner = value_dim_ * heads_;
+  q = register_module("q", linear(dim, dim));
+  k = register_module("k", linear(dim, dim));
+  v = register_module("v", linear(dim, inner));
+  g = register_module("g", linear(dim, inner));
+  out = register_module("out", linear(inner, dim));
+  norm = register_module("norm", torch::nn::GroupNorm(torch::nn::GroupNormOptions(heads_, inner).eps(o.norm_eps())));
+  std::vector<double> logs;
+  for (double gamma : gammas_of(o)) logs.push_back(std::log(gamma));
+  log_gammas_ = register_buffer("log_gammas", torch::tensor(logs, torch::kFloat64));
+}
+
+LinearTerms RetNetImpl::terms(const torch::Tensor& x, const MixerContext& ctx) {
+  const auto b = x.size(0), n = x.size(1);
+  const auto heads = [&](const torch::Tensor& t, std::int64_t width) {
+    return t.view({b, n, heads_, width}).transpose(1, 2);
+  };
+  auto qh = heads(q->forward(x), key_dim_);
+  auto kh = heads(k->forward(x), key_dim_) / std::sqrt(static_cast<double>(key_dim_));
+  if (rotary_) {
+    const auto angles = rotary_angles_1d(ctx.token_positions(n, x.device()), key_dim_, 10000.0);
+    qh = apply_rotary(qh, angles);
+    kh = apply_rotary(kh, angles);
+  }
+  return {qh, kh, heads(v->forward(x), value_dim_)};
+}
+
+torch::Tensor RetNetImpl::output(const torch::Tensor& o, const torch::Tensor& x) {
+  const auto b = o.size(0), n = o.size(2);
+  const auto y = o.transpose(1, 2).reshape({b * n, heads_ * value_dim_});
+  const auto normed = norm->forward(y).view({b, n, heads_ * value_dim_});  // GroupNorm per token
+  return out->forward(torch::silu(g->forward(x)) * normed);                // eq. (8)
+}
+
+const OptionsSchema<RetNetOptions>& retnet_schema() {
+  static const auto schema = [] {
+    OptionsSchema<RetNetOptions> s;
+    BLOCKLAB_OPTION(s, heads, "retention heads h, one decay each (default 4); dim must be divisible by h").min = 1;
+    BLOCKLAB_OPTION(s, value_factor, "value and gate width / dim (default 2, the paper's 2d)").min = 0.0;
+    BLOCKLAB_OPTION(s, gammas, "the per-head decays gamma_h in (0, 1) (default empty: 1 - 2^(-5-h))");
+    BLOCKLAB_OPTION(s, rotary, "rotary positions on q and k (RetNet's xPos-like rotation; default true)");
+    BLOCKLAB_OPTION(s, norm_eps, "epsilon of the per-head GroupNorm (default 1e-6)").min = 0.0;
+    declare_linear_core_options(s);
+    return s;
+  }();
+  return schema;
+}
+
+namespace {
+
+TokenMixer make_retnet(const ConfigNode& params, const MixerArgs& args) {
+  const auto o = bind_options(retnet_schema(), params);
+  if (args.dim % o.heads() != 0 || (args.dim / o.heads()) % 2 != 0)
+    config_fail(params, "heads",
+                "retention/retnet: dim " + std::to_string(args.dim) + " must split into " + std::to_string(o.heads()) +
+                    " heads of even width (the rotary positions rotate channel pairs)",
+                {"choose heads so that dim / heads is even"});
+  const auto inner = static_cast<std::int64_t>(std::llround(o.value_factor() * args.dim));
+  if (inner < o.heads() || inner % o.heads() != 0)
+    config_fail(params, "value_factor",
+                "retention/retnet: value_factor x dim = " + std::to_string(inner) + " must be a positive multiple of " +
+                    std::to_string(o.heads()) + " heads",
+                {"use value_factor 1 or 2"});
+  if (!o.gammas().empty()) {
+    if (static_cast<std::int64_t>(o.gammas().size()) != o.heads())
+      config_fail(params, "gammas",
+                  "retention/retnet: " + std::to_string(o.gammas().size()) + " gammas for " +
+                      std::to_string(o.heads()) + " heads",
+                  {"give one decay per head, or leave gammas out for 1 - 2^(-5-h)"});
+    for (double gamma : o.gammas())
+      if (!(gamma > 0.0 && gamma < 1.0))
+        config_fail(params, "gammas", "retention/retnet: every gamma must lie in (0, 1), got " + std::to_string(gamma));
+  }
+  return std::make_shared<RetNetImpl>(args.dim, o);
+}
+
+BLOCKLAB_REGISTER(mixer_registry(),
+                  BLOCKLAB_ENTRY(RetNetImpl::kKey)
+                      .summary("multi-scale retention: per-head decayed linear attention, GroupNorm, swish gate")
+                      .paper("Retentive Network (Sun et al., 2023), arXiv:2307.08621")
+                      .equation("(swish(X W_G) ⊙ GroupNorm_h((Q K^T ⊙ D_h) V)) W_O, D_nm = gamma_h^(n-m) (n >= m), "
+                                "gamma_h = 1 - 2^(-5-h)")
+                      .schema(retnet_schema().schema())
+                      .example("{heads: 2, chunk: 16}"),
+                  make_retnet);
+
+}  // namespace
+}  // namespace blocklab

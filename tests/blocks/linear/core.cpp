@@ -1,0 +1,175 @@
+// The linear attention core (blocks/attention/parts/linear_core.h), tag [linear]: the parallel,
+// chunked and recurrent forms compute the same function (float64, <= 1e-9) with and without
+// decay and normaliser, causal and not, at lengths that are not multiples of the chunk and
+// cross several chunks; each equals the formula written out by hand; gradients agree.
+#include <catch2/catch.hpp>
+
+#include "blocks/attention/parts/linear_core.h"
+#include "tests/blocks/linear/helpers.h"
+
+using namespace blocklab;
+using namespace blocklab::linear_tests;
+
+namespace {
+
+constexpr std::int64_t kBatch = 2, kHeads = 3, kKeyDim = 4, kValueDim = 5;
+
+torch::Tensor randn(std::vector<std::int64_t> shape) { return torch::randn(shape, torch::kFloat64); }
+
+// Per-head decays lambda = 0.5, 0.9, 0.99 (strong to weak), as logs.
+torch::Tensor log_decays() { return torch::tensor({0.5, 0.9, 0.99}, torch::kFloat64).log(); }
+
+// A core with a fixed decay (or none), for the tests.
+struct TestCore : LinearCore {
+  TestCore(LinearCoreConfig c, torch::Tensor decay)
+      : LinearCore("test/linear", std::move(c)), decay_(std::move(decay)) {}
+  torch::Tensor log_decay() const override { return decay_; }
+  torch::Tensor decay_;
+};
+
+struct Terms {
+  torch::Tensor q, k, v;
+};
+Terms terms(std::int64_t n, bool positive = false) {
+  Terms t{randn({kBatch, kHeads, n, kKeyDim}), randn({kBatch, kHeads, n, kKeyDim}),
+          randn({kBatch, kHeads, n, kValueDim})};
+  if (positive) t.q = t.q.exp(), t.k = t.k.exp();  // positive features, as phi gives
+  return t;
+}
+
+// o_i = sum_j M_ij (q_i . k_j) v_j by loops.
+torch::Tensor by_hand(const Terms& t, const torch::Tensor& log_decay, bool causal) {
+  const auto n = t.q.size(2);
+  auto o = torch::zeros({kBatch, kHeads, n, kValueDim}, torch::kFloat64);
+  for (std::int64_t h = 0; h < kHeads; ++h)
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        if (causal && j > i) continue;
+        const double m = log_decay.defined() ? std::exp(log_decay[h].item<double>() * std::abs(i - j)) : 1.0;
+        const auto score = (t.q.select(1, h).select(1, i) * t.k.select(1, h).select(1, j)).sum(-1, true);  // [B, 1]
+        o.select(1, h).select(1, i) += m * score * t.v.select(1, h).select(1, j);
+      }
+  return o;
+}
+
+// Steps the core through the sequence: [B, h, N, e].
+torch::Tensor stepped(TestCore& core, const Terms& t) {
+  auto s = core.initial_state(kBatch, kHeads, kKeyDim, kValueDim, t.q.options());
+  std::vector<torch::Tensor> out;
+  for (std::int64_t i = 0; i < t.q.size(2); ++i) {
+    auto [o, next] = core.attend_step(t.q.select(2, i), t.k.select(2, i), t.v.select(2, i), s);
+    CHECK(next.sizes() == s.sizes());  // the state does not grow
+    out.push_back(o);
+    s = next;
+  }
+  return torch::stack(out, 2);
+}
+
+}  // namespace
+
+TEST_CASE("linear core: each form equals the masked sum written out by hand", "[linear]") {
+  torch::manual_seed(1);
+  for (bool causal : {true, false})
+    for (bool decay : {false, true}) {
+      INFO("causal " << causal << ", decay " << decay);
+      const auto t = terms(6);
+      const auto logs = decay ? log_decays() : torch::Tensor();
+      const auto expected = by_hand(t, logs, causal);
+      CHECK(max_diff(linear_parallel(t.q, t.k, t.v, logs, causal), expected) <= 1e-12);
+      CHECK(max_diff(linear_chunked(t.q, t.k, t.v, logs, causal, 4), expected) <= 1e-12);
+    }
+}
+
+TEST_CASE("linear core: chunked equals parallel at lengths that are not multiples of the chunk", "[linear]") {
+  torch::manual_seed(2);
+  for (std::int64_t n : {1, 5, 16, 37, 130})
+    for (std::int64_t chunk : {1, 4, 16, 64})
+      for (bool causal : {true, false})
+        for (bool decay : {false, true}) {
+          INFO("n " << n << ", chunk " << chunk << ", causal " << causal << ", decay " << decay);
+          const auto t = terms(n);
+          const auto logs = decay ? log_decays() : torch::Tensor();
+          CHECK(max_diff(linear_chunked(t.q, t.k, t.v, logs, causal, chunk),
+                         linear_parallel(t.q, t.k, t.v, logs, causal)) <= 1e-9);
+        }
+}
+
+TEST_CASE("linear core: the recurrent form equals the parallel and chunked forms, normalised or not", "[linear]") {
+  torch::manual_seed(3);
+  for (bool normalise : {false, true})
+    for (bool decay : {false, true}) {
+      INFO("normalise " << normalise << ", decay " << decay);
+      LinearCoreConfig parallel_config{"parallel", 8, normalise, 1e-6, false};
+      LinearCoreConfig chunked_config{"chunked", 8, normalise, 1e-6, false};
+      const auto logs = decay ? log_decays() : torch::Tensor();
+      TestCore parallel(parallel_config, logs), chunked(chunked_config, logs);
+      const auto t = terms(29, normalise);
+      MixerContext ctx;
+      ctx.causal = true;
+      const auto reference = parallel.attend(t.q, t.k, t.v, ctx);
+      CHECK(max_diff(chunked.attend(t.q, t.k, t.v, ctx), reference) <= 1e-9);
+      CHECK(max_diff(stepped(chunked, t), reference) <= 1e-9);
+    }
+}
+
+TEST_CASE("linear core: the normaliser divides by the row sums of the implicit weights", "[linear]") {
+  torch::manual_seed(4);
+  TestCore core({"chunked", 4, true, 1e-6, false}, {});
+  const auto t = terms(9, true);
+  for (bool causal : {false, true}) {
+    MixerContext ctx;
+    ctx.causal = causal;
+    const auto a = linear_weights(t.q, t.k, {}, causal);
+    CHECK(max_diff(core.attend(t.q, t.k, t.v, ctx), a.matmul(t.v) / (a.sum(-1, true) + 1e-6)) <= 1e-12);
+  }
+}
+
+TEST_CASE("linear core: the decay matrix is lambda^(i-j) below the diagonal, lambda^|i-j| when not causal",
+          "[linear]") {
+  const auto logs = log_decays();
+  const auto causal = linear_decay_matrix(logs, 5, true), both = linear_decay_matrix(logs, 5, false);
+  CHECK(causal.sizes() == torch::IntArrayRef({3, 5, 5}));
+  CHECK(causal[1][4][1].item<double>() == Approx(std::pow(0.9, 3)).epsilon(1e-14));
+  CHECK(causal[1][1][4].item<double>() == 0.0);
+  CHECK(both[2][1][4].item<double>() == Approx(std::pow(0.99, 3)).epsilon(1e-14));
+  CHECK(torch::equal(causal.diagonal(0, 1, 2), torch::ones({3, 5}, torch::kFloat64)));
+}
+
+TEST_CASE("linear core: gradients through the chunked form equal the parallel form's", "[linear]") {
+  torch::manual_seed(5);
+  for (bool causal : {true, false}) {
+    INFO("causal " << causal);
+    auto t = terms(21);
+    for (auto* x : {&t.q, &t.k, &t.v}) x->requires_grad_(true);
+    const auto logs = log_decays().requires_grad_(true);
+    const auto weights = randn({kBatch, kHeads, 21, kValueDim});
+    const auto grads = [&](const torch::Tensor& out) {
+      return torch::autograd::grad({(out * weights).sum()}, {t.q, t.k, t.v, logs});
+    };
+    const auto a = grads(linear_chunked(t.q, t.k, t.v, logs, causal, 8));
+    const auto b = grads(linear_parallel(t.q, t.k, t.v, logs, causal));
+    for (std::size_t i = 0; i < a.size(); ++i) CHECK(max_diff(a[i], b[i]) <= 1e-9);
+  }
+}
+
+TEST_CASE("linear core: padded keys change no valid output; the probe records rows that sum to 1", "[linear]") {
+  torch::manual_seed(6);
+  TestCore core({"chunked", 4, true, 1e-6, false}, {});
+  auto t = terms(10, true);
+  MixerContext ctx;
+  ctx.lengths = torch::tensor({10, 6}, torch::kLong);
+  AttentionProbe probe;
+  probe.enable();
+  ctx.probe = &probe;
+  const auto a = core.attend(t.q, t.k, t.v, ctx);
+  auto padded = t;
+  padded.k = t.k.clone(), padded.v = t.v.clone();
+  padded.k[1].narrow(1, 6, 4).fill_(7.0);
+  padded.v[1].narrow(1, 6, 4).fill_(-3.0);
+  const auto b = core.attend(padded.q, padded.k, padded.v, ctx);
+  CHECK(max_diff(a[1].narrow(1, 0, 6), b[1].narrow(1, 0, 6)) == 0.0);
+  REQUIRE(probe.records().size() == 2);
+  const auto& w = probe.records()[0].probs;
+  CHECK(max_diff(w.sum(-1), torch::ones({kBatch, kHeads, 10}, torch::kFloat64)) <= 1e-12);
+  CHECK(w[1].narrow(2, 6, 4).abs().max().item<double>() == 0.0);  // no weight on padded keys
+}

@@ -316,3 +316,31 @@ TEST_CASE("blocklab attn on a language model: induction and previous-token score
   CHECK(testing::run_blocklab({"attn", run.string(), "--period", "17"}, tmp.path / "bad.log") == 2);
   CHECK(testing::slurp(tmp.path / "bad.log").find("does not fit twice") != std::string::npos);
 }
+
+TEST_CASE("blocklab attn on a linear-attention run: the implicit kernel next to the Jacobian mixing matrix", "[attn]") {
+  testing::TempDir tmp;
+  const std::string out = (tmp.path / "runs").string();
+  REQUIRE(testing::run_blocklab(
+              {"run", "vit_fmnist", "-q", "output_dir=" + out, "model/mixer=elu", "model.dim=16", "model.depth=1",
+               "model.patch=7", "model.mixer.heads=2", "dataset.limit_train=128", "dataset.limit_test=20",
+               "dataset.val_size=0", "trainer.batch_size=32", "trainer.epochs=1", "threads=1"},
+              tmp.path / "run.log") == 0);
+  fs::path run;
+  for (const auto& e : fs::directory_iterator(fs::path(out) / "vit_fmnist")) run = e.path();
+  REQUIRE(testing::run_blocklab({"attn", run.string(), "--samples", "0"}, tmp.path / "attn.log") == 0);
+  const fs::path arrays = run / "attn" / "arrays";
+  std::vector<std::int64_t> shape;
+  // The normalised implicit kernel phi(q_i).phi(k_j) / sum_j: rows sum to 1 (16 patch tokens,
+  // mean pooling: no class token).
+  const std::vector<float> probs = read_npy_f32((arrays / "probs_layer0.npy").string(), shape);
+  REQUIRE(shape == std::vector<std::int64_t>{1, 2, 16, 16});
+  for (std::size_t row = 0; row < probs.size() / 16; ++row) {
+    double sum = 0;
+    for (std::size_t j = 0; j < 16; ++j) sum += probs[row * 16 + j];
+    CHECK(sum == Approx(1.0).epsilon(1e-4));
+  }
+  read_npy_f32((arrays / "mixing_test0.npy").string(), shape);
+  CHECK(shape == std::vector<std::int64_t>{1, 16, 16});
+  const std::string index = testing::slurp(run / "attn" / "index.html");
+  CHECK(index.find("effective mixing matrices") != std::string::npos);
+}

@@ -13,6 +13,15 @@ torch::nn::Linear linear(std::int64_t in, std::int64_t out) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
 }
 
+// Angles [N, d/2] (float64) of RetNet's relative position (torchscale's RetNetRelPos): channel
+// pairs (2i, 2i+1) rotated by n theta_i with theta_i = 10000^(-i/(d/2-1)), i.e. the exponents
+// spaced evenly over [0, 1] (RoFormer spaces them over [0, 1 - 2/d]).
+torch::Tensor retnet_angles(const torch::Tensor& positions, std::int64_t key_dim) {
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(positions.device());
+  const auto theta = torch::pow(10000.0, -torch::linspace(0.0, 1.0, key_dim / 2, f64));
+  return positions.to(torch::kFloat64).unsqueeze(1) * theta.unsqueeze(0);
+}
+
 std::vector<double> gammas_of(const RetNetOptions& o) {
   return o.gammas().empty() ? retnet_gammas(o.heads()) : o.gammas();
 }
@@ -45,7 +54,7 @@ LinearTerms RetNetImpl::terms(const torch::Tensor& x, const MixerContext& ctx) {
   auto qh = heads(q->forward(x), key_dim_);
   auto kh = heads(k->forward(x), key_dim_) / std::sqrt(static_cast<double>(key_dim_));
   if (rotary_) {
-    const auto angles = rotary_angles_1d(ctx.token_positions(n, x.device()), key_dim_, 10000.0);
+    const auto angles = retnet_angles(ctx.token_positions(n, x.device()), key_dim_);
     qh = apply_rotary(qh, angles);
     kh = apply_rotary(kh, angles);
   }

@@ -2,8 +2,8 @@
 //
 // Paper: "Retentive Network: A Successor to Transformer for Large Language Models", Sun et al.,
 // 2023, arXiv:2307.08621, eqs. (5)-(8); official code microsoft/torchscale (retnet).
-//   Q = rot(X W_Q), K = rot(X W_K) / sqrt(d_k), V = X W_V                (rot: rotary positions,
-//                                                                          eq. (3)'s e^{i n theta})
+//   Q = rot(X W_Q), K = rot(X W_K) / sqrt(d_k), V = X W_V   (rot: eq. (3)'s e^{i n theta}, with
+//                            torchscale's theta_i = 10000^(-i/(d/2-1)) on channel pairs (2i, 2i+1))
 //   Retention(X) = (Q K^T ⊙ D) V,  D_nm = gamma^(n - m) for n >= m, else 0      (parallel, eq. (5))
 //   S_n = gamma S_{n-1} + K_n^T V_n,  Retention(X_n) = Q_n S_n                  (recurrent, eq. (6))
 //   chunkwise: the same sum by chunks (eq. (7)), here the linear core's chunked form

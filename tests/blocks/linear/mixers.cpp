@@ -18,13 +18,14 @@ namespace {
 
 // [B, N, h d] -> [B, h, N, d]
 
-// RoFormer's rotation of channel pairs (2i, 2i+1) by n theta_i, theta_i = 10000^(-2i/d), by hand.
+// RetNet's rotation of channel pairs (2i, 2i+1) by n theta_i, theta_i = 10000^(-i/(d/2-1))
+// (torchscale's RetNetRelPos: exponents linspace(0, 1, d/2)), by hand.
 torch::Tensor rotate(const torch::Tensor& x) {
   const auto n = x.size(2), d = x.size(3);
   auto out = x.clone();
   for (std::int64_t p = 0; p < n; ++p)
     for (std::int64_t i = 0; i < d / 2; ++i) {
-      const double angle = static_cast<double>(p) * std::pow(10000.0, -2.0 * static_cast<double>(i) / d);
+      const double angle = static_cast<double>(p) * std::pow(10000.0, -static_cast<double>(i) / (d / 2 - 1));
       const auto a = x.select(2, p).select(-1, 2 * i), b = x.select(2, p).select(-1, 2 * i + 1);
       out.select(2, p).select(-1, 2 * i).copy_(a * std::cos(angle) - b * std::sin(angle));
       out.select(2, p).select(-1, 2 * i + 1).copy_(a * std::sin(angle) + b * std::cos(angle));

@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Differential test: blocklab's linear attention mixers around flash-linear-attention's cores.
+
+Usage: linear_fla.py <path to blocklab>
+
+The references are the pure-PyTorch ("naive") functions of flash-linear-attention (PyPI fla-core
+0.6.0, test-only). fla/__init__.py and fla/ops/__init__.py import triton (GPU kernels, not
+installed here), so the three files below are loaded by path; they need only torch and einops:
+  fla/ops/linear_attn/naive.py  naive_recurrent_linear_attn(q, k, v, scale, normalize=True)
+  fla/ops/retention/naive.py    naive_retention(q, k, v)  (gamma_h = 1 - 2^(-5-h), scale d^-1/2)
+  fla/ops/simple_gla/naive.py   naive_recurrent_simple_gla / naive_chunk_simple_gla(q, k, v, g,
+                                scale): S_t = exp(g_t) S_{t-1} + k_t v_t^T, o_t = scale q_t S_t
+fla has these cores only, not our mixers' projections, norms and gates (its layers differ:
+e.g. its MultiScaleRetention uses an RMSNorm where RetNet has a GroupNorm), so each mixer is
+rebuilt here from plain torch ops around the fla core, from blocklab's state dict:
+
+  linear/elu (causal; Katharopoulos et al. 2020)
+    qkv.weight [3C, C], qkv.bias   rows q | k | v, heads contiguous in each (head h: rows h d..)
+    proj.weight, proj.bias         the output projection W_O
+    core: naive_recurrent_linear_attn(elu(q) + 1, elu(k) + 1, v, scale=1, normalize=True)
+    Assumption: fla adds 1e-10 to the normaliser, blocklab its eps option (default 1e-6); the
+    normaliser is a sum of positive terms of order 1 or more, so this is far below tolerance.
+  retention/retnet (Sun et al. 2023, eq. (8))
+    q.weight, k.weight [C, C]      W_Q, W_K (no bias); q, k rotated (torchscale RetNetRelPos: channel
+                                   pairs (2i, 2i+1) by t 10000^(-i/(d/2-1))) before the core
+    v.weight, g.weight [2C, C]     W_V, W_G (value_factor 2)
+    norm.weight, norm.bias [2C]    GroupNorm(heads groups, eps 1e-6) of each token's heads
+    out.weight [C, 2C]             W_O;  y = (silu(x W_G) * GroupNorm(o)) W_O
+    log_gammas [h] (buffer)        log(1 - 2^(-5-h)): fla's naive_retention hard-codes these
+    cores: naive_retention(q, k, v) (q scaled by d^-1/2 inside), and
+           naive_recurrent_simple_gla(q, k, v, g = log gamma_h, scale=d^-1/2)
+  linear/lightning (TransNormerLLM's NormLinearAttention, variants tnl and tnl2)
+    qkv.weight [3C, C]             rows q | k | v (no bias); q, k = silu(.), v = silu(.) for tnl2
+    theta [h, 1, d] (lrpe=true)    LRPE: q' = [q cos(theta t) || q sin(theta t)], same for k
+    u.weight [C, C] (tnl)          y = (x W_u * SRMSNorm(o)) W_o, SRMSNorm(o) = o / rms(o) (eps 1e-6)
+    gate_down.weight [d, C], gate_up.weight [C, d], norm.weight, norm.bias (tnl2)
+                                   y = (LayerNorm(o) * sigmoid(x W_down W_up)) W_o
+    out.weight [C, C]              W_o
+    log_decay [h] (buffer)         -s_h: decay alibi_layerwise (default; one layer: the ALiBi
+                                   slopes 2^(-8h/H), h = 1..H, and ALiBi's rule for H not a power
+                                   of 2) or paper_text ((8h/H)(1 - l/L), h = 1..H, layer 0 of 1)
+    cores: naive_recurrent_simple_gla and naive_chunk_simple_gla(q, k, v, g = -s_h, scale=1)
+
+Both directions are checked: export (blocklab's seeded initial weights into the rebuild) and
+import (random weights, far from any init, saved with torch.save -> blocklab --load-state-dict;
+the decay buffers get the formula's values, as fla's decays are fixed; the exported state dict
+must be what was loaded). Every blocklab run is causal and compared with every fla core that
+computes its function; imports run each of blocklab's forms (parallel, chunked by 64 and by 16).
+blocklab's recurrent form (the step protocol, for generation) is not reachable through
+`blocklab block`; fla's recurrent cores check the same function from the other side.
+Inputs x [2, T, C] with T not a multiple of 64. The error is max |ours - ref| / max |ref|.
+fla's naive functions compute in float32 whatever their input dtype, so the tolerance is 1e-5
+for float32 and float64 runs alike (a float64 run still checks the float64 path end to end).
+Exit 77 (skipped) only when the reference (fla-core, einops) is missing.
+"""
+import importlib.metadata
+import importlib.util
+import math
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def load_fla(relative):
+    """One fla file as a module, loaded by path (fla's package __init__ needs triton)."""
+    try:
+        path = Path(importlib.metadata.distribution("fla-core").locate_file(relative))
+        spec = importlib.util.spec_from_file_location("fla_naive_" + relative.split("/")[-2], path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    except (importlib.metadata.PackageNotFoundError, FileNotFoundError, ImportError) as e:
+        # the test-only reference; scripts/install-deps.sh installs it
+        print(f"SKIP: flash-linear-attention (fla-core) is not usable ({e}); run scripts/install-deps.sh")
+        sys.exit(77)
+
+
+fla_linear = load_fla("fla/ops/linear_attn/naive.py")
+fla_retention = load_fla("fla/ops/retention/naive.py")
+fla_simple_gla = load_fla("fla/ops/simple_gla/naive.py")
+
+BLOCKLAB = sys.argv[1]
+TOLERANCE = 1e-5
+SHAPES = [(100, 64, 4), (37, 64, 4), (70, 48, 3)]  # (T, dim, heads)
+FORMS = [["--set", "form=parallel"], ["--set", "form=chunked"], ["--set", "form=chunked", "--set", "chunk=16"]]
+
+
+# ---- Formulas the rebuilds share -----------------------------------------------------------
+
+def split_heads(t, heads):
+    """[B, T, h d] -> [B, T, h, d] (fla's layout)."""
+    return t.unflatten(-1, (heads, t.shape[-1] // heads))
+
+
+def rotary(x):
+    """torchscale's RetNetRelPos on x [B, T, h, d]: pairs (2i, 2i+1) rotated by t theta_i,
+    theta_i = 1 / 10000^linspace(0, 1, d/2)[i] (RoFormer's exponents would be 2i/d)."""
+    t, d = x.shape[1], x.shape[-1]
+    theta = 1.0 / 10000.0 ** torch.linspace(0, 1, d // 2, dtype=torch.float64)
+    angle = (torch.arange(t, dtype=torch.float64)[:, None] * theta)[:, None, :]  # [T, 1, d/2]
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    even, odd = x[..., 0::2], x[..., 1::2]
+    return torch.stack([even * cos - odd * sin, even * sin + odd * cos], -1).flatten(-2)
+
+
+def alibi_slopes(heads):
+    """ALiBi's slopes (Press et al. 2022; ofirpress/attention_with_linear_biases, get_slopes)."""
+    def power_of_2(n):
+        start = 2.0 ** (-(2.0 ** -(math.log2(n) - 3)))
+        return [start * start ** i for i in range(n)]
+    if math.log2(heads).is_integer():
+        return power_of_2(heads)
+    closest = 2 ** math.floor(math.log2(heads))
+    return power_of_2(closest) + alibi_slopes(2 * closest)[0::2][: heads - closest]
+
+
+def retnet_log_gammas(heads):
+    return torch.tensor([math.log(1.0 - 2.0 ** (-5 - h)) for h in range(heads)], dtype=torch.float64)
+
+
+def lightning_log_decay(heads, decay):
+    rates = alibi_slopes(heads) if decay == "alibi_layerwise" else [8.0 * h / heads for h in range(1, heads + 1)]
+    return -torch.tensor(rates, dtype=torch.float64)
+
+
+def decayed_cores(q, k, v, log_decay, scale):
+    """fla's recurrent and chunked simple GLA with a constant per-head decay; [B, T, h, d]."""
+    g = log_decay.to(q.dtype).expand(q.shape[0], q.shape[1], -1)  # [B, T, h]
+    recurrent, _ = fla_simple_gla.naive_recurrent_simple_gla(q, k, v, g, scale=scale)
+    chunked, _ = fla_simple_gla.naive_chunk_simple_gla(q, k, v, g, scale=scale)
+    return {"fla naive_recurrent_simple_gla": recurrent, "fla naive_chunk_simple_gla": chunked.to(q.dtype)}
+
+
+# ---- The mixers, rebuilt around fla's cores: each maps (state, x, heads, options) to {core: y}
+
+def elu_linear(state, x, heads, options):
+    q, k, v = (split_heads(t, heads) for t in F.linear(x, state["qkv.weight"], state["qkv.bias"]).chunk(3, -1))
+    o, _ = fla_linear.naive_recurrent_linear_attn(F.elu(q) + 1, F.elu(k) + 1, v, scale=1.0, normalize=True)
+    return {"fla naive_recurrent_linear_attn": F.linear(o.flatten(-2), state["proj.weight"], state["proj.bias"])}
+
+
+def retnet(state, x, heads, options):
+    q, k, v = (split_heads(F.linear(x, state[f"{n}.weight"]), heads) for n in "qkv")
+    q, k = rotary(q), rotary(k)
+    scale = q.shape[-1] ** -0.5
+
+    def output(o):  # o [B, T, h, e]
+        b, t = o.shape[:2]
+        normed = F.group_norm(o.reshape(b * t, -1), heads, state["norm.weight"], state["norm.bias"], eps=1e-6)
+        return F.linear(F.silu(F.linear(x, state["g.weight"])) * normed.view(b, t, -1), state["out.weight"])
+
+    heads_first = [t.transpose(1, 2) for t in (q, k, v)]
+    cores = {"fla naive_retention": fla_retention.naive_retention(*heads_first).transpose(1, 2)}
+    cores.update(decayed_cores(q, k, v, retnet_log_gammas(heads), scale))
+    return {name: output(o) for name, o in cores.items()}
+
+
+def lightning(state, x, heads, options):
+    q, k, v = (split_heads(t, heads) for t in F.linear(x, state["qkv.weight"]).chunk(3, -1))
+    q, k = F.silu(q), F.silu(k)
+    if options.get("variant") == "tnl2":
+        v = F.silu(v)
+    if options.get("lrpe") == "true":  # theta [h, 1, d] -> angles [T, h, d]
+        angle = torch.arange(x.shape[1], dtype=x.dtype)[:, None, None] * state["theta"].transpose(0, 1)
+        q, k = (torch.cat([t * angle.cos(), t * angle.sin()], -1) for t in (q, k))
+
+    def output(o):  # o [B, T, h, e]
+        o = o.flatten(-2)
+        if options.get("variant") == "tnl2":
+            gate = torch.sigmoid(F.linear(F.linear(x, state["gate_down.weight"]), state["gate_up.weight"]))
+            return F.linear(F.layer_norm(o, o.shape[-1:], state["norm.weight"], state["norm.bias"], eps=1e-6) * gate,
+                            state["out.weight"])
+        srms = o * torch.rsqrt(o.pow(2).mean(-1, keepdim=True) + 1e-6)
+        return F.linear(F.linear(x, state["u.weight"]) * srms, state["out.weight"])
+
+    log_decay = lightning_log_decay(heads, options.get("decay", "alibi_layerwise"))
+    return {name: output(o) for name, o in decayed_cores(q, k, v, log_decay, 1.0).items()}
+
+
+def lightning_case(options):
+    decay = options.get("decay", "alibi_layerwise")
+    return ("linear/lightning", options, lightning, ("log_decay", lambda heads: lightning_log_decay(heads, decay)))
+
+
+# (blocklab key, options, rebuild, (decay buffer, its formula of heads) or None)
+CASES = [("linear/elu", {}, elu_linear, None),
+         ("retention/retnet", {}, retnet, ("log_gammas", retnet_log_gammas)),
+         *map(lightning_case, [{}, {"lrpe": "true"}, {"variant": "tnl2"}, {"decay": "paper_text"}])]
+
+
+# ---- Running blocklab and comparing --------------------------------------------------------
+
+def blocklab_block(key, heads, options, x, tmp, dtype, extra):
+    """Runs `blocklab block key` causally on x; returns its output and its state dict."""
+    np.save(tmp / "x.npy", x)
+    sets = [a for name, value in {"heads": heads, **options}.items() for a in ("--set", f"{name}={value}")]
+    cmd = [BLOCKLAB, "block", key, *sets, "--causal", "--input", str(tmp / "x.npy"), "--output", str(tmp / "y.npy"),
+           "--state-dict", str(tmp / "w.pt"), "--dtype", dtype] + extra
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"FAIL: {' '.join(cmd)} exited {done.returncode}:\n{done.stderr}")
+    return np.load(tmp / "y.npy"), torch.load(tmp / "w.pt")  # weights_only=True: a plain dict of tensors
+
+
+def random_state(shapes, buffers, gen, dtype):
+    """Weights far from any init: Linears at 1.5 / sqrt(fan_in) (features of order 1), norm
+    scales 1 + N(0, 0.3^2), biases and LRPE angles N(0, 0.5^2); decay buffers as given."""
+    out = {}
+    for name, t in shapes.items():
+        r = torch.randn(t.shape, generator=gen, dtype=torch.float64)
+        if name in buffers:
+            out[name] = buffers[name]
+        elif name.endswith("norm.weight"):
+            out[name] = 1 + 0.3 * r
+        elif t.dim() == 2:
+            out[name] = r * 1.5 / t.shape[1] ** 0.5
+        else:
+            out[name] = 0.5 * r
+    return {k: v.to(dtype).contiguous() for k, v in out.items()}
+
+
+def check(key, what, ours, references, worst):
+    """ours against each fla core's rebuild; the error is relative to the output's scale."""
+    ok = True
+    for core, ref in references.items():
+        ref = ref.numpy()
+        err = float(np.abs(ours - ref).max() / np.abs(ref).max())
+        worst[key] = max(worst.get(key, 0.0), err)
+        status = "ok" if err <= TOLERANCE else "FAIL"
+        print(f"{status}: {what} vs {core}: relative max error {err:.3g} (tolerance {TOLERANCE:g})")
+        ok &= err <= TOLERANCE
+    return ok
+
+
+def run_case(case, shape, seed, dtype, forms, tmp, worst):
+    key, options, rebuild, buffer = case
+    tokens, dim, heads = shape
+    label = " ".join([key] + [f"{k}={v}" for k, v in options.items()])
+    torch_dtype = torch.float64 if dtype == "float64" else torch.float32
+    x = np.random.default_rng(seed).standard_normal((2, tokens, dim)).astype(dtype)
+
+    def reference(state):
+        with torch.no_grad():
+            return rebuild({k: v.to(torch_dtype) for k, v in state.items()}, torch.from_numpy(x), heads, options)
+
+    where = f"T {tokens} dim {dim} heads {heads} seed {seed} {dtype}"
+    # export: blocklab's initial weights (seeded) into the rebuild.
+    y, state = blocklab_block(key, heads, options, x, tmp, dtype, ["--seed", str(seed)])
+    ok = check(f"{key} {dtype}", f"export {label} {where}", y, reference(state), worst)
+    # import: random weights into blocklab, by each of its forms.
+    buffers = {buffer[0]: buffer[1](heads)} if buffer else {}
+    theirs = random_state(state, buffers, torch.Generator().manual_seed(seed), torch_dtype)
+    torch.save(theirs, tmp / "in.pt")
+    expected = reference(theirs)
+    for form in forms:
+        y, state = blocklab_block(key, heads, options, x, tmp, dtype, ["--load-state-dict", str(tmp / "in.pt")] + form)
+        ok &= check(f"{key} {dtype}", f"import {label} {' '.join(form[1::2])} {where}", y, expected, worst)
+    if state.keys() != theirs.keys() or any(not torch.equal(state[k], theirs[k]) for k in state):
+        print(f"FAIL: import {label} {where}: the exported state dict differs from the loaded one")
+        ok = False
+    return ok
+
+
+def main():
+    worst = {}
+    ok = True
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for case in CASES:
+            for seed, shape in enumerate(SHAPES):
+                ok &= run_case(case, shape, seed, "float32", FORMS, tmp, worst)
+            ok &= run_case(case, SHAPES[0], 7, "float64", FORMS[1:2], tmp, worst)
+    print("worst relative max error: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(worst.items())))
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

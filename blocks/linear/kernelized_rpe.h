@@ -114,6 +114,10 @@ torch::Tensor block_orthogonal_features(std::int64_t rows, std::int64_t dim);
 // [B, h, n, K], by FFT of the correlation (size the power of two >= 2n - 1).
 torch::Tensor toeplitz_product(const torch::Tensor& c, const torch::Tensor& u);
 
+// Whether the dense O(n^2) map costs fewer flops than the FFT products for n tokens, m features
+// and value width d (the mixer takes the cheaper; both are tested equal).
+bool dense_is_cheaper(std::int64_t n, std::int64_t features, std::int64_t value_dim);
+
 // z = num / den [B, h, N, d] from phi(Q), phi(K) [B, h, N, m], V [B, h, N, d], c [h, 2N-1]:
 // the m (d + 1) Toeplitz products of phi(K)_{:,l} ⊙ [V | 1], contracted with phi(Q); den
 // clamped below at eps.

@@ -94,9 +94,14 @@ TEST_CASE("linear/kernelized-rpe: the FFT numerator / denominator equal the dire
     for (bool causal : {false, true}) {
       INFO("qk_normalize " << normalise << ", causal " << causal);
       const auto expected = direct(phi_q, phi_k, v, toeplitz_by_hand(m->rpe_bias, n, max_length, causal));
-      CHECK(max_diff(m->mix(q, k, v, context(causal)), expected) <= 1e-10);
+      CHECK(max_diff(m->mix(q, k, v, context(causal)), expected) <= 1e-10);  // the dense map at n = 11
+      const auto c = m->toeplitz_coefficients(n, causal);
+      CHECK(max_diff(kernelized_rpe_attention(phi_q, phi_k, v, c, 1e-30), expected) <= 1e-10);  // the FFT
     }
   }
+  // The mixer takes the dense map for short sequences (49 ViT patches) and the FFT for long ones.
+  CHECK(dense_is_cheaper(49, 64, 16));
+  CHECK_FALSE(dense_is_cheaper(16384, 64, 16));
 }
 
 TEST_CASE("linear/kernelized-rpe: causal outputs do not depend on later tokens", "[linear]") {

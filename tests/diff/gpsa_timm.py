@@ -21,13 +21,14 @@ Weights: ours (MultiHeadAttention + GPSA)     timm GPSA
   pos_bias [h]                            ->  pos_proj.bias
   gating [h] (lambda_h)                   ->  gating_param
 """
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from common import finish, report, run_block, same_state
 
 try:
     from timm.models.convit import GPSA
@@ -64,14 +65,8 @@ def timm_to_ours(state):
 
 def blocklab_block(heads, x, tmp, dtype, extra):
     """Runs `blocklab block attention/gpsa` on x; returns its output and its state dict."""
-    np.save(tmp / "x.npy", x)
-    cmd = [BLOCKLAB, "block", "attention/gpsa", "--set", f"heads={heads}", "--grid", f"{GRID}x{GRID}",
-           "--input", str(tmp / "x.npy"), "--output", str(tmp / "y.npy"), "--state-dict", str(tmp / "w.pt"),
-           "--dtype", dtype] + extra
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {done.returncode}:\n{done.stderr}")
-    return np.load(tmp / "y.npy"), torch.load(tmp / "w.pt")  # weights_only=True: a plain dict of tensors
+    args = ["--set", f"heads={heads}", "--grid", f"{GRID}x{GRID}", "--dtype", dtype] + extra
+    return run_block(BLOCKLAB, "attention/gpsa", args, x, tmp)
 
 
 def timm_gpsa(dim, heads, state, dtype):
@@ -92,9 +87,7 @@ def random_timm_state(dim, heads, gen):
 def check(name, ours, theirs, dtype, worst):
     err = float(np.abs(ours - theirs).max())
     worst[dtype] = max(worst.get(dtype, 0.0), err)
-    status = "ok" if err <= TOLERANCE[dtype] else "FAIL"
-    print(f"{status}: {name}: max abs error {err:.3g} (tolerance {TOLERANCE[dtype]:g})")
-    return err <= TOLERANCE[dtype]
+    return report(name, err, TOLERANCE[dtype])
 
 
 def run_case(dim, heads, seed, dtype, tmp, worst):
@@ -115,10 +108,7 @@ def run_case(dim, heads, seed, dtype, tmp, worst):
     with torch.no_grad():
         ref = timm_gpsa(dim, heads, theirs, dtype)(torch.from_numpy(x)).numpy()
     ok &= check(f"import dim {dim} heads {heads} seed {seed} {dtype}", y, ref, dtype, worst)
-    loaded = torch.load(tmp / "in.pt")
-    if state.keys() != loaded.keys() or any(not torch.equal(state[k].float(), loaded[k].float()) for k in state):
-        print(f"FAIL: import dim {dim} heads {heads} seed {seed}: the exported state dict differs from the loaded one")
-        ok = False
+    ok &= same_state(f"import dim {dim} heads {heads} seed {seed}", state, torch.load(tmp / "in.pt"), as_float=True)
     return ok
 
 
@@ -131,8 +121,7 @@ def main():
             for seed in range(3):
                 ok &= run_case(dim, heads, seed, "float32", tmp, worst)
         ok &= run_case(64, 4, 7, "float64", tmp, worst)
-    print("worst max abs error: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(worst.items())))
-    sys.exit(0 if ok else 1)
+    finish(ok, worst)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,15 @@ rebuilt here from plain torch ops around the fla core, from blocklab's state dic
     core: naive_recurrent_linear_attn(elu(q) + 1, elu(k) + 1, v, scale=1, normalize=True)
     Assumption: fla adds 1e-10 to the normaliser, blocklab its eps option (default 1e-6); the
     normaliser is a sum of positive terms of order 1 or more, so this is far below tolerance.
+  linear/hedgehog (feature_map=joint_softmax; Zhang et al. 2024)
+    qkv.weight, qkv.bias, proj.*   as linear/elu
+    q_map_weight, k_map_weight [h, d, d], q_map_bias, k_map_bias [h, d]
+                                   z = x W + b per head; fla's HedgehogFeatureMap
+                                   (fla/modules/feature_map.py, its triton-backed imports stubbed)
+                                   computes softmax([2 z' || -2 z']) with z' = x W_fla^T + b_fla,
+                                   so W_fla = W^T / 2, b_fla = b / 2 (exact)
+    core: naive_recurrent_linear_attn(phi(q), phi(k), v, scale=1, normalize=True); blocklab's
+    eps option set to fla's 1e-10 (the normaliser phi(q).sum phi(k) can be ~1e-3 at t = 0)
   retention/retnet (Sun et al. 2023, eq. (8))
     q.weight, k.weight [C, C]      W_Q, W_K (no bias); q, k rotated (torchscale RetNetRelPos: channel
                                    pairs (2i, 2i+1) by t 10000^(-i/(d/2-1))) before the core
@@ -56,14 +65,16 @@ Exit 77 (skipped) only when the reference (fla-core, einops) is missing.
 import importlib.metadata
 import importlib.util
 import math
-import subprocess
 import sys
 import tempfile
+import types
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from common import finish, report, run_block, same_state, set_options
 
 
 def load_fla(relative):
@@ -80,6 +91,24 @@ def load_fla(relative):
         sys.exit(77)
 
 
+def load_fla_feature_maps():
+    """fla/modules/feature_map.py. Its imports (fla.modules.activations and .layernorm: triton
+    kernels; fla.utils.checkpoint) serve other maps than HedgehogFeatureMap: stubbed for the load."""
+    stubs = {"fla": {}, "fla.modules": {}, "fla.utils": {"checkpoint": lambda f: f},
+             "fla.modules.activations": dict.fromkeys(["fast_gelu_impl", "sigmoid", "sqrelu", "swish"]),
+             "fla.modules.layernorm": {"layer_norm": None}}
+    saved = {name: sys.modules.get(name) for name in stubs}
+    for name, attributes in stubs.items():
+        sys.modules[name] = types.ModuleType(name)
+        sys.modules[name].__dict__.update(attributes)
+    try:
+        return load_fla("fla/modules/feature_map.py")
+    finally:
+        for name, module in saved.items():
+            sys.modules.pop(name) if module is None else sys.modules.__setitem__(name, module)
+
+
+fla_feature_map = load_fla_feature_maps()
 fla_linear = load_fla("fla/ops/linear_attn/naive.py")
 fla_retention = load_fla("fla/ops/retention/naive.py")
 fla_simple_gla = load_fla("fla/ops/simple_gla/naive.py")
@@ -182,6 +211,26 @@ def lightning(state, x, heads, options):
     return {name: output(o) for name, o in decayed_cores(q, k, v, log_decay, 1.0).items()}
 
 
+def hedgehog(state, x, heads, options):
+    """fla's HedgehogFeatureMap: phi(x) = softmax([2z || -2z]), z = x W^T + b (identity init), one
+    map for all heads where blocklab has one per head, so one fla map is built per head. This is
+    blocklab's feature_map=joint_softmax with W = 2 W_fla^T, b = 2 b_fla (factors of 2: exact)."""
+    q, k, v = (split_heads(t, heads) for t in F.linear(x, state["qkv.weight"], state["qkv.bias"]).chunk(3, -1))
+
+    def features(t, name):  # t [B, T, h, d] -> [B, T, h, 2d]
+        per_head = []
+        for h in range(heads):
+            fla_map = fla_feature_map.HedgehogFeatureMap(t.shape[-1]).to(t.dtype)
+            fla_map.layer.weight.copy_(state[f"{name}_map_weight"][h].T / 2)
+            fla_map.layer.bias.copy_(state[f"{name}_map_bias"][h] / 2)
+            per_head.append(fla_map(t[:, :, h]))
+        return torch.stack(per_head, 2)
+
+    o, _ = fla_linear.naive_recurrent_linear_attn(features(q, "q"), features(k, "k"), v, scale=1.0, normalize=True)
+    core = "fla HedgehogFeatureMap + naive_recurrent_linear_attn"
+    return {core: F.linear(o.flatten(-2), state["proj.weight"], state["proj.bias"])}
+
+
 def lightning_case(options):
     decay = options.get("decay", "alibi_layerwise")
     return ("linear/lightning", options, lightning, ("log_decay", lambda heads: lightning_log_decay(heads, decay)))
@@ -190,6 +239,8 @@ def lightning_case(options):
 # (blocklab key, options, rebuild, (decay buffer, its formula of heads) or None)
 CASES = [("linear/elu", {}, elu_linear, None),
          ("retention/retnet", {}, retnet, ("log_gammas", retnet_log_gammas)),
+         # eps as fla's (1e-10): Hedgehog's normaliser can be small (products of two distributions)
+         ("linear/hedgehog", {"feature_map": "joint_softmax", "eps": "1e-10"}, hedgehog, None),
          *map(lightning_case, [{}, {"lrpe": "true"}, {"variant": "tnl2"}, {"decay": "paper_text"}])]
 
 
@@ -197,14 +248,8 @@ CASES = [("linear/elu", {}, elu_linear, None),
 
 def blocklab_block(key, heads, options, x, tmp, dtype, extra):
     """Runs `blocklab block key` causally on x; returns its output and its state dict."""
-    np.save(tmp / "x.npy", x)
-    sets = [a for name, value in {"heads": heads, **options}.items() for a in ("--set", f"{name}={value}")]
-    cmd = [BLOCKLAB, "block", key, *sets, "--causal", "--input", str(tmp / "x.npy"), "--output", str(tmp / "y.npy"),
-           "--state-dict", str(tmp / "w.pt"), "--dtype", dtype] + extra
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {done.returncode}:\n{done.stderr}")
-    return np.load(tmp / "y.npy"), torch.load(tmp / "w.pt")  # weights_only=True: a plain dict of tensors
+    args = set_options({"heads": heads, **options}) + ["--causal", "--dtype", dtype] + extra
+    return run_block(BLOCKLAB, key, args, x, tmp)
 
 
 def random_state(shapes, buffers, gen, dtype):
@@ -231,9 +276,7 @@ def check(key, what, ours, references, worst):
         ref = ref.numpy()
         err = float(np.abs(ours - ref).max() / np.abs(ref).max())
         worst[key] = max(worst.get(key, 0.0), err)
-        status = "ok" if err <= TOLERANCE else "FAIL"
-        print(f"{status}: {what} vs {core}: relative max error {err:.3g} (tolerance {TOLERANCE:g})")
-        ok &= err <= TOLERANCE
+        ok &= report(f"{what} vs {core}", err, TOLERANCE, "relative max error")
     return ok
 
 
@@ -260,9 +303,7 @@ def run_case(case, shape, seed, dtype, forms, tmp, worst):
     for form in forms:
         y, state = blocklab_block(key, heads, options, x, tmp, dtype, ["--load-state-dict", str(tmp / "in.pt")] + form)
         ok &= check(f"{key} {dtype}", f"import {label} {' '.join(form[1::2])} {where}", y, expected, worst)
-    if state.keys() != theirs.keys() or any(not torch.equal(state[k], theirs[k]) for k in state):
-        print(f"FAIL: import {label} {where}: the exported state dict differs from the loaded one")
-        ok = False
+    ok &= same_state(f"import {label} {where}", state, theirs)
     return ok
 
 
@@ -275,8 +316,7 @@ def main():
             for seed, shape in enumerate(SHAPES):
                 ok &= run_case(case, shape, seed, "float32", FORMS, tmp, worst)
             ok &= run_case(case, SHAPES[0], 7, "float64", FORMS[1:2], tmp, worst)
-    print("worst relative max error: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(worst.items())))
-    sys.exit(0 if ok else 1)
+    finish(ok, worst, "relative max error")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,48 @@
+"""What the differential tests share: running `blocklab block`, comparing, reporting.
+
+Each test rebuilds a block from a reference library (test-only) and compares it with blocklab's
+`block` command on the same weights and inputs; see the scripts next to this file.
+"""
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+
+def run_block(blocklab, key, args, x, tmp):
+    """`blocklab block key <args>` on x (saved as .npy in tmp): its output and its state dict."""
+    np.save(tmp / "x.npy", x)
+    cmd = [blocklab, "block", key, *args, "--input", str(tmp / "x.npy"), "--output", str(tmp / "y.npy"),
+           "--state-dict", str(tmp / "w.pt")]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"FAIL: {' '.join(cmd)} exited {done.returncode}:\n{done.stderr}")
+    return np.load(tmp / "y.npy"), torch.load(tmp / "w.pt")  # weights_only=True: a plain dict of tensors
+
+
+def set_options(options):
+    """{name: value} -> ["--set", "name=value", ...]."""
+    return [a for name, value in options.items() for a in ("--set", f"{name}={value}")]
+
+
+def report(what, err, tolerance, kind="max abs error"):
+    """Prints one comparison's line; True when it is within the tolerance."""
+    status = "ok" if err <= tolerance else "FAIL"
+    print(f"{status}: {what}: {kind} {err:.3g} (tolerance {tolerance:g})")
+    return err <= tolerance
+
+
+def same_state(what, exported, loaded, as_float=False):
+    """The state dict blocklab exported after --load-state-dict must be the one it was given."""
+    convert = (lambda t: t.float()) if as_float else (lambda t: t)
+    if exported.keys() == loaded.keys() and all(torch.equal(convert(exported[k]), convert(loaded[k])) for k in loaded):
+        return True
+    print(f"FAIL: {what}: the exported state dict differs from the loaded one")
+    return False
+
+
+def finish(ok, worst, kind="max abs error"):
+    """The summary line and the exit status (0: every comparison passed)."""
+    print(f"worst {kind}: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(worst.items())))
+    sys.exit(0 if ok else 1)

@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include "analysis/bench_mixers.h"
+#include "analysis/block_options.h"
 #include "analysis/plot.h"
 #include "blocks/interfaces.h"
 #include "registry/cli_options.h"
@@ -34,6 +35,7 @@ struct MixerBench {
   std::vector<std::int64_t> lengths{256, 1024, 4096, 16384};  // squares: grid mixers run on them too
   std::int64_t dim = 64, heads = 4, batch = 1, threads = 2, rounds = 3;
   bool causal = true;
+  std::vector<std::string> sets;  // --set KEY=VALUE, for every mixer that has the option
   std::string out = "results/bench";
 };
 
@@ -47,12 +49,23 @@ std::size_t allocated_bytes() {
   return m.uordblks + m.hblkhd;
 }
 
+constexpr const char* kCommand = "bench mixers";
+constexpr const char* kTypeHint = "the mixers are named by --mixers, not an option";
+
+// Whether the mixer `key` has the option set by `text` (its first key part).
+bool has_option(const std::string& key, const std::string& text) {
+  const auto option = option_set_key(text, kCommand, kTypeHint);
+  return mixer_registry().info(key).schema.find(option.substr(0, option.find('.'))) != nullptr;
+}
+
 TokenMixer build_mixer(const std::string& key, const MixerBench& b, std::int64_t n) {
   std::ostringstream cfg;
   cfg << "{type: " << key << "}";
   ConfigNode node = parse_yaml(cfg.str(), "bench");
-  // Every mixer with `heads` gets the same head count.
+  // Every mixer with `heads` gets the same head count, and every --set it has an option for.
   if (mixer_registry().info(key).schema.find("heads")) node.set("heads", ConfigNode::integer(b.heads));
+  for (const auto& text : b.sets)
+    if (has_option(key, text)) apply_option_set(node, text, kCommand, kTypeHint);
   return mixer_registry().create(node, MixerArgs{b.dim, n});
 }
 
@@ -123,6 +136,7 @@ void print_table(const MixerBench& b, const std::vector<std::vector<Measure>>& m
       static_cast<long long>(b.dim), static_cast<long long>(b.heads), static_cast<long long>(b.batch),
       b.causal ? "causal" : "not causal", static_cast<long long>(b.threads), static_cast<long long>(b.rounds),
       BLOCKLAB_TORCH_VERSION);
+  for (const auto& text : b.sets) std::printf("--set %s (the mixers that have the option)\n", text.c_str());
   std::printf(
       "(mixers that are not causal run bidirectionally, those that need a grid on a square grid; '-': N is "
       "not a square)\n");
@@ -200,17 +214,21 @@ int bench_mixers_command(const std::vector<std::string>& args) {
       "batch", po::value<std::string>(), "sequences per call, 1 to 1024 (default 1)")(
       "threads", po::value<std::string>(), "CPU threads, 1 to 256 (default 2)")(
       "rounds", po::value<std::string>(), "timed rounds, median reported, 1 to 100 (default 3)")(
+      "set", po::value<std::vector<std::string>>()->composing(),
+      "an option for every mixer that has it, KEY=VALUE (repeatable), e.g. chunk=32")(
       "not-causal", "bidirectional (default causal)")("out", po::value<std::string>(),
                                                       "directory of the plot (default results/bench)");
   const auto cl = parse_command_line("bench", args, opts);
   if (cl.vars.count("help")) {
-    std::cout << command_help("bench", "mixers [options]",
-                              "Times forward + backward of token mixers against N next to attention/softmax (fused) "
-                              "and prints ms, tokens/s, the memory autograd keeps, the ratio to softmax, how each "
-                              "scales per 4x tokens and where it overtakes softmax; draws a log-log plot.",
-                              opts,
-                              "Examples:\n  blocklab bench mixers\n  blocklab bench mixers --mixers linear/elu "
-                              "--lengths 1024,4096,16384 --threads 1\n");
+    std::cout << command_help(
+        "bench", "mixers [options]",
+        "Times forward + backward of token mixers against N next to attention/softmax (fused) "
+        "and prints ms, tokens/s, the memory autograd keeps, the ratio to softmax, how each "
+        "scales per 4x tokens and where it overtakes softmax; draws a log-log plot.",
+        opts,
+        "Examples:\n  blocklab bench mixers\n  blocklab bench mixers --mixers linear/elu "
+        "--lengths 1024,4096,16384 --threads 1\n  blocklab bench mixers --mixers linear/elu,linear/lightning "
+        "--set chunk=32\n");
     return 0;
   }
   if (!cl.positional.empty()) throw UsageError("blocklab bench mixers: unexpected argument '" + cl.positional[0] + "'");
@@ -230,6 +248,11 @@ int bench_mixers_command(const std::vector<std::string>& args) {
   b.threads = integer_option(cl, "bench", "threads", 1, 256, b.threads);
   b.rounds = integer_option(cl, "bench", "rounds", 1, 100, b.rounds);
   b.causal = cl.vars.count("not-causal") == 0;
+  if (cl.vars.count("set")) b.sets = cl.vars["set"].as<std::vector<std::string>>();
+  for (const auto& text : b.sets)
+    if (std::none_of(b.mixers.begin(), b.mixers.end(), [&](const auto& key) { return has_option(key, text); }))
+      throw UsageError("blocklab bench mixers: --set '" + printable(text) + "': none of the mixers has the option '" +
+                       option_set_key(text, kCommand, kTypeHint) + "' (blocklab describe <mixer> lists them)");
   if (cl.vars.count("out")) b.out = string_option(cl, "out");
   if (b.dim % b.heads != 0)
     throw UsageError("blocklab bench mixers: --heads " + std::to_string(b.heads) + " does not divide --dim " +

@@ -182,6 +182,8 @@ TEST_CASE("every command checks its arguments: exit 2, the option named, the val
       "bench mixers --lengths 0",
       "bench mixers --heads 3",
       "bench mixers --mixers linear/elu,,linear/slab",
+      "bench mixers --mixers linear/elu --set chunks=32",
+      "bench mixers --set type=linear/elu",
   };
   std::string text;
   for (const std::string& args : cases) {
@@ -208,6 +210,10 @@ TEST_CASE("bench mixers times each mixer at each length next to softmax and draw
   CHECK(r.out.find("64: ") != std::string::npos);  // the 16 -> 64 scaling of each mixer
   CHECK(fs::exists(tmp.path / "bench_mixers.png"));
   CHECK(fs::exists(tmp.path / "bench_mixers.svg"));
+  // --set reaches the mixers that have the option (here refused by its schema), not softmax.
+  const Result set = run_blocklab("bench mixers --mixers linear/elu --lengths 16 --rounds 1 --set chunk=0");
+  CHECK(set.status == 2);
+  CHECK(set.out.find("chunk") != std::string::npos);
   const Result unknown = run_blocklab("bench mixers --mixers linear/elo");
   CHECK(unknown.status == 2);
   CHECK(unknown.out.find("linear/elu") != std::string::npos);  // did you mean

@@ -19,6 +19,7 @@
 #include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/serialization/pickler.h>
 
+#include "analysis/block_options.h"
 #include "analysis/cairo_util.h"
 #include "analysis/npy.h"
 #include "blocks/common/options.h"
@@ -27,7 +28,6 @@
 #include "registry/cli_options.h"
 #include "registry/command.h"
 #include "registry/config_error.h"
-#include "registry/override.h"
 #include "registry/suggest.h"
 #include "registry/yaml_io.h"
 
@@ -59,34 +59,14 @@ std::string shape_text(at::IntArrayRef sizes) {
 
 // ---- Options of the block: a mapping (--options) and key=value overrides (--set) ----------
 
-// Sets `value` at the dotted `key` of `params`, creating the mappings on the way.
-void set_dotted(ConfigNode& params, const std::string& key, ConfigNode value) {
-  ConfigNode* at = &params;
-  std::size_t from = 0;
-  for (std::size_t dot = key.find('.'); dot != std::string::npos; from = dot + 1, dot = key.find('.', from)) {
-    const std::string part = key.substr(from, dot - from);
-    if (!at->has(part) || !at->find(part)->is_map()) at->set(part, ConfigNode::map(value.source()));
-    at = at->find(part);
-  }
-  at->set(key.substr(from), std::move(value));
-}
-
-void apply_override(ConfigNode& params, const std::string& text) {
-  const Override o = parse_override(text);
-  if (o.op != Override::Op::Set || o.is_sweep() || o.is_zip() || !o.package.empty() || !o.has_value)
-    usage("--set '" + printable(text) + "': give one value as key=value (no +, ~, @ or sweeps)");
-  if (o.key == "type" || o.key.rfind("type.", 0) == 0)
-    usage("--set '" + printable(text) + "': the block is the first argument, not an option");
-  set_dotted(params, o.key, o.value);
-}
-
 ConfigNode block_params(const std::string& key, const std::string& mapping, const std::vector<std::string>& sets) {
   ConfigNode params = ConfigNode::map();
   if (!mapping.empty()) {
     params = parse_yaml(mapping, "--options");
     if (!params.is_map()) usage("--options takes a mapping of the block's options, e.g. '{heads: 4}'");
   }
-  for (const auto& text : sets) apply_override(params, text);
+  for (const auto& text : sets)
+    apply_option_set(params, text, "block", "the block is the first argument, not an option");
   if (params.has("type") && component_key(params) != key)
     usage("--options: the block is the first argument ('" + key + "'), not a 'type' option");
   params.set("type", ConfigNode::string(key));

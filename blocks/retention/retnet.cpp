@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "blocks/common/rotary.h"
+#include "blocks/common/srms_norm.h"
 #include "blocks/masks/retnet_decay.h"
 
 namespace blocklab {
@@ -33,14 +34,16 @@ RetNetImpl::RetNetImpl(std::int64_t dim, const RetNetOptions& o)
       heads_(o.heads()),
       key_dim_(dim / o.heads()),
       value_dim_(static_cast<std::int64_t>(std::llround(o.value_factor() * dim)) / o.heads()),
-      rotary_(o.rotary()) {
+      rotary_(o.rotary()),
+      norm_eps_(o.norm_eps()) {
   const auto inner = value_dim_ * heads_;
   q = register_module("q", linear(dim, dim));
   k = register_module("k", linear(dim, dim));
   v = register_module("v", linear(dim, inner));
   g = register_module("g", linear(dim, inner));
   out = register_module("out", linear(inner, dim));
-  norm = register_module("norm", torch::nn::GroupNorm(torch::nn::GroupNormOptions(heads_, inner).eps(o.norm_eps())));
+  if (o.norm() == "group")
+    norm = register_module("norm", torch::nn::GroupNorm(torch::nn::GroupNormOptions(heads_, inner).eps(o.norm_eps())));
   std::vector<double> logs;
   for (double gamma : gammas_of(o)) logs.push_back(std::log(gamma));
   log_gammas_ = register_buffer("log_gammas", torch::tensor(logs, torch::kFloat64));
@@ -63,9 +66,10 @@ LinearTerms RetNetImpl::terms(const torch::Tensor& x, const MixerContext& ctx) {
 
 torch::Tensor RetNetImpl::output(const torch::Tensor& o, const torch::Tensor& x) {
   const auto b = o.size(0), n = o.size(2);
-  const auto y = o.transpose(1, 2).reshape({b * n, heads_ * value_dim_});
-  const auto normed = norm->forward(y).view({b, n, heads_ * value_dim_});  // GroupNorm per token
-  return out->forward(torch::silu(g->forward(x)) * normed);                // eq. (8)
+  const auto heads_last = o.transpose(1, 2);                                                      // [B, N, h, e]
+  const auto normed = norm ? norm->forward(heads_last.reshape({b * n, heads_ * value_dim_}))      // GroupNorm per token
+                           : srms_norm(heads_last, norm_eps_);                                    // RMS per head
+  return out->forward(torch::silu(g->forward(x)) * normed.reshape({b, n, heads_ * value_dim_}));  // eq. (8)
 }
 
 const OptionsSchema<RetNetOptions>& retnet_schema() {
@@ -75,7 +79,12 @@ const OptionsSchema<RetNetOptions>& retnet_schema() {
     BLOCKLAB_OPTION(s, value_factor, "value and gate width / dim (default 2, the paper's 2d)").min = 0.0;
     BLOCKLAB_OPTION(s, gammas, "the per-head decays gamma_h in (0, 1) (default empty: 1 - 2^(-5-h))");
     BLOCKLAB_OPTION(s, rotary, "rotary positions on q and k (RetNet's xPos-like rotation; default true)");
-    BLOCKLAB_OPTION(s, norm_eps, "epsilon of the per-head GroupNorm (default 1e-6)").min = 0.0;
+    s.choice(
+        "norm", {"group", "rms"},
+        "the per-head norm of eq. (8): group (the paper's GroupNorm, affine) or rms (torchscale's current code: "
+        "RMSNorm of each head, no parameters) (default group)",
+        [](RetNetOptions& o, const std::string& v) { o.norm(v); }, [](const RetNetOptions& o) { return o.norm(); });
+    BLOCKLAB_OPTION(s, norm_eps, "epsilon of the per-head norm (default 1e-6)").min = 0.0;
     declare_linear_core_options(s);
     return s;
   }();

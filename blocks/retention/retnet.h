@@ -9,6 +9,8 @@
 //   chunkwise: the same sum by chunks (eq. (7)), here the linear core's chunked form
 //   gamma_h = 1 - 2^(-5-h), h = 0..H-1 (one decay per head, "multi-scale")
 //   Y = GroupNorm_H(Concat(head_1..head_H)),  MSR(X) = (swish(X W_G) ⊙ Y) W_O     (eq. (8))
+//   norm: rms replaces the GroupNorm by torchscale's current one, an RMSNorm of each head
+//   without scale (no mean subtracted, no parameters); the differential test uses it.
 // The value and gate width is value_factor x C (the paper's 2d). No normaliser: retention is
 // unnormalised; the GroupNorm scales each head (torchscale's extra rescalings of the parallel
 // form cancel in the GroupNorm, which normalises each head per token, so they are left out).
@@ -28,6 +30,7 @@ struct RetNetOptions {
   TORCH_ARG(double, value_factor) = 2.0;
   TORCH_ARG(std::vector<double>, gammas) = {};  // empty: 1 - 2^(-5-h)
   TORCH_ARG(bool, rotary) = true;
+  TORCH_ARG(std::string, norm) = "group";  // group (eq. (8)) | rms (torchscale)
   TORCH_ARG(double, norm_eps) = 1e-6;
   TORCH_ARG(std::string, form) = "chunked";
   TORCH_ARG(std::int64_t, chunk) = 64;
@@ -39,7 +42,7 @@ class RetNetImpl : public LinearMixerImpl {
   RetNetImpl(std::int64_t dim, const RetNetOptions& options = {});
 
   torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, g{nullptr}, out{nullptr};
-  torch::nn::GroupNorm norm{nullptr};
+  torch::nn::GroupNorm norm{nullptr};  // norm: group only
 
  protected:
   torch::Tensor log_decay() const override { return log_gammas_; }
@@ -50,6 +53,7 @@ class RetNetImpl : public LinearMixerImpl {
  private:
   std::int64_t heads_, key_dim_, value_dim_;
   bool rotary_;
+  double norm_eps_;
   torch::Tensor log_gammas_;  // [h] buffer
 };
 TORCH_MODULE(RetNet);

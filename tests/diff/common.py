@@ -5,6 +5,8 @@ Each test rebuilds a block from a reference library (test-only) and compares it 
 """
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +26,24 @@ def run_block(blocklab, key, args, x, tmp):
 def set_options(options):
     """{name: value} -> ["--set", "name=value", ...]."""
     return [a for name, value in options.items() for a in ("--set", f"{name}={value}")]
+
+
+def random_state(shapes, buffers, gen, dtype):
+    """Weights far from any init: Linears at 1.5 / sqrt(fan_in) (features of order 1), norm
+    scales 1 + N(0, 0.3^2), other tensors (biases, LRPE angles, feature maps) N(0, 0.5^2);
+    the buffers named in `buffers` as given."""
+    out = {}
+    for name, t in shapes.items():
+        r = torch.randn(t.shape, generator=gen, dtype=torch.float64)
+        if name in buffers:
+            out[name] = buffers[name]
+        elif name.endswith("norm.weight"):
+            out[name] = 1 + 0.3 * r
+        elif t.dim() == 2:
+            out[name] = r * 1.5 / t.shape[1] ** 0.5
+        else:
+            out[name] = 0.5 * r
+    return {k: v.to(dtype).contiguous() for k, v in out.items()}
 
 
 def report(what, err, tolerance, kind="max abs error"):
@@ -46,3 +66,11 @@ def finish(ok, worst, kind="max abs error"):
     """The summary line and the exit status (0: every comparison passed)."""
     print(f"worst {kind}: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(worst.items())))
     sys.exit(0 if ok else 1)
+
+
+def run_all(cases, kind="max abs error"):
+    """cases(tmp, worst) -> ok, run in a temporary directory; then the summary and the exit."""
+    worst = {}
+    with tempfile.TemporaryDirectory() as d:
+        ok = cases(Path(d), worst)
+    finish(ok, worst, kind)

@@ -22,13 +22,11 @@ Weights: ours (MultiHeadAttention + GPSA)     timm GPSA
   gating [h] (lambda_h)                   ->  gating_param
 """
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import finish, report, run_block, same_state
+from common import report, run_all, run_block, same_state
 
 try:
     from timm.models.convit import GPSA
@@ -113,15 +111,11 @@ def run_case(dim, heads, seed, dtype, tmp, worst):
 
 
 def main():
-    worst = {}
-    ok = True
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        for dim, heads in CONFIGS:
-            for seed in range(3):
-                ok &= run_case(dim, heads, seed, "float32", tmp, worst)
-        ok &= run_case(64, 4, 7, "float64", tmp, worst)
-    finish(ok, worst)
+    def cases(tmp, worst):
+        ok = all([run_case(dim, heads, seed, "float32", tmp, worst) for dim, heads in CONFIGS for seed in range(3)])
+        return run_case(64, 4, 7, "float64", tmp, worst) and ok
+
+    run_all(cases)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,6 @@ import importlib.metadata
 import importlib.util
 import math
 import sys
-import tempfile
 import types
 from pathlib import Path
 
@@ -74,7 +73,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import finish, report, run_block, same_state, set_options
+from common import random_state, report, run_all, run_block, same_state, set_options
 
 
 def load_fla(relative):
@@ -252,23 +251,6 @@ def blocklab_block(key, heads, options, x, tmp, dtype, extra):
     return run_block(BLOCKLAB, key, args, x, tmp)
 
 
-def random_state(shapes, buffers, gen, dtype):
-    """Weights far from any init: Linears at 1.5 / sqrt(fan_in) (features of order 1), norm
-    scales 1 + N(0, 0.3^2), biases and LRPE angles N(0, 0.5^2); decay buffers as given."""
-    out = {}
-    for name, t in shapes.items():
-        r = torch.randn(t.shape, generator=gen, dtype=torch.float64)
-        if name in buffers:
-            out[name] = buffers[name]
-        elif name.endswith("norm.weight"):
-            out[name] = 1 + 0.3 * r
-        elif t.dim() == 2:
-            out[name] = r * 1.5 / t.shape[1] ** 0.5
-        else:
-            out[name] = 0.5 * r
-    return {k: v.to(dtype).contiguous() for k, v in out.items()}
-
-
 def check(key, what, ours, references, worst):
     """ours against each fla core's rebuild; the error is relative to the output's scale."""
     ok = True
@@ -308,15 +290,15 @@ def run_case(case, shape, seed, dtype, forms, tmp, worst):
 
 
 def main():
-    worst = {}
-    ok = True
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
+    def cases(tmp, worst):
+        ok = True
         for case in CASES:
             for seed, shape in enumerate(SHAPES):
                 ok &= run_case(case, shape, seed, "float32", FORMS, tmp, worst)
             ok &= run_case(case, SHAPES[0], 7, "float64", FORMS[1:2], tmp, worst)
-    finish(ok, worst, "relative max error")
+        return ok
+
+    run_all(cases, "relative max error")
 
 
 if __name__ == "__main__":

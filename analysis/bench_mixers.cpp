@@ -2,8 +2,8 @@
 // registered token mixers against the sequence length N, next to attention/softmax (fused:
 // small_attention or PyTorch's SDPA), printed as a table with ratios to softmax, the scaling
 // of each mixer from N/4 to N (linear: <= 4.6x per 4x tokens), the crossover with softmax, and a
-// log-log plot. Rounds alternate between mixers so that machine noise hits them alike; the
-// median is reported.
+// log-log plot. Each round runs every mixer at every length, so that machine noise and drift
+// hit them alike; the median over rounds is reported.
 //
 // Memory: the bytes held by the allocator after the forward (what autograd keeps for the
 // backward: activations and saved tensors), measured with glibc's mallinfo2 around the
@@ -98,34 +98,39 @@ bool mixer_context(const TokenMixer& m, const MixerBench& b, std::int64_t n, Mix
   return side * side == n;
 }
 
-// measures[mixer][length], medians over rounds that alternate the mixers.
+// measures[mixer][length], medians over rounds. Each round runs every mixer at every length, so
+// that a drift of the machine's speed (other load, clocks) hits all lengths alike and cancels in
+// the scaling ratios.
 std::vector<std::vector<Measure>> measure_all(const MixerBench& b) {
   at::set_num_threads(static_cast<int>(b.threads));
-  std::vector<std::vector<Measure>> result(b.mixers.size(), std::vector<Measure>(b.lengths.size()));
-  for (std::size_t l = 0; l < b.lengths.size(); ++l) {
-    const auto n = b.lengths[l];
-    std::vector<TokenMixer> built;
-    std::vector<MixerContext> contexts(b.mixers.size());
-    std::vector<bool> runs;
-    for (std::size_t i = 0; i < b.mixers.size(); ++i) {
-      built.push_back(build_mixer(b.mixers[i], b, n));
-      runs.push_back(mixer_context(built.back(), b, n, contexts[i]));
+  const auto mixers = b.mixers.size(), lengths = b.lengths.size();
+  std::vector<std::vector<TokenMixer>> built(lengths);
+  std::vector<std::vector<MixerContext>> contexts(lengths, std::vector<MixerContext>(mixers));
+  std::vector<std::vector<bool>> runs(lengths);
+  std::vector<torch::Tensor> inputs;
+  for (std::size_t l = 0; l < lengths; ++l) {
+    for (std::size_t i = 0; i < mixers; ++i) {
+      built[l].push_back(build_mixer(b.mixers[i], b, b.lengths[l]));
+      runs[l].push_back(mixer_context(built[l].back(), b, b.lengths[l], contexts[l][i]));
     }
     torch::manual_seed(0);
-    const auto x = torch::randn({b.batch, n, b.dim}).requires_grad_(true);
-    for (std::size_t i = 0; i < built.size(); ++i)
-      if (runs[i]) run_once(built[i], x, contexts[i]);  // warm-up
-    std::vector<std::vector<double>> times(built.size()), kept(built.size());
-    for (std::int64_t r = 0; r < b.rounds; ++r)
-      for (std::size_t i = 0; i < built.size(); ++i)
-        if (runs[i]) {
-          const auto [s, bytes] = run_once(built[i], x, contexts[i]);
-          times[i].push_back(s), kept[i].push_back(bytes);
-        }
-    for (std::size_t i = 0; i < built.size(); ++i)
-      if (runs[i]) result[i][l] = Measure{median(times[i]), median(kept[i]) / (1024.0 * 1024.0)};
-    std::fprintf(stderr, "bench mixers: N = %lld done\n", static_cast<long long>(n));
+    inputs.push_back(torch::randn({b.batch, b.lengths[l], b.dim}).requires_grad_(true));
   }
+  std::vector<std::vector<std::vector<double>>> times(mixers, std::vector<std::vector<double>>(lengths)), kept = times;
+  for (std::int64_t r = -1; r < b.rounds; ++r) {  // round -1: warm-up, not counted
+    for (std::size_t l = 0; l < lengths; ++l)
+      for (std::size_t i = 0; i < mixers; ++i)
+        if (runs[l][i]) {
+          const auto [s, bytes] = run_once(built[l][i], inputs[l], contexts[l][i]);
+          if (r >= 0) times[i][l].push_back(s), kept[i][l].push_back(bytes);
+        }
+    std::fprintf(stderr, "bench mixers: round %lld of %lld done\n", static_cast<long long>(r + 1),
+                 static_cast<long long>(b.rounds));
+  }
+  std::vector<std::vector<Measure>> result(mixers, std::vector<Measure>(lengths));
+  for (std::size_t i = 0; i < mixers; ++i)
+    for (std::size_t l = 0; l < lengths; ++l)
+      if (runs[l][i]) result[i][l] = Measure{median(times[i][l]), median(kept[i][l]) / (1024.0 * 1024.0)};
   return result;
 }
 

@@ -53,6 +53,18 @@ def report(what, err, tolerance, kind="max abs error"):
     return err <= tolerance
 
 
+def check_relative(what, ours, references, tolerance, worst, worst_key):
+    """ours (numpy) against each reference output {name: tensor}; the error is max |ours - ref|
+    / max |ref|, the worst per worst_key kept in `worst`. True when every one is within tolerance."""
+    ok = True
+    for name, ref in references.items():
+        ref = ref.numpy()
+        err = float(np.abs(ours - ref).max() / np.abs(ref).max())
+        worst[worst_key] = max(worst.get(worst_key, 0.0), err)
+        ok &= report(f"{what} vs {name}", err, tolerance, "relative max error")
+    return ok
+
+
 def same_state(what, exported, loaded, as_float=False):
     """The state dict blocklab exported after --load-state-dict must be the one it was given."""
     convert = (lambda t: t.float()) if as_float else (lambda t: t)

@@ -73,7 +73,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import random_state, report, run_all, run_block, same_state, set_options
+from common import check_relative, random_state, run_all, run_block, same_state, set_options
 
 
 def load_fla(relative):
@@ -253,13 +253,7 @@ def blocklab_block(key, heads, options, x, tmp, dtype, extra):
 
 def check(key, what, ours, references, worst):
     """ours against each fla core's rebuild; the error is relative to the output's scale."""
-    ok = True
-    for core, ref in references.items():
-        ref = ref.numpy()
-        err = float(np.abs(ours - ref).max() / np.abs(ref).max())
-        worst[key] = max(worst.get(key, 0.0), err)
-        ok &= report(f"{what} vs {core}", err, TOLERANCE, "relative max error")
-    return ok
+    return check_relative(what, ours, references, TOLERANCE, worst, key)
 
 
 def run_case(case, shape, seed, dtype, forms, tmp, worst):

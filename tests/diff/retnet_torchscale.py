@@ -34,7 +34,7 @@ import types
 import numpy as np
 import torch
 
-from common import random_state, report, run_all, run_block, same_state, set_options
+from common import check_relative, random_state, run_all, run_block, same_state, set_options
 
 
 def import_torchscale():
@@ -86,13 +86,7 @@ def log_gammas(heads):
 
 
 def check(what, ours, references, dtype, worst):
-    ok = True
-    for form, ref in references.items():
-        ref = ref.numpy()
-        err = float(np.abs(ours - ref).max() / np.abs(ref).max())
-        worst[dtype] = max(worst.get(dtype, 0.0), err)
-        ok &= report(f"{what} vs {form}", err, TOLERANCE, "relative max error")
-    return ok
+    return check_relative(what, ours, references, TOLERANCE, worst, dtype)
 
 
 def run_case(shape, seed, dtype, forms, tmp, worst):

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "blocks/common/heads_layout.h"
 #include "blocks/common/multi_head.h"
 
 namespace blocklab {
@@ -26,7 +27,7 @@ torch::Tensor CosformerImpl::features(const torch::Tensor& x, const torch::Tenso
 }
 
 LinearTerms CosformerImpl::terms(const torch::Tensor& x, const MixerContext& ctx) {
-  auto [q, k, v] = projection_.split(x);
+  auto [q, k, v] = heads_contiguous(projection_.split(x));
   const auto positions = ctx.token_positions(x.size(1), x.device());
   return {features(q, positions), features(k, positions), v};
 }

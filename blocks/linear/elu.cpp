@@ -1,5 +1,6 @@
 #include "blocks/linear/elu.h"
 
+#include "blocks/common/heads_layout.h"
 #include "blocks/common/multi_head.h"
 
 namespace blocklab {
@@ -10,7 +11,7 @@ EluLinearImpl::EluLinearImpl(std::int64_t dim, const EluLinearOptions& options)
       output_(*this, dim, dim, /*gate=*/false, options.proj_drop()) {}
 
 LinearTerms EluLinearImpl::terms(const torch::Tensor& x, const MixerContext&) {
-  auto [q, k, v] = projection_.split(x);
+  auto [q, k, v] = heads_contiguous(projection_.split(x));
   return {torch::elu(q) + 1, torch::elu(k) + 1, v};  // phi(x) = elu(x) + 1, eq. (7)
 }
 

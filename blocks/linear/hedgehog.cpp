@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "blocks/attention/parts/dense_core.h"
+#include "blocks/common/heads_layout.h"
 #include "blocks/common/multi_head.h"
 
 namespace blocklab {
@@ -31,12 +32,12 @@ torch::Tensor HedgehogImpl::features(const torch::Tensor& x, const torch::Tensor
 }
 
 LinearTerms HedgehogImpl::terms(const torch::Tensor& x, const MixerContext&) {
-  auto [q, k, v] = projection_.split(x);
+  auto [q, k, v] = heads_contiguous(projection_.split(x));
   return {features(q, q_map_weight, q_map_bias), features(k, k_map_weight, k_map_bias), v};
 }
 
 torch::Tensor HedgehogImpl::forward(const torch::Tensor& x, const MixerContext& ctx) {
-  auto [q, k, v] = projection_.split(x);
+  auto [q, k, v] = heads_contiguous(projection_.split(x));
   const auto fq = features(q, q_map_weight, q_map_bias), fk = features(k, k_map_weight, k_map_bias);
   if (is_training() && options_.distill_weight() > 0.0) {
     pending_loss_ = options_.distill_weight() * distillation_loss(q, k, causal(ctx));

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "blocks/attention/parts/dense_core.h"
+#include "blocks/common/heads_layout.h"
 #include "blocks/common/multi_head.h"
 #include "blocks/common/relative_positions.h"
 
@@ -96,7 +97,7 @@ MixerCapabilities KernelizedRpeImpl::capabilities() const {
 
 torch::Tensor KernelizedRpeImpl::forward(const torch::Tensor& x, const MixerContext& ctx) {
   TORCH_CHECK(x.dim() == 3 && x.size(2) == dim_, kKey, ": expected x [B, N, ", dim_, "], got ", x.sizes());
-  const auto [q, k, v] = projection_.split(x);
+  const auto [q, k, v] = heads_contiguous(projection_.split(x));
   return output_.merge(mix(q, k, v, ctx), x, is_training());
 }
 

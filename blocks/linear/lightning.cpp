@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "blocks/common/heads_layout.h"
 #include "blocks/common/multi_head.h"
 #include "blocks/common/srms_norm.h"
 #include "blocks/masks/alibi.h"
@@ -65,10 +66,10 @@ torch::Tensor LightningImpl::lrpe(const torch::Tensor& x, const torch::Tensor& p
 }
 
 LinearTerms LightningImpl::terms(const torch::Tensor& x, const MixerContext& ctx) {
-  const auto b = x.size(0), n = x.size(1), h = options_.heads();
+  const auto n = x.size(1);
   const auto y = qkv->forward(x);
   const auto heads = [&](std::int64_t part) {
-    return y.narrow(-1, part * dim_, dim_).view({b, n, h, head_dim_}).transpose(1, 2);
+    return heads_first(y.narrow(-1, part * dim_, dim_), options_.heads(), head_dim_);
   };
   auto q = torch::silu(heads(0)), k = torch::silu(heads(1));
   auto v = options_.variant() == "tnl" ? heads(2) : torch::silu(heads(2));

@@ -1,5 +1,6 @@
 #include "blocks/linear/slab.h"
 
+#include "blocks/common/heads_layout.h"
 #include "blocks/common/multi_head.h"
 
 namespace blocklab {
@@ -28,7 +29,7 @@ LinearTerms SlabImpl::terms(const torch::Tensor& x, const MixerContext&) {
   TORCH_CHECK(n <= key_positions.size(0), "linear/slab: ", n, " tokens, but its key positions cover ",
               key_positions.size(0));
   // k <- k + P before the ReLU (P per token, split into heads like k).
-  auto [q, k, v] = projection_.split(x);
+  auto [q, k, v] = heads_contiguous(projection_.split(x));
   const auto heads = q.size(1), d = q.size(3);
   const auto p = key_positions.narrow(0, 0, n).view({n, heads, d}).transpose(0, 1);  // [h, N, d]
   return {torch::relu(q), torch::relu(k + p), v};

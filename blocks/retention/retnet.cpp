@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "blocks/common/heads_layout.h"
 #include "blocks/common/rotary.h"
 #include "blocks/common/srms_norm.h"
 #include "blocks/masks/retnet_decay.h"
@@ -50,10 +51,8 @@ RetNetImpl::RetNetImpl(std::int64_t dim, const RetNetOptions& o)
 }
 
 LinearTerms RetNetImpl::terms(const torch::Tensor& x, const MixerContext& ctx) {
-  const auto b = x.size(0), n = x.size(1);
-  const auto heads = [&](const torch::Tensor& t, std::int64_t width) {
-    return t.view({b, n, heads_, width}).transpose(1, 2);
-  };
+  const auto n = x.size(1);
+  const auto heads = [&](const torch::Tensor& t, std::int64_t width) { return heads_first(t, heads_, width); };
   auto qh = heads(q->forward(x), key_dim_);
   auto kh = heads(k->forward(x), key_dim_) / std::sqrt(static_cast<double>(key_dim_));
   if (rotary_) {

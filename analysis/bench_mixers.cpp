@@ -3,7 +3,8 @@
 // small_attention or PyTorch's SDPA), printed as a table with ratios to softmax, the scaling
 // of each mixer from N/4 to N (linear: <= 4.6x per 4x tokens), the crossover with softmax, and a
 // log-log plot. Each round runs every mixer at every length, so that machine noise and drift
-// hit them alike; the median over rounds is reported.
+// hit them alike; the median over rounds is reported, and the scaling is the median over rounds
+// of the ratio within one round (with its range), so that a slow drift of the machine cancels.
 //
 // Memory: the bytes held by the allocator after the forward (what autograd keeps for the
 // backward: activations and saved tensors), measured with glibc's mallinfo2 around the
@@ -42,6 +43,7 @@ struct MixerBench {
 struct Measure {
   double seconds = std::numeric_limits<double>::quiet_NaN();  // forward + backward, median
   double saved_mb = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> rounds;  // forward + backward of each round, in order
 };
 
 std::size_t allocated_bytes() {
@@ -130,7 +132,7 @@ std::vector<std::vector<Measure>> measure_all(const MixerBench& b) {
   std::vector<std::vector<Measure>> result(mixers, std::vector<Measure>(lengths));
   for (std::size_t i = 0; i < mixers; ++i)
     for (std::size_t l = 0; l < lengths; ++l)
-      if (runs[l][i]) result[i][l] = Measure{median(times[i][l]), median(kept[i][l]) / (1024.0 * 1024.0)};
+      if (runs[l][i]) result[i][l] = Measure{median(times[i][l]), median(kept[i][l]) / (1024.0 * 1024.0), times[i][l]};
   return result;
 }
 
@@ -160,22 +162,34 @@ void print_table(const MixerBench& b, const std::vector<std::vector<Measure>>& m
     }
 }
 
+// "N: median (min-max)" of time at N over time at N/4 within each round, over the rounds.
+std::string scaling_ratio(std::int64_t n, const Measure& at_n, const Measure& at_quarter) {
+  std::vector<double> ratios;
+  for (std::size_t r = 0; r < at_n.rounds.size() && r < at_quarter.rounds.size(); ++r)
+    ratios.push_back(at_n.rounds[r] / at_quarter.rounds[r]);
+  if (ratios.empty()) return "";
+  const auto [low, high] = std::minmax_element(ratios.begin(), ratios.end());
+  char text[64];
+  std::snprintf(text, sizeof text, "%lld: %.2f (%.2f-%.2f)  ", static_cast<long long>(n), median(ratios), *low, *high);
+  return text;
+}
+
 // Time at N over time at N/4 (when both were measured), and where each mixer overtakes softmax.
 void print_scaling(const MixerBench& b, const std::vector<std::vector<Measure>>& m) {
-  std::printf("\n%-22s %-30s %s\n", "mixer", "time x per 4x tokens (N/4 -> N)", "faster than softmax from N =");
+  std::printf("\n%-22s %-34s %s\n", "mixer", "time x per 4x tokens, N/4 -> N:", "faster than softmax from N =");
+  std::printf("%-22s %-34s\n", "", "median over rounds (range)");
   for (std::size_t i = 0; i < b.mixers.size(); ++i) {
-    std::ostringstream ratios;
+    std::string ratios;
     for (std::size_t l = 0; l < b.lengths.size(); ++l)
       for (std::size_t k = 0; k < l; ++k)
-        if (b.lengths[l] == 4 * b.lengths[k])
-          ratios << b.lengths[l] << ": " << std::round(100 * m[i][l].seconds / m[i][k].seconds) / 100 << "  ";
+        if (b.lengths[l] == 4 * b.lengths[k]) ratios += scaling_ratio(b.lengths[l], m[i][l], m[i][k]);
     std::string crossover = "never (in this range)";
     for (std::size_t l = 0; l < b.lengths.size(); ++l)
       if (m[i][l].seconds < m[0][l].seconds) {
         crossover = std::to_string(b.lengths[l]);
         break;
       }
-    std::printf("%-22s %-30s %s\n", b.mixers[i].c_str(), ratios.str().c_str(), i == 0 ? "-" : crossover.c_str());
+    std::printf("%-22s %-34s %s\n", b.mixers[i].c_str(), ratios.c_str(), i == 0 ? "-" : crossover.c_str());
   }
 }
 

@@ -6,69 +6,17 @@
 
 namespace blocklab {
 
-namespace {
-
-// lambda^power per head as [h, ...] from log_decay [h] and powers [...] (float, any shape).
-torch::Tensor decay_powers(const torch::Tensor& log_decay, const torch::Tensor& powers) {
+torch::Tensor linear_decay_powers(const torch::Tensor& log_decay, const torch::Tensor& powers) {
   std::vector<std::int64_t> shape(1 + powers.dim(), 1);
   shape[0] = log_decay.size(0);
   return torch::exp(log_decay.view(shape) * powers.unsqueeze(0));
 }
 
-// Lightning Attention-2 (Qin et al. 2024, arXiv:2401.04658, Algorithm 1), causal. Within the
-// chunk starting at t0 (local rows a, columns b < m):
-//   intra  [(Q_c K_c^T) * D] V_c,  D_ab = lambda^(a - b), b <= a
-//   inter  (Q_c * lambda^(a + 1)) S_c,  S_c = sum_{j < t0} lambda^(t0 - 1 - j) k_j v_j^T
-//   next   S_{c+1} = lambda^m S_c + (K_c * lambda^(m - 1 - b))^T V_c
-torch::Tensor chunked_causal(torch::Tensor q, torch::Tensor k, torch::Tensor v, const torch::Tensor& log_decay,
-                             std::int64_t chunk) {
-  const auto b = q.size(0), h = q.size(1), n = q.size(2), d = q.size(3), e = v.size(3);
-  const auto pad = (chunk - n % chunk) % chunk;  // zero tokens at the end add nothing
-  if (pad > 0) {
-    namespace F = torch::nn::functional;
-    const auto rows = F::PadFuncOptions({0, 0, 0, pad});
-    q = F::pad(q, rows), k = F::pad(k, rows), v = F::pad(v, rows);
-  }
-  const auto c = (n + pad) / chunk, m = chunk;
-  const auto qc = q.reshape({b, h, c, m, d}), kc = k.reshape({b, h, c, m, d}), vc = v.reshape({b, h, c, m, e});
-  const auto opts = q.options();
-  const auto local = torch::arange(m, opts);
-  torch::Tensor intra_mask, q_scale, k_scale, chunk_scale;
-  if (log_decay.defined()) {
-    intra_mask = linear_decay_matrix(log_decay, m, true).unsqueeze(1);                // [h, 1, m, m]
-    q_scale = decay_powers(log_decay, local + 1).view({1, h, 1, m, 1});               // lambda^(a+1)
-    k_scale = decay_powers(log_decay, (m - 1) - local).view({1, h, 1, m, 1});         // lambda^(m-1-b)
-    chunk_scale = torch::exp(log_decay * static_cast<double>(m)).view({1, h, 1, 1});  // lambda^m
-  } else {
-    intra_mask = torch::ones({m, m}, opts).tril();
-  }
-  const auto intra = torch::matmul(torch::matmul(qc, kc.transpose(-1, -2)) * intra_mask, vc);
-  const auto chunk_kv = torch::matmul((k_scale.defined() ? kc * k_scale : kc).transpose(-1, -2), vc);  // [b,h,c,d,e]
-  // The state before each chunk: a scan over chunks (a running sum without decay).
-  torch::Tensor states;
-  if (!chunk_scale.defined()) {
-    states = chunk_kv.cumsum(2) - chunk_kv;
-  } else {
-    std::vector<torch::Tensor> before;
-    before.reserve(c);
-    auto s = torch::zeros({b, h, d, e}, opts);
-    for (std::int64_t i = 0; i < c; ++i) {
-      before.push_back(s);
-      s = chunk_scale * s + chunk_kv.select(2, i);
-    }
-    states = torch::stack(before, 2);
-  }
-  const auto inter = torch::matmul(q_scale.defined() ? qc * q_scale : qc, states);
-  return (intra + inter).reshape({b, h, c * m, e}).narrow(2, 0, n);
-}
-
-}  // namespace
-
 torch::Tensor linear_decay_matrix(const torch::Tensor& log_decay, std::int64_t tokens, bool causal) {
   const auto t = torch::arange(tokens, log_decay.options());
   const auto lag = t.unsqueeze(1) - t.unsqueeze(0);  // i - j
-  if (!causal) return decay_powers(log_decay, lag.abs());
-  return decay_powers(log_decay, lag.clamp_min(0)) * (lag >= 0).to(log_decay.dtype());
+  if (!causal) return linear_decay_powers(log_decay, lag.abs());
+  return linear_decay_powers(log_decay, lag.clamp_min(0)) * (lag >= 0).to(log_decay.dtype());
 }
 
 torch::Tensor linear_weights(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& log_decay,
@@ -83,18 +31,6 @@ torch::Tensor linear_weights(const torch::Tensor& q, const torch::Tensor& k, con
 torch::Tensor linear_parallel(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                               const torch::Tensor& log_decay, bool causal) {
   return torch::matmul(linear_weights(q, k, log_decay, causal), v);
-}
-
-torch::Tensor linear_chunked(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                             const torch::Tensor& log_decay, bool causal, std::int64_t chunk) {
-  TORCH_CHECK(chunk > 0, "linear attention: the chunk length must be positive");
-  const auto decay = log_decay.defined() ? log_decay.to(q.dtype()) : log_decay;
-  if (causal) return chunked_causal(q, k, v, decay, chunk);
-  if (!decay.defined()) return torch::matmul(q, torch::matmul(k.transpose(-1, -2), v));  // q (K^T V)
-  // lambda^|i - j| = the causal pass + the reversed causal pass - the diagonal counted twice.
-  const auto forward = chunked_causal(q, k, v, decay, chunk);
-  const auto backward = chunked_causal(q.flip(2), k.flip(2), v.flip(2), decay, chunk).flip(2);
-  return forward + backward - (q * k).sum(-1, true) * v;
 }
 
 std::pair<torch::Tensor, torch::Tensor> linear_recurrent_step(const torch::Tensor& q_t, const torch::Tensor& k_t,

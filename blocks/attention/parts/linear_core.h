@@ -12,7 +12,8 @@
 // Forms (LinearCoreConfig::form):
 //   parallel  the explicit [N, N] matrix: the oracle, and the path the probe uses;
 //   chunked   Lightning Attention-2's tiling (Qin et al. 2024, arXiv:2401.04658, Algorithm 1):
-//             within a chunk the masked quadratic form, across chunks a d x e state; linear in N.
+//             within a chunk the masked quadratic form, across chunks a d x e state; linear in N
+//             (linear_chunked.cpp: tiles of chunks; a backward that recomputes).
 //             Non-causal with decay: the causal pass plus the reversed causal pass minus the
 //             diagonal; non-causal without decay: q (k^T v) at once;
 //   recurrent one token at a time (step): S_t = lambda S_{t-1} + k_t v_t^T, o_t = q_t S_t;
@@ -39,6 +40,8 @@ struct LinearCoreConfig {
   bool causal_only = false;  // always causal (RetNet, Lightning): ignores ctx.causal = false
 };
 
+// lambda^power per head, [h, ...]: exp(log_decay [h] * powers [...]) (any shape).
+torch::Tensor linear_decay_powers(const torch::Tensor& log_decay, const torch::Tensor& powers);
 // Masked decay [h, N, N]: exp(log_decay_h * (i - j)) for j <= i (else 0) when causal,
 // exp(log_decay_h * |i - j|) otherwise. log_decay [h] (<= 0), in its dtype and device.
 torch::Tensor linear_decay_matrix(const torch::Tensor& log_decay, std::int64_t tokens, bool causal);
@@ -48,9 +51,15 @@ torch::Tensor linear_weights(const torch::Tensor& q, const torch::Tensor& k, con
 // o = A v by the explicit matrix. q, k [B, h, N, d], v [B, h, N, e] -> [B, h, N, e].
 torch::Tensor linear_parallel(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                               const torch::Tensor& log_decay, bool causal);
-// o = A v by chunks of `chunk` tokens (any N; the last chunk may be shorter).
+// o = A v by chunks of `chunk` tokens (any N; the last chunk may be shorter), in
+// linear_chunked.cpp: tiles of chunks carrying the state; training keeps q, k, v only and
+// recomputes in the backward.
 torch::Tensor linear_chunked(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                              const torch::Tensor& log_decay, bool causal, std::int64_t chunk);
+// The causal chunked pass under plain autograd (what linear_chunked uses for a decay that needs
+// its gradient, and what its own backward runs).
+torch::Tensor linear_chunked_causal(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                    const torch::Tensor& log_decay, std::int64_t chunk);
 // One causal step: q_t, k_t [B, h, d], v_t [B, h, e], state S [B, h, d, e] ->
 // (o_t [B, h, e], S_t = lambda S + k_t v_t^T).
 std::pair<torch::Tensor, torch::Tensor> linear_recurrent_step(const torch::Tensor& q_t, const torch::Tensor& k_t,

@@ -5,6 +5,9 @@
 // log-log plot. Each round runs every mixer at every length, so that machine noise and drift
 // hit them alike; the median over rounds is reported, and the scaling is the median over rounds
 // of the ratio within one round (with its range), so that a slow drift of the machine cancels.
+// One measurement repeats the call until it has taken --min-time seconds (the count is fixed in
+// the warm-up round, as Python's timeit.autorange does) and takes the mean: a call of a few ms
+// alone is at the mercy of the scheduler's hiccups.
 //
 // Memory: the bytes held by the allocator after the forward (what autograd keeps for the
 // backward: activations and saved tensors), measured with glibc's mallinfo2 around the
@@ -35,7 +38,9 @@ struct MixerBench {
   std::vector<std::string> mixers;
   std::vector<std::int64_t> lengths{256, 1024, 4096, 16384};  // squares: grid mixers run on them too
   std::int64_t dim = 64, heads = 4, batch = 1, threads = 2, rounds = 3;
+  double min_time = 0.2;  // seconds of calls per measurement
   bool causal = true;
+  bool softmax = true;            // attention/softmax first, the reference of the ratios (--without-softmax: not run)
   std::vector<std::string> sets;  // --set KEY=VALUE, for every mixer that has the option
   std::string out = "results/bench";
 };
@@ -100,9 +105,9 @@ bool mixer_context(const TokenMixer& m, const MixerBench& b, std::int64_t n, Mix
   return side * side == n;
 }
 
-// measures[mixer][length], medians over rounds. Each round runs every mixer at every length, so
-// that a drift of the machine's speed (other load, clocks) hits all lengths alike and cancels in
-// the scaling ratios.
+// measures[mixer][length], medians over rounds. Each round runs every mixer at every length, one
+// mixer's lengths back to back, so that a drift of the machine's speed (other load, clocks) hits
+// them alike and cancels in the scaling ratios.
 std::vector<std::vector<Measure>> measure_all(const MixerBench& b) {
   at::set_num_threads(static_cast<int>(b.threads));
   const auto mixers = b.mixers.size(), lengths = b.lengths.size();
@@ -119,12 +124,17 @@ std::vector<std::vector<Measure>> measure_all(const MixerBench& b) {
     inputs.push_back(torch::randn({b.batch, b.lengths[l], b.dim}).requires_grad_(true));
   }
   std::vector<std::vector<std::vector<double>>> times(mixers, std::vector<std::vector<double>>(lengths)), kept = times;
-  for (std::int64_t r = -1; r < b.rounds; ++r) {  // round -1: warm-up, not counted
-    for (std::size_t l = 0; l < lengths; ++l)
-      for (std::size_t i = 0; i < mixers; ++i)
+  std::vector<std::vector<std::int64_t>> calls(mixers, std::vector<std::int64_t>(lengths, 1));
+  for (std::int64_t r = -1; r < b.rounds; ++r) {  // round -1: warm-up, not counted; it sets the calls
+    for (std::size_t i = 0; i < mixers; ++i)      // one mixer's lengths back to back: its ratios see one machine
+      for (std::size_t l = 0; l < lengths; ++l)
         if (runs[l][i]) {
-          const auto [s, bytes] = run_once(built[l][i], inputs[l], contexts[l][i]);
-          if (r >= 0) times[i][l].push_back(s), kept[i][l].push_back(bytes);
+          const auto [first, bytes] = run_once(built[l][i], inputs[l], contexts[l][i]);
+          double total = first;
+          for (std::int64_t c = 1; c < calls[i][l]; ++c)
+            total += run_once(built[l][i], inputs[l], contexts[l][i]).first;
+          if (r < 0) calls[i][l] = std::clamp<std::int64_t>(std::llround(std::ceil(b.min_time / first)), 1, 1000);
+          if (r >= 0) times[i][l].push_back(total / static_cast<double>(calls[i][l])), kept[i][l].push_back(bytes);
         }
     std::fprintf(stderr, "bench mixers: round %lld of %lld done\n", static_cast<long long>(r + 1),
                  static_cast<long long>(b.rounds));
@@ -139,10 +149,10 @@ std::vector<std::vector<Measure>> measure_all(const MixerBench& b) {
 void print_table(const MixerBench& b, const std::vector<std::vector<Measure>>& m) {
   std::printf(
       "mixers at dim %lld, heads %lld, batch %lld, %s, %lld threads, forward + backward, median of %lld "
-      "(torch %s)\n",
+      "rounds of >= %.2g s of calls each (torch %s)\n",
       static_cast<long long>(b.dim), static_cast<long long>(b.heads), static_cast<long long>(b.batch),
       b.causal ? "causal" : "not causal", static_cast<long long>(b.threads), static_cast<long long>(b.rounds),
-      BLOCKLAB_TORCH_VERSION);
+      b.min_time, BLOCKLAB_TORCH_VERSION);
   for (const auto& text : b.sets) std::printf("--set %s (the mixers that have the option)\n", text.c_str());
   std::printf(
       "(mixers that are not causal run bidirectionally, those that need a grid on a square grid; '-': N is "
@@ -156,9 +166,12 @@ void print_table(const MixerBench& b, const std::vector<std::vector<Measure>>& m
         continue;
       }
       const double tokens = static_cast<double>(b.batch * b.lengths[l]) / x.seconds;
-      std::printf("%-22s %7lld %11.2f %13.0f %10.1f %11.2fx\n", b.mixers[i].c_str(),
-                  static_cast<long long>(b.lengths[l]), 1e3 * x.seconds, tokens, x.saved_mb,
-                  m[0][l].seconds / x.seconds);
+      std::printf("%-22s %7lld %11.2f %13.0f %10.1f", b.mixers[i].c_str(), static_cast<long long>(b.lengths[l]),
+                  1e3 * x.seconds, tokens, x.saved_mb);
+      if (b.softmax)
+        std::printf(" %11.2fx\n", m[0][l].seconds / x.seconds);
+      else
+        std::printf(" %12s\n", "-");
     }
 }
 
@@ -183,13 +196,13 @@ void print_scaling(const MixerBench& b, const std::vector<std::vector<Measure>>&
     for (std::size_t l = 0; l < b.lengths.size(); ++l)
       for (std::size_t k = 0; k < l; ++k)
         if (b.lengths[l] == 4 * b.lengths[k]) ratios += scaling_ratio(b.lengths[l], m[i][l], m[i][k]);
-    std::string crossover = "never (in this range)";
-    for (std::size_t l = 0; l < b.lengths.size(); ++l)
+    std::string crossover = b.softmax ? "never (in this range)" : "- (not run)";
+    for (std::size_t l = 0; l < b.lengths.size() && b.softmax; ++l)
       if (m[i][l].seconds < m[0][l].seconds) {
         crossover = std::to_string(b.lengths[l]);
         break;
       }
-    std::printf("%-22s %-34s %s\n", b.mixers[i].c_str(), ratios.c_str(), i == 0 ? "-" : crossover.c_str());
+    std::printf("%-22s %-34s %s\n", b.mixers[i].c_str(), ratios.c_str(), b.softmax && i == 0 ? "-" : crossover.c_str());
   }
 }
 
@@ -226,17 +239,20 @@ int bench_mixers_command(const std::vector<std::string>& args) {
   opts.add_options()("help,h", "show this help")(
       "mixers", po::value<std::string>(),
       "registry keys, comma-separated (default: attention/softmax and every linear/ and retention/ mixer); "
-      "softmax is always first, the reference of the ratios")(
+      "softmax is always first, the reference of the ratios (unless --without-softmax)")(
       "lengths", po::value<std::string>(), "sequence lengths N, comma-separated (default 256,1024,4096,16384)")(
       "dim", po::value<std::string>(), "width C, 8 to 4096 (default 64)")(
       "heads", po::value<std::string>(), "heads of every mixer that has them, 1 to 64 (default 4)")(
       "batch", po::value<std::string>(), "sequences per call, 1 to 1024 (default 1)")(
       "threads", po::value<std::string>(), "CPU threads, 1 to 256 (default 2)")(
       "rounds", po::value<std::string>(), "timed rounds, median reported, 1 to 100 (default 3)")(
+      "min-time", po::value<std::string>(),
+      "seconds of repeated calls per measurement, their mean taken, 0 to 60 (default 0.2; 0: one call)")(
       "set", po::value<std::vector<std::string>>()->composing(),
-      "an option for every mixer that has it, KEY=VALUE (repeatable), e.g. chunk=32")(
-      "not-causal", "bidirectional (default causal)")("out", po::value<std::string>(),
-                                                      "directory of the plot (default results/bench)");
+      "an option for every mixer that has it, KEY=VALUE (repeatable), e.g. chunk=32")("not-causal",
+                                                                                      "bidirectional (default causal)")(
+      "without-softmax", "do not run attention/softmax (no ratios to it): to profile the mixers alone")(
+      "out", po::value<std::string>(), "directory of the plot (default results/bench)");
   const auto cl = parse_command_line("bench", args, opts);
   if (cl.vars.count("help")) {
     std::cout << command_help(
@@ -254,7 +270,10 @@ int bench_mixers_command(const std::vector<std::string>& args) {
   MixerBench b;
   b.mixers = cl.vars.count("mixers") ? name_list("bench", "--mixers", string_option(cl, "mixers")) : default_mixers();
   b.mixers.erase(std::remove(b.mixers.begin(), b.mixers.end(), "attention/softmax"), b.mixers.end());
-  b.mixers.insert(b.mixers.begin(), "attention/softmax");
+  b.softmax = cl.vars.count("without-softmax") == 0;
+  if (b.softmax) b.mixers.insert(b.mixers.begin(), "attention/softmax");
+  if (b.mixers.empty())
+    throw UsageError("blocklab bench mixers: --without-softmax leaves no mixer; name some with --mixers");
   for (const auto& key : b.mixers) mixer_registry().info(key);  // unknown keys: the registry's did-you-mean
   if (cl.vars.count("lengths")) {
     b.lengths.clear();
@@ -266,6 +285,7 @@ int bench_mixers_command(const std::vector<std::string>& args) {
   b.batch = integer_option(cl, "bench", "batch", 1, 1024, b.batch);
   b.threads = integer_option(cl, "bench", "threads", 1, 256, b.threads);
   b.rounds = integer_option(cl, "bench", "rounds", 1, 100, b.rounds);
+  b.min_time = real_option(cl, "bench", "min-time", 0.0, 60.0, b.min_time);
   b.causal = cl.vars.count("not-causal") == 0;
   if (cl.vars.count("set")) b.sets = cl.vars["set"].as<std::vector<std::string>>();
   for (const auto& text : b.sets)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -133,6 +134,26 @@ std::int64_t integer_option(const CommandLine& cl, const std::string& command, c
                             std::int64_t hi, std::int64_t fallback) {
   if (!cl.vars.count(name)) return fallback;
   return parse_integer(command, std::string("--") + name, cl.vars[name].as<std::string>(), lo, hi);
+}
+
+double real_option(const CommandLine& cl, const std::string& command, const char* name, double lo, double hi,
+                   double fallback) {
+  if (!cl.vars.count(name)) return fallback;
+  const auto text = cl.vars[name].as<std::string>();
+  std::size_t used = 0;
+  double value = std::numeric_limits<double>::quiet_NaN();
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || !std::isfinite(value) || value < lo || value > hi) {
+    std::ostringstream range;
+    range << lo << " to " << hi;
+    throw UsageError("blocklab " + command + ": --" + name + " takes a number from " + range.str() + ", not '" +
+                     printable(text) + "'");
+  }
+  return value;
 }
 
 std::string choice_option(const CommandLine& cl, const std::string& command, const char* name,

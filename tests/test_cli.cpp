@@ -184,6 +184,9 @@ TEST_CASE("every command checks its arguments: exit 2, the option named, the val
       "bench mixers --mixers linear/elu,,linear/slab",
       "bench mixers --mixers linear/elu --set chunks=32",
       "bench mixers --set type=linear/elu",
+      "bench mixers --min-time 1e9",
+      "bench mixers --min-time fast",
+      "bench mixers --mixers attention/softmax --without-softmax",
   };
   std::string text;
   for (const std::string& args : cases) {
@@ -197,19 +200,26 @@ TEST_CASE("every command checks its arguments: exit 2, the option named, the val
 
 TEST_CASE("bench mixers times each mixer at each length next to softmax and draws the plot", "[cli]") {
   blocklab::testing::TempDir tmp;
-  const Result r = run_blocklab(
-      "bench mixers --mixers linear/elu,linear/slab --lengths 16,64 --rounds 1 --threads 1 "
-      "--dim 16 --heads 2 --out " +
-      tmp.path.string());
-  INFO(r.out);
-  REQUIRE(r.status == 0);
+  // Small and quick: lengths 16 and 64, width 16, one round.
+  const auto bench = [&](const std::string& options) {
+    const Result r = run_blocklab("bench mixers --lengths 16,64 --rounds 1 --threads 1 --dim 16 --heads 2 --out " +
+                                  tmp.path.string() + " " + options);
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    CHECK(r.out.find("time x per 4x tokens") != std::string::npos);
+    CHECK(r.out.find("64: ") != std::string::npos);  // the 16 -> 64 scaling of each mixer
+    return r.out;
+  };
+  const auto out = bench("--mixers linear/elu,linear/slab --min-time 0.05");
   for (const std::string row : {"attention/softmax", "linear/elu", "linear/slab"}) {
-    CHECK(r.out.find(row + " ") != std::string::npos);
+    CHECK(out.find(row + " ") != std::string::npos);
   }
-  CHECK(r.out.find("time x per 4x tokens") != std::string::npos);
-  CHECK(r.out.find("64: ") != std::string::npos);  // the 16 -> 64 scaling of each mixer
   CHECK(fs::exists(tmp.path / "bench_mixers.png"));
   CHECK(fs::exists(tmp.path / "bench_mixers.svg"));
+  // --without-softmax: the mixers alone, no ratio to softmax and no crossover.
+  const auto alone = bench("--mixers linear/elu --min-time 0 --without-softmax");
+  CHECK(alone.find("attention/softmax") == std::string::npos);
+  CHECK(alone.find("- (not run)") != std::string::npos);
   // --set reaches the mixers that have the option (here refused by its schema), not softmax.
   const Result set = run_blocklab("bench mixers --mixers linear/elu --lengths 16 --rounds 1 --set chunk=0");
   CHECK(set.status == 2);

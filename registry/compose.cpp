@@ -81,6 +81,15 @@ std::vector<std::string> valid_keys(const ConfigNode& map) {
   return keys;
 }
 
+// Whether `name` is an option of the component that `map` configures (its `type`): such a key
+// is part of the config's schema even when no YAML file sets it.
+bool is_schema_option(const ConfigNode& map, const std::string& name) {
+  const std::string type = component_key(map);
+  if (type.empty() || map.find(name)) return false;
+  const auto keys = valid_keys(map);
+  return std::find(keys.begin(), keys.end(), name) != keys.end();
+}
+
 struct ConfigFile {
   std::string display;                 // display path
   std::optional<std::string> header;   // "# @package ..." value
@@ -670,6 +679,13 @@ class Composer {
       value.set_source_recursive(o.source());
       switch (o.op) {
         case Override::Op::Set:
+          if (!existing && parts.size() > 1) {  // an option of a component that the YAML leaves at its default
+            ConfigNode* parent = root.find_path(join_path({parts.begin(), parts.end() - 1}));
+            if (parent && parent->is_map() && is_schema_option(*parent, parts.back())) {
+              parent->set(parts.back(), std::move(value));
+              break;
+            }
+          }
           if (!existing) {
             unknown_key(root, o, "to add a new key, write +" + o.text);
             break;

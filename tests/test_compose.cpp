@@ -234,6 +234,16 @@ TEST_CASE("golden: unknown key lists the parameters the config leaves at their d
                testing::error_text([] { compose_fixture("exp", {"model.dropuot=0.1"}); }));
 }
 
+TEST_CASE("an option of a component that the YAML leaves at its default is set without +", "[compose]") {
+  // model is {type: mix/dense, width, heads}; mix/dense also takes dropout, unset in the YAML.
+  const ConfigNode c = compose_fixture("exp", {"model.dropout=0.1"}).config;
+  CHECK(c.find_path("model.dropout")->as_double() == Approx(0.1));
+  CHECK(c.find_path("model.dropout")->source().text() == "command line 'model.dropout=0.1'");
+  // Keys that are no option of the component still need + (a typo is not added silently).
+  CHECK_THROWS_WITH(compose_fixture("exp", {"model.dropuot=0.1"}), Catch::Contains("no such key in the config"));
+  CHECK_THROWS_WITH(compose_fixture("exp", {"trainer.dropout=0.1"}), Catch::Contains("no such key in the config"));
+}
+
 TEST_CASE("interpolated containers cannot nest the config deeper than the limit", "[interpolate]") {
   // v<i> is v<i-1> wrapped in 10 lists: 40 links would nest 400 levels.
   std::string yaml = "v0: 1\n";

@@ -6,6 +6,7 @@
 
 #include "blocks/attention/parts/dense_core.h"
 #include "blocks/common/heads_layout.h"
+#include "blocks/common/long_conv.h"
 #include "blocks/common/multi_head.h"
 #include "blocks/common/relative_positions.h"
 
@@ -23,12 +24,6 @@ ProjectionConfig projection_config(std::int64_t dim, const KernelizedRpeOptions&
   return c;
 }
 
-std::int64_t power_of_two_at_least(std::int64_t n) {
-  std::int64_t p = 1;
-  while (p < n) p *= 2;
-  return p;
-}
-
 }  // namespace
 
 torch::Tensor block_orthogonal_features(std::int64_t rows, std::int64_t dim) {
@@ -44,14 +39,10 @@ torch::Tensor block_orthogonal_features(std::int64_t rows, std::int64_t dim) {
 }
 
 torch::Tensor toeplitz_product(const torch::Tensor& c, const torch::Tensor& u) {
-  // y_i = sum_j c_{j-i} u_j = (g * u)_{i+n-1} with g_t = c_{n-1-t} (c reversed): a linear
-  // convolution, read at n-1..2n-2, which a circular one of size >= 2n - 1 does not alias.
+  // y_i = sum_j c_{j-i} u_j = (g * u)_{i+n-1} with g_t = c_{n-1-t} (c reversed): the linear
+  // convolution read at n-1..2n-2.
   const auto n = u.size(2);
-  const auto size = power_of_two_at_least(2 * n - 1);
-  const auto kernel = torch::fft::rfft(c.flip({-1}), size, -1);  // [h, size/2 + 1]
-  const auto spectrum = torch::fft::rfft(u, size, 2);            // [B, h, size/2 + 1, K]
-  const auto full = torch::fft::irfft(spectrum * kernel.unsqueeze(0).unsqueeze(-1), size, 2);
-  return full.narrow(2, n - 1, n);
+  return fft_conv(u, c.flip({-1}).unsqueeze(0).unsqueeze(-1), 2, n - 1, n);  // c: [h, 2n-1] -> [1, h, 2n-1, 1]
 }
 
 bool dense_is_cheaper(std::int64_t n, std::int64_t features, std::int64_t value_dim) {

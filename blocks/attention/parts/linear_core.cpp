@@ -1,5 +1,6 @@
 #include "blocks/attention/parts/linear_core.h"
 
+#include <limits>
 #include <utility>
 
 #include "blocks/attention/parts/dense_core.h"
@@ -19,10 +20,21 @@ torch::Tensor linear_decay_matrix(const torch::Tensor& log_decay, std::int64_t t
   return linear_decay_powers(log_decay, lag.clamp_min(0)) * (lag >= 0).to(log_decay.dtype());
 }
 
+torch::Tensor linear_token_decay_matrix(const torch::Tensor& log_decay) {
+  const auto sums = log_decay.cumsum(-1);  // Lambda_i = sum_{l <= i} log a_l
+  const auto n = log_decay.size(-1);
+  const auto above = torch::ones({n, n}, log_decay.options().dtype(torch::kBool)).triu(1);
+  return (sums.unsqueeze(-1) - sums.unsqueeze(-2)).masked_fill(above, -std::numeric_limits<double>::infinity()).exp();
+}
+
 torch::Tensor linear_weights(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& log_decay,
                              bool causal) {
   auto a = torch::matmul(q, k.transpose(-1, -2));
   const auto n = q.size(2);
+  if (log_decay.defined() && log_decay.dim() == 3) {
+    TORCH_CHECK(causal, "linear attention: per-token decays are causal only");
+    return a * linear_token_decay_matrix(log_decay.to(q.dtype()));
+  }
   if (log_decay.defined()) return a * linear_decay_matrix(log_decay.to(q.dtype()), n, causal);
   if (causal) return a.masked_fill(causal_mask(n, q.device()), 0.0);
   return a;
@@ -37,8 +49,9 @@ std::pair<torch::Tensor, torch::Tensor> linear_recurrent_step(const torch::Tenso
                                                               const torch::Tensor& v_t, const torch::Tensor& state,
                                                               const torch::Tensor& log_decay) {
   auto s = k_t.unsqueeze(-1) * v_t.unsqueeze(-2);  // k_t v_t^T [B, h, d, e]
-  if (log_decay.defined())
-    s = s + torch::exp(log_decay.to(state.dtype())).view({1, -1, 1, 1}) * state;
+  if (log_decay.defined())                         // [h] constant, or [B, h] this step's
+    s = s +
+        torch::exp(log_decay.to(state.dtype())).view({log_decay.dim() == 2 ? log_decay.size(0) : 1, -1, 1, 1}) * state;
   else
     s = s + state;
   return {torch::matmul(q_t.unsqueeze(-2), s).squeeze(-2), s};

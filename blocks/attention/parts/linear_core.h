@@ -45,13 +45,18 @@ torch::Tensor linear_decay_powers(const torch::Tensor& log_decay, const torch::T
 // Masked decay [h, N, N]: exp(log_decay_h * (i - j)) for j <= i (else 0) when causal,
 // exp(log_decay_h * |i - j|) otherwise. log_decay [h] (<= 0), in its dtype and device.
 torch::Tensor linear_decay_matrix(const torch::Tensor& log_decay, std::int64_t tokens, bool causal);
-// The unnormalised weights A [B, h, N, N] = (q k^T) * M; log_decay [h] or undefined.
+// Per-token decays (Mamba-2's SSD, Dao & Gu 2024, arXiv:2405.21060): log a [B, h, N], the decay
+// of step t (S_t = a_t S_{t-1} + k_t v_t^T) -> M [B, h, N, N], M_ij = prod_{j < l <= i} a_l (j <= i).
+torch::Tensor linear_token_decay_matrix(const torch::Tensor& log_decay);
+// The unnormalised weights A [B, h, N, N] = (q k^T) * M; log_decay [h], [B, h, N] (per token,
+// causal only) or undefined.
 torch::Tensor linear_weights(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& log_decay,
                              bool causal);
 // o = A v by the explicit matrix. q, k [B, h, N, d], v [B, h, N, e] -> [B, h, N, e].
 torch::Tensor linear_parallel(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                               const torch::Tensor& log_decay, bool causal);
-// o = A v by chunks of `chunk` tokens (any N; the last chunk may be shorter), in
+// o = A v by chunks of `chunk` tokens (any N; the last chunk may be shorter; log_decay as
+// linear_weights takes it), in
 // linear_chunked.cpp: tiles of chunks carrying the state; training keeps q, k, v only and
 // recomputes in the backward.
 torch::Tensor linear_chunked(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -61,7 +66,7 @@ torch::Tensor linear_chunked(const torch::Tensor& q, const torch::Tensor& k, con
 torch::Tensor linear_chunked_causal(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                     const torch::Tensor& log_decay, std::int64_t chunk);
 // One causal step: q_t, k_t [B, h, d], v_t [B, h, e], state S [B, h, d, e] ->
-// (o_t [B, h, e], S_t = lambda S + k_t v_t^T).
+// (o_t [B, h, e], S_t = a_t S + k_t v_t^T), log a_t = log_decay [h] (constant) or [B, h] (this step's).
 std::pair<torch::Tensor, torch::Tensor> linear_recurrent_step(const torch::Tensor& q_t, const torch::Tensor& k_t,
                                                               const torch::Tensor& v_t, const torch::Tensor& state,
                                                               const torch::Tensor& log_decay);

@@ -223,3 +223,46 @@ TEST_CASE("linear core: padded keys change no valid output; the probe records ro
   CHECK(max_diff(w.sum(-1), torch::ones({kBatch, kHeads, 10}, torch::kFloat64)) <= 1e-12);
   CHECK(w[1].narrow(2, 6, 4).abs().max().item<double>() == 0.0);  // no weight on padded keys
 }
+
+TEST_CASE("linear core: per-token decays (Mamba-2's SSD): chunked == parallel == recurrent == by hand, with gradients",
+          "[linear]") {
+  // log a_t = -softplus(.) < 0 per batch, head and token; M_ij = prod_{j < l <= i} a_l.
+  torch::manual_seed(8);
+  for (std::int64_t n : {1, 7, 21, 1100}) {  // 1,100 tokens at chunk 256: two tiles, the last padded
+    INFO("N " << n);
+    auto t = terms(n, /*positive=*/true);
+    std::vector<torch::Tensor> inputs{t.q / 8, t.k / 8, t.v,
+                                      -torch::nn::functional::softplus(randn({kBatch, kHeads, n}))};
+    for (auto& x : inputs) x.requires_grad_(true);
+    const auto& logs = inputs[3];
+    const auto weights = randn({kBatch, kHeads, n, kValueDim});
+    const auto run = [&](const torch::Tensor& out) {
+      auto g = torch::autograd::grad({(out * weights).sum()}, inputs);
+      g.push_back(out.detach());
+      return g;
+    };
+    const auto parallel = linear_parallel(inputs[0], inputs[1], inputs[2], logs, true);
+    const auto expected = run(parallel);
+    const auto chunked = run(linear_chunked(inputs[0], inputs[1], inputs[2], logs, true, n > 100 ? 256 : 4));
+    for (std::size_t i = 0; i < chunked.size(); ++i)
+      CHECK(max_diff(chunked[i], expected[i]) <= 1e-9 * (1 + expected[i].abs().max().item<double>()));
+    if (n > 21) continue;
+    // The weights written out, and the recurrence S_t = a_t S_{t-1} + k_t v_t^T stepped.
+    const auto l = logs.detach();
+    auto m = torch::zeros({kBatch, kHeads, n, n}, torch::kFloat64);
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j <= i; ++j) m.select(2, i).select(2, j).copy_(l.narrow(2, j + 1, i - j).sum(-1).exp());
+    const auto by_hand = torch::matmul(torch::matmul(inputs[0], inputs[1].transpose(-1, -2)).detach() * m, t.v);
+    CHECK(max_diff(parallel.detach(), by_hand) <= 1e-12);
+    auto s = torch::zeros({kBatch, kHeads, kKeyDim, kValueDim}, torch::kFloat64);
+    for (std::int64_t i = 0; i < n; ++i) {
+      auto [o, next] = linear_recurrent_step(inputs[0].detach().select(2, i), inputs[1].detach().select(2, i),
+                                             t.v.select(2, i), s, l.select(2, i));
+      CHECK(max_diff(o, by_hand.select(2, i)) <= 1e-12);
+      s = next;
+    }
+  }
+  CHECK_THROWS_WITH(
+      linear_chunked(randn({1, 1, 3, 2}), randn({1, 1, 3, 2}), randn({1, 1, 3, 2}), randn({1, 1, 3}), false, 2),
+      Catch::Contains("causal only"));
+}

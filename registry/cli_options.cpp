@@ -136,18 +136,22 @@ std::int64_t integer_option(const CommandLine& cl, const std::string& command, c
   return parse_integer(command, std::string("--") + name, cl.vars[name].as<std::string>(), lo, hi);
 }
 
+bool parse_finite_number(const std::string& text, double& value) {
+  std::size_t used = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return used == text.size() && std::isfinite(value);
+}
+
 double real_option(const CommandLine& cl, const std::string& command, const char* name, double lo, double hi,
                    double fallback) {
   if (!cl.vars.count(name)) return fallback;
   const auto text = cl.vars[name].as<std::string>();
-  std::size_t used = 0;
-  double value = std::numeric_limits<double>::quiet_NaN();
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || !std::isfinite(value) || value < lo || value > hi) {
+  double value = 0;
+  if (!parse_finite_number(text, value) || value < lo || value > hi) {
     std::ostringstream range;
     range << lo << " to " << hi;
     throw UsageError("blocklab " + command + ": --" + name + " takes a number from " + range.str() + ", not '" +

@@ -49,6 +49,8 @@ std::int64_t parse_integer(const std::string& command, const std::string& option
 // The integer option `name` (declared as a string option), `fallback` when it was not given.
 std::int64_t integer_option(const CommandLine& cl, const std::string& command, const char* name, std::int64_t lo,
                             std::int64_t hi, std::int64_t fallback);
+// A whole finite decimal number (what std::stod reads, all of `text`) into `value`; false if not.
+bool parse_finite_number(const std::string& text, double& value);
 // The number option `name` (declared as a string option), finite and in [lo, hi]; `fallback`
 // when it was not given.
 double real_option(const CommandLine& cl, const std::string& command, const char* name, double lo, double hi,

@@ -184,6 +184,8 @@ TEST_CASE("every command checks its arguments: exit 2, the option named, the val
       "bench mixers --mixers linear/elu,,linear/slab",
       "bench mixers --mixers linear/elu --set chunks=32",
       "bench mixers --set type=linear/elu",
+      "generate no/such/run --temperature 1e999",
+      "generate no/such/run --temperature nan",
       "bench mixers --min-time 1e9",
       "bench mixers --min-time fast",
       "bench mixers --mixers attention/softmax --without-softmax",

@@ -38,7 +38,7 @@ torch::Tensor fft_conv(const torch::Tensor& u, const torch::Tensor& k, std::int6
 }
 
 torch::Tensor causal_fft_conv(const torch::Tensor& u, const torch::Tensor& k, std::int64_t dim) {
-  return fft_conv(u, k, dim, 0, u.size(dim < 0 ? dim + u.dim() : dim));
+  return fft_conv(u, k, dim, 0, u.size(dim));
 }
 
 torch::Tensor causal_direct_conv(const torch::Tensor& u, const torch::Tensor& k, std::int64_t dim) {

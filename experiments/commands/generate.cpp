@@ -86,14 +86,8 @@ int generate(const GenerateOptions& o) {
 double temperature_option(const CommandLine& cl) {
   const std::string text = string_option(cl, "temperature");
   if (text.empty()) return 0.8;
-  std::size_t used = 0;
   double t = -1;
-  try {
-    t = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || !std::isfinite(t) || t < 0 || t > 100)
+  if (!parse_finite_number(text, t) || t < 0 || t > 100)
     throw UsageError("blocklab generate: --temperature takes a number from 0 (greedy) to 100, not '" + printable(text) +
                      "'");
   return t;

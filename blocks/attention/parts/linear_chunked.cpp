@@ -20,7 +20,6 @@
 // while at 16k tokens it is as fast or faster and keeps a half to two thirds of the memory.
 // A decay that needs its own gradient (none of the registered mixers' decays: they are
 // buffers) and per-token decays (SSD's, from the input) go through autograd too.
-#include <limits>
 #include <vector>
 
 #include "blocks/attention/parts/linear_core.h"
@@ -56,9 +55,7 @@ struct ChunkDecay {
       const auto b = log_decay.size(0), h = log_decay.size(1), c = log_decay.size(2) / m;
       const auto sums = log_decay.reshape({b, h, c, m}).cumsum(-1);  // L_a
       const auto last = sums.narrow(-1, m - 1, 1);
-      const auto above = torch::ones({m, m}, opts.dtype(torch::kBool)).triu(1);
-      intra_mask =
-          (sums.unsqueeze(-1) - sums.unsqueeze(-2)).masked_fill(above, -std::numeric_limits<double>::infinity()).exp();
+      intra_mask = linear_token_decay_matrix(log_decay.reshape({b, h, c, m}));
       q_scale = sums.exp().unsqueeze(-1);
       k_scale = (last - sums).exp().unsqueeze(-1);
       chunk_scale = last.exp().unsqueeze(-1);

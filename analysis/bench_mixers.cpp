@@ -59,13 +59,28 @@ std::size_t allocated_bytes() {
 constexpr const char* kCommand = "bench mixers";
 constexpr const char* kTypeHint = "the mixers are named by --mixers, not an option";
 
+// A --mixers entry is a registry key, optionally with options of that mixer alone after colons:
+// "ssm/mamba:scan=reference" (its label in the tables is the whole entry).
+std::string key_of(const std::string& entry) { return entry.substr(0, entry.find(':')); }
+std::vector<std::string> entry_options(const std::string& entry) {
+  std::vector<std::string> options;
+  for (auto at = entry.find(':'); at != std::string::npos;) {
+    const auto next = entry.find(':', at + 1);
+    options.push_back(entry.substr(at + 1, next == std::string::npos ? std::string::npos : next - at - 1));
+    at = next;
+  }
+  return options;
+}
+
 // Whether the mixer `key` has the option set by `text` (its first key part).
-bool has_option(const std::string& key, const std::string& text) {
+bool has_option(const std::string& entry, const std::string& text) {
+  const auto key = key_of(entry);
   const auto option = option_set_key(text, kCommand, kTypeHint);
   return mixer_registry().info(key).schema.find(option.substr(0, option.find('.'))) != nullptr;
 }
 
-TokenMixer build_mixer(const std::string& key, const MixerBench& b, std::int64_t n) {
+TokenMixer build_mixer(const std::string& entry, const MixerBench& b, std::int64_t n) {
+  const auto key = key_of(entry);
   std::ostringstream cfg;
   cfg << "{type: " << key << "}";
   ConfigNode node = parse_yaml(cfg.str(), "bench");
@@ -73,6 +88,7 @@ TokenMixer build_mixer(const std::string& key, const MixerBench& b, std::int64_t
   if (mixer_registry().info(key).schema.find("heads")) node.set("heads", ConfigNode::integer(b.heads));
   for (const auto& text : b.sets)
     if (has_option(key, text)) apply_option_set(node, text, kCommand, kTypeHint);
+  for (const auto& text : entry_options(entry)) apply_option_set(node, text, kCommand, kTypeHint);
   return mixer_registry().create(node, MixerArgs{b.dim, n});
 }
 
@@ -157,16 +173,16 @@ void print_table(const MixerBench& b, const std::vector<std::vector<Measure>>& m
   std::printf(
       "(mixers that are not causal run bidirectionally, those that need a grid on a square grid; '-': N is "
       "not a square)\n");
-  std::printf("%-22s %7s %11s %13s %10s %12s\n", "mixer", "N", "ms", "tokens/s", "saved MB", "vs softmax");
+  std::printf("%-28s %7s %11s %13s %10s %12s\n", "mixer", "N", "ms", "tokens/s", "saved MB", "vs softmax");
   for (std::size_t i = 0; i < b.mixers.size(); ++i)
     for (std::size_t l = 0; l < b.lengths.size(); ++l) {
       const auto& x = m[i][l];
       if (std::isnan(x.seconds)) {
-        std::printf("%-22s %7lld %11s\n", b.mixers[i].c_str(), static_cast<long long>(b.lengths[l]), "-");
+        std::printf("%-28s %7lld %11s\n", b.mixers[i].c_str(), static_cast<long long>(b.lengths[l]), "-");
         continue;
       }
       const double tokens = static_cast<double>(b.batch * b.lengths[l]) / x.seconds;
-      std::printf("%-22s %7lld %11.2f %13.0f %10.1f", b.mixers[i].c_str(), static_cast<long long>(b.lengths[l]),
+      std::printf("%-28s %7lld %11.2f %13.0f %10.1f", b.mixers[i].c_str(), static_cast<long long>(b.lengths[l]),
                   1e3 * x.seconds, tokens, x.saved_mb);
       if (b.softmax)
         std::printf(" %11.2fx\n", m[0][l].seconds / x.seconds);
@@ -189,8 +205,8 @@ std::string scaling_ratio(std::int64_t n, const Measure& at_n, const Measure& at
 
 // Time at N over time at N/4 (when both were measured), and where each mixer overtakes softmax.
 void print_scaling(const MixerBench& b, const std::vector<std::vector<Measure>>& m) {
-  std::printf("\n%-22s %-34s %s\n", "mixer", "time x per 4x tokens, N/4 -> N:", "faster than softmax from N =");
-  std::printf("%-22s %-34s\n", "", "median over rounds (range)");
+  std::printf("\n%-28s %-34s %s\n", "mixer", "time x per 4x tokens, N/4 -> N:", "faster than softmax from N =");
+  std::printf("%-28s %-34s\n", "", "median over rounds (range)");
   for (std::size_t i = 0; i < b.mixers.size(); ++i) {
     std::string ratios;
     for (std::size_t l = 0; l < b.lengths.size(); ++l)
@@ -202,7 +218,27 @@ void print_scaling(const MixerBench& b, const std::vector<std::vector<Measure>>&
         crossover = std::to_string(b.lengths[l]);
         break;
       }
-    std::printf("%-22s %-34s %s\n", b.mixers[i].c_str(), ratios.c_str(), b.softmax && i == 0 ? "-" : crossover.c_str());
+    std::printf("%-28s %-34s %s\n", b.mixers[i].c_str(), ratios.c_str(), b.softmax && i == 0 ? "-" : crossover.c_str());
+  }
+}
+
+// Each entry with options ("ssm/mamba:scan=reference") against its plain key when both ran:
+// time of the variant / time of the plain mixer, per N (e.g. a reference loop against the fused form).
+void print_variants(const MixerBench& b, const std::vector<std::vector<Measure>>& m) {
+  bool header = false;
+  for (std::size_t i = 0; i < b.mixers.size(); ++i) {
+    const auto base = std::find(b.mixers.begin(), b.mixers.end(), key_of(b.mixers[i]));
+    if (b.mixers[i] == key_of(b.mixers[i]) || base == b.mixers.end()) continue;
+    if (!header) std::printf("\n%-48s %s\n", "variant / its plain mixer", "time ratio at N (median over rounds)");
+    header = true;
+    std::string ratios;
+    for (std::size_t l = 0; l < b.lengths.size(); ++l) {
+      char text[64];
+      std::snprintf(text, sizeof text, "%lld: %.1fx  ", static_cast<long long>(b.lengths[l]),
+                    m[i][l].seconds / m[static_cast<std::size_t>(base - b.mixers.begin())][l].seconds);
+      ratios += text;
+    }
+    std::printf("%-48s %s\n", (b.mixers[i] + " / " + *base).c_str(), ratios.c_str());
   }
 }
 
@@ -239,7 +275,8 @@ int bench_mixers_command(const std::vector<std::string>& args) {
   opts.add_options()("help,h", "show this help")(
       "mixers", po::value<std::string>(),
       "registry keys, comma-separated (default: attention/softmax and every linear/ and retention/ mixer); "
-      "softmax is always first, the reference of the ratios (unless --without-softmax)")(
+      "softmax is always first, the reference of the ratios (unless --without-softmax); KEY:OPTION=VALUE[:...] "
+      "runs a variant, timed against KEY when both are named (e.g. ssm/mamba,ssm/mamba:scan=reference)")(
       "lengths", po::value<std::string>(), "sequence lengths N, comma-separated (default 256,1024,4096,16384)")(
       "dim", po::value<std::string>(), "width C, 8 to 4096 (default 64)")(
       "heads", po::value<std::string>(), "heads of every mixer that has them, 1 to 64 (default 4)")(
@@ -263,7 +300,7 @@ int bench_mixers_command(const std::vector<std::string>& args) {
         opts,
         "Examples:\n  blocklab bench mixers\n  blocklab bench mixers --mixers linear/elu "
         "--lengths 1024,4096,16384 --threads 1\n  blocklab bench mixers --mixers linear/elu,linear/lightning "
-        "--set chunk=32\n");
+        "--set chunk=32\n  blocklab bench mixers --mixers ssm/mamba,ssm/mamba:scan=reference --lengths 1024,4096\n");
     return 0;
   }
   if (!cl.positional.empty()) throw UsageError("blocklab bench mixers: unexpected argument '" + cl.positional[0] + "'");
@@ -274,7 +311,7 @@ int bench_mixers_command(const std::vector<std::string>& args) {
   if (b.softmax) b.mixers.insert(b.mixers.begin(), "attention/softmax");
   if (b.mixers.empty())
     throw UsageError("blocklab bench mixers: --without-softmax leaves no mixer; name some with --mixers");
-  for (const auto& key : b.mixers) mixer_registry().info(key);  // unknown keys: the registry's did-you-mean
+  for (const auto& entry : b.mixers) mixer_registry().info(key_of(entry));  // unknown keys: did-you-mean
   if (cl.vars.count("lengths")) {
     b.lengths.clear();
     for (const auto& item : split_commas(string_option(cl, "lengths")))
@@ -296,9 +333,11 @@ int bench_mixers_command(const std::vector<std::string>& args) {
   if (b.dim % b.heads != 0)
     throw UsageError("blocklab bench mixers: --heads " + std::to_string(b.heads) + " does not divide --dim " +
                      std::to_string(b.dim));
+  for (const auto& entry : b.mixers) build_mixer(entry, b, 16);  // bad options: the schema's message, before timing
   const auto measures = measure_all(b);
   print_table(b, measures);
   print_scaling(b, measures);
+  print_variants(b, measures);
   plot(b, measures);
   return 0;
 }

@@ -1,0 +1,111 @@
+// Mamba's fused selective scan (blocks/common/selective_scan.h), tag [ssm]: equal to the
+// official naive scan (its LibTorch reference) in float64 (<= 1e-9), outputs, the last state and
+// every gradient, across its chunks of 64 steps and blocks of 8 channels; with and without an
+// initial state; stepping token by token continues it; float32; second derivatives refused.
+#include <catch2/catch.hpp>
+
+#include "blocks/common/selective_scan.h"
+
+using namespace blocklab;
+
+namespace {
+
+double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+struct ScanInputs {
+  torch::Tensor u, delta, A, B, C, h0;
+  std::vector<torch::Tensor> leaves() const {
+    std::vector<torch::Tensor> all{u, delta, A, B, C};
+    if (h0.defined()) all.push_back(h0);
+    return all;
+  }
+};
+
+// Mamba's ranges: delta = softplus(.) > 0, A = -exp(A_log) < 0.
+ScanInputs inputs(std::int64_t batch, std::int64_t length, std::int64_t channels, std::int64_t states,
+                  bool initial, torch::Dtype dtype = torch::kFloat64) {
+  const auto o = torch::TensorOptions(dtype);
+  ScanInputs in{torch::randn({batch, length, channels}, o),
+                torch::softplus(torch::randn({batch, length, channels}, o) - 1),
+                -torch::exp(torch::randn({channels, states}, o)),
+                torch::randn({batch, length, states}, o),
+                torch::randn({batch, length, states}, o),
+                initial ? torch::randn({batch, channels, states}, o) : torch::Tensor()};
+  for (auto* t : {&in.u, &in.delta, &in.A, &in.B, &in.C, &in.h0})
+    if (t->defined()) t->requires_grad_(true);
+  return in;
+}
+
+}  // namespace
+
+TEST_CASE("selective scan: the fused form equals the naive scan, outputs, last state and gradients", "[ssm]") {
+  torch::manual_seed(0);
+  struct Case {
+    std::int64_t length, channels, states;
+    bool initial;
+  };
+  // Lengths 1, 64 (one chunk), 65 and 150 (partial chunks); channels 3 (one partial block) and
+  // 19 (three blocks, the last partial).
+  for (const Case& c : {Case{1, 3, 4, false}, Case{64, 19, 5, true}, Case{65, 3, 16, true}, Case{150, 19, 3, false}}) {
+    INFO("length " << c.length << ", channels " << c.channels << ", states " << c.states << ", h0 " << c.initial);
+    const auto in = inputs(2, c.length, c.channels, c.states, c.initial);
+    const auto weights = torch::randn({2, c.length, c.channels}, torch::kFloat64);
+    const auto run = [&](const SelectiveScanResult& r) {
+      auto g = torch::autograd::grad({(r.y * weights).sum()}, in.leaves());
+      g.push_back(r.y.detach());
+      g.push_back(r.last.detach());
+      return g;
+    };
+    const auto fused = run(selective_scan(in.u, in.delta, in.A, in.B, in.C, in.h0));
+    const auto reference = run(selective_scan_reference(in.u, in.delta, in.A, in.B, in.C, in.h0));
+    for (std::size_t i = 0; i < fused.size(); ++i) {
+      INFO("output " << i << " (gradients of u, delta, A, B, C[, h0]; then y, last)");
+      CHECK(max_diff(fused[i], reference[i]) <= 1e-9);
+    }
+  }
+}
+
+TEST_CASE("selective scan: written out for one channel; stepping continues the scan; float32", "[ssm]") {
+  torch::manual_seed(1);
+  torch::NoGradGuard no_grad;
+  const auto in = inputs(1, 70, 2, 3, false);
+  const auto y = selective_scan(in.u, in.delta, in.A, in.B, in.C).y;
+  // h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t, y_t = C_t . h_t, channel 1 by hand.
+  auto h = torch::zeros({3}, torch::kFloat64);
+  double worst = 0;
+  for (std::int64_t t = 0; t < 70; ++t) {
+    const auto dt = in.delta[0][t][1];
+    h = torch::exp(dt * in.A[1]) * h + dt * in.u[0][t][1] * in.B[0][t];
+    worst = std::max(worst, std::abs((in.C[0][t] * h).sum().item<double>() - y[0][t][1].item<double>()));
+  }
+  CHECK(worst <= 1e-12);
+  // The first 40 tokens scanned, then 30 steps from its last state = the whole scan.
+  const auto first = selective_scan(in.u.narrow(1, 0, 40), in.delta.narrow(1, 0, 40), in.A, in.B.narrow(1, 0, 40),
+                                    in.C.narrow(1, 0, 40));
+  auto state = first.last;
+  for (std::int64_t t = 40; t < 70; ++t) {
+    const auto s = selective_step(in.u.select(1, t), in.delta.select(1, t), in.A, in.B.select(1, t),
+                                  in.C.select(1, t), state);
+    CHECK(max_diff(s.y, y.select(1, t)) <= 1e-12);
+    state = s.last;
+  }
+  // ... and scanning the rest from that state equals it too.
+  const auto rest = selective_scan(in.u.narrow(1, 40, 30), in.delta.narrow(1, 40, 30), in.A, in.B.narrow(1, 40, 30),
+                                   in.C.narrow(1, 40, 30), first.last);
+  CHECK(max_diff(rest.y, y.narrow(1, 40, 30)) <= 1e-12);
+  const auto f32 = inputs(2, 100, 12, 16, true, torch::kFloat32);
+  CHECK(max_diff(selective_scan(f32.u, f32.delta, f32.A, f32.B, f32.C, f32.h0).y,
+                 selective_scan_reference(f32.u, f32.delta, f32.A, f32.B, f32.C, f32.h0).y) <= 1e-4);
+}
+
+TEST_CASE("selective scan: bad shapes are named; the fused backward refuses a second derivative", "[ssm]") {
+  const auto in = inputs(1, 5, 2, 3, false);
+  CHECK_THROWS_WITH(selective_scan(in.u, in.delta, in.A, in.B.narrow(1, 0, 4), in.C),
+                    Catch::Contains("B and C must be [B, L, N]"));
+  CHECK_THROWS_WITH(selective_scan(in.u, in.delta.narrow(2, 0, 1), in.A, in.B, in.C),
+                    Catch::Contains("u and delta must be [B, L >= 1, D]"));
+  const auto y = selective_scan(in.u, in.delta, in.A, in.B, in.C).y;
+  CHECK_THROWS_WITH(torch::autograd::grad({y.pow(2).sum()}, {in.u}, {}, true, /*create_graph=*/true),
+                    Catch::Contains("not differentiable again"));
+}
+

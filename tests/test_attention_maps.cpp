@@ -277,10 +277,10 @@ TEST_CASE("blocklab attn on a sequence run: token maps labelled with the tokens,
   for (const auto& e : fs::directory_iterator(attn))
     if (e.path().extension() == ".png") pictures.push_back(e.path().filename().string());
   std::sort(pictures.begin(), pictures.end());
-  // Per sample: the one layer's token x token map and the query's map; no head scores (the
-  // encoder is not causal).
-  CHECK(pictures == std::vector<std::string>{"test0_layer0_tokens.png", "test0_query9.png", "test1_layer0_tokens.png",
-                                             "test1_query9.png"});
+  // Per sample: the one layer's token x token map, its effective mixing matrix and the query's
+  // map; no head scores (the encoder is not causal).
+  CHECK(pictures == std::vector<std::string>{"test0_layer0_tokens.png", "test0_mixing.png", "test0_query9.png",
+                                             "test1_layer0_tokens.png", "test1_mixing.png", "test1_query9.png"});
   std::vector<std::int64_t> shape;
   const std::vector<float> probs = read_npy_f32((attn / "arrays/probs_layer0.npy").string(), shape);
   REQUIRE(shape.size() == 4);
@@ -343,4 +343,56 @@ TEST_CASE("blocklab attn on a linear-attention run: the implicit kernel next to 
   CHECK(shape == std::vector<std::int64_t>{1, 16, 16});
   const std::string index = testing::slurp(run / "attn" / "index.html");
   CHECK(index.find("effective mixing matrices") != std::string::npos);
+}
+
+TEST_CASE("blocklab attn on SSM language models: Mamba-2's semiseparable matrix; the Jacobian of any mixer", "[attn]") {
+  // The tiny LM without its heads option (the SSMs have none).
+  std::vector<std::string> overrides;
+  for (const auto& o : testing::tiny_lm_overrides())
+    if (o.rfind("model.mixer.heads", 0) != 0) overrides.push_back(o);
+  const auto pictures_of = [](const fs::path& dir) {
+    std::vector<std::string> pictures;
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.path().extension() == ".png") pictures.push_back(e.path().filename().string());
+    std::sort(pictures.begin(), pictures.end());
+    return pictures;
+  };
+  SECTION("ssm/mamba2 records its matrix view M (y = M x per head): causal, drawn as token maps") {
+    testing::TempDir tmp;
+    overrides.insert(overrides.end(), {"model/mixer=mamba2", "model.mixer.headdim=8", "model.mixer.d_state=4"});
+    const fs::path run = tiny_sequence_run(tmp, "lm_kjv", overrides, "model.mixer.chunk=8");
+    const int status = testing::run_blocklab({"attn", run.string(), "--samples", "0"}, tmp.path / "attn.log");
+    INFO(testing::slurp(tmp.path / "attn.log"));
+    REQUIRE(status == 0);
+    std::vector<std::int64_t> shape;
+    const std::vector<float> m = read_npy_f32((run / "attn/arrays/probs_layer0.npy").string(), shape);
+    REQUIRE(shape == std::vector<std::int64_t>{1, 4, 32, 32});  // 1 sample, E / headdim = 32 / 8 heads
+    double above = 0, below = 0;
+    for (std::size_t h = 0; h < 4; ++h)
+      for (std::size_t i = 0; i < 32; ++i)
+        for (std::size_t j = 0; j < 32; ++j) (j > i ? above : below) += std::abs(m[(h * 32 + i) * 32 + j]);
+    CHECK(above == 0.0);
+    CHECK(below > 0.0);
+    // (and the induction / previous-token scores a causal LM's recorded maps get)
+    CHECK(pictures_of(run / "attn") ==
+          std::vector<std::string>{"head_scores.png", "test0_layer0_tokens.png", "test0_mixing.png"});
+  }
+  SECTION("ssm/mamba records no weights: its effective mixing matrix is drawn") {
+    testing::TempDir tmp;
+    overrides.push_back("model/mixer=mamba");
+    const fs::path run = tiny_sequence_run(tmp, "lm_kjv", overrides, "model.mixer.d_state=4");
+    const int status = testing::run_blocklab({"attn", run.string(), "--samples", "0"}, tmp.path / "attn.log");
+    INFO(testing::slurp(tmp.path / "attn.log"));
+    REQUIRE(status == 0);
+    CHECK(pictures_of(run / "attn") == std::vector<std::string>{"test0_mixing.png"});
+    std::vector<std::int64_t> shape;
+    const std::vector<float> mixing = read_npy_f32((run / "attn/arrays/mixing_test0.npy").string(), shape);
+    REQUIRE(shape == std::vector<std::int64_t>{1, 32, 32});
+    double above = 0;
+    for (std::size_t i = 0; i < 32; ++i)
+      for (std::size_t j = i + 1; j < 32; ++j) above += std::abs(mixing[i * 32 + j]);
+    CHECK(above == 0.0);  // a causal mixer: no token depends on a later one
+    CHECK(testing::run_blocklab({"attn", run.string(), "--no-mixing"}, tmp.path / "bad.log") != 0);
+    CHECK(testing::slurp(tmp.path / "bad.log").find("--no-mixing leaves nothing to draw") != std::string::npos);
+  }
 }

@@ -2,7 +2,9 @@
 // per head labelled with the tokens (a text's characters), the attention of one query position
 // (--query) over the keys, per layer, and on token models the per-head induction and
 // previous-token scores of Olsson et al. 2022 (analysis/attention_maps.h), measured on a
-// repeated random sequence.
+// repeated random sequence; and for every mixer, with attention weights or not (SSMs, long
+// convolutions, linear attention), the effective mixing matrix ||dy_i/dx_j|| per layer.
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <iostream>
@@ -102,6 +104,34 @@ void head_scores(const LoadedRun& run, std::int64_t period, const std::string& o
   page.picture("head_scores.png", "layers x heads");
 }
 
+// The effective mixing matrix (the Jacobian norm, rows normalised) of every wanted layer's
+// mixer call on sample s: one panel per layer over tokens [from, to), and the arrays.
+void draw_mixing(const AttentionProbe& probe, const std::vector<std::int64_t>& layers, std::int64_t s,
+                 std::int64_t from, std::int64_t to, const std::vector<std::string>& tokens, const std::string& tag,
+                 const std::string& out, IndexPage& page,
+                 const std::function<void(const HeatmapFigure&, const std::string&)>& render) {
+  HeatmapFigure f;
+  f.title = "effective mixing ||dy_i/dx_j|| per layer, rows normalised, tokens " + std::to_string(from) + ".." +
+            std::to_string(to - 1);
+  f.shared_scale = false;
+  std::vector<torch::Tensor> all;
+  for (const MixerCall& call : probe.mixer_calls()) {
+    if (std::find(layers.begin(), layers.end(), call.context.layer) == layers.end()) continue;
+    MixerContext ctx = call.context;
+    if (ctx.lengths.defined()) ctx.lengths = ctx.lengths.slice(0, s, s + 1);
+    const torch::Tensor m = normalize_rows(mixing_matrix(*call.mixer, call.input.slice(0, s, s + 1), ctx));
+    all.push_back(m);
+    Heatmap panel =
+        matrix_panel(m.slice(0, from, to).slice(1, from, to), "layer " + std::to_string(call.context.layer));
+    panel.row_labels = panel.col_labels = tokens;
+    f.panels.push_back(panel);
+  }
+  if (all.empty()) return;
+  save_npy(out + "/arrays/mixing_" + tag + ".npy", torch::stack(all));
+  render(f, tag + "_mixing");
+  page.picture(tag + "_mixing.png", "effective mixing matrices, per layer (any mixer)");
+}
+
 }  // namespace
 
 int attn_sequences(const AttnOptions& o, const LoadedRun& run) {
@@ -116,16 +146,20 @@ int attn_sequences(const AttnOptions& o, const LoadedRun& run) {
   const torch::Tensor lengths = split.lengths.defined() ? split.lengths.index_select(0, index) : torch::Tensor();
   AttentionProbe probe;
   probe.enable();
+  probe.keep_mixer_calls(o.mixing);
   {
     torch::NoGradGuard no_grad;
     run.model->forward(run.dataset->prepare(raw, nullptr), &probe, lengths);
   }
   const auto records = records_of(probe);
-  if (records.empty())
-    throw ConfigError("the run's token mixers record no attention weights: nothing to draw",
-                      Source{}, "model", {"blocklab describe <mixer> says whether a mixer records weights"});
+  if (records.empty() && probe.mixer_calls().empty())
+    throw ConfigError("the run's token mixers record no attention weights, and --no-mixing leaves nothing to draw",
+                      Source{}, "model",
+                      {"drop --no-mixing: the effective mixing matrices are drawn for any mixer",
+                       "blocklab describe <mixer> says whether a mixer records weights"});
   const std::vector<std::int64_t> layers = select(o.layers, run.model->stack().depth(), "layers");
-  const std::int64_t n = records.begin()->second->probs.size(-1);
+  const std::int64_t n =
+      records.empty() ? probe.mixer_calls().front().input.size(1) : records.begin()->second->probs.size(-1);
   const auto [from, last] = o.tokens.empty() ? std::pair<std::int64_t, std::int64_t>{0, std::min<std::int64_t>(n, 64) - 1}
                                              : o.tokens.single_range(n, "tokens");
   const std::int64_t to = last + 1;
@@ -167,7 +201,8 @@ int attn_sequences(const AttnOptions& o, const LoadedRun& run) {
       render(f, tag + "_layer" + std::to_string(l) + "_tokens");
       page.picture(tag + "_layer" + std::to_string(l) + "_tokens.png", lname + ": token x token, per head");
     }
-    if (o.query < 0) continue;
+    if (o.mixing) draw_mixing(probe, layers, s, from, to, tokens, tag, out, page, render);
+    if (o.query < 0 || records.empty()) continue;
     // One query's attention over the keys: a row per head, a panel per layer.
     const std::vector<std::string> keys = labels_of(info, raw[s], 0, o.query + 1);
     const std::string query_token = labels_of(info, raw[s], o.query, o.query + 1).front();

@@ -3,242 +3,244 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <vector>
+
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 namespace blocklab {
 namespace {
 
-constexpr std::int64_t kLanes = 8;   // channels one task walks through time together, one per vector lane
+constexpr std::int64_t kLanes = 8;   // channels walked through time together, one per vector lane
 constexpr std::int64_t kSteps = 64;  // steps per chunk: one batched exp, one checkpoint of the state
 
+// Flushes denormal floats to zero in this thread while alive. A decaying state (exp(delta A) < 1
+// each step, its input small) walks down into the denormal range, where x86 arithmetic is ~100x
+// slower: without this the scan of a freshly initialised Mamba ran 3x slower at 4k tokens.
+// Values below 1e-38 (float) / 1e-308 (double) become 0, far below any tolerance.
+class FlushDenormals {
+ public:
+#if defined(__SSE__) || defined(__x86_64__)
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040); }  // FTZ | DAZ
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+
+ private:
+  unsigned int saved_;
+#endif
+};
+
+// The kernels see every per-channel tensor in "lane layout": the D channels padded to `blocks`
+// blocks of kLanes and the lanes innermost ([B, blocks, L, kLanes], A as [blocks, N, kLanes],
+// states [B, blocks, N, kLanes]), so that their loops run over the lanes without reductions and
+// vectorise. Padded lanes have delta = u = A = 0: their state stays 0.
 struct Dims {
   std::int64_t batch, length, channels, states;
-  std::int64_t chunks() const { return (length + kSteps - 1) / kSteps; }
   std::int64_t blocks() const { return (channels + kLanes - 1) / kLanes; }
+  std::int64_t chunks() const { return (length + kSteps - 1) / kSteps; }
 };
 
-template <typename T>
-struct Inputs {
-  const T *u, *delta, *A, *B, *C;
-};
+// [B, L, D] -> [B, blocks, L, kLanes] (contiguous, zero-padded) and back.
+torch::Tensor to_lanes(const torch::Tensor& x, const Dims& s) {
+  const auto padded = torch::constant_pad_nd(x, {0, s.blocks() * kLanes - s.channels});
+  return padded.view({s.batch, s.length, s.blocks(), kLanes}).permute({0, 2, 1, 3}).contiguous();
+}
+torch::Tensor from_lanes(const torch::Tensor& x, const Dims& s) {
+  return x.permute({0, 2, 1, 3}).reshape({s.batch, s.length, s.blocks() * kLanes}).narrow(2, 0, s.channels);
+}
+// A [D, N] <-> [blocks, N, kLanes]; states [B, D, N] <-> [B, blocks, N, kLanes].
+torch::Tensor A_to_lanes(const torch::Tensor& A, const Dims& s) {
+  const auto padded = torch::constant_pad_nd(A, {0, 0, 0, s.blocks() * kLanes - s.channels});
+  return padded.view({s.blocks(), kLanes, s.states}).permute({0, 2, 1}).contiguous();
+}
+torch::Tensor A_from_lanes(const torch::Tensor& A, const Dims& s) {
+  return A.permute({0, 2, 1}).reshape({s.blocks() * kLanes, s.states}).narrow(0, 0, s.channels);
+}
+torch::Tensor state_to_lanes(const torch::Tensor& h, const Dims& s) {
+  const auto padded = torch::constant_pad_nd(h, {0, 0, 0, s.blocks() * kLanes - s.channels});
+  return padded.view({s.batch, s.blocks(), kLanes, s.states}).permute({0, 1, 3, 2}).contiguous();
+}
+torch::Tensor state_from_lanes(const torch::Tensor& h, const Dims& s) {
+  return h.permute({0, 1, 3, 2}).reshape({s.batch, s.blocks() * kLanes, s.states}).narrow(1, 0, s.channels);
+}
 
-// One task's view: channels [d0, d0 + dc) of the block `block`, and the chunk [t0, t0 + steps)
-// of batch entry b. Every per-channel buffer is laid out [..][kLanes], the channels innermost,
-// so that the loops over them have no reductions and vectorise; lanes past dc hold zeros
-// (delta = 0: their state stays 0).
-template <typename T>
-struct Block {
-  const Inputs<T>& in;
-  const Dims& s;
-  std::int64_t block, d0, dc;
-  std::vector<T> A;      // [N][kLanes]
-  std::vector<T> delta;  // [kSteps][kLanes]
-  std::vector<T> u;      // [kSteps][kLanes]
-  std::vector<T> decay;  // [kSteps][N][kLanes]: exp(delta A)
-  std::vector<T> h;      // [N][kLanes]: the state
-
-  Block(const Inputs<T>& inputs, const Dims& dims, std::int64_t index)
-      : in(inputs), s(dims), block(index), d0(index * kLanes), dc(std::min(kLanes, dims.channels - index * kLanes)),
-        A(dims.states * kLanes, T(0)), delta(kSteps * kLanes), u(kSteps * kLanes),
-        decay(kSteps * dims.states * kLanes), h(dims.states * kLanes) {
-    for (std::int64_t l = 0; l < dc; ++l)
-      for (std::int64_t n = 0; n < s.states; ++n) A[n * kLanes + l] = in.A[(d0 + l) * s.states + n];
-  }
-  std::int64_t at(std::int64_t b, std::int64_t t) const { return (b * s.length + t) * s.channels + d0; }
-
-  // Reads the chunk's delta and u and discretises A: decay = exp(delta A), one vectorised exp
-  // (ATen's) for the chunk instead of an exp call per element.
-  void load(std::int64_t b, std::int64_t t0, std::int64_t steps) {
-    std::fill(delta.begin(), delta.end(), T(0));
-    std::fill(u.begin(), u.end(), T(0));
-    for (std::int64_t t = 0; t < steps; ++t)
-      for (std::int64_t l = 0; l < dc; ++l) {
-        delta[t * kLanes + l] = in.delta[at(b, t0 + t) + l];
-        u[t * kLanes + l] = in.u[at(b, t0 + t) + l];
-      }
-    for (std::int64_t t = 0; t < steps; ++t)
-      for (std::int64_t n = 0; n < s.states; ++n)
-        for (std::int64_t l = 0; l < kLanes; ++l)
-          decay[(t * s.states + n) * kLanes + l] = delta[t * kLanes + l] * A[n * kLanes + l];
-    torch::from_blob(decay.data(), {steps * s.states * kLanes}, c10::CppTypeToScalarType<T>::value).exp_();
-  }
-
-  // The state [B, (rows), D, N] of a global tensor <-> h.
-  void read_state(const T* from, std::int64_t row) {
-    std::fill(h.begin(), h.end(), T(0));
-    for (std::int64_t l = 0; l < dc; ++l)
-      for (std::int64_t n = 0; n < s.states; ++n) h[n * kLanes + l] = from[(row * s.channels + d0 + l) * s.states + n];
-  }
-  void write_state(T* to, std::int64_t row, const std::vector<T>& state) const {
-    for (std::int64_t l = 0; l < dc; ++l)
-      for (std::int64_t n = 0; n < s.states; ++n) to[(row * s.channels + d0 + l) * s.states + n] = state[n * kLanes + l];
-  }
-
-  // h <- decay_t h + delta_t u_t B_t over the chunk; y_t = C_t . h when `y` is given; the states
-  // after each step into states[t + 1] when `states` is given ([steps + 1][N][kLanes]).
-  void walk(std::int64_t b, std::int64_t t0, std::int64_t steps, T* y, T* states) {
-    const auto n_states = s.states;
-    for (std::int64_t t = 0; t < steps; ++t) {
-      const T *Bt = in.B + (b * s.length + t0 + t) * n_states, *Ct = in.C + (b * s.length + t0 + t) * n_states;
-      T du[kLanes], acc[kLanes] = {};
-      for (std::int64_t l = 0; l < kLanes; ++l) du[l] = delta[t * kLanes + l] * u[t * kLanes + l];
-      for (std::int64_t n = 0; n < n_states; ++n) {
-        const T* a = decay.data() + (t * n_states + n) * kLanes;
-        T* hn = h.data() + n * kLanes;
-        for (std::int64_t l = 0; l < kLanes; ++l) {
-          hn[l] = a[l] * hn[l] + du[l] * Bt[n];
-          acc[l] += Ct[n] * hn[l];
-        }
-      }
-      if (y)
-        for (std::int64_t l = 0; l < dc; ++l) y[at(b, t0 + t) + l] = acc[l];
-      if (states) std::copy(h.begin(), h.end(), states + (t + 1) * n_states * kLanes);
-    }
-  }
-};
-
-template <typename T>
-void forward_kernel(const Inputs<T>& in, const T* h0, const Dims& s, T* y, T* checkpoints, T* last) {
-  at::parallel_for(0, s.blocks(), 1, [&](std::int64_t from, std::int64_t to) {
-    for (std::int64_t index = from; index < to; ++index) {
-      Block<T> block(in, s, index);
-      for (std::int64_t b = 0; b < s.batch; ++b) {
-        if (h0) block.read_state(h0, b);
-        else std::fill(block.h.begin(), block.h.end(), T(0));
-        for (std::int64_t c = 0; c < s.chunks(); ++c) {
-          const auto t0 = c * kSteps, steps = std::min(kSteps, s.length - t0);
-          block.write_state(checkpoints, b * s.chunks() + c, block.h);
-          block.load(b, t0, steps);
-          block.walk(b, t0, steps, y, static_cast<T*>(nullptr));
-        }
-        block.write_state(last, b, block.h);
-      }
-    }
+// Runs body(b, block) for every batch entry and block of lanes, in parallel, denormals flushed.
+template <typename Body>
+void for_items(const Dims& s, const Body& body) {
+  at::parallel_for(0, s.batch * s.blocks(), 1, [&](std::int64_t from, std::int64_t to) {
+    const FlushDenormals flush;
+    for (std::int64_t item = from; item < to; ++item) body(item / s.blocks(), item % s.blocks());
   });
 }
 
+// What one item (a batch entry's block of lanes) reads, from its first step on.
 template <typename T>
-struct Grads {
-  T *du, *ddelta, *dA, *dB_parts, *dC_parts, *dh0;  // d*_parts [blocks, B, L, N]: summed after
+struct Item {
+  const T *u, *delta;  // [L][kLanes]
+  const T* A;          // [N][kLanes]
+  const T *B, *C;      // [L][N]
+  T* h;                // the state [N][kLanes]
+  std::int64_t steps, states;
+  // The same item from step t0 on, for `count` steps.
+  Item at(std::int64_t t0, std::int64_t count) const {
+    return {u + t0 * kLanes, delta + t0 * kLanes, A, B + t0 * states, C + t0 * states, h, count, states};
+  }
 };
 
-// Backwards through one chunk, its states recomputed in `states` ([steps + 1][N][kLanes],
-// states[0] the state before the chunk). g [N][kLanes] carries a_{t+1} dL/dh_{t+1} in and
-// a_t dL/dh_t out:
-//   dL/dh_t = dy_t C_t + a_{t+1} dL/dh_{t+1},  dL/da_t = dL/dh_t h_{t-1},
-//   dL/d(delta_t u_t B_t) = dL/dh_t,  and a_t = exp(delta_t A) chains into delta and A.
+// Where one item's gradients go, in lane layout, from its first step on.
 template <typename T>
-void chunk_backward(Block<T>& blk, const T* dy, std::int64_t b, std::int64_t t0, std::int64_t steps,
-                    const T* states, T* g, T* dA, const Grads<T>& out) {
-  const auto& s = blk.s;
-  const auto n_states = s.states;
-  for (std::int64_t t = steps - 1; t >= 0; --t) {
-    const auto row = b * s.length + t0 + t;
-    const T *Bt = blk.in.B + row * n_states, *Ct = blk.in.C + row * n_states;
-    const auto part = ((blk.block * s.batch + b) * s.length + t0 + t) * n_states;
-    T *dBt = out.dB_parts + part, *dCt = out.dC_parts + part;
-    T dyt[kLanes] = {}, du[kLanes], d_delta[kLanes] = {}, d_du[kLanes] = {};
-    for (std::int64_t l = 0; l < blk.dc; ++l) dyt[l] = dy[blk.at(b, t0 + t) + l];
-    for (std::int64_t l = 0; l < kLanes; ++l) du[l] = blk.delta[t * kLanes + l] * blk.u[t * kLanes + l];
-    for (std::int64_t n = 0; n < n_states; ++n) {
-      const T* a = blk.decay.data() + (t * n_states + n) * kLanes;
-      const T *before = states + (t * n_states + n) * kLanes, *after = before + n_states * kLanes;
-      const T* A = blk.A.data() + n * kLanes;
-      T *gn = g + n * kLanes, *dAn = dA + n * kLanes;
-      T grad_h[kLanes], grad_exponent[kLanes];
-      for (std::int64_t l = 0; l < kLanes; ++l) {
-        grad_h[l] = gn[l] + dyt[l] * Ct[n];
-        grad_exponent[l] = grad_h[l] * before[l] * a[l];  // dL/d(delta A)
-        d_delta[l] += grad_exponent[l] * A[l];
-        dAn[l] += grad_exponent[l] * blk.delta[t * kLanes + l];
-        d_du[l] += grad_h[l] * Bt[n];
-        gn[l] = grad_h[l] * a[l];
-      }
-      T db = 0, dc = 0;
-      for (std::int64_t l = 0; l < kLanes; ++l) {
-        db += grad_h[l] * du[l];
-        dc += dyt[l] * after[l];
-      }
-      dBt[n] += db;
-      dCt[n] += dc;
-    }
-    for (std::int64_t l = 0; l < blk.dc; ++l) {
-      out.du[blk.at(b, t0 + t) + l] = d_du[l] * blk.delta[t * kLanes + l];
-      out.ddelta[blk.at(b, t0 + t) + l] = d_delta[l] + d_du[l] * blk.u[t * kLanes + l];
-    }
+struct ItemGrads {
+  const T* dy;      // [L][kLanes]
+  T *du, *ddelta;   // [L][kLanes]
+  T *dA, *dB, *dC;  // dA [N][kLanes] (accumulated); dB, dC [L][N] (this block's part)
+  T* g;             // [N][kLanes]: a_{t+1} dL/dh_{t+1} in, a_t dL/dh_t out
+  ItemGrads at(std::int64_t t0, std::int64_t states) const {
+    return {dy + t0 * kLanes, du + t0 * kLanes, ddelta + t0 * kLanes, dA, dB + t0 * states, dC + t0 * states, g};
   }
+};
+
+// One vector of kLanes lanes (GCC vector extensions), and the integers of the same width.
+template <typename T>
+struct Lanes;
+template <>
+struct Lanes<float> {
+  typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
+  typedef std::int32_t Int __attribute__((vector_size(kLanes * sizeof(float))));
+};
+template <>
+struct Lanes<double> {
+  typedef double Vec __attribute__((vector_size(kLanes * sizeof(double))));
+  typedef std::int64_t Int __attribute__((vector_size(kLanes * sizeof(double))));
+};
+template <typename T>
+using Vec = typename Lanes<T>::Vec;
+template <typename T>
+using LaneInt = typename Lanes<T>::Int;
+
+// Vectors pass by value between the inline kernels only (their instantiations come at the end of
+// this file, hence no pop): the ABI note about AVX vectors does not concern any caller.
+#pragma GCC diagnostic ignored "-Wpsabi"
+namespace baseline {
+#include "blocks/common/selective_scan_kernels.inc"
+}  // namespace baseline
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+#include "blocks/common/selective_scan_kernels.inc"
+}  // namespace avx2
+#pragma GCC pop_options
+#endif
+
+// The AVX2 + FMA loops where the CPU has them (decided once), else the baseline ones.
+bool use_avx2() {
+#if defined(__GNUC__) && defined(__x86_64__)
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return avx2;
+#else
+  return false;
+#endif
 }
 
-template <typename T>
-void backward_kernel(const Inputs<T>& in, const T* dy, const T* checkpoints, const Dims& s, const Grads<T>& out) {
-  at::parallel_for(0, s.blocks(), 1, [&](std::int64_t from, std::int64_t to) {
-    for (std::int64_t index = from; index < to; ++index) {
-      Block<T> block(in, s, index);
-      const auto state = s.states * kLanes;
-      std::vector<T> g(state), dA(state, T(0)), states((kSteps + 1) * state);
-      for (std::int64_t b = 0; b < s.batch; ++b) {
-        std::fill(g.begin(), g.end(), T(0));
-        for (std::int64_t c = s.chunks() - 1; c >= 0; --c) {
-          const auto t0 = c * kSteps, steps = std::min(kSteps, s.length - t0);
-          block.read_state(checkpoints, b * s.chunks() + c);
-          std::copy(block.h.begin(), block.h.end(), states.begin());
-          block.load(b, t0, steps);
-          block.walk(b, t0, steps, static_cast<T*>(nullptr), states.data());
-          chunk_backward(block, dy, b, t0, steps, states.data(), g.data(), dA.data(), out);
-        }
-        if (out.dh0) block.write_state(out.dh0, b, g);
-      }
-      // dA [D, N] of this block's channels (every batch entry summed in).
-      for (std::int64_t l = 0; l < block.dc; ++l)
-        for (std::int64_t n = 0; n < s.states; ++n) out.dA[(block.d0 + l) * s.states + n] = dA[n * kLanes + l];
-    }
+// The saved lane-layout inputs (contiguous) and each item's view of them.
+struct LaneInputs {
+  torch::Tensor u, delta, A, B, C;  // [B, blocks, L, kLanes] x2, [blocks, N, kLanes], [B, L, N] x2
+  Dims s;
+
+  std::int64_t lanes(std::int64_t b, std::int64_t block) const { return (b * s.blocks() + block) * s.length * kLanes; }
+  std::int64_t state(std::int64_t b, std::int64_t block) const { return (b * s.blocks() + block) * s.states * kLanes; }
+  template <typename T>
+  Item<T> item(std::int64_t b, std::int64_t block, T* h) const {
+    return {u.data_ptr<T>() + lanes(b, block),
+            delta.data_ptr<T>() + lanes(b, block),
+            A.data_ptr<T>() + block * s.states * kLanes,
+            B.data_ptr<T>() + b * s.length * s.states,
+            C.data_ptr<T>() + b * s.length * s.states,
+            h,
+            s.length,
+            s.states};
+  }
+};
+
+// Forward: y [B, blocks, L, kLanes]; h [B, blocks, N, kLanes] advanced from the initial state to
+// the last; checkpoints [chunks, B, blocks, N, kLanes]: the state before each chunk.
+void forward_lanes(const LaneInputs& in, torch::Tensor& y, torch::Tensor& h, torch::Tensor& checkpoints) {
+  const Dims& s = in.s;
+  const auto stride = s.batch * s.blocks() * s.states * kLanes;  // from one chunk's checkpoints to the next
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "selective_scan", [&] {
+    const auto run = use_avx2() ? avx2::forward_item<scalar_t> : baseline::forward_item<scalar_t>;
+    for_items(s, [&](std::int64_t b, std::int64_t block) {
+      const auto state = in.state(b, block);
+      run(in.item<scalar_t>(b, block, h.data_ptr<scalar_t>() + state), s.length,
+          y.data_ptr<scalar_t>() + in.lanes(b, block), checkpoints.data_ptr<scalar_t>() + state, stride);
+    });
   });
+}
+
+struct LaneGrads {
+  torch::Tensor du, ddelta;  // [B, blocks, L, kLanes]
+  torch::Tensor dA;          // [B, blocks, N, kLanes] (per batch entry: summed after)
+  torch::Tensor dB, dC;      // [blocks, B, L, N] (per block: summed after)
+  torch::Tensor g;           // [B, blocks, N, kLanes]: dL/dh_{-1} at the end
+};
+
+LaneGrads backward_lanes(const LaneInputs& in, const torch::Tensor& dy, const torch::Tensor& checkpoints) {
+  const Dims& s = in.s;
+  const auto o = dy.options();
+  const auto per_block = [&] { return torch::zeros({s.blocks(), s.batch, s.length, s.states}, o); };
+  const auto per_state = [&] { return torch::zeros({s.batch, s.blocks(), s.states, kLanes}, o); };
+  LaneGrads d{torch::empty_like(dy), torch::empty_like(dy), per_state(), per_block(), per_block(), per_state()};
+  const auto stride = s.batch * s.blocks() * s.states * kLanes;
+  AT_DISPATCH_FLOATING_TYPES(dy.scalar_type(), "selective_scan_backward", [&] {
+    const auto run = use_avx2() ? avx2::backward_item<scalar_t> : baseline::backward_item<scalar_t>;
+    for_items(s, [&](std::int64_t b, std::int64_t block) {
+      const auto lanes = in.lanes(b, block), state = in.state(b, block);
+      const auto rows = (block * s.batch + b) * s.length * s.states;
+      run(in.item<scalar_t>(b, block, static_cast<scalar_t*>(nullptr)), s.length,
+          checkpoints.data_ptr<scalar_t>() + state, stride,
+          ItemGrads<scalar_t>{dy.data_ptr<scalar_t>() + lanes, d.du.data_ptr<scalar_t>() + lanes,
+                              d.ddelta.data_ptr<scalar_t>() + lanes, d.dA.data_ptr<scalar_t>() + state,
+                              d.dB.data_ptr<scalar_t>() + rows, d.dC.data_ptr<scalar_t>() + rows,
+                              d.g.data_ptr<scalar_t>() + state});
+    });
+  });
+  return d;
 }
 
 struct SelectiveScan : torch::autograd::Function<SelectiveScan> {
-  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& u_in,
-                                                const torch::Tensor& delta_in, const torch::Tensor& A_in,
-                                                const torch::Tensor& B_in, const torch::Tensor& C_in,
-                                                const torch::Tensor& h0_in) {
-    const auto u = u_in.contiguous(), delta = delta_in.contiguous(), A = A_in.contiguous(), B = B_in.contiguous(),
-               C = C_in.contiguous();
-    const auto h0 = h0_in.numel() > 0 ? h0_in.contiguous() : torch::Tensor();  // empty: no initial state
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& u,
+                                                const torch::Tensor& delta, const torch::Tensor& A,
+                                                const torch::Tensor& B, const torch::Tensor& C,
+                                                const torch::Tensor& h0) {
     const Dims s{u.size(0), u.size(1), u.size(2), A.size(1)};
-    auto y = torch::empty_like(u);
-    auto checkpoints = torch::empty({s.batch, s.chunks(), s.channels, s.states}, u.options());
-    auto last = torch::empty({s.batch, s.channels, s.states}, u.options());
-    AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "selective_scan", [&] {
-      const Inputs<scalar_t> in{u.data_ptr<scalar_t>(), delta.data_ptr<scalar_t>(), A.data_ptr<scalar_t>(),
-                                B.data_ptr<scalar_t>(), C.data_ptr<scalar_t>()};
-      forward_kernel(in, h0.defined() ? h0.data_ptr<scalar_t>() : nullptr, s, y.data_ptr<scalar_t>(),
-                     checkpoints.data_ptr<scalar_t>(), last.data_ptr<scalar_t>());
-    });
-    ctx->save_for_backward({u, delta, A, B, C, checkpoints});
-    ctx->saved_data["has_h0"] = h0.defined();
+    const LaneInputs in{to_lanes(u, s), to_lanes(delta, s), A_to_lanes(A, s), B.contiguous(), C.contiguous(), s};
+    auto y = torch::empty_like(in.u);
+    auto h = h0.numel() > 0 ? state_to_lanes(h0, s)  // empty: no initial state
+                            : torch::zeros({s.batch, s.blocks(), s.states, kLanes}, u.options());
+    auto checkpoints = torch::empty({s.chunks(), s.batch, s.blocks(), s.states, kLanes}, u.options());
+    forward_lanes(in, y, h, checkpoints);
+    ctx->save_for_backward({in.u, in.delta, in.A, in.B, in.C, checkpoints});
+    ctx->saved_data["dims"] = std::vector<std::int64_t>{s.batch, s.length, s.channels, s.states};
+    ctx->saved_data["has_h0"] = h0.numel() > 0;
+    auto last = state_from_lanes(h, s);
     ctx->mark_non_differentiable({last});
-    return {y, last};
+    return {from_lanes(y, s), last};
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     TORCH_CHECK(!torch::GradMode::is_enabled(), "selective_scan: the fused backward is not differentiable again");
     const auto saved = ctx->get_saved_variables();
-    const auto &u = saved[0], &delta = saved[1], &A = saved[2], &B = saved[3], &C = saved[4], &checkpoints = saved[5];
-    const Dims s{u.size(0), u.size(1), u.size(2), A.size(1)};
-    const auto dy = grads[0].defined() ? grads[0].contiguous() : torch::zeros_like(u);
-    const bool has_h0 = ctx->saved_data["has_h0"].toBool();
-    auto du = torch::empty_like(u), ddelta = torch::empty_like(u), dA = torch::empty_like(A);
-    auto dB_parts = torch::zeros({s.blocks(), s.batch, s.length, s.states}, u.options()), dC_parts = torch::zeros_like(dB_parts);
-    auto dh0 = has_h0 ? torch::empty({s.batch, s.channels, s.states}, u.options()) : torch::Tensor();
-    AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "selective_scan_backward", [&] {
-      const Inputs<scalar_t> in{u.data_ptr<scalar_t>(), delta.data_ptr<scalar_t>(), A.data_ptr<scalar_t>(),
-                                B.data_ptr<scalar_t>(), C.data_ptr<scalar_t>()};
-      const Grads<scalar_t> out{du.data_ptr<scalar_t>(),       ddelta.data_ptr<scalar_t>(),
-                                dA.data_ptr<scalar_t>(),       dB_parts.data_ptr<scalar_t>(),
-                                dC_parts.data_ptr<scalar_t>(), has_h0 ? dh0.data_ptr<scalar_t>() : nullptr};
-      backward_kernel(in, dy.data_ptr<scalar_t>(), checkpoints.data_ptr<scalar_t>(), s, out);
-    });
-    return {du, ddelta, dA, dB_parts.sum(0), dC_parts.sum(0), dh0};
+    const auto dims = ctx->saved_data["dims"].toIntVector();
+    const Dims s{dims[0], dims[1], dims[2], dims[3]};
+    const LaneInputs in{saved[0], saved[1], saved[2], saved[3], saved[4], s};
+    const auto dy = grads[0].defined() ? to_lanes(grads[0], s) : torch::zeros_like(in.u);
+    const auto d = backward_lanes(in, dy, saved[5]);
+    const auto dh0 = ctx->saved_data["has_h0"].toBool() ? state_from_lanes(d.g, s) : torch::Tensor();
+    return {from_lanes(d.du, s), from_lanes(d.ddelta, s), A_from_lanes(d.dA.sum(0), s), d.dB.sum(0), d.dC.sum(0), dh0};
   }
 };
 

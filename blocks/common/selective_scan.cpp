@@ -32,24 +32,18 @@ class FlushDenormals {
 #endif
 };
 
-// The kernels see every per-channel tensor in "lane layout": the D channels padded to `blocks`
-// blocks of kLanes and the lanes innermost ([B, blocks, L, kLanes], A as [blocks, N, kLanes],
-// states [B, blocks, N, kLanes]), so that their loops run over the lanes without reductions and
-// vectorise. Padded lanes have delta = u = A = 0: their state stays 0.
+// The kernels read u, delta (and dy) and write y (du, ddelta) in their own [B, L, D] layout, 8
+// channels of a step at a time (the last block of a D that is no multiple of 8 through a
+// zero-padded copy). A, the states and their gradients are in "lane layout": D padded to
+// `blocks` blocks of kLanes, the lanes innermost (A as [blocks, N, kLanes], states
+// [B, blocks, N, kLanes]). Loops run over the lanes without reductions and vectorise; padded
+// lanes have delta = u = A = 0, so their state stays 0.
 struct Dims {
   std::int64_t batch, length, channels, states;
   std::int64_t blocks() const { return (channels + kLanes - 1) / kLanes; }
   std::int64_t chunks() const { return (length + kSteps - 1) / kSteps; }
 };
 
-// [B, L, D] -> [B, blocks, L, kLanes] (contiguous, zero-padded) and back.
-torch::Tensor to_lanes(const torch::Tensor& x, const Dims& s) {
-  const auto padded = torch::constant_pad_nd(x, {0, s.blocks() * kLanes - s.channels});
-  return padded.view({s.batch, s.length, s.blocks(), kLanes}).permute({0, 2, 1, 3}).contiguous();
-}
-torch::Tensor from_lanes(const torch::Tensor& x, const Dims& s) {
-  return x.permute({0, 2, 1, 3}).reshape({s.batch, s.length, s.blocks() * kLanes}).narrow(2, 0, s.channels);
-}
 // A [D, N] <-> [blocks, N, kLanes]; states [B, D, N] <-> [B, blocks, N, kLanes].
 torch::Tensor A_to_lanes(const torch::Tensor& A, const Dims& s) {
   const auto padded = torch::constant_pad_nd(A, {0, 0, 0, s.blocks() * kLanes - s.channels});
@@ -57,6 +51,10 @@ torch::Tensor A_to_lanes(const torch::Tensor& A, const Dims& s) {
 }
 torch::Tensor A_from_lanes(const torch::Tensor& A, const Dims& s) {
   return A.permute({0, 2, 1}).reshape({s.blocks() * kLanes, s.states}).narrow(0, 0, s.channels);
+}
+// D [D] -> [blocks, kLanes] (zero-padded).
+torch::Tensor D_to_lanes(const torch::Tensor& D, const Dims& s) {
+  return torch::constant_pad_nd(D, {0, s.blocks() * kLanes - s.channels}).view({s.blocks(), kLanes}).contiguous();
 }
 torch::Tensor state_to_lanes(const torch::Tensor& h, const Dims& s) {
   const auto padded = torch::constant_pad_nd(h, {0, 0, 0, s.blocks() * kLanes - s.channels});
@@ -78,26 +76,49 @@ void for_items(const Dims& s, const Body& body) {
 // What one item (a batch entry's block of lanes) reads, from its first step on.
 template <typename T>
 struct Item {
-  const T *u, *delta;  // [L][kLanes]
+  const T *u, *delta;  // [L][D] from its first channel: `lanes` of them, `stride` = D apart
   const T* A;          // [N][kLanes]
   const T *B, *C;      // [L][N]
+  const T* D;          // [kLanes], the skip D u_t, or null (none)
+  const T* z;          // [L][D] like u, the gate silu(z_t), or null (none)
   T* h;                // the state [N][kLanes]
-  std::int64_t steps, states;
+  std::int64_t steps, states, stride, lanes;
   // The same item from step t0 on, for `count` steps.
   Item at(std::int64_t t0, std::int64_t count) const {
-    return {u + t0 * kLanes, delta + t0 * kLanes, A, B + t0 * states, C + t0 * states, h, count, states};
+    return {u + t0 * stride,
+            delta + t0 * stride,
+            A,
+            B + t0 * states,
+            C + t0 * states,
+            D,
+            z ? z + t0 * stride : nullptr,
+            h,
+            count,
+            states,
+            stride,
+            lanes};
   }
 };
 
-// Where one item's gradients go, in lane layout, from its first step on.
+// Where one item's gradients go, from its first step on.
 template <typename T>
 struct ItemGrads {
-  const T* dy;      // [L][kLanes]
-  T *du, *ddelta;   // [L][kLanes]
+  const T* dy;      // [L][D] like u
+  T *du, *ddelta;   // [L][D] like u
   T *dA, *dB, *dC;  // dA [N][kLanes] (accumulated); dB, dC [L][N] (this block's part)
   T* g;             // [N][kLanes]: a_{t+1} dL/dh_{t+1} in, a_t dL/dh_t out
-  ItemGrads at(std::int64_t t0, std::int64_t states) const {
-    return {dy + t0 * kLanes, du + t0 * kLanes, ddelta + t0 * kLanes, dA, dB + t0 * states, dC + t0 * states, g};
+  T* dD;            // [kLanes] (accumulated), when the item has D
+  T* dz;            // [L][D] like u, when the item has z
+  ItemGrads at(std::int64_t t0, std::int64_t states, std::int64_t stride) const {
+    return {dy + t0 * stride,
+            du + t0 * stride,
+            ddelta + t0 * stride,
+            dA,
+            dB + t0 * states,
+            dC + t0 * states,
+            g,
+            dD,
+            dz ? dz + t0 * stride : nullptr};
   }
 };
 
@@ -119,9 +140,6 @@ using Vec = typename Lanes<T>::Vec;
 template <typename T>
 using LaneInt = typename Lanes<T>::Int;
 
-// Vectors pass by value between the inline kernels only (their instantiations come at the end of
-// this file, hence no pop): the ABI note about AVX vectors does not concern any caller.
-#pragma GCC diagnostic ignored "-Wpsabi"
 namespace baseline {
 #include "blocks/common/selective_scan_kernels.inc"
 }  // namespace baseline
@@ -147,10 +165,12 @@ bool use_avx2() {
 
 // The saved lane-layout inputs (contiguous) and each item's view of them.
 struct LaneInputs {
-  torch::Tensor u, delta, A, B, C;  // [B, blocks, L, kLanes] x2, [blocks, N, kLanes], [B, L, N] x2
+  torch::Tensor u, delta, A, B, C;  // [B, L, D] x2, [blocks, N, kLanes], [B, L, N] x2
+  torch::Tensor D, z;               // [blocks, kLanes] and [B, L, D], or undefined (none)
   Dims s;
 
-  std::int64_t lanes(std::int64_t b, std::int64_t block) const { return (b * s.blocks() + block) * s.length * kLanes; }
+  // Where item (b, block)'s channels start in a [B, L, D] tensor.
+  std::int64_t lanes(std::int64_t b, std::int64_t block) const { return b * s.length * s.channels + block * kLanes; }
   std::int64_t state(std::int64_t b, std::int64_t block) const { return (b * s.blocks() + block) * s.states * kLanes; }
   template <typename T>
   Item<T> item(std::int64_t b, std::int64_t block, T* h) const {
@@ -159,13 +179,17 @@ struct LaneInputs {
             A.data_ptr<T>() + block * s.states * kLanes,
             B.data_ptr<T>() + b * s.length * s.states,
             C.data_ptr<T>() + b * s.length * s.states,
+            D.defined() ? D.data_ptr<T>() + block * kLanes : nullptr,
+            z.defined() ? z.data_ptr<T>() + lanes(b, block) : nullptr,
             h,
             s.length,
-            s.states};
+            s.states,
+            s.channels,
+            std::min(kLanes, s.channels - block * kLanes)};
   }
 };
 
-// Forward: y [B, blocks, L, kLanes]; h [B, blocks, N, kLanes] advanced from the initial state to
+// Forward: y [B, L, D]; h [B, blocks, N, kLanes] advanced from the initial state to
 // the last; checkpoints [chunks, B, blocks, N, kLanes]: the state before each chunk.
 void forward_lanes(const LaneInputs& in, torch::Tensor& y, torch::Tensor& h, torch::Tensor& checkpoints) {
   const Dims& s = in.s;
@@ -181,10 +205,12 @@ void forward_lanes(const LaneInputs& in, torch::Tensor& y, torch::Tensor& h, tor
 }
 
 struct LaneGrads {
-  torch::Tensor du, ddelta;  // [B, blocks, L, kLanes]
+  torch::Tensor du, ddelta;  // [B, L, D]
   torch::Tensor dA;          // [B, blocks, N, kLanes] (per batch entry: summed after)
   torch::Tensor dB, dC;      // [blocks, B, L, N] (per block: summed after)
   torch::Tensor g;           // [B, blocks, N, kLanes]: dL/dh_{-1} at the end
+  torch::Tensor dD;          // [B, blocks, kLanes] (summed after), when there is D
+  torch::Tensor dz;          // [B, L, D], when there is z
 };
 
 LaneGrads backward_lanes(const LaneInputs& in, const torch::Tensor& dy, const torch::Tensor& checkpoints) {
@@ -192,7 +218,14 @@ LaneGrads backward_lanes(const LaneInputs& in, const torch::Tensor& dy, const to
   const auto o = dy.options();
   const auto per_block = [&] { return torch::zeros({s.blocks(), s.batch, s.length, s.states}, o); };
   const auto per_state = [&] { return torch::zeros({s.batch, s.blocks(), s.states, kLanes}, o); };
-  LaneGrads d{torch::empty_like(dy), torch::empty_like(dy), per_state(), per_block(), per_block(), per_state()};
+  LaneGrads d{torch::empty_like(dy),
+              torch::empty_like(dy),
+              per_state(),
+              per_block(),
+              per_block(),
+              per_state(),
+              in.D.defined() ? torch::zeros({s.batch, s.blocks(), kLanes}, o) : torch::Tensor(),
+              in.z.defined() ? torch::empty_like(dy) : torch::Tensor()};
   const auto stride = s.batch * s.blocks() * s.states * kLanes;
   AT_DISPATCH_FLOATING_TYPES(dy.scalar_type(), "selective_scan_backward", [&] {
     const auto run = use_avx2() ? avx2::backward_item<scalar_t> : baseline::backward_item<scalar_t>;
@@ -204,7 +237,9 @@ LaneGrads backward_lanes(const LaneInputs& in, const torch::Tensor& dy, const to
           ItemGrads<scalar_t>{dy.data_ptr<scalar_t>() + lanes, d.du.data_ptr<scalar_t>() + lanes,
                               d.ddelta.data_ptr<scalar_t>() + lanes, d.dA.data_ptr<scalar_t>() + state,
                               d.dB.data_ptr<scalar_t>() + rows, d.dC.data_ptr<scalar_t>() + rows,
-                              d.g.data_ptr<scalar_t>() + state});
+                              d.g.data_ptr<scalar_t>() + state,
+                              d.dD.defined() ? d.dD.data_ptr<scalar_t>() + (b * s.blocks() + block) * kLanes : nullptr,
+                              d.dz.defined() ? d.dz.data_ptr<scalar_t>() + lanes : nullptr});
     });
   });
   return d;
@@ -213,21 +248,30 @@ LaneGrads backward_lanes(const LaneInputs& in, const torch::Tensor& dy, const to
 struct SelectiveScan : torch::autograd::Function<SelectiveScan> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& u,
                                                 const torch::Tensor& delta, const torch::Tensor& A,
-                                                const torch::Tensor& B, const torch::Tensor& C,
-                                                const torch::Tensor& h0) {
+                                                const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& h0,
+                                                const torch::Tensor& D, const torch::Tensor& z) {
+    // (empty tensors stand for "none": autograd Functions take no undefined ones)
     const Dims s{u.size(0), u.size(1), u.size(2), A.size(1)};
-    const LaneInputs in{to_lanes(u, s), to_lanes(delta, s), A_to_lanes(A, s), B.contiguous(), C.contiguous(), s};
+    const LaneInputs in{u.contiguous(),
+                        delta.contiguous(),
+                        A_to_lanes(A, s),
+                        B.contiguous(),
+                        C.contiguous(),
+                        D.numel() > 0 ? D_to_lanes(D, s) : torch::Tensor(),
+                        z.numel() > 0 ? z.contiguous() : torch::Tensor(),
+                        s};
     auto y = torch::empty_like(in.u);
     auto h = h0.numel() > 0 ? state_to_lanes(h0, s)  // empty: no initial state
                             : torch::zeros({s.batch, s.blocks(), s.states, kLanes}, u.options());
     auto checkpoints = torch::empty({s.chunks(), s.batch, s.blocks(), s.states, kLanes}, u.options());
     forward_lanes(in, y, h, checkpoints);
-    ctx->save_for_backward({in.u, in.delta, in.A, in.B, in.C, checkpoints});
+    ctx->save_for_backward(
+        {in.u, in.delta, in.A, in.B, in.C, checkpoints, in.D.defined() ? in.D : D, in.z.defined() ? in.z : z});
     ctx->saved_data["dims"] = std::vector<std::int64_t>{s.batch, s.length, s.channels, s.states};
     ctx->saved_data["has_h0"] = h0.numel() > 0;
     auto last = state_from_lanes(h, s);
     ctx->mark_non_differentiable({last});
-    return {from_lanes(y, s), last};
+    return {y, last};
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -236,16 +280,18 @@ struct SelectiveScan : torch::autograd::Function<SelectiveScan> {
     const auto saved = ctx->get_saved_variables();
     const auto dims = ctx->saved_data["dims"].toIntVector();
     const Dims s{dims[0], dims[1], dims[2], dims[3]};
-    const LaneInputs in{saved[0], saved[1], saved[2], saved[3], saved[4], s};
-    const auto dy = grads[0].defined() ? to_lanes(grads[0], s) : torch::zeros_like(in.u);
+    const auto given = [](const torch::Tensor& t) { return t.numel() > 0 ? t : torch::Tensor(); };
+    const LaneInputs in{saved[0], saved[1], saved[2], saved[3], saved[4], given(saved[6]), given(saved[7]), s};
+    const auto dy = grads[0].defined() ? grads[0].contiguous() : torch::zeros_like(in.u);
     const auto d = backward_lanes(in, dy, saved[5]);
     const auto dh0 = ctx->saved_data["has_h0"].toBool() ? state_from_lanes(d.g, s) : torch::Tensor();
-    return {from_lanes(d.du, s), from_lanes(d.ddelta, s), A_from_lanes(d.dA.sum(0), s), d.dB.sum(0), d.dC.sum(0), dh0};
+    const auto dD = d.dD.defined() ? d.dD.sum(0).reshape(-1).narrow(0, 0, s.channels) : torch::Tensor();
+    return {d.du, d.ddelta, A_from_lanes(d.dA.sum(0), s), d.dB.sum(0), d.dC.sum(0), dh0, dD, d.dz};
   }
 };
 
 void check_shapes(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A, const torch::Tensor& B,
-                  const torch::Tensor& C, const torch::Tensor& h0) {
+                  const torch::Tensor& C, const torch::Tensor& h0, const torch::Tensor& D, const torch::Tensor& z) {
   TORCH_CHECK(u.dim() == 3 && delta.sizes() == u.sizes() && u.size(1) >= 1,
               "selective_scan: u and delta must be [B, L >= 1, D], got ", u.sizes(), " and ", delta.sizes());
   TORCH_CHECK(A.dim() == 2 && A.size(0) == u.size(2), "selective_scan: A must be [D, N], got ", A.sizes());
@@ -254,18 +300,21 @@ void check_shapes(const torch::Tensor& u, const torch::Tensor& delta, const torc
               "selective_scan: B and C must be [B, L, N], got ", B.sizes(), " and ", C.sizes());
   TORCH_CHECK(!h0.defined() || h0.sizes() == torch::IntArrayRef({u.size(0), u.size(2), A.size(1)}),
               "selective_scan: h0 must be [B, D, N], got ", h0.sizes());
+  TORCH_CHECK(!D.defined() || D.sizes() == torch::IntArrayRef({u.size(2)}), "selective_scan: D must be [D], got ",
+              D.sizes());
+  TORCH_CHECK(!z.defined() || z.sizes() == u.sizes(), "selective_scan: z must be [B, L, D] like u, got ", z.sizes());
 }
 
 }  // namespace
 
-SelectiveScanResult selective_scan_reference(const torch::Tensor& u, const torch::Tensor& delta,
-                                             const torch::Tensor& A, const torch::Tensor& B, const torch::Tensor& C,
-                                             const torch::Tensor& h0) {
-  check_shapes(u, delta, A, B, C, h0);
+SelectiveScanResult selective_scan_reference(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
+                                             const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& h0,
+                                             const torch::Tensor& D, const torch::Tensor& z) {
+  check_shapes(u, delta, A, B, C, h0, D, z);
   // The naive scan of the official code (mamba_ssm selective_scan_ref): the discretised terms
   // materialised, then one step and one read-out per token.
-  const auto decay = torch::exp(delta.unsqueeze(-1) * A);                       // [B, L, D, N]
-  const auto input = (delta * u).unsqueeze(-1) * B.unsqueeze(2);                // [B, L, D, N]
+  const auto decay = torch::exp(delta.unsqueeze(-1) * A);         // [B, L, D, N]
+  const auto input = (delta * u).unsqueeze(-1) * B.unsqueeze(2);  // [B, L, D, N]
   auto h = h0.defined() ? h0 : torch::zeros({u.size(0), u.size(2), A.size(1)}, u.options());
   const auto decays = decay.unbind(1), inputs = input.unbind(1), cs = C.unbind(1);
   std::vector<torch::Tensor> ys;
@@ -274,18 +323,24 @@ SelectiveScanResult selective_scan_reference(const torch::Tensor& u, const torch
     h = decays[t] * h + inputs[t];
     ys.push_back(torch::einsum("bdn,bn->bd", {h, cs[t]}));
   }
-  return {torch::stack(ys, 1), h};
+  auto y = torch::stack(ys, 1);
+  if (D.defined()) y = y + D * u;
+  if (z.defined()) y = y * torch::silu(z);
+  return {y, h};
 }
 
 SelectiveScanResult selective_scan(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
-                                   const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& h0) {
-  check_shapes(u, delta, A, B, C, h0);
-  const bool same_type = delta.scalar_type() == u.scalar_type() && A.scalar_type() == u.scalar_type() &&
-                         B.scalar_type() == u.scalar_type() && C.scalar_type() == u.scalar_type();
-  TORCH_CHECK(same_type, "selective_scan: u, delta, A, B and C must share one floating type");
-  if (!u.device().is_cpu()) return selective_scan_reference(u, delta, A, B, C, h0);  // no fused GPU kernel yet
-  // (autograd Functions take no undefined tensors: an empty one stands for "no initial state")
-  const auto out = SelectiveScan::apply(u, delta, A, B, C, h0.defined() ? h0 : torch::empty({0}, u.options()));
+                                   const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& h0,
+                                   const torch::Tensor& D, const torch::Tensor& z) {
+  check_shapes(u, delta, A, B, C, h0, D, z);
+  bool same_type = true;
+  for (const auto* t : {&delta, &A, &B, &C, &h0, &D, &z})
+    same_type = same_type && (!t->defined() || t->scalar_type() == u.scalar_type());
+  TORCH_CHECK(same_type, "selective_scan: every input must share u's floating type");
+  if (!u.device().is_cpu()) return selective_scan_reference(u, delta, A, B, C, h0, D, z);  // no GPU kernel yet
+  const auto none = torch::empty({0}, u.options());  // autograd Functions take no undefined tensors
+  const auto or_none = [&](const torch::Tensor& t) { return t.defined() ? t : none; };
+  const auto out = SelectiveScan::apply(u, delta, A, B, C, or_none(h0), or_none(D), or_none(z));
   return {out[0], out[1]};
 }
 

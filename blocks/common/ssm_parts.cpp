@@ -17,7 +17,7 @@ torch::Tensor ShortConvImpl::forward(const torch::Tensor& x) {
   const auto padding = causal_ ? k - 1 : (k - 1) / 2;
   const auto y = torch::conv1d(x.transpose(1, 2), weight, bias, /*stride=*/1, padding, /*dilation=*/1,
                                /*groups=*/x.size(2));
-  return y.narrow(2, 0, length).transpose(1, 2);
+  return y.narrow(2, 0, length).transpose(1, 2).contiguous();  // [B, L, E]: the layout every later op reads
 }
 
 torch::Tensor ShortConvImpl::init_window(std::int64_t batch, const torch::TensorOptions& options) const {

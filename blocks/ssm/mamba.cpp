@@ -61,8 +61,9 @@ torch::Tensor MambaImpl::forward(const torch::Tensor& x, const MixerContext&) {
   const auto u = torch::silu(conv->forward(uz.narrow(-1, 0, inner_)));
   const auto s = select(u);
   const auto scan = fused_ ? selective_scan : selective_scan_reference;
-  const auto y = scan(u, s.delta, A(), s.B.contiguous(), s.C.contiguous(), {}).y;
-  return output(y, u, uz.narrow(-1, inner_, inner_));
+  // y = (C . h + D u) silu(z): the skip and the gate inside the scan, as mamba_ssm's kernel does
+  const auto z = uz.narrow(-1, inner_, inner_);
+  return out_proj->forward(scan(u, s.delta, A(), s.B.contiguous(), s.C.contiguous(), {}, D, z).y);
 }
 
 MixerState MambaImpl::init_state(std::int64_t batch, const torch::TensorOptions& options) {

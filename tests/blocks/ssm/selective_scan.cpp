@@ -1,7 +1,7 @@
 // Mamba's fused selective scan (blocks/common/selective_scan.h), tag [ssm]: equal to the
 // official naive scan (its LibTorch reference) in float64 (<= 1e-9), outputs, the last state and
 // every gradient, across its chunks of 64 steps and blocks of 8 channels; with and without an
-// initial state; stepping token by token continues it; float32; second derivatives refused.
+// initial state, the skip D and the gate z; stepping token by token continues it; float32; second derivatives refused.
 #include <catch2/catch.hpp>
 
 #include "blocks/common/selective_scan.h"
@@ -13,25 +13,28 @@ namespace {
 double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
 
 struct ScanInputs {
-  torch::Tensor u, delta, A, B, C, h0;
+  torch::Tensor u, delta, A, B, C, h0, D, z;
   std::vector<torch::Tensor> leaves() const {
     std::vector<torch::Tensor> all{u, delta, A, B, C};
-    if (h0.defined()) all.push_back(h0);
+    for (const auto* t : {&h0, &D, &z})
+      if (t->defined()) all.push_back(*t);
     return all;
   }
 };
 
 // Mamba's ranges: delta = softplus(.) > 0, A = -exp(A_log) < 0.
-ScanInputs inputs(std::int64_t batch, std::int64_t length, std::int64_t channels, std::int64_t states,
-                  bool initial, torch::Dtype dtype = torch::kFloat64) {
+ScanInputs inputs(std::int64_t batch, std::int64_t length, std::int64_t channels, std::int64_t states, bool initial,
+                  torch::Dtype dtype = torch::kFloat64, bool gated = false) {
   const auto o = torch::TensorOptions(dtype);
   ScanInputs in{torch::randn({batch, length, channels}, o),
                 torch::softplus(torch::randn({batch, length, channels}, o) - 1),
                 -torch::exp(torch::randn({channels, states}, o)),
                 torch::randn({batch, length, states}, o),
                 torch::randn({batch, length, states}, o),
-                initial ? torch::randn({batch, channels, states}, o) : torch::Tensor()};
-  for (auto* t : {&in.u, &in.delta, &in.A, &in.B, &in.C, &in.h0})
+                initial ? torch::randn({batch, channels, states}, o) : torch::Tensor(),
+                gated ? torch::randn({channels}, o) : torch::Tensor(),
+                gated ? torch::randn({batch, length, channels}, o) : torch::Tensor()};
+  for (auto* t : {&in.u, &in.delta, &in.A, &in.B, &in.C, &in.h0, &in.D, &in.z})
     if (t->defined()) t->requires_grad_(true);
   return in;
 }
@@ -42,13 +45,15 @@ TEST_CASE("selective scan: the fused form equals the naive scan, outputs, last s
   torch::manual_seed(0);
   struct Case {
     std::int64_t length, channels, states;
-    bool initial;
+    bool initial, gated;
   };
-  // Lengths 1, 64 (one chunk), 65 and 150 (partial chunks); channels 3 (one partial block) and
-  // 19 (three blocks, the last partial).
-  for (const Case& c : {Case{1, 3, 4, false}, Case{64, 19, 5, true}, Case{65, 3, 16, true}, Case{150, 19, 3, false}}) {
-    INFO("length " << c.length << ", channels " << c.channels << ", states " << c.states << ", h0 " << c.initial);
-    const auto in = inputs(2, c.length, c.channels, c.states, c.initial);
+  // Lengths 1, 64 (one chunk), 65 and 150 (partial chunks); channels 3 (one partial block), 16
+  // (two full blocks) and 19 (three blocks, the last partial).
+  for (const Case& c : {Case{1, 3, 4, false, false}, Case{64, 19, 5, true, true}, Case{65, 3, 16, true, false},
+                        Case{150, 19, 3, false, true}, Case{70, 16, 4, false, true}}) {
+    INFO("length " << c.length << ", channels " << c.channels << ", states " << c.states << ", h0 " << c.initial
+                   << ", D and z " << c.gated);
+    const auto in = inputs(2, c.length, c.channels, c.states, c.initial, torch::kFloat64, c.gated);
     const auto weights = torch::randn({2, c.length, c.channels}, torch::kFloat64);
     const auto run = [&](const SelectiveScanResult& r) {
       auto g = torch::autograd::grad({(r.y * weights).sum()}, in.leaves());
@@ -56,10 +61,10 @@ TEST_CASE("selective scan: the fused form equals the naive scan, outputs, last s
       g.push_back(r.last.detach());
       return g;
     };
-    const auto fused = run(selective_scan(in.u, in.delta, in.A, in.B, in.C, in.h0));
-    const auto reference = run(selective_scan_reference(in.u, in.delta, in.A, in.B, in.C, in.h0));
+    const auto fused = run(selective_scan(in.u, in.delta, in.A, in.B, in.C, in.h0, in.D, in.z));
+    const auto reference = run(selective_scan_reference(in.u, in.delta, in.A, in.B, in.C, in.h0, in.D, in.z));
     for (std::size_t i = 0; i < fused.size(); ++i) {
-      INFO("output " << i << " (gradients of u, delta, A, B, C[, h0]; then y, last)");
+      INFO("output " << i << " (gradients of u, delta, A, B, C[, h0][, D, z]; then y, last)");
       CHECK(max_diff(fused[i], reference[i]) <= 1e-9);
     }
   }
@@ -93,9 +98,9 @@ TEST_CASE("selective scan: written out for one channel; stepping continues the s
   const auto rest = selective_scan(in.u.narrow(1, 40, 30), in.delta.narrow(1, 40, 30), in.A, in.B.narrow(1, 40, 30),
                                    in.C.narrow(1, 40, 30), first.last);
   CHECK(max_diff(rest.y, y.narrow(1, 40, 30)) <= 1e-12);
-  const auto f32 = inputs(2, 100, 12, 16, true, torch::kFloat32);
-  CHECK(max_diff(selective_scan(f32.u, f32.delta, f32.A, f32.B, f32.C, f32.h0).y,
-                 selective_scan_reference(f32.u, f32.delta, f32.A, f32.B, f32.C, f32.h0).y) <= 1e-4);
+  const auto f32 = inputs(2, 100, 12, 16, true, torch::kFloat32, /*gated=*/true);
+  CHECK(max_diff(selective_scan(f32.u, f32.delta, f32.A, f32.B, f32.C, f32.h0, f32.D, f32.z).y,
+                 selective_scan_reference(f32.u, f32.delta, f32.A, f32.B, f32.C, f32.h0, f32.D, f32.z).y) <= 1e-4);
 }
 
 TEST_CASE("selective scan: bad shapes are named; the fused backward refuses a second derivative", "[ssm]") {

@@ -52,7 +52,7 @@ torch::Tensor A_to_lanes(const torch::Tensor& A, const Dims& s) {
 torch::Tensor A_from_lanes(const torch::Tensor& A, const Dims& s) {
   return A.permute({0, 2, 1}).reshape({s.blocks() * kLanes, s.states}).narrow(0, 0, s.channels);
 }
-// D [D] -> [blocks, kLanes] (zero-padded).
+// D (or the delta bias) [D] -> [blocks, kLanes] (zero-padded).
 torch::Tensor D_to_lanes(const torch::Tensor& D, const Dims& s) {
   return torch::constant_pad_nd(D, {0, s.blocks() * kLanes - s.channels}).view({s.blocks(), kLanes}).contiguous();
 }
@@ -81,7 +81,9 @@ struct Item {
   const T *B, *C;      // [L][N]
   const T* D;          // [kLanes], the skip D u_t, or null (none)
   const T* z;          // [L][D] like u, the gate silu(z_t), or null (none)
-  T* h;                // the state [N][kLanes]
+  const T* delta_bias;  // [kLanes] added to the delta input, or null (none)
+  bool softplus;        // delta = softplus(input (+ bias))
+  T* h;                 // the state [N][kLanes]
   std::int64_t steps, states, stride, lanes;
   // The same item from step t0 on, for `count` steps.
   Item at(std::int64_t t0, std::int64_t count) const {
@@ -92,6 +94,8 @@ struct Item {
             C + t0 * states,
             D,
             z ? z + t0 * stride : nullptr,
+            delta_bias,
+            softplus,
             h,
             count,
             states,
@@ -109,6 +113,7 @@ struct ItemGrads {
   T* g;             // [N][kLanes]: a_{t+1} dL/dh_{t+1} in, a_t dL/dh_t out
   T* dD;            // [kLanes] (accumulated), when the item has D
   T* dz;            // [L][D] like u, when the item has z
+  T* d_delta_bias;  // [kLanes] (accumulated), when the item has a delta bias
   ItemGrads at(std::int64_t t0, std::int64_t states, std::int64_t stride) const {
     return {dy + t0 * stride,
             du + t0 * stride,
@@ -118,7 +123,8 @@ struct ItemGrads {
             dC + t0 * states,
             g,
             dD,
-            dz ? dz + t0 * stride : nullptr};
+            dz ? dz + t0 * stride : nullptr,
+            d_delta_bias};
   }
 };
 
@@ -167,6 +173,8 @@ bool use_avx2() {
 struct LaneInputs {
   torch::Tensor u, delta, A, B, C;  // [B, L, D] x2, [blocks, N, kLanes], [B, L, N] x2
   torch::Tensor D, z;               // [blocks, kLanes] and [B, L, D], or undefined (none)
+  torch::Tensor delta_bias;         // [blocks, kLanes], or undefined (none)
+  bool softplus;                    // delta = softplus(delta (+ delta_bias))
   Dims s;
 
   // Where item (b, block)'s channels start in a [B, L, D] tensor.
@@ -181,6 +189,8 @@ struct LaneInputs {
             C.data_ptr<T>() + b * s.length * s.states,
             D.defined() ? D.data_ptr<T>() + block * kLanes : nullptr,
             z.defined() ? z.data_ptr<T>() + lanes(b, block) : nullptr,
+            delta_bias.defined() ? delta_bias.data_ptr<T>() + block * kLanes : nullptr,
+            softplus,
             h,
             s.length,
             s.states,
@@ -211,6 +221,7 @@ struct LaneGrads {
   torch::Tensor g;           // [B, blocks, N, kLanes]: dL/dh_{-1} at the end
   torch::Tensor dD;          // [B, blocks, kLanes] (summed after), when there is D
   torch::Tensor dz;          // [B, L, D], when there is z
+  torch::Tensor d_delta_bias;  // [B, blocks, kLanes] (summed after), when there is a delta bias
 };
 
 LaneGrads backward_lanes(const LaneInputs& in, const torch::Tensor& dy, const torch::Tensor& checkpoints) {
@@ -225,7 +236,8 @@ LaneGrads backward_lanes(const LaneInputs& in, const torch::Tensor& dy, const to
               per_block(),
               per_state(),
               in.D.defined() ? torch::zeros({s.batch, s.blocks(), kLanes}, o) : torch::Tensor(),
-              in.z.defined() ? torch::empty_like(dy) : torch::Tensor()};
+              in.z.defined() ? torch::empty_like(dy) : torch::Tensor(),
+              in.delta_bias.defined() ? torch::zeros({s.batch, s.blocks(), kLanes}, o) : torch::Tensor()};
   const auto stride = s.batch * s.blocks() * s.states * kLanes;
   AT_DISPATCH_FLOATING_TYPES(dy.scalar_type(), "selective_scan_backward", [&] {
     const auto run = use_avx2() ? avx2::backward_item<scalar_t> : baseline::backward_item<scalar_t>;
@@ -234,12 +246,14 @@ LaneGrads backward_lanes(const LaneInputs& in, const torch::Tensor& dy, const to
       const auto rows = (block * s.batch + b) * s.length * s.states;
       run(in.item<scalar_t>(b, block, static_cast<scalar_t*>(nullptr)), s.length,
           checkpoints.data_ptr<scalar_t>() + state, stride,
-          ItemGrads<scalar_t>{dy.data_ptr<scalar_t>() + lanes, d.du.data_ptr<scalar_t>() + lanes,
-                              d.ddelta.data_ptr<scalar_t>() + lanes, d.dA.data_ptr<scalar_t>() + state,
-                              d.dB.data_ptr<scalar_t>() + rows, d.dC.data_ptr<scalar_t>() + rows,
-                              d.g.data_ptr<scalar_t>() + state,
-                              d.dD.defined() ? d.dD.data_ptr<scalar_t>() + (b * s.blocks() + block) * kLanes : nullptr,
-                              d.dz.defined() ? d.dz.data_ptr<scalar_t>() + lanes : nullptr});
+          ItemGrads<scalar_t>{
+              dy.data_ptr<scalar_t>() + lanes, d.du.data_ptr<scalar_t>() + lanes, d.ddelta.data_ptr<scalar_t>() + lanes,
+              d.dA.data_ptr<scalar_t>() + state, d.dB.data_ptr<scalar_t>() + rows, d.dC.data_ptr<scalar_t>() + rows,
+              d.g.data_ptr<scalar_t>() + state,
+              d.dD.defined() ? d.dD.data_ptr<scalar_t>() + (b * s.blocks() + block) * kLanes : nullptr,
+              d.dz.defined() ? d.dz.data_ptr<scalar_t>() + lanes : nullptr,
+              d.d_delta_bias.defined() ? d.d_delta_bias.data_ptr<scalar_t>() + (b * s.blocks() + block) * kLanes
+                                       : nullptr});
     });
   });
   return d;
@@ -249,7 +263,8 @@ struct SelectiveScan : torch::autograd::Function<SelectiveScan> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& u,
                                                 const torch::Tensor& delta, const torch::Tensor& A,
                                                 const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& h0,
-                                                const torch::Tensor& D, const torch::Tensor& z) {
+                                                const torch::Tensor& D, const torch::Tensor& z,
+                                                const torch::Tensor& delta_bias, bool softplus) {
     // (empty tensors stand for "none": autograd Functions take no undefined ones)
     const Dims s{u.size(0), u.size(1), u.size(2), A.size(1)};
     const LaneInputs in{u.contiguous(),
@@ -259,14 +274,17 @@ struct SelectiveScan : torch::autograd::Function<SelectiveScan> {
                         C.contiguous(),
                         D.numel() > 0 ? D_to_lanes(D, s) : torch::Tensor(),
                         z.numel() > 0 ? z.contiguous() : torch::Tensor(),
+                        delta_bias.numel() > 0 ? D_to_lanes(delta_bias, s) : torch::Tensor(),
+                        softplus,
                         s};
     auto y = torch::empty_like(in.u);
     auto h = h0.numel() > 0 ? state_to_lanes(h0, s)  // empty: no initial state
                             : torch::zeros({s.batch, s.blocks(), s.states, kLanes}, u.options());
     auto checkpoints = torch::empty({s.chunks(), s.batch, s.blocks(), s.states, kLanes}, u.options());
     forward_lanes(in, y, h, checkpoints);
-    ctx->save_for_backward(
-        {in.u, in.delta, in.A, in.B, in.C, checkpoints, in.D.defined() ? in.D : D, in.z.defined() ? in.z : z});
+    ctx->save_for_backward({in.u, in.delta, in.A, in.B, in.C, checkpoints, in.D.defined() ? in.D : D,
+                            in.z.defined() ? in.z : z, in.delta_bias.defined() ? in.delta_bias : delta_bias});
+    ctx->saved_data["softplus"] = softplus;
     ctx->saved_data["dims"] = std::vector<std::int64_t>{s.batch, s.length, s.channels, s.states};
     ctx->saved_data["has_h0"] = h0.numel() > 0;
     auto last = state_from_lanes(h, s);
@@ -281,17 +299,30 @@ struct SelectiveScan : torch::autograd::Function<SelectiveScan> {
     const auto dims = ctx->saved_data["dims"].toIntVector();
     const Dims s{dims[0], dims[1], dims[2], dims[3]};
     const auto given = [](const torch::Tensor& t) { return t.numel() > 0 ? t : torch::Tensor(); };
-    const LaneInputs in{saved[0], saved[1], saved[2], saved[3], saved[4], given(saved[6]), given(saved[7]), s};
+    const LaneInputs in{saved[0],
+                        saved[1],
+                        saved[2],
+                        saved[3],
+                        saved[4],
+                        given(saved[6]),
+                        given(saved[7]),
+                        given(saved[8]),
+                        ctx->saved_data["softplus"].toBool(),
+                        s};
     const auto dy = grads[0].defined() ? grads[0].contiguous() : torch::zeros_like(in.u);
     const auto d = backward_lanes(in, dy, saved[5]);
     const auto dh0 = ctx->saved_data["has_h0"].toBool() ? state_from_lanes(d.g, s) : torch::Tensor();
     const auto dD = d.dD.defined() ? d.dD.sum(0).reshape(-1).narrow(0, 0, s.channels) : torch::Tensor();
-    return {d.du, d.ddelta, A_from_lanes(d.dA.sum(0), s), d.dB.sum(0), d.dC.sum(0), dh0, dD, d.dz};
+    const auto d_bias =
+        d.d_delta_bias.defined() ? d.d_delta_bias.sum(0).reshape(-1).narrow(0, 0, s.channels) : torch::Tensor();
+    return {d.du,   d.ddelta,       A_from_lanes(d.dA.sum(0), s), d.dB.sum(0), d.dC.sum(0), dh0, dD, d.dz,
+            d_bias, torch::Tensor()};
   }
 };
 
 void check_shapes(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A, const torch::Tensor& B,
-                  const torch::Tensor& C, const torch::Tensor& h0, const torch::Tensor& D, const torch::Tensor& z) {
+                  const torch::Tensor& C, const torch::Tensor& h0, const torch::Tensor& D, const torch::Tensor& z,
+                  const torch::Tensor& delta_bias) {
   TORCH_CHECK(u.dim() == 3 && delta.sizes() == u.sizes() && u.size(1) >= 1,
               "selective_scan: u and delta must be [B, L >= 1, D], got ", u.sizes(), " and ", delta.sizes());
   TORCH_CHECK(A.dim() == 2 && A.size(0) == u.size(2), "selective_scan: A must be [D, N], got ", A.sizes());
@@ -303,16 +334,21 @@ void check_shapes(const torch::Tensor& u, const torch::Tensor& delta, const torc
   TORCH_CHECK(!D.defined() || D.sizes() == torch::IntArrayRef({u.size(2)}), "selective_scan: D must be [D], got ",
               D.sizes());
   TORCH_CHECK(!z.defined() || z.sizes() == u.sizes(), "selective_scan: z must be [B, L, D] like u, got ", z.sizes());
+  TORCH_CHECK(!delta_bias.defined() || delta_bias.sizes() == torch::IntArrayRef({u.size(2)}),
+              "selective_scan: delta_bias must be [D], got ", delta_bias.sizes());
 }
 
 }  // namespace
 
-SelectiveScanResult selective_scan_reference(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
-                                             const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& h0,
-                                             const torch::Tensor& D, const torch::Tensor& z) {
-  check_shapes(u, delta, A, B, C, h0, D, z);
+SelectiveScanResult selective_scan_reference(const torch::Tensor& u, const torch::Tensor& delta_in,
+                                             const torch::Tensor& A, const torch::Tensor& B, const torch::Tensor& C,
+                                             const torch::Tensor& h0, const torch::Tensor& D, const torch::Tensor& z,
+                                             const torch::Tensor& delta_bias, bool delta_softplus) {
+  check_shapes(u, delta_in, A, B, C, h0, D, z, delta_bias);
   // The naive scan of the official code (mamba_ssm selective_scan_ref): the discretised terms
   // materialised, then one step and one read-out per token.
+  auto delta = delta_bias.defined() ? delta_in + delta_bias : delta_in;
+  if (delta_softplus) delta = torch::softplus(delta);
   const auto decay = torch::exp(delta.unsqueeze(-1) * A);         // [B, L, D, N]
   const auto input = (delta * u).unsqueeze(-1) * B.unsqueeze(2);  // [B, L, D, N]
   auto h = h0.defined() ? h0 : torch::zeros({u.size(0), u.size(2), A.size(1)}, u.options());
@@ -331,16 +367,19 @@ SelectiveScanResult selective_scan_reference(const torch::Tensor& u, const torch
 
 SelectiveScanResult selective_scan(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
                                    const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& h0,
-                                   const torch::Tensor& D, const torch::Tensor& z) {
-  check_shapes(u, delta, A, B, C, h0, D, z);
+                                   const torch::Tensor& D, const torch::Tensor& z, const torch::Tensor& delta_bias,
+                                   bool delta_softplus) {
+  check_shapes(u, delta, A, B, C, h0, D, z, delta_bias);
   bool same_type = true;
-  for (const auto* t : {&delta, &A, &B, &C, &h0, &D, &z})
+  for (const auto* t : {&delta, &A, &B, &C, &h0, &D, &z, &delta_bias})
     same_type = same_type && (!t->defined() || t->scalar_type() == u.scalar_type());
   TORCH_CHECK(same_type, "selective_scan: every input must share u's floating type");
-  if (!u.device().is_cpu()) return selective_scan_reference(u, delta, A, B, C, h0, D, z);  // no GPU kernel yet
+  if (!u.device().is_cpu())  // no GPU kernel yet
+    return selective_scan_reference(u, delta, A, B, C, h0, D, z, delta_bias, delta_softplus);
   const auto none = torch::empty({0}, u.options());  // autograd Functions take no undefined tensors
   const auto or_none = [&](const torch::Tensor& t) { return t.defined() ? t : none; };
-  const auto out = SelectiveScan::apply(u, delta, A, B, C, or_none(h0), or_none(D), or_none(z));
+  const auto out =
+      SelectiveScan::apply(u, delta, A, B, C, or_none(h0), or_none(D), or_none(z), or_none(delta_bias), delta_softplus);
   return {out[0], out[1]};
 }
 

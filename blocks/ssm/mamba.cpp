@@ -48,7 +48,7 @@ MixerCapabilities MambaImpl::capabilities() const {
 
 MambaImpl::Selection MambaImpl::select(const torch::Tensor& u) {
   const auto dbc = x_proj->forward(u);
-  return {torch::softplus(dt_proj->forward(dbc.narrow(-1, 0, dt_rank_))), dbc.narrow(-1, dt_rank_, state_dim_),
+  return {torch::linear(dbc.narrow(-1, 0, dt_rank_), dt_proj->weight), dbc.narrow(-1, dt_rank_, state_dim_),
           dbc.narrow(-1, dt_rank_ + state_dim_, state_dim_)};
 }
 
@@ -61,9 +61,11 @@ torch::Tensor MambaImpl::forward(const torch::Tensor& x, const MixerContext&) {
   const auto u = torch::silu(conv->forward(uz.narrow(-1, 0, inner_)));
   const auto s = select(u);
   const auto scan = fused_ ? selective_scan : selective_scan_reference;
-  // y = (C . h + D u) silu(z): the skip and the gate inside the scan, as mamba_ssm's kernel does
+  // y = (C . h + D u) silu(z) with delta = softplus(x W_dt + b_dt): the skip, the gate and the
+  // step's bias and softplus inside the scan, as mamba_ssm's kernel does
   const auto z = uz.narrow(-1, inner_, inner_);
-  return out_proj->forward(scan(u, s.delta, A(), s.B.contiguous(), s.C.contiguous(), {}, D, z).y);
+  return out_proj->forward(
+      scan(u, s.delta_input, A(), s.B.contiguous(), s.C.contiguous(), {}, D, z, dt_proj->bias, true).y);
 }
 
 MixerState MambaImpl::init_state(std::int64_t batch, const torch::TensorOptions& options) {
@@ -75,7 +77,8 @@ MixerStep MambaImpl::step(const torch::Tensor& x_t, const MixerState& state, con
   auto [c, window] = conv->step(uz.narrow(-1, 0, inner_), state.tensors.at(0));
   const auto u = torch::silu(c);
   const auto s = select(u);
-  const auto r = selective_step(u, s.delta, A(), s.B, s.C, state.tensors.at(1));
+  const auto delta = torch::softplus(s.delta_input + dt_proj->bias);
+  const auto r = selective_step(u, delta, A(), s.B, s.C, state.tensors.at(1));
   return MixerStep{output(r.y, u, uz.narrow(-1, inner_, inner_)), MixerState{{window, r.last}, state.position + 1}};
 }
 

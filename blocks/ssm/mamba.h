@@ -60,8 +60,10 @@ class MambaImpl : public TokenMixerImpl, public DeclaresNoWeightDecay {
 
  private:
   // The input-dependent SSM parameters of the conv output u [..., E]: delta [..., E], B, C [..., N].
+  // delta_input: x W_dt before its bias and softplus (delta = softplus(delta_input + b_dt); the
+  // fused scan applies both itself).
   struct Selection {
-    torch::Tensor delta, B, C;
+    torch::Tensor delta_input, B, C;
   };
   Selection select(const torch::Tensor& u);
   // (y + D u) * SiLU(z), projected out.

@@ -1,7 +1,8 @@
 // Mamba's fused selective scan (blocks/common/selective_scan.h), tag [ssm]: equal to the
 // official naive scan (its LibTorch reference) in float64 (<= 1e-9), outputs, the last state and
 // every gradient, across its chunks of 64 steps and blocks of 8 channels; with and without an
-// initial state, the skip D and the gate z; stepping token by token continues it; float32; second derivatives refused.
+// initial state, the skip D, the gate z and delta = softplus(input + bias); stepping token by token continues it;
+// float32; second derivatives refused.
 #include <catch2/catch.hpp>
 
 #include "blocks/common/selective_scan.h"
@@ -13,10 +14,10 @@ namespace {
 double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
 
 struct ScanInputs {
-  torch::Tensor u, delta, A, B, C, h0, D, z;
+  torch::Tensor u, delta, A, B, C, h0, D, z, delta_bias;  // gated: delta is softplus's input
   std::vector<torch::Tensor> leaves() const {
     std::vector<torch::Tensor> all{u, delta, A, B, C};
-    for (const auto* t : {&h0, &D, &z})
+    for (const auto* t : {&h0, &D, &z, &delta_bias})
       if (t->defined()) all.push_back(*t);
     return all;
   }
@@ -33,8 +34,10 @@ ScanInputs inputs(std::int64_t batch, std::int64_t length, std::int64_t channels
                 torch::randn({batch, length, states}, o),
                 initial ? torch::randn({batch, channels, states}, o) : torch::Tensor(),
                 gated ? torch::randn({channels}, o) : torch::Tensor(),
-                gated ? torch::randn({batch, length, channels}, o) : torch::Tensor()};
-  for (auto* t : {&in.u, &in.delta, &in.A, &in.B, &in.C, &in.h0, &in.D, &in.z})
+                gated ? torch::randn({batch, length, channels}, o) : torch::Tensor(),
+                gated ? torch::randn({channels}, o) - 1 : torch::Tensor()};
+  if (gated) in.delta = torch::randn({batch, length, channels}, o) * 2;  // softplus's input: either sign
+  for (auto* t : {&in.u, &in.delta, &in.A, &in.B, &in.C, &in.h0, &in.D, &in.z, &in.delta_bias})
     if (t->defined()) t->requires_grad_(true);
   return in;
 }
@@ -61,10 +64,13 @@ TEST_CASE("selective scan: the fused form equals the naive scan, outputs, last s
       g.push_back(r.last.detach());
       return g;
     };
-    const auto fused = run(selective_scan(in.u, in.delta, in.A, in.B, in.C, in.h0, in.D, in.z));
-    const auto reference = run(selective_scan_reference(in.u, in.delta, in.A, in.B, in.C, in.h0, in.D, in.z));
+    const bool softplus = c.gated;
+    const auto fused =
+        run(selective_scan(in.u, in.delta, in.A, in.B, in.C, in.h0, in.D, in.z, in.delta_bias, softplus));
+    const auto reference =
+        run(selective_scan_reference(in.u, in.delta, in.A, in.B, in.C, in.h0, in.D, in.z, in.delta_bias, softplus));
     for (std::size_t i = 0; i < fused.size(); ++i) {
-      INFO("output " << i << " (gradients of u, delta, A, B, C[, h0][, D, z]; then y, last)");
+      INFO("output " << i << " (gradients of u, delta, A, B, C[, h0][, D, z, delta_bias]; then y, last)");
       CHECK(max_diff(fused[i], reference[i]) <= 1e-9);
     }
   }
@@ -99,8 +105,10 @@ TEST_CASE("selective scan: written out for one channel; stepping continues the s
                                    in.C.narrow(1, 40, 30), first.last);
   CHECK(max_diff(rest.y, y.narrow(1, 40, 30)) <= 1e-12);
   const auto f32 = inputs(2, 100, 12, 16, true, torch::kFloat32, /*gated=*/true);
-  CHECK(max_diff(selective_scan(f32.u, f32.delta, f32.A, f32.B, f32.C, f32.h0, f32.D, f32.z).y,
-                 selective_scan_reference(f32.u, f32.delta, f32.A, f32.B, f32.C, f32.h0, f32.D, f32.z).y) <= 1e-4);
+  CHECK(max_diff(
+            selective_scan(f32.u, f32.delta, f32.A, f32.B, f32.C, f32.h0, f32.D, f32.z, f32.delta_bias, true).y,
+            selective_scan_reference(f32.u, f32.delta, f32.A, f32.B, f32.C, f32.h0, f32.D, f32.z, f32.delta_bias, true)
+                .y) <= 1e-4);
 }
 
 TEST_CASE("selective scan: bad shapes are named; the fused backward refuses a second derivative", "[ssm]") {

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "blocks/common/srms_norm.h"
+
 namespace blocklab {
 
 ShortConvImpl::ShortConvImpl(std::int64_t channels, std::int64_t taps, bool causal) : causal_(causal) {
@@ -37,9 +39,8 @@ GatedRMSNormImpl::GatedRMSNormImpl(std::int64_t dim, double eps, bool norm_befor
 }
 
 torch::Tensor GatedRMSNormImpl::forward(const torch::Tensor& x, const torch::Tensor& z) {
-  const auto rms_norm = [&](const torch::Tensor& t) { return t * torch::rsqrt(t.pow(2).mean(-1, true) + eps_); };
-  if (norm_before_gate_) return rms_norm(x) * weight * torch::silu(z);
-  return rms_norm(x * torch::silu(z)) * weight;
+  if (norm_before_gate_) return srms_norm(x, eps_) * weight * torch::silu(z);
+  return srms_norm(x * torch::silu(z), eps_) * weight;
 }
 
 torch::Tensor dt_bias_init(std::int64_t n, double dt_min, double dt_max, double dt_floor) {

@@ -58,9 +58,6 @@ const OptionsSchema<HyenaOptions>& hyena_schema() {
     OptionsSchema<HyenaOptions> s;
     BLOCKLAB_OPTION(s, order, "Hyena order N: N + 1 projections, N - 1 long convolutions (default 2)").min = 2;
     BLOCKLAB_OPTION(s, short_taps, "taps of the causal short depthwise convolution (default 3)").min = 1;
-    s.choice(
-        "conv", {"fft", "direct"}, "how the long convolution runs: fft (O(N log N)) or direct (O(N^2)) (default fft)",
-        [](HyenaOptions& o, const std::string& v) { o.conv(v); }, [](const HyenaOptions& o) { return o.conv(); });
     declare_hyena_filter_options(s);
     return s;
   }();

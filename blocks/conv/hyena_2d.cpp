@@ -120,9 +120,6 @@ const OptionsSchema<Hyena2dOptions>& hyena_2d_schema() {
         "span", {"full", "quadrant"},
         "filter offsets: full (every direction, non-causal) or quadrant (the code's fftconv2d) (default full)",
         [](Hyena2dOptions& o, const std::string& v) { o.span(v); }, [](const Hyena2dOptions& o) { return o.span(); });
-    s.choice(
-        "conv", {"fft", "direct"}, "how the 2-D convolution runs: fft or direct summation (default fft)",
-        [](Hyena2dOptions& o, const std::string& v) { o.conv(v); }, [](const Hyena2dOptions& o) { return o.conv(); });
     declare_hyena_filter_options(s);
     return s;
   }();

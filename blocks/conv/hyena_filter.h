@@ -96,7 +96,8 @@ torch::Tensor long_conv_matrix(const torch::Tensor& h, const torch::Tensor& h_re
 // x [B, N, ...] with the tokens at or after ctx.lengths[b] set to zero (x itself without lengths).
 torch::Tensor zero_padding(const torch::Tensor& x, const MixerContext& ctx);
 
-// The filter's options, declared on a block's Options O (which carries the same fields).
+// The filter's options and `conv` (fft | direct), declared on a block's Options O (which carries
+// the same fields).
 template <class O>
 void declare_hyena_filter_options(OptionsSchema<O>& s) {
   const O d{};
@@ -122,6 +123,10 @@ void declare_hyena_filter_options(OptionsSchema<O>& s) {
   target.min = 1e-12;
   target.max = 1.0;
   BLOCKLAB_OPTION(s, window_shift, "constant added to the exponential window" + def(d.window_shift()));
+  s.choice(
+      "conv", {"fft", "direct"},
+      "how the long convolutions run: fft (O(N log N)) or direct summation (O(N^2), the reference) (default fft)",
+      [](O& o, const std::string& v) { o.conv(v); }, [](const O& o) { return o.conv(); });
 }
 
 template <class O>

@@ -67,10 +67,6 @@ const OptionsSchema<MonarchMixerOptions>& monarch_mixer_schema() {
         [](const MonarchMixerOptions& o) { return o.projection(); });
     BLOCKLAB_OPTION(s, nblocks, "blocks of the monarch/blockdiag projections, <= dim (default 4)").min = 1;
     BLOCKLAB_OPTION(s, short_taps, "taps of the causal short depthwise convolution (default 3)").min = 1;
-    s.choice(
-        "conv", {"fft", "direct"}, "how the long convolutions run: fft or direct (O(N^2)) (default fft)",
-        [](MonarchMixerOptions& o, const std::string& v) { o.conv(v); },
-        [](const MonarchMixerOptions& o) { return o.conv(); });
     declare_hyena_filter_options(s);
     return s;
   }();

@@ -19,7 +19,11 @@ std::string mixer_config(const std::string& key) {
   return "{type: " + key + ", " + example.substr(open + 1);
 }
 
-Model build(const std::string& model, const std::string& head, const DatasetInfo& info) {
+// A 2-layer composed model of width 32 around the mixer `key` (its registry example).
+Model build(const std::string& key, const std::string& pool, const std::string& stem, const std::string& head,
+            const DatasetInfo& info) {
+  const std::string model = "{type: model/composed, dim: 32, pool: " + pool + ", stem: " + stem +
+                            ", stack: {type: stack/plain, depth: 2, drop_path: 0.0}, mixer: " + mixer_config(key) + "}";
   torch::manual_seed(4);
   Model m = composed_model(build_model(parse_yaml(model, "model"), parse_yaml(head, "head"), info));
   REQUIRE(m);
@@ -69,11 +73,7 @@ void check_learns_lm(const std::string& key, double fraction) {
   info.task = "language";
   info.vocabulary = 8;
   info.length = 24;
-  Model m = build(
-      "{type: model/composed, dim: 32, pool: none, stem: {type: stem/tokens, pos: learned}, "
-      "stack: {type: stack/plain, depth: 2, drop_path: 0.0}, mixer: " +
-          mixer_config(key) + "}",
-      "{type: linear, tie: true}", info);
+  Model m = build(key, "none", "{type: stem/tokens, pos: learned}", "{type: linear, tie: true}", info);
   CHECK(m->recurrent() == caps.recurrent);
   // Sequences cycling through a random permutation of the 8 tokens: the next token is the
   // one that followed it 8 positions earlier (learnable only by looking back).
@@ -108,11 +108,7 @@ void check_learns_seqcls(const std::string& key) {
   info.vocabulary = 8;
   info.length = 16;
   info.num_classes = 2;
-  Model m = build(
-      "{type: model/composed, dim: 32, pool: mean, stem: {type: stem/tokens, pos: learned}, "
-      "stack: {type: stack/plain, depth: 2, drop_path: 0.0}, mixer: " +
-          mixer_config(key) + "}",
-      "linear", info);
+  Model m = build(key, "mean", "{type: stem/tokens, pos: learned}", "linear", info);
   // Sequences of 8..16 random tokens, right-padded to 16; the class: is the first token < 4?
   torch::manual_seed(11);
   const auto batch = [] {
@@ -131,11 +127,7 @@ void check_learns_seqcls(const std::string& key) {
 void check_learns_vit(const std::string& key) {
   DatasetInfo info;
   info.channels = 1, info.height = 16, info.width = 16, info.num_classes = 2;
-  Model m = build(
-      "{type: model/composed, dim: 32, pool: mean, stem: {type: stem/patch, patch: 4, pos: learned}, "
-      "stack: {type: stack/plain, depth: 2, drop_path: 0.0}, mixer: " +
-          mixer_config(key) + "}",
-      "linear", info);
+  Model m = build(key, "mean", "{type: stem/patch, patch: 4, pos: learned}", "linear", info);
   // Class: is the bright square in the left or the right half? Its row is random; the
   // learned positions tell the halves apart. (Some mixers sit on a plateau for ~150 steps
   // before the position-content interaction forms, hence 250.)

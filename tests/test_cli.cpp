@@ -189,6 +189,8 @@ TEST_CASE("every command checks its arguments: exit 2, the option named, the val
       "bench mixers --min-time 1e9",
       "bench mixers --min-time fast",
       "bench mixers --mixers attention/softmax --without-softmax",
+      "bench mixers --mixers ssm/mamba:scan=fast",
+      "bench mixers --mixers ssm/mamba:sacn=reference",
   };
   std::string text;
   for (const std::string& args : cases) {
@@ -219,6 +221,9 @@ TEST_CASE("bench mixers times each mixer at each length next to softmax and draw
   CHECK(fs::exists(tmp.path / "bench_mixers.png"));
   CHECK(fs::exists(tmp.path / "bench_mixers.svg"));
   // --without-softmax: the mixers alone, no ratio to softmax and no crossover.
+  // A variant (KEY:OPTION=VALUE) runs beside its plain mixer and is timed against it.
+  const auto variant = bench("--mixers linear/elu,linear/elu:form=parallel --min-time 0 --without-softmax");
+  CHECK(variant.find("linear/elu:form=parallel / linear/elu") != std::string::npos);
   const auto alone = bench("--mixers linear/elu --min-time 0 --without-softmax");
   CHECK(alone.find("attention/softmax") == std::string::npos);
   CHECK(alone.find("- (not run)") != std::string::npos);

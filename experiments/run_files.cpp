@@ -9,7 +9,6 @@
 #include <cstring>
 #include <utility>
 
-#include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -36,33 +35,6 @@ std::string hex64(std::uint64_t v) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
   return buf;
-}
-
-static std::string run_capture(const std::string& cmd) {
-  std::string out;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return out;
-  std::array<char, 512> buf{};
-  while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  if (pclose(pipe) != 0) return "";
-  return out;
-}
-
-CodeVersion code_version() {
-  static const CodeVersion cached = [] {
-    CodeVersion v;
-    const std::string dir = BLOCKLAB_SOURCE_DIR;
-    std::string sha = run_capture("git -C '" + dir + "' rev-parse HEAD 2>/dev/null");
-    while (!sha.empty() && (sha.back() == '\n' || sha.back() == '\r')) sha.pop_back();
-    if (sha.empty()) return v;
-    v.commit = sha;
-    // Results and build outputs do not make the code dirty.
-    const std::string status = run_capture("git -C '" + dir +
-                                           "' status --porcelain --untracked-files=no -- . ':!results' 2>/dev/null");
-    v.dirty = !status.empty();
-    return v;
-  }();
-  return cached;
 }
 
 FileWriteError::FileWriteError(const std::string& path, const std::string& reason)

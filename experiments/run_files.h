@@ -22,13 +22,17 @@ namespace blocklab {
 std::uint64_t fnv1a64(const void* data, std::size_t size, std::uint64_t seed = 0xcbf29ce484222325ULL);
 std::string hex64(std::uint64_t v);
 
-// The source tree's git commit and whether it has uncommitted changes ("unknown" outside git).
+// The git commit this binary was built from ("unknown" outside git) and whether its tracked
+// sources had uncommitted changes then (`diff`: a hash of them, so that two different dirty
+// builds are told apart). Fixed at build time (cmake/code_version.cmake): a copied binary or a
+// checkout moved on since the build does not change it.
 struct CodeVersion {
   std::string commit = "unknown";
   bool dirty = false;
-  std::string text() const { return commit + (dirty ? "-dirty" : ""); }
+  std::string diff;
+  std::string text() const { return commit + (dirty ? "-dirty-" + diff : ""); }
 };
-CodeVersion code_version();
+CodeVersion code_version();  // defined in the generated build/generated/code_version.cpp
 
 // A file that could not be written (disk full, permissions, a missing directory): the message
 // names the file and the system's reason. Nothing half-written is left under the real name,

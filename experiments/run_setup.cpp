@@ -78,6 +78,7 @@ static std::string env_json(const RunSetup& s, const CodeVersion& code) {
   return JsonObject()
              .set("git_commit", code.commit)
              .set("git_dirty", code.dirty)
+             .set("git_diff", code.diff)  // a hash of the uncommitted changes the binary was built with
              .set("libtorch", std::string(BLOCKLAB_TORCH_VERSION))
              .set("device", s.device.str())
              .set("cuda_available", torch::cuda::is_available())

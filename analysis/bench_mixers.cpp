@@ -5,9 +5,8 @@
 // log-log plot. Each round runs every mixer at every length, so that machine noise and drift
 // hit them alike; the median over rounds is reported, and the scaling is the median over rounds
 // of the ratio within one round (with its range), so that a slow drift of the machine cancels.
-// One measurement repeats the call until it has taken --min-time seconds (the count is fixed in
-// the warm-up round, as Python's timeit.autorange does) and takes the mean: a call of a few ms
-// alone is at the mercy of the scheduler's hiccups.
+// One measurement repeats the call for --min-time seconds and takes the mean (the timing
+// discipline of analysis/bench_timing.h).
 //
 // Memory: the bytes held by the allocator after the forward (what autograd keeps for the
 // backward: activations and saved tensors), measured with glibc's mallinfo2 around the
@@ -23,6 +22,7 @@
 #include <sstream>
 
 #include "analysis/bench_mixers.h"
+#include "analysis/bench_timing.h"
 #include "analysis/block_options.h"
 #include "analysis/plot.h"
 #include "blocks/interfaces.h"
@@ -104,11 +104,6 @@ std::pair<double, double> run_once(TokenMixer& mixer, const torch::Tensor& x, co
   return {s, kept};
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 // The layout a mixer runs on: causal when asked and the mixer can; a square grid when it needs
 // one (N must then be a square). Returns false when the mixer cannot run at N.
 bool mixer_context(const TokenMixer& m, const MixerBench& b, std::int64_t n, MixerContext& ctx) {
@@ -129,36 +124,29 @@ std::vector<std::vector<Measure>> measure_all(const MixerBench& b) {
   const auto mixers = b.mixers.size(), lengths = b.lengths.size();
   std::vector<std::vector<TokenMixer>> built(lengths);
   std::vector<std::vector<MixerContext>> contexts(lengths, std::vector<MixerContext>(mixers));
-  std::vector<std::vector<bool>> runs(lengths);
   std::vector<torch::Tensor> inputs;
+  std::vector<std::pair<std::size_t, std::size_t>> cases;  // (mixer, length) that run, one mixer's lengths back to back
   for (std::size_t l = 0; l < lengths; ++l) {
-    for (std::size_t i = 0; i < mixers; ++i) {
-      built[l].push_back(build_mixer(b.mixers[i], b, b.lengths[l]));
-      runs[l].push_back(mixer_context(built[l].back(), b, b.lengths[l], contexts[l][i]));
-    }
+    for (std::size_t i = 0; i < mixers; ++i) built[l].push_back(build_mixer(b.mixers[i], b, b.lengths[l]));
     torch::manual_seed(0);
     inputs.push_back(torch::randn({b.batch, b.lengths[l], b.dim}).requires_grad_(true));
   }
-  std::vector<std::vector<std::vector<double>>> times(mixers, std::vector<std::vector<double>>(lengths)), kept = times;
-  std::vector<std::vector<std::int64_t>> calls(mixers, std::vector<std::int64_t>(lengths, 1));
-  for (std::int64_t r = -1; r < b.rounds; ++r) {  // round -1: warm-up, not counted; it sets the calls
-    for (std::size_t i = 0; i < mixers; ++i)      // one mixer's lengths back to back: its ratios see one machine
-      for (std::size_t l = 0; l < lengths; ++l)
-        if (runs[l][i]) {
-          const auto [first, bytes] = run_once(built[l][i], inputs[l], contexts[l][i]);
-          double total = first;
-          for (std::int64_t c = 1; c < calls[i][l]; ++c)
-            total += run_once(built[l][i], inputs[l], contexts[l][i]).first;
-          if (r < 0) calls[i][l] = std::clamp<std::int64_t>(std::llround(std::ceil(b.min_time / first)), 1, 1000);
-          if (r >= 0) times[i][l].push_back(total / static_cast<double>(calls[i][l])), kept[i][l].push_back(bytes);
-        }
-    std::fprintf(stderr, "bench mixers: round %lld of %lld done\n", static_cast<long long>(r + 1),
-                 static_cast<long long>(b.rounds));
-  }
-  std::vector<std::vector<Measure>> result(mixers, std::vector<Measure>(lengths));
   for (std::size_t i = 0; i < mixers; ++i)
     for (std::size_t l = 0; l < lengths; ++l)
-      if (runs[l][i]) result[i][l] = Measure{median(times[i][l]), median(kept[i][l]) / (1024.0 * 1024.0), times[i][l]};
+      if (mixer_context(built[l][i], b, b.lengths[l], contexts[l][i])) cases.emplace_back(i, l);
+  std::vector<std::vector<double>> kept(cases.size());  // bytes after the forward of each timed call
+  const auto times = time_rounds(
+      cases.size(), b.rounds, b.min_time,
+      [&](std::size_t c, bool timed) {
+        const auto [i, l] = cases[c];
+        const auto [seconds, bytes] = run_once(built[l][i], inputs[l], contexts[l][i]);
+        if (timed) kept[c].push_back(bytes);
+        return seconds;
+      },
+      kCommand);
+  std::vector<std::vector<Measure>> result(mixers, std::vector<Measure>(lengths));
+  for (std::size_t c = 0; c < cases.size(); ++c)
+    result[cases[c].first][cases[c].second] = Measure{median(times[c]), median(kept[c]) / (1024.0 * 1024.0), times[c]};
   return result;
 }
 
@@ -191,18 +179,6 @@ void print_table(const MixerBench& b, const std::vector<std::vector<Measure>>& m
     }
 }
 
-// "N: median (min-max)" of time at N over time at N/4 within each round, over the rounds.
-std::string scaling_ratio(std::int64_t n, const Measure& at_n, const Measure& at_quarter) {
-  std::vector<double> ratios;
-  for (std::size_t r = 0; r < at_n.rounds.size() && r < at_quarter.rounds.size(); ++r)
-    ratios.push_back(at_n.rounds[r] / at_quarter.rounds[r]);
-  if (ratios.empty()) return "";
-  const auto [low, high] = std::minmax_element(ratios.begin(), ratios.end());
-  char text[64];
-  std::snprintf(text, sizeof text, "%lld: %.2f (%.2f-%.2f)  ", static_cast<long long>(n), median(ratios), *low, *high);
-  return text;
-}
-
 // Time at N over time at N/4 (when both were measured), and where each mixer overtakes softmax.
 void print_scaling(const MixerBench& b, const std::vector<std::vector<Measure>>& m) {
   std::printf("\n%-28s %-34s %s\n", "mixer", "time x per 4x tokens, N/4 -> N:", "faster than softmax from N =");
@@ -211,7 +187,7 @@ void print_scaling(const MixerBench& b, const std::vector<std::vector<Measure>>&
     std::string ratios;
     for (std::size_t l = 0; l < b.lengths.size(); ++l)
       for (std::size_t k = 0; k < l; ++k)
-        if (b.lengths[l] == 4 * b.lengths[k]) ratios += scaling_ratio(b.lengths[l], m[i][l], m[i][k]);
+        if (b.lengths[l] == 4 * b.lengths[k]) ratios += ratio_over_rounds(b.lengths[l], m[i][l].rounds, m[i][k].rounds);
     std::string crossover = b.softmax ? "never (in this range)" : "- (not run)";
     for (std::size_t l = 0; l < b.lengths.size() && b.softmax; ++l)
       if (m[i][l].seconds < m[0][l].seconds) {

@@ -13,6 +13,8 @@
 #include <sstream>
 
 #include "analysis/bench_mixers.h"
+#include "analysis/bench_scan.h"
+#include "analysis/bench_timing.h"
 #include "blocks/interfaces.h"
 #include "experiments/optim/optimizer.h"
 #include "registry/cli_options.h"
@@ -101,11 +103,6 @@ std::pair<double, std::int64_t> python_images_per_second(const BenchShape& s) {
   return {number_after("images_per_s"), static_cast<std::int64_t>(number_after("parameters"))};
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 // The default ViT with plain fused softmax attention and with each additive mask, side by side.
 int bench_masks(BenchShape s, int rounds) {
   s.pool = "mean";  // experiments/conf/model/vit_small.yaml: 7x7 patches of 4x4 pixels, mean pooling
@@ -133,6 +130,7 @@ int bench_masks(BenchShape s, int rounds) {
 
 int bench_command(const std::vector<std::string>& args) {
   if (!args.empty() && args[0] == "mixers") return bench_mixers_command({args.begin() + 1, args.end()});
+  if (!args.empty() && args[0] == "scan") return bench_scan_command({args.begin() + 1, args.end()});
   po::options_description opts("Options");
   BenchShape s;
   // An integer option: its name, help, where it goes (holding the default) and its valid range.
@@ -168,16 +166,18 @@ int bench_command(const std::vector<std::string>& args) {
                               "model, optimizer, batch and threads) and prints images/s and the ratio. masks: trains "
                               "the default ViT (pool mean) with plain fused softmax attention and with each additive "
                               "mask, and prints images/s and the ratios to the plain one. mixers: token mixers "
-                              "against the sequence length next to softmax (blocklab bench mixers --help).",
+                              "against the sequence length next to softmax (blocklab bench mixers --help). scan: "
+                              "the selective scan, SSD and the long convolution alone, fast form against its "
+                              "reference loop (blocklab bench scan --help).",
                               opts,
                               "Examples:\n  blocklab bench vit\n  blocklab bench vit --dim 32 --depth 2 --batch 32\n"
-                              "  blocklab bench masks --rounds 5\n  blocklab bench mixers\n");
+                              "  blocklab bench masks --rounds 5\n  blocklab bench mixers\n  blocklab bench scan\n");
     return cl.vars.count("help") ? 0 : 2;
   }
   if (cl.positional.size() > 1)
     throw UsageError("blocklab bench: name one benchmark (vit or masks), not " + std::to_string(cl.positional.size()));
   if (cl.positional[0] != "vit" && cl.positional[0] != "masks")
-    throw UsageError("blocklab bench: unknown benchmark '" + cl.positional[0] + "' (known: vit, masks, mixers)");
+    throw UsageError("blocklab bench: unknown benchmark '" + cl.positional[0] + "' (known: vit, masks, mixers, scan)");
   for (const IntOption& o : ints)
     *o.value = static_cast<int>(integer_option(cl, "bench", o.name, o.lo, o.hi, *o.value));
   if (!(s.mlp_ratio > 0 && s.mlp_ratio <= 16))
@@ -208,7 +208,8 @@ int bench_command(const std::vector<std::string>& args) {
 }
 
 const bool registered = CommandRegistry::instance().add(
-    {"bench", "benchmarks run side by side (vit vs PyTorch Python; the ViT with each additive mask; mixers vs N)",
+    {"bench",
+     "benchmarks run side by side (vit vs PyTorch Python; the ViT with each additive mask; mixers vs N; scans vs N)",
      bench_command, 90});
 
 }  // namespace

@@ -1,9 +1,11 @@
 // End-to-end tests of the blocklab executable: exit statuses and the messages users see.
 #include <catch2/catch.hpp>
 
-#include <array>
-#include <cstdio>
 #include <sys/wait.h>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 
 #include "golden.h"
 #include "process_support.h"
@@ -191,6 +193,8 @@ TEST_CASE("every command checks its arguments: exit 2, the option named, the val
       "bench mixers --mixers attention/softmax --without-softmax",
       "bench mixers --mixers ssm/mamba:scan=fast",
       "bench mixers --mixers ssm/mamba:sacn=reference",
+      "bench scan --primitives selective,ssm",
+      "bench scan --lengths 0",
   };
   std::string text;
   for (const std::string& args : cases) {
@@ -234,4 +238,38 @@ TEST_CASE("bench mixers times each mixer at each length next to softmax and draw
   const Result unknown = run_blocklab("bench mixers --mixers linear/elo");
   CHECK(unknown.status == 2);
   CHECK(unknown.out.find("linear/elu") != std::string::npos);  // did you mean
+}
+
+TEST_CASE("bench scan times each primitive's fast form and reference loop and prints their ratios", "[cli]") {
+  // Small and quick: lengths 64 and 256, one round, one call per measurement.
+  const Result r = run_blocklab("bench scan --lengths 64,256 --rounds 1 --min-time 0 --threads 1");
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  for (const std::string row : {"selective  fused", "selective  reference", "ssd        chunked",
+                                "ssd        token-loop", "conv       fft", "conv       direct"}) {
+    CHECK(r.out.find(row + " ") != std::string::npos);
+  }
+  // "LABEL  64: RATIO (LOW-HIGH)  256: ...": every ratio at N in the line of LABEL finite and positive.
+  const auto ratio = [&](const std::string& label, const std::string& n) {
+    const auto line = r.out.find("\n" + label + " ");
+    REQUIRE(line != std::string::npos);
+    const auto at = r.out.find(" " + n + ": ", line + 1);
+    REQUIRE(at < r.out.find('\n', line + 1));
+    return std::strtod(r.out.c_str() + at + n.size() + 3, nullptr);
+  };
+  for (const std::string label : {"selective reference / fused", "ssd token-loop / chunked", "conv direct / fft"}) {
+    for (const std::string n : {"64", "256"}) {
+      INFO(label << " at " << n);
+      const double x = ratio(label, n);
+      CHECK(std::isfinite(x));
+      CHECK(x > 0);
+    }
+  }
+  CHECK(r.out.find("time x per 4x tokens") != std::string::npos);
+  for (const std::string label : {"selective fused", "ssd chunked", "conv fft"}) {
+    INFO(label);
+    const double x = ratio(label, "256");  // the 64 -> 256 scaling of each fast form
+    CHECK(std::isfinite(x));
+    CHECK(x > 0);
+  }
 }

@@ -2,6 +2,10 @@
 // float64 module, run it and make an input; each check builds its own module at a fixed seed.
 //   shape        output shape, float64, finite
 //   grad         every parameter (and the input) gets a finite gradient
+//   grad values  autograd's gradient of a random projection of the output, along a random
+//                direction in the input and in each parameter alone, equals the central finite
+//                difference (float64): a wrong backward (a fused kernel's, a custom Function's)
+//                shows here even when the forward is right
 //   determinism  the same seed builds the same module and gives the same output (train mode,
 //                so dropout / drop_path draws are covered too)
 //   batch        in eval mode, changing sample j changes no other sample's output
@@ -11,10 +15,12 @@
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <functional>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "registry/registry.h"
@@ -28,6 +34,8 @@ inline ConfigNode example_config(const EntryInfo& e) {
   node.set("type", ConfigNode::string(e.key));
   return node;
 }
+
+inline double as_double(const torch::Tensor& t) { return t.item<double>(); }
 
 inline bool all_finite(const torch::Tensor& t) { return torch::isfinite(t).all().item<bool>(); }
 
@@ -71,6 +79,47 @@ void check_grads(const Subject<M>& s) {
   REQUIRE(x.grad().defined());
   CHECK(all_finite(x.grad()));
   CHECK(x.grad().abs().sum().item<double>() > 0.0);
+}
+
+// d/de L(theta + e v) at e = 0, for L = <output, r>: by autograd (<grad L, v>) and by central
+// differences (L(theta + h v) - L(theta - h v)) / 2h, along v in the input and in each
+// parameter alone. Train mode, every forward from the same seed (dropout draws alike).
+// `input_too` false: parameters only, for whole models whose input is data (NLinear detaches
+// the last value it subtracts, as its official code does: no gradient flows there by design).
+template <class M>
+void check_grad_values(const Subject<M>& s, bool input_too = true) {
+  torch::manual_seed(5);
+  M m = s.build();
+  m->train();
+  const torch::Tensor x = s.input().requires_grad_(true);
+  const auto loss = [&](const torch::Tensor& input) -> torch::Tensor {
+    torch::manual_seed(6);
+    const torch::Tensor y = s.forward(m, input);
+    torch::manual_seed(7);
+    return (y * torch::randn_like(y)).sum();
+  };
+  loss(x).backward();
+  std::vector<std::pair<std::string, torch::Tensor>> targets;
+  if (input_too) targets.emplace_back("the input", x);
+  for (const auto& p : m->named_parameters())
+    if (p.value().requires_grad()) targets.emplace_back("parameter " + p.key(), p.value());
+  constexpr double h = 1e-6;
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, t] : targets) {
+    INFO("direction in " << name);
+    torch::manual_seed(8);
+    const auto v = torch::randn_like(t);
+    const double analytic = as_double((t.grad() * v).sum());
+    const auto original = t.clone();
+    t.add_(v, h);
+    const double up = as_double(loss(x));
+    t.copy_(original).add_(v, -h);
+    const double down = as_double(loss(x));
+    t.copy_(original);
+    const double numeric = (up - down) / (2 * h);
+    INFO("autograd " << analytic << ", central difference " << numeric);
+    CHECK(std::abs(analytic - numeric) <= 1e-5 * std::max(1.0, std::abs(numeric)));
+  }
 }
 
 template <class M>

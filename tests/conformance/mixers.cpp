@@ -3,7 +3,7 @@
 // checked for what its MixerCapabilities promise. A new mixer is covered by registering it;
 // nothing here names a block, and there is no skip list.
 //
-//   all mixers    shape, grad, determinism, batch (checks.h) at 17 tokens (1 prefix + 4x4 grid);
+//   all mixers    shape, grad, grad values, determinism, batch (checks.h) at 17 tokens (1 prefix + 4x4 grid);
 //                 shape at 1, 17 and 70 (grid) or 73 (plain) tokens (so chunk and window boundaries are crossed), on
 //                 a grid and, unless needs_grid, as a plain sequence
 //   causal        no output depends on a later token, at every length > 1
@@ -179,6 +179,7 @@ void check_mixer(const std::string& recorded_key, const Build& build) {
   const auto main = subject(build, kMain, false);
   check_shape(main, {kBatch, kMain.tokens(), kDim});
   check_grads(main);
+  check_grad_values(main);
   check_determinism(main);
   check_batch_independence(main);
   std::vector<Layout> layouts = kGridLayouts;

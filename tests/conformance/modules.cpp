@@ -58,6 +58,7 @@ TEST_CASE("conformance: channel mixers", "[conformance]") {
         check_shape(flat, {5, kDim});
       }
       check_grads(s);
+      check_grad_values(s);
       check_determinism(s);
       {
         // A channel mixer never mixes tokens: changing token j changes only token j's output.
@@ -101,6 +102,7 @@ TEST_CASE("conformance: blocks", "[conformance]") {
       const auto s = subject(false);
       check_shape(s, {kBatch, kTokens, kDim});
       check_grads(s);
+      check_grad_values(s);
       check_determinism(s);
       check_batch_independence(s);
       check_causal(subject(true), kCausalToken);
@@ -130,6 +132,7 @@ TEST_CASE("conformance: backbones", "[conformance]") {
         check_shape(s, {2, d});
       }
       check_grads(s);
+      check_grad_values(s);
       check_determinism(s);
       check_batch_independence(s, 1);
       {
@@ -183,6 +186,7 @@ TEST_CASE("conformance: heads", "[conformance]") {
       shape.insert(shape.begin(), kBatch);
       check_shape(s, shape);
       check_grads(s);
+      check_grad_values(s);
       check_determinism(s);
       check_batch_independence(s);
       // Every token [B, N, D] (the model's pool: none): finite, batch by batch.
@@ -194,7 +198,7 @@ TEST_CASE("conformance: heads", "[conformance]") {
 }
 
 // Whole-window forecasters (model entries forecast/*: series [B, L, C] -> forecasts [B, P, C]):
-// shape, grad, determinism, batch (eval mode), sized by the data.
+// shape, grad, grad values, determinism, batch (eval mode), sized by the data.
 TEST_CASE("conformance: forecasters", "[conformance]") {
   constexpr std::int64_t kLength = 48, kHorizon = 12, kChannels = 3;
   ModelArgs args;
@@ -220,6 +224,7 @@ TEST_CASE("conformance: forecasters", "[conformance]") {
                          }};
       check_shape(s, {kBatch, kHorizon, kChannels});
       check_grads(s);
+      check_grad_values(s, /*input_too=*/false);  // the input is data
       check_determinism(s);
       check_batch_independence(s);
     }

@@ -68,18 +68,20 @@ fi
 # the pinned torch, and timm's import-time peers; flash-linear-attention (fla-core holds the
 # pure-PyTorch naive.py cores tests/diff/linear_fla.py loads by path, without triton) and einops;
 # torchscale (Microsoft's official RetNet; tests/diff/retnet_torchscale.py); mambapy (a pure-PyTorch
-# Mamba; tests/diff/mamba_ref.py); --no-deps keeps torch as pinned (~15 s).
+# Mamba; tests/diff/mamba_ref.py); scipy (cont2discrete, the LMU codes' discretisation;
+# tests/diff/lmu_scipy.py); --no-deps keeps torch as pinned (~15 s).
 REFERENCE_WHEELS=(timm==1.0.31 torchvision==0.26.0 pillow==13.0.0 pyyaml==6.0.4 safetensors==0.8.0 huggingface_hub==2.4.0
-                  fla-core==0.6.0 flash-linear-attention==0.6.0 einops==0.8.2 torchscale==0.3.0 mambapy==1.2.0)
+                  fla-core==0.6.0 flash-linear-attention==0.6.0 einops==0.8.2 torchscale==0.3.0 mambapy==1.2.0
+                  scipy==1.17.1)
 if "$VPY" - "${REFERENCE_WHEELS[@]}" <<'PYEOF' 2>/dev/null; then
 import sys, importlib.metadata as md
 for pin in sys.argv[1:]:
     name, version = pin.split("==")
     assert md.version(name) == version
 PYEOF
-  say "venv: timm, flash-linear-attention, torchscale and mambapy (test-only references) present"
+  say "venv: timm, flash-linear-attention, torchscale, mambapy and scipy (test-only references) present"
 else
-  say "pip install timm, flash-linear-attention, torchscale and mambapy (test-only references for tests/diff/)"
+  say "pip install timm, flash-linear-attention, torchscale, mambapy and scipy (test-only references for tests/diff/)"
   "$VPY" -m pip install -q --disable-pip-version-check --no-deps "${REFERENCE_WHEELS[@]}"
 fi
 # The official mamba-ssm as its source archive, not built (its CUDA kernels need a GPU):

@@ -63,7 +63,7 @@ TEST_CASE("SIGKILL at a random step, then --resume: equal to an uninterrupted ru
   bool killed = false;
   for (int i = 0; i < 3000 && !killed; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    if (!fs::exists(out / "vit_fmnist")) continue;
+    if (!has_run_dir(out)) continue;
     const fs::path dir = run_dir(out);
     const std::string m = slurp(dir / "metrics.jsonl");
     if (m.find("\"step\": " + std::to_string(kill_after_step / 4 * 4) + ",") != std::string::npos) {
@@ -91,7 +91,7 @@ TEST_CASE("a kill during a checkpoint write leaves a loadable checkpoint", "[run
   const std::vector<std::string> every_step = {"trainer.checkpoint_every=1", "trainer.epochs=2"};
   auto args_now = [&] {
     std::vector<std::string> args = tiny(out.string(), every_step);
-    const bool has_checkpoint = fs::exists(out / "vit_fmnist") && fs::exists(run_dir(out) / "checkpoints" / "last.ckpt");
+    const bool has_checkpoint = has_run_dir(out) && fs::exists(run_dir(out) / "checkpoints" / "last.ckpt");
     if (has_checkpoint) args.push_back("--resume");
     return args;
   };
@@ -100,9 +100,7 @@ TEST_CASE("a kill during a checkpoint write leaves a loadable checkpoint", "[run
   // The run has written a checkpoint (start-up can take seconds on a loaded machine).
   auto wait_for_checkpoint = [&] {
     for (int i = 0; i < 6000; ++i) {
-      if (fs::exists(out / "vit_fmnist") && !fs::is_empty(out / "vit_fmnist") &&
-          fs::exists(run_dir(out) / "checkpoints" / "last.ckpt"))
-        return true;
+      if (has_run_dir(out) && fs::exists(run_dir(out) / "checkpoints" / "last.ckpt")) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return false;
@@ -177,7 +175,7 @@ TEST_CASE("SIGTERM or SIGUSR1 mid-run: checkpoint, exit 75, --resume equals an u
     bool sent = false;
     for (int i = 0; i < 3000 && !sent; ++i) {  // no periodic checkpoints: the signal's is the only one
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      if (fs::exists(out / "vit_fmnist") && slurp(run_dir(out) / "metrics.jsonl").find("\"step\": 8,") != std::string::npos)
+      if (has_run_dir(out) && slurp(run_dir(out) / "metrics.jsonl").find("\"step\": 8,") != std::string::npos)
         sent = kill(pid, sig) == 0;
     }
     REQUIRE(sent);

@@ -39,6 +39,13 @@ inline std::vector<std::string> tiny(const std::string& out, std::vector<std::st
   return args;
 }
 
+// Whether a run has created its directory under <out>/<experiment> yet (the experiment's folder
+// appears a moment before the run's own: a watcher polling a live run must wait for both).
+inline bool has_run_dir(const fs::path& out, const std::string& experiment = "vit_fmnist") {
+  std::error_code ec;
+  return fs::exists(out / experiment, ec) && !fs::is_empty(out / experiment, ec);
+}
+
 // The only run directory under <out>/<experiment>.
 inline fs::path run_dir(const fs::path& out, const std::string& experiment = "vit_fmnist") {
   std::vector<fs::path> dirs;

@@ -42,6 +42,17 @@ ScanInputs inputs(std::int64_t batch, std::int64_t length, std::int64_t channels
   return in;
 }
 
+// The gradients of sum(y * weights) over the inputs' leaves, then y and the last state, by the
+// fused scan or by the naive one.
+std::vector<torch::Tensor> scan_results(const ScanInputs& in, const torch::Tensor& weights, bool fused, bool softplus) {
+  const auto scan = fused ? selective_scan : selective_scan_reference;
+  const auto r = scan(in.u, in.delta, in.A, in.B, in.C, in.h0, in.D, in.z, in.delta_bias, softplus);
+  auto g = torch::autograd::grad({(r.y * weights).sum()}, in.leaves());
+  g.push_back(r.y.detach());
+  g.push_back(r.last.detach());
+  return g;
+}
+
 }  // namespace
 
 TEST_CASE("selective scan: the fused form equals the naive scan, outputs, last state and gradients", "[ssm]") {
@@ -58,17 +69,7 @@ TEST_CASE("selective scan: the fused form equals the naive scan, outputs, last s
                    << ", D and z " << c.gated);
     const auto in = inputs(2, c.length, c.channels, c.states, c.initial, torch::kFloat64, c.gated);
     const auto weights = torch::randn({2, c.length, c.channels}, torch::kFloat64);
-    const auto run = [&](const SelectiveScanResult& r) {
-      auto g = torch::autograd::grad({(r.y * weights).sum()}, in.leaves());
-      g.push_back(r.y.detach());
-      g.push_back(r.last.detach());
-      return g;
-    };
-    const bool softplus = c.gated;
-    const auto fused =
-        run(selective_scan(in.u, in.delta, in.A, in.B, in.C, in.h0, in.D, in.z, in.delta_bias, softplus));
-    const auto reference =
-        run(selective_scan_reference(in.u, in.delta, in.A, in.B, in.C, in.h0, in.D, in.z, in.delta_bias, softplus));
+    const auto fused = scan_results(in, weights, true, c.gated), reference = scan_results(in, weights, false, c.gated);
     for (std::size_t i = 0; i < fused.size(); ++i) {
       INFO("output " << i << " (gradients of u, delta, A, B, C[, h0][, D, z, delta_bias]; then y, last)");
       CHECK(max_diff(fused[i], reference[i]) <= 1e-9);
@@ -112,17 +113,9 @@ TEST_CASE("selective scan: float32, outputs and every gradient", "[ssm]") {
   torch::manual_seed(3);
   const auto f32 = inputs(2, 100, 12, 16, true, torch::kFloat32, /*gated=*/true);
   const auto weights = torch::randn({2, 100, 12});
-  const auto run = [&](const SelectiveScanResult& r) {
-    auto g = torch::autograd::grad({(r.y * weights).sum()}, f32.leaves());
-    g.push_back(r.y.detach());
-    return g;
-  };
-  const auto fused =
-      run(selective_scan(f32.u, f32.delta, f32.A, f32.B, f32.C, f32.h0, f32.D, f32.z, f32.delta_bias, true));
-  const auto reference =
-      run(selective_scan_reference(f32.u, f32.delta, f32.A, f32.B, f32.C, f32.h0, f32.D, f32.z, f32.delta_bias, true));
+  const auto fused = scan_results(f32, weights, true, true), reference = scan_results(f32, weights, false, true);
   for (std::size_t i = 0; i < fused.size(); ++i) {
-    INFO("output " << i << " (gradients of u, delta, A, B, C, h0, D, z, delta_bias; then y)");
+    INFO("output " << i << " (gradients of u, delta, A, B, C, h0, D, z, delta_bias; then y, last)");
     CHECK(max_diff(fused[i], reference[i]) <= 1e-5 * std::max(1.0, reference[i].abs().max().item<double>()));
   }
 }

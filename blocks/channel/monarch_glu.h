@@ -13,6 +13,7 @@
 #pragma once
 
 #include "blocks/common/ffn.h"
+#include "blocks/common/init.h"
 #include "blocks/common/monarch.h"
 #include "blocks/interfaces.h"
 
@@ -26,7 +27,7 @@ struct MonarchGluOptions {
   TORCH_ARG(double, drop) = 0.0;  // dropout after the gating
 };
 
-class MonarchGluImpl : public ChannelMixerImpl {
+class MonarchGluImpl : public ChannelMixerImpl, public KeepsOwnInit {
  public:
   static constexpr const char* kKey = "monarch-glu";
   MonarchGluImpl(std::int64_t dim, const MonarchGluOptions& options = {});

@@ -24,13 +24,19 @@ void init_one(torch::nn::Module& m) {
   }
 }
 
+// Pre-order, as Module::modules(): a module, then each child's subtree in registration order.
+void init_tree(torch::nn::Module& m) {
+  if (dynamic_cast<const KeepsOwnInit*>(&m) != nullptr) return;
+  init_one(m);
+  for (const auto& child : m.children()) init_tree(*child);
+}
+
 }  // namespace
 
 void init_vit_weights(torch::nn::Module& root) {
   torch::NoGradGuard no_grad;
-  // include_self=false: `root` may still be under construction (not yet in a shared_ptr).
-  init_one(root);
-  for (const auto& m : root.modules(/*include_self=*/false)) init_one(*m);
+  // By reference: `root` may still be under construction (not yet in a shared_ptr).
+  init_tree(root);
 }
 
 torch::Tensor drop_path(const torch::Tensor& x, double p, bool training) {

@@ -17,7 +17,20 @@ namespace blocklab {
 // In place, without recording gradients; returns `t`.
 torch::Tensor trunc_normal_(torch::Tensor t, double std, double a = -2.0, double b = 2.0, double mean = 0.0);
 
-// Re-initialises every Linear and LayerNorm under `root` (itself included) as timm's ViT does.
+// A block that initialises its parameters as its paper's code does derives from KeepsOwnInit,
+// and init_vit_weights leaves it and everything under it alone: Mamba's step-size projection
+// (softplus(b_dt) in [0.001, 0.1], not softplus(0) = 0.69, which forgets within a few tokens),
+// Titans' gate biases, Hyena's and M2's implicit filter MLPs. The state space, long-convolution
+// and recurrent-memory blocks (issue 14) keep PyTorch's default Linear init plus their own parts,
+// as their official code and zoology's models do.
+class KeepsOwnInit {
+ public:
+  virtual ~KeepsOwnInit() = default;
+};
+
+// Re-initialises every Linear and LayerNorm under `root` (itself included) as timm's ViT does,
+// except inside modules that derive from KeepsOwnInit. Visits modules in the order of
+// root.modules() (pre-order), so the random draws do not depend on how the call is made.
 void init_vit_weights(torch::nn::Module& root);
 
 // x [B, ...]: one Bernoulli(1-p) draw per sample, scaled by 1/(1-p); identity when !training or p == 0.

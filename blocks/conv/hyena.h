@@ -19,6 +19,7 @@
 // Shape contract: x [B, N, C] -> [B, N, C]; N <= max_tokens.
 #pragma once
 
+#include "blocks/common/init.h"
 #include "blocks/common/ssm_parts.h"
 #include "blocks/conv/hyena_filter.h"
 #include "blocks/interfaces.h"
@@ -39,7 +40,7 @@ struct HyenaOptions {
   TORCH_ARG(double, window_shift) = 0.0;
 };
 
-class HyenaImpl : public TokenMixerImpl {
+class HyenaImpl : public TokenMixerImpl, public KeepsOwnInit {
  public:
   static constexpr const char* kKey = "conv/hyena";
   HyenaImpl(std::int64_t dim, std::int64_t max_tokens, const HyenaOptions& options = {});

@@ -24,6 +24,7 @@
 // Shape contract: x [B, P + H W, C] -> same; needs ctx.grid_height x ctx.grid_width body tokens.
 #pragma once
 
+#include "blocks/common/init.h"
 #include "blocks/conv/hyena_filter.h"
 #include "blocks/interfaces.h"
 
@@ -68,7 +69,7 @@ torch::Tensor hyena_offset_features(const torch::Tensor& offsets, std::int64_t e
 torch::Tensor conv_2d(const torch::Tensor& u, const torch::Tensor& k, std::int64_t from_h, std::int64_t from_w,
                       bool direct);
 
-class Hyena2dImpl : public TokenMixerImpl {
+class Hyena2dImpl : public TokenMixerImpl, public KeepsOwnInit {
  public:
   static constexpr const char* kKey = "conv/hyena-2d";
   Hyena2dImpl(std::int64_t dim, const Hyena2dOptions& options = {});

@@ -27,6 +27,7 @@
 #include <array>
 #include <string>
 
+#include "blocks/common/init.h"
 #include "blocks/common/options.h"
 #include "blocks/common/weight_decay.h"
 #include "blocks/interfaces.h"
@@ -47,7 +48,7 @@ struct TitansOptions {
   TORCH_ARG(std::int64_t, conv) = 4;
 };
 
-class TitansImpl : public TokenMixerImpl, public DeclaresNoWeightDecay {
+class TitansImpl : public TokenMixerImpl, public DeclaresNoWeightDecay, public KeepsOwnInit {
  public:
   static constexpr const char* kKey = "memory/titans";
   TitansImpl(std::int64_t dim, const TitansOptions& options = {});

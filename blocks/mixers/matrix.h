@@ -21,6 +21,7 @@
 
 #include <string>
 
+#include "blocks/common/init.h"
 #include "blocks/common/options.h"
 #include "blocks/common/ssm_parts.h"
 #include "blocks/interfaces.h"
@@ -39,7 +40,7 @@ struct MatrixMixerOptions {
   TORCH_ARG(std::int64_t, chunk) = 256;
 };
 
-class MatrixMixerImpl : public TokenMixerImpl {
+class MatrixMixerImpl : public TokenMixerImpl, public KeepsOwnInit {
  public:
   static constexpr const char* kKey = "mixer/matrix";
   MatrixMixerImpl(std::int64_t dim, std::int64_t max_tokens, const MatrixMixerOptions& options = {});

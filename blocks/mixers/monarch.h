@@ -22,6 +22,7 @@
 // Shape contract: x [B, N, C] -> [B, N, C]; N <= max_tokens.
 #pragma once
 
+#include "blocks/common/init.h"
 #include "blocks/common/monarch.h"
 #include "blocks/common/ssm_parts.h"
 #include "blocks/conv/hyena_filter.h"
@@ -46,7 +47,7 @@ struct MonarchMixerOptions {
   TORCH_ARG(double, window_shift) = 0.0;
 };
 
-class MonarchMixerImpl : public TokenMixerImpl {
+class MonarchMixerImpl : public TokenMixerImpl, public KeepsOwnInit {
  public:
   static constexpr const char* kKey = "mixer/monarch";
   MonarchMixerImpl(std::int64_t dim, std::int64_t max_tokens, const MonarchMixerOptions& options = {});

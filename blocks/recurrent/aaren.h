@@ -24,6 +24,7 @@
 #include <array>
 #include <string>
 
+#include "blocks/common/init.h"
 #include "blocks/common/options.h"
 #include "blocks/common/weight_decay.h"
 #include "blocks/interfaces.h"
@@ -47,7 +48,7 @@ struct AarenOptions {
   TORCH_ARG(std::string, form) = "parallel";
 };
 
-class AarenImpl : public TokenMixerImpl, public DeclaresNoWeightDecay {
+class AarenImpl : public TokenMixerImpl, public DeclaresNoWeightDecay, public KeepsOwnInit {
  public:
   static constexpr const char* kKey = "recurrent/aaren";
   AarenImpl(std::int64_t dim, const AarenOptions& options = {});

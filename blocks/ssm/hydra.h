@@ -22,6 +22,7 @@
 
 #include <string>
 
+#include "blocks/common/init.h"
 #include "blocks/common/options.h"
 #include "blocks/common/ssm_parts.h"
 #include "blocks/interfaces.h"
@@ -71,7 +72,7 @@ struct HydraOptions {
   TORCH_ARG(double, dt_init_floor) = 1e-4;
 };
 
-class HydraImpl : public TokenMixerImpl {
+class HydraImpl : public TokenMixerImpl, public KeepsOwnInit {
  public:
   static constexpr const char* kKey = "ssm/hydra";
   HydraImpl(std::int64_t dim, const HydraOptions& options = {});

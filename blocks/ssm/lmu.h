@@ -30,6 +30,7 @@
 #include <string>
 #include <utility>
 
+#include "blocks/common/init.h"
 #include "blocks/common/options.h"
 #include "blocks/interfaces.h"
 
@@ -56,7 +57,7 @@ struct LmuOptions {
   TORCH_ARG(std::string, form) = "parallel";
 };
 
-class LmuMixerImpl : public TokenMixerImpl {
+class LmuMixerImpl : public TokenMixerImpl, public KeepsOwnInit {
  public:
   static constexpr const char* kKey = "ssm/lmu";
   LmuMixerImpl(std::int64_t dim, const LmuOptions& options = {});

@@ -18,6 +18,7 @@
 
 #include <string>
 
+#include "blocks/common/init.h"
 #include "blocks/common/options.h"
 #include "blocks/common/selective_scan.h"
 #include "blocks/common/ssm_parts.h"
@@ -38,7 +39,7 @@ struct MambaOptions {
   TORCH_ARG(std::string, scan) = "fused";  // fused | reference
 };
 
-class MambaImpl : public TokenMixerImpl, public DeclaresNoWeightDecay {
+class MambaImpl : public TokenMixerImpl, public DeclaresNoWeightDecay, public KeepsOwnInit {
  public:
   static constexpr const char* kKey = "ssm/mamba";
   MambaImpl(std::int64_t dim, const MambaOptions& options = {});

@@ -20,6 +20,7 @@
 
 #include <string>
 
+#include "blocks/common/init.h"
 #include "blocks/common/options.h"
 #include "blocks/common/ssm_parts.h"
 #include "blocks/interfaces.h"
@@ -41,7 +42,7 @@ struct Mamba2Options {
   TORCH_ARG(std::int64_t, chunk) = 256;
 };
 
-class Mamba2Impl : public TokenMixerImpl {
+class Mamba2Impl : public TokenMixerImpl, public KeepsOwnInit {
  public:
   static constexpr const char* kKey = "ssm/mamba2";
   Mamba2Impl(std::int64_t dim, const Mamba2Options& options = {});

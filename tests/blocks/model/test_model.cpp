@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "blocks/backbones/prenorm_block.h"
 #include "blocks/common/multi_head.h"
@@ -329,4 +330,24 @@ TEST_CASE("stack/stages: per-stage depth, width and grid, patch merging between 
     build("{type: model/composed, dim: 16, pool: mean, stem: {type: stem/patch, patch: 7}, stack: {type: stack/stages}}");
   });
   CHECK(e.find("stack/stages needs tokens on a grid without class tokens") != std::string::npos);
+}
+
+TEST_CASE("a model keeps the initialisation of blocks that bring their own; timm's init covers the rest", "[model]") {
+  // Mamba's step sizes and Titans' forgetting gate as their papers' code sets them, not zeroed by
+  // the model's timm init (softplus(0) = 0.69 would forget within a few tokens); softmax layers
+  // still get trunc-normal(0.02) weights.
+  const Model m = build(kVit +
+                        ", layers: {ssm: {at: \"0\", mixer: {type: ssm/mamba}}, "
+                        "memory: {at: \"1\", mixer: {type: memory/titans, heads: 2, segment: 4}}}}");
+  std::map<std::string, torch::Tensor> p;
+  for (const auto& item : m->named_parameters()) p[item.key()] = item.value().detach();
+  const auto dt = torch::softplus(p.at("stack.blocks.0.mixer.dt_proj.bias"));
+  CHECK(dt.min().item<double>() >= 1e-3 * (1 - 1e-5));
+  CHECK(dt.max().item<double>() <= 0.1 * (1 + 1e-5));
+  CHECK(p.at("stack.blocks.0.mixer.in_proj.weight").std().item<double>() > 0.1);  // kaiming uniform, 1 / sqrt(3 C)
+  const auto gates = p.at("stack.blocks.1.mixer.memory.gates.bias");
+  CHECK(torch::all(gates.narrow(0, 4, 2) == -5).item<bool>());  // alpha = sigmoid(-5): weak forgetting
+  const auto qkv = p.at("stack.blocks.2.mixer.qkv.weight");
+  CHECK(std::abs(qkv.std().item<double>() - 0.02) < 0.003);
+  CHECK(torch::all(p.at("stack.blocks.2.mixer.qkv.bias") == 0).item<bool>());
 }

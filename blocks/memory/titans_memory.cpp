@@ -139,7 +139,9 @@ NeuralMemoryImpl::Terms NeuralMemoryImpl::terms(const torch::Tensor& x, const to
     return convolved.narrow(-1, i * c, c).view({b, n, heads_, head_dim_}).transpose(1, 2);
   };
   const auto logits = gates->forward(x).view({b, n, 3, heads_}).permute({2, 0, 3, 1});  // [3, B, h, n]
-  MemoryGates g{max_lr_ * torch::sigmoid(logits[0]), torch::log_sigmoid(logits[1]), torch::log_sigmoid(-logits[2])};
+  // theta / d: the loss is the mean over the head's d features (titans_memory.h).
+  MemoryGates g{max_lr_ / static_cast<double>(head_dim_) * torch::sigmoid(logits[0]), torch::log_sigmoid(logits[1]),
+                torch::log_sigmoid(-logits[2])};
   return {l2_normalise(heads(0)), l2_normalise(heads(1)), heads(2), g,
           joined.narrow(1, joined.size(1) - (taps - 1), taps - 1).transpose(1, 2)};
 }

@@ -10,8 +10,12 @@
 // L >= 2: M(k) = silu(... silu(k W_1) ...) W_L, hidden width expansion x d, no biases). Its
 // weights W = (W_1..W_L) [B, h, d_in, d_out] start at learned W_0 (shared by the batch).
 //   q_t, k_t, v_t = silu(DWConv(x W_Q|K|V)), q and k l2-normalised per head        (§4.4)
-//   loss(W; x_t) = || M_W(k_t) - v_t ||^2                                           (eq. 12)
+//   loss(W; x_t) = || M_W(k_t) - v_t ||^2 / d                                       (eq. 12)
 //   theta_t = max_lr sigmoid(x_t w_theta), eta_t = sigmoid(x_t w_eta), alpha_t = sigmoid(x_t w_alpha)   per head
+// (The loss is the mean over the head's d features, as titans-pytorch's MSE, so max_lr = 0.1 is
+// a step of the same size at every width: with the sum, a chunk of 16 steps at 0.1 made the
+// memory diverge within the first 256 tokens of a width-128 LM. Written as theta_t / d on the
+// gradient of the sum; memory_chunk takes that theta.)
 //   S_t = eta_t S_{t-1} - theta_t grad loss(W'; x_t),  W_t = (1 - alpha_t) W_{t-1} + S_t   (eqs. 13-14)
 //   y_t = M_{W_t}(q_t)                                                              (eq. 15)
 // (Initialisation, ours: W_0 ~ N(0, 1/d_in); the alpha logits' bias -5, so that forgetting starts

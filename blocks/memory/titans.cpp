@@ -300,7 +300,9 @@ const OptionsSchema<TitansOptions>& titans_schema() {
     BLOCKLAB_OPTION(s, window, "mag, mal: tokens of the sliding-window attention, itself included (default 32)").min =
         1;
     BLOCKLAB_OPTION(s, persistent, "learned persistent memory tokens N_p before the sequence (default 4)").min = 0;
-    BLOCKLAB_OPTION(s, max_lr, "largest memory learning rate: theta_t = max_lr sigmoid(x_t w_theta) (default 0.1)")
+    BLOCKLAB_OPTION(s, max_lr,
+                    "largest memory learning rate: theta_t = max_lr sigmoid(x_t w_theta), on the loss averaged over "
+                    "the head's features (default 0.1)")
         .min = 0.0;
     BLOCKLAB_OPTION(s, conv,
                     "taps of the causal depthwise conv after the memory's q, k, v projections; 1 = pointwise "

@@ -22,7 +22,7 @@ keep_run() {  # $1: a run directory; copies it when it has finished (has summary
   id="$(basename "$run")"
   mkdir -p "$dest/$id"
   for f in config.yaml overrides.yaml env.json summary.json; do
-    [[ -f "$run/$f" ]] && cp "$run/$f" "$dest/$id/$f"
+    if [[ -f "$run/$f" ]]; then cp "$run/$f" "$dest/$id/$f"; fi  # (a bare && would end set -e at a missing file)
   done
   echo "kept $run -> $dest/$id"
 }

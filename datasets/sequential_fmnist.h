@@ -7,27 +7,40 @@
 // limit_train, limit_test; datasets/fashion_mnist.h); an image is flattened row-major, and a
 // token id is a pixel's 8-bit intensity (vocabulary 256). No augmentation, no normalisation.
 // Inputs uint8 [N, 784]; prepare() gives int64 ids [B, 784]; every sequence is full length.
+// pool = k > 1 first averages k x k pixel blocks (rounded to the nearest intensity): (28/k)^2
+// tokens, e.g. 196 at k = 2, for sequence models whose budget does not reach 784 steps.
 #pragma once
 
 #include "datasets/fashion_mnist.h"
 
 namespace blocklab {
 
-// 784 tokens, vocabulary 256, fashion-mnist's 10 classes.
-DatasetInfo sequential_fmnist_info();
+struct SequentialFmnistOptions {
+  TORCH_ARG(FashionMnistOptions, images);  // which images and splits (fashion_mnist_split_schema())
+  TORCH_ARG(std::int64_t, pool) = 1;       // side of the averaged pixel blocks; divides 28
+};
+
+// fashion_mnist_split_schema()'s options and `pool`.
+const Schema& sequential_fmnist_schema();
+// The options of a validated `dataset` config.
+SequentialFmnistOptions bind_sequential_fmnist(const ConfigNode& params);
+
+// (28/pool)^2 tokens, vocabulary 256, fashion-mnist's 10 classes.
+DatasetInfo sequential_fmnist_info(std::int64_t pool = 1);
 
 class SequentialFmnist : public Dataset {
  public:
-  // The options that choose the images (fashion_mnist_split_schema()); augment and normalize
-  // do not apply. Missing or damaged files: fashion-mnist's errors.
-  explicit SequentialFmnist(FashionMnistOptions options, Source root_source = {});
+  // The images' augment and normalize do not apply. Missing or damaged files: fashion-mnist's
+  // errors; a pool that does not divide 28: ConfigError at dataset.pool.
+  explicit SequentialFmnist(SequentialFmnistOptions options, Source root_source = {});
 
-  DatasetInfo info() const override { return sequential_fmnist_info(); }
+  DatasetInfo info() const override { return sequential_fmnist_info(pool_); }
   const Split& split(const std::string& name) const override;
   torch::Tensor prepare(const torch::Tensor& raw, torch::Generator*) const override { return raw.to(torch::kLong); }
-  std::string fingerprint() const override { return "sequential-" + images_.fingerprint(); }
+  std::string fingerprint() const override;
 
  private:
+  std::int64_t pool_;
   FashionMnist images_;
   Split train_, val_, test_;
 };

@@ -2,6 +2,8 @@
 // with fashion-mnist's labels, splits, plan and file errors.
 #include <catch2/catch.hpp>
 
+#include <cmath>
+
 #include "datasets/sequential_fmnist.h"
 #include "golden.h"
 #include "registry/yaml_io.h"
@@ -11,6 +13,9 @@ using namespace blocklab;
 namespace {
 
 FashionMnistOptions limited() { return FashionMnistOptions().val_size(300).limit_train(500).limit_test(200); }
+SequentialFmnistOptions pixels_of(const FashionMnistOptions& images, std::int64_t pool = 1) {
+  return SequentialFmnistOptions().images(images).pool(pool);
+}
 
 // A `dataset` config of `type` whose root was set on the command line.
 ConfigNode with_root(const std::string& type, const std::string& root) {
@@ -24,7 +29,7 @@ ConfigNode with_root(const std::string& type, const std::string& root) {
 
 TEST_CASE("sequential-fmnist: a sequence is its fashion-mnist image read row by row", "[seqcls]") {
   const FashionMnist images(limited());
-  const SequentialFmnist pixels(limited());
+  const SequentialFmnist pixels(pixels_of(limited()));
   const DatasetInfo info = pixels.info();
   CHECK(info.task == "classification");
   CHECK(info.length == 784);
@@ -62,7 +67,7 @@ TEST_CASE("sequential-fmnist: a sequence is its fashion-mnist image read row by 
 TEST_CASE("sequential-fmnist: fashion-mnist's options, plan and fingerprint", "[seqcls]") {
   const EntryInfo& entry = dataset_registry().info("image/sequential-fmnist");
   CHECK(entry.schema.names() ==
-        std::vector<std::string>{"root", "val_size", "split_seed", "limit_train", "limit_test"});
+        std::vector<std::string>{"root", "val_size", "split_seed", "limit_train", "limit_test", "pool"});
   const ConfigNode node =
       parse_yaml("{type: image/sequential-fmnist, val_size: 100, limit_train: 300, limit_test: 50}", "t.yaml");
   const std::optional<DatasetPlan> plan = plan_dataset(node);
@@ -76,10 +81,49 @@ TEST_CASE("sequential-fmnist: fashion-mnist's options, plan and fingerprint", "[
   CHECK(testing::error_text([&] { dataset_registry().create(augmented, DatasetArgs{}); }).find("dataset.augment") !=
         std::string::npos);
 
-  const SequentialFmnist base(limited());
+  const SequentialFmnist base(pixels_of(limited()));
   CHECK(base.fingerprint() != FashionMnist(limited()).fingerprint());
-  CHECK(base.fingerprint() == SequentialFmnist(limited()).fingerprint());
-  CHECK(base.fingerprint() != SequentialFmnist(limited().split_seed(1)).fingerprint());
+  CHECK(base.fingerprint() == SequentialFmnist(pixels_of(limited())).fingerprint());
+  CHECK(base.fingerprint() != SequentialFmnist(pixels_of(limited().split_seed(1))).fingerprint());
+  CHECK(base.fingerprint() != SequentialFmnist(pixels_of(limited(), 2)).fingerprint());
+}
+
+TEST_CASE("sequential-fmnist: pool k reads the image's k x k block means, (28/k)^2 tokens", "[seqcls]") {
+  const FashionMnist images(limited());
+  const SequentialFmnist pooled(pixels_of(limited(), 2));
+  CHECK(pooled.info().length == 196);
+  const ConfigNode node =
+      parse_yaml("{type: image/sequential-fmnist, pool: 4, limit_train: 30, limit_test: 5}", "t.yaml");
+  REQUIRE(plan_dataset(node));
+  CHECK(plan_dataset(node)->info.length == 49);
+  CHECK(dataset_registry().create(node, DatasetArgs{})->split("train").inputs.size(1) == 49);
+  for (const char* split : {"train", "test"}) {
+    INFO(split);
+    const Split& image = images.split(split);
+    const Split& sequence = pooled.split(split);
+    REQUIRE(sequence.inputs.sizes() == torch::IntArrayRef{image.size(), 196});
+    CHECK(torch::equal(sequence.targets, image.targets));
+    // Token r * 14 + c is the rounded mean of pixels (2r..2r+1, 2c..2c+1), for a few images.
+    for (std::int64_t i : {std::int64_t{0}, image.size() - 1}) {
+      const torch::Tensor image_i = image.inputs[i][0];
+      const auto img = image_i.accessor<std::uint8_t, 2>();
+      const torch::Tensor sequence_i = sequence.inputs[i];
+      const auto seq = sequence_i.accessor<std::uint8_t, 1>();
+      bool same = true;
+      for (int r = 0; r < 14; ++r)
+        for (int c = 0; c < 14; ++c) {
+          const double mean =
+              (img[2 * r][2 * c] + img[2 * r][2 * c + 1] + img[2 * r + 1][2 * c] + img[2 * r + 1][2 * c + 1]) / 4.0;
+          same = same && seq[r * 14 + c] == static_cast<std::uint8_t>(std::nearbyint(mean));
+        }
+      CHECK(same);
+    }
+  }
+  // A block side that does not divide 28 names the option and the sides that do.
+  const ConfigNode bad = parse_yaml("{type: image/sequential-fmnist, pool: 3}", "t.yaml");
+  const std::string text = testing::error_text([&] { dataset_registry().create(bad, DatasetArgs{}); });
+  CHECK(text.find("dataset.pool") != std::string::npos);
+  CHECK(text.find("2 (196)") != std::string::npos);
 }
 
 TEST_CASE("sequential-fmnist: missing files give fashion-mnist's message, naming the package", "[seqcls]") {

@@ -1,5 +1,7 @@
 #include "blocks/common/ssd.h"
 
+#include <algorithm>
+
 #include "blocks/attention/parts/linear_core.h"
 
 namespace blocklab {
@@ -26,8 +28,11 @@ SsdTerms terms(const torch::Tensor& x, const torch::Tensor& dt, const torch::Ten
 torch::Tensor ssd(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A, const torch::Tensor& B,
                   const torch::Tensor& C, const std::string& form, std::int64_t chunk) {
   const auto t = terms(x, dt, A, B, C);
-  const auto y = form == "parallel" ? linear_parallel(t.q, t.k, t.v, t.log_decay, /*causal=*/true)
-                                    : linear_chunked(t.q, t.k, t.v, t.log_decay, /*causal=*/true, chunk);
+  // A sequence shorter than a chunk is one chunk of its own length: padding it to Mamba-2's 256
+  // would cost (256 / L)^2 times the quadratic part for nothing.
+  const auto y = form == "parallel"
+                     ? linear_parallel(t.q, t.k, t.v, t.log_decay, /*causal=*/true)
+                     : linear_chunked(t.q, t.k, t.v, t.log_decay, /*causal=*/true, std::min(chunk, x.size(1)));
   return y.transpose(1, 2);
 }
 

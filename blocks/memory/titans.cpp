@@ -296,7 +296,10 @@ const OptionsSchema<TitansOptions>& titans_schema() {
                     "tokens per chunk of the memory's parallel form: gradients at the chunk's start weights; 1 = "
                     "per-token online gradient descent (default 16; mac uses its segments)")
         .min = 1;
-    BLOCKLAB_OPTION(s, segment, "mac: tokens per segment of attention and per memory update (default 16)").min = 1;
+    BLOCKLAB_OPTION(s, segment,
+                    "mac: tokens per segment of attention and per memory update (default 32, the segment of "
+                    "lucidrains/titans-pytorch's train_mac.py; the paper states none)")
+        .min = 1;
     BLOCKLAB_OPTION(s, window, "mag, mal: tokens of the sliding-window attention, itself included (default 32)").min =
         1;
     BLOCKLAB_OPTION(s, persistent, "learned persistent memory tokens N_p before the sequence (default 4)").min = 0;

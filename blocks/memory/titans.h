@@ -41,7 +41,7 @@ struct TitansOptions {
   TORCH_ARG(std::int64_t, memory_depth) = 2;
   TORCH_ARG(std::int64_t, memory_expansion) = 4;
   TORCH_ARG(std::int64_t, chunk) = 16;
-  TORCH_ARG(std::int64_t, segment) = 16;
+  TORCH_ARG(std::int64_t, segment) = 32;  // lucidrains/titans-pytorch train_mac.py: segment_len 32
   TORCH_ARG(std::int64_t, window) = 32;
   TORCH_ARG(std::int64_t, persistent) = 4;
   TORCH_ARG(double, max_lr) = 0.1;

@@ -241,7 +241,9 @@ TEST_CASE("killing the sweep driver midway: the same command runs only the unfin
   const pid_t driver = spawn_blocklab(args, tmp.path / "first.log");
   fs::path dir;
   bool killed = false;
-  for (int i = 0; i < 6000 && !killed; ++i) {
+  // Polls for up to 3 minutes: on a loaded machine the first job alone can take a minute.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
+  while (!killed && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     if (!fs::exists(tmp.path / "sweeps") || fs::is_empty(tmp.path / "sweeps")) continue;
     dir = only_sweep(tmp.path / "sweeps");
@@ -360,7 +362,8 @@ TEST_CASE("Ctrl-C on the driver: runs checkpoint, their jobs stay pending, the n
                                with_tiny({"dataset.limit_train=2048", "trainer.epochs=2", "seed=0,1"}), {"--jobs", "2"});
   const pid_t driver = spawn_blocklab(args, tmp.path / "first.log");
   bool sent = false;
-  for (int i = 0; i < 6000 && !sent; ++i) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);  // a loaded machine
+  while (!sent && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     if (!fs::exists(tmp.path / "sweeps") || fs::is_empty(tmp.path / "sweeps")) continue;
     const fs::path dir = only_sweep(tmp.path / "sweeps");

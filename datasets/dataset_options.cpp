@@ -15,6 +15,15 @@ void throw_unknown_split(const std::string& dataset, const std::string& name) {
   throw ConfigError(dataset + " has no split '" + name + "'", {}, "", hints);
 }
 
+ConfigNode validated_dataset_options(const Schema& schema, const ConfigNode& params) {
+  ConfigNode values = params.is_map() ? params : ConfigNode::map();
+  values.erase("type");
+  DiagnosticSink sink;
+  validate(values, schema, "dataset", {}, sink);
+  sink.throw_if_any();
+  return values;
+}
+
 void check_dataset_option_range(const Schema& schema, const std::string& name, std::int64_t value) {
   const ParamSpec& spec = *schema.find(name);
   const auto v = static_cast<double>(value);

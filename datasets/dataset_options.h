@@ -10,17 +10,16 @@
 
 namespace blocklab {
 
+// A `dataset` config's options without `type`, validated against `schema` (throws ConfigError
+// listing every problem, "dataset.<key>"); a scalar `dataset: <type>` gives an empty mapping.
+ConfigNode validated_dataset_options(const Schema& schema, const ConfigNode& params);
+
 // The options of a `dataset` config ({type: ..., ...}), validated against `schema`. Throws
 // ConfigError listing every problem ("dataset.<key>").
 // A plain `dataset: <type>` (a scalar) has no options: the defaults.
 template <class O>
 O bind_dataset_options(const OptionsSchema<O>& schema, const ConfigNode& params) {
-  ConfigNode values = params.is_map() ? params : ConfigNode::map();
-  values.erase("type");
-  DiagnosticSink sink;
-  validate(values, schema.schema(), "dataset", {}, sink);
-  sink.throw_if_any();
-  return schema.bind(values, "dataset");
+  return schema.bind(validated_dataset_options(schema.schema(), params), "dataset");
 }
 
 // Throws ConfigError: `dataset` (its registry key) has no split `name` (with a did-you-mean

@@ -38,11 +38,7 @@ const Schema& sequential_fmnist_schema() {
 }
 
 SequentialFmnistOptions bind_sequential_fmnist(const ConfigNode& params) {
-  ConfigNode values = params.is_map() ? params : ConfigNode::map();
-  values.erase("type");
-  DiagnosticSink sink;
-  validate(values, sequential_fmnist_schema(), "dataset", {}, sink);
-  sink.throw_if_any();
+  ConfigNode values = validated_dataset_options(sequential_fmnist_schema(), params);
   const std::int64_t pool = ParamReader(values, sequential_fmnist_schema(), "dataset").get_int("pool");
   values.erase("pool");
   return SequentialFmnistOptions().images(fashion_mnist_split_schema().bind(values, "dataset")).pool(pool);

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "experiments/experiment.h"
+#include "experiments/sweep.h"
 
 using namespace blocklab;
 namespace fs = std::filesystem;
@@ -19,13 +20,12 @@ namespace {
 const std::string kConf = std::string(BLOCKLAB_TEST_DIR) + "/../experiments/conf";
 
 struct Command {
-  std::string experiment;
-  std::vector<std::string> fixed;                                // key=value
-  std::vector<std::pair<std::string, std::string>> axes;        // key, "a,b,c"
+  std::string verb, experiment;
+  std::vector<std::string> overrides;  // as typed, with sweep syntax
 };
 
-// `#   blocklab run|sweep <experiment> [args]` lines of a config's comments. Sweep axes are
-// key=a,b,c; seed=range(...) and options (--jobs 2) are left out.
+// `#   blocklab run|sweep <experiment> [args]` lines of a config's comments, without the
+// command's options (--jobs 2).
 std::vector<Command> commented_commands(const fs::path& file) {
   static const std::regex line_pattern(R"(^#\s+blocklab (run|sweep) (\S+)(.*)$)");
   std::vector<Command> commands;
@@ -41,31 +41,18 @@ std::vector<Command> commented_commands(const fs::path& file) {
     line = line.substr(0, line.find(" # "));  // a trailing remark
     std::smatch m;
     if (!std::regex_match(line, m, line_pattern)) continue;
-    Command c{m[2], {}, {}};
+    Command c{m[1], m[2], {}};
     std::istringstream args(m[3].str());
     for (std::string arg; args >> arg;) {
       if (arg.rfind("--", 0) == 0) {
         if (arg.find('=') == std::string::npos) args >> arg;  // the option's value
         continue;
       }
-      const auto eq = arg.find('=');
-      if (eq == std::string::npos || arg.find("range(") != std::string::npos) continue;
-      const std::string value = arg.substr(eq + 1);
-      if (value.find(',') != std::string::npos && value.front() != '[')
-        c.axes.emplace_back(arg.substr(0, eq), value);
-      else
-        c.fixed.push_back(arg);
+      c.overrides.push_back(arg);
     }
     commands.push_back(c);
   }
   return commands;
-}
-
-std::vector<std::string> split_commas(const std::string& text) {
-  std::vector<std::string> parts;
-  std::istringstream in(text);
-  for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
-  return parts;
 }
 
 }  // namespace
@@ -82,21 +69,15 @@ TEST_CASE("every shipped experiment, and every run and sweep its comments list, 
     CHECK_NOTHROW(load_experiment(kConf, file.stem().string(), {}));
     for (const Command& c : commented_commands(file)) {
       if (!fs::exists(fs::path(kConf) / (c.experiment + ".yaml"))) continue;  // e.g. a placeholder name
-      // Each value of each axis, with the command's fixed overrides.
-      std::vector<std::vector<std::string>> variants{c.fixed};
-      for (const auto& [key, values] : c.axes)
-        for (const std::string& value : split_commas(values)) {
-          variants.push_back(c.fixed);
-          variants.back().push_back(key + "=" + value);
-        }
-      for (const auto& overrides : variants) {
-        std::string shown = c.experiment;
-        for (const auto& o : overrides) shown += " " + o;
-        INFO("blocklab ... " << shown);
-        CHECK_NOTHROW(load_experiment(kConf, c.experiment, overrides));
-        ++checked;
-      }
+      std::string shown = "blocklab " + c.verb + " " + c.experiment;
+      for (const auto& o : c.overrides) shown += " " + o;
+      INFO(shown);
+      // A sweep composes and validates every point of its grid, as `blocklab sweep` does.
+      if (c.verb == "sweep")
+        CHECK_NOTHROW(checked += plan_sweep(kConf, c.experiment, c.overrides).jobs.size());
+      else
+        CHECK_NOTHROW(checked += load_experiment(kConf, c.experiment, c.overrides).config.is_map() ? 1 : 0);
     }
   }
-  CHECK(checked >= 30);  // the sweeps of the block waves list dozens of mixers
+  CHECK(checked >= 200);  // 246 points: the sweeps of the block waves list dozens of mixers x 3 seeds
 }

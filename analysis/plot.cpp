@@ -11,7 +11,10 @@
 // ticks on log axes), 5% padding around the data, a colour-blind-safe palette (seaborn's
 // "colorblind", derived from Okabe-Ito), lines with white-edged round markers and a 20%
 // translucent band, and a legend in the first free corner of the axes (upper right first)
-// or outside on the right when every corner would cover data.
+// or outside on the right when every corner would cover data. On a categorical x axis the
+// points are not joined (the categories have no order to interpolate along): each point is a
+// marker with a ± error bar, the series side by side within a category (seaborn's dodged
+// pointplot without lines).
 #include "analysis/plot.h"
 
 #include <cairo.h>
@@ -195,6 +198,19 @@ void validate(const LineChart& c) {
 }
 
 bool has_band(const PlotSeries& s) { return !s.lo.empty(); }
+
+// Categorical charts draw unjoined points with error bars (see the top of the file).
+bool joined(const LineChart& c) { return c.x_categories.empty(); }
+
+// The x at which point j of series i is drawn: its own, or on a categorical axis moved
+// sideways so that the series of one category sit next to each other, not on top.
+double drawn_x(const LineChart& c, std::size_t i, std::size_t j) {
+  const double x = c.series[i].x[j];
+  const auto n = static_cast<double>(c.series.size());
+  if (joined(c) || n < 2) return x;
+  const double step = std::min(0.15, 0.6 / n);  // category widths
+  return x + (static_cast<double>(i) - (n - 1) / 2) * step;
+}
 
 // Data limits with matplotlib's 5% margins; degenerate ranges get a sensible width.
 void data_limits(const LineChart& c, Axis& xa, Axis& ya) {
@@ -486,13 +502,15 @@ void compute_layout(cairo_t* cr, const Style& st, const LineChart& c, Layout& L,
 // interiors), used to find a legend corner that hides no data.
 std::vector<std::pair<double, double>> covered_points(const LineChart& c, const Layout& L) {
   std::vector<std::pair<double, double>> pts;
-  for (const PlotSeries& s : c.series) {
+  for (std::size_t i = 0; i < c.series.size(); ++i) {
+    const PlotSeries& s = c.series[i];
     const std::size_t n = s.y.size();
     for (std::size_t j = 0; j < n; ++j) {
-      if (std::isfinite(s.y[j])) pts.push_back({L.px(s.x[j]), L.py(s.y[j])});
+      const double x = L.px(drawn_x(c, i, j));
+      if (std::isfinite(s.y[j])) pts.push_back({x, L.py(s.y[j])});
       if (has_band(s) && std::isfinite(s.lo[j]) && std::isfinite(s.hi[j]))
-        for (int k = 0; k <= 8; ++k) pts.push_back({L.px(s.x[j]), L.py(s.lo[j] + (s.hi[j] - s.lo[j]) * k / 8.0)});
-      if (j + 1 >= n) continue;
+        for (int k = 0; k <= 8; ++k) pts.push_back({x, L.py(s.lo[j] + (s.hi[j] - s.lo[j]) * k / 8.0)});
+      if (j + 1 >= n || !joined(c)) continue;
       const double xa = L.px(s.x[j]), xb = L.px(s.x[j + 1]);
       const int steps = std::clamp(static_cast<int>(std::abs(xb - xa) / 3), 1, 2000);
       for (int k = 1; k < steps; ++k) {
@@ -575,6 +593,23 @@ void draw_marker(cairo_t* cr, const Style& st, Rgb col, double x, double y, doub
   cairo_stroke(cr);
 }
 
+// A vertical bar from y0 to y1 (screen) with caps, at screen x.
+void draw_error_bar(cairo_t* cr, const Style& st, Rgb col, double x, double y0, double y1) {
+  const double cap = 4 * st.s;
+  cairo_new_path(cr);
+  cairo_move_to(cr, x, y0);
+  cairo_line_to(cr, x, y1);
+  cairo_move_to(cr, x - cap, y0);
+  cairo_line_to(cr, x + cap, y0);
+  cairo_move_to(cr, x - cap, y1);
+  cairo_line_to(cr, x + cap, y1);
+  set_rgb(cr, col);
+  cairo_set_dash(cr, nullptr, 0, 0);
+  cairo_set_line_width(cr, 1.5 * st.s);
+  cairo_set_line_cap(cr, CAIRO_LINE_CAP_BUTT);
+  cairo_stroke(cr);
+}
+
 void draw_bands(cairo_t* cr, const Style& st, const LineChart& c, const Layout& L) {
   for (std::size_t i = 0; i < c.series.size(); ++i) {
     const PlotSeries& s = c.series[i];
@@ -589,7 +624,7 @@ void draw_bands(cairo_t* cr, const Style& st, const LineChart& c, const Layout& 
         continue;
       }
       std::size_t k = j;
-      while (k + 1 < n && ok(k + 1)) ++k;
+      while (joined(c) && k + 1 < n && ok(k + 1)) ++k;
       if (k > j) {  // a run of points: fill between hi (forwards) and lo (backwards)
         cairo_new_path(cr);
         for (std::size_t m = j; m <= k; ++m) cairo_line_to(cr, L.px(s.x[m]), L.py(s.hi[m]));
@@ -597,20 +632,8 @@ void draw_bands(cairo_t* cr, const Style& st, const LineChart& c, const Layout& 
         cairo_close_path(cr);
         set_rgb(cr, col, kBandAlpha);
         cairo_fill(cr);
-      } else {  // an isolated point: an error bar with caps
-        const double x = L.px(s.x[j]), y0 = L.py(s.lo[j]), y1 = L.py(s.hi[j]), cap = 4 * st.s;
-        cairo_new_path(cr);
-        cairo_move_to(cr, x, y0);
-        cairo_line_to(cr, x, y1);
-        cairo_move_to(cr, x - cap, y0);
-        cairo_line_to(cr, x + cap, y0);
-        cairo_move_to(cr, x - cap, y1);
-        cairo_line_to(cr, x + cap, y1);
-        set_rgb(cr, col);
-        cairo_set_dash(cr, nullptr, 0, 0);
-        cairo_set_line_width(cr, 1.5 * st.s);
-        cairo_set_line_cap(cr, CAIRO_LINE_CAP_BUTT);
-        cairo_stroke(cr);
+      } else {  // an isolated or categorical point: an error bar with caps
+        draw_error_bar(cr, st, col, L.px(drawn_x(c, i, j)), L.py(s.lo[j]), L.py(s.hi[j]));
       }
       j = k + 1;
     }
@@ -624,7 +647,7 @@ void draw_lines(cairo_t* cr, const Style& st, const LineChart& c, const Layout& 
     const Rgb col = colour(slot(c, i));
     cairo_new_path(cr);
     bool pen = false;
-    for (std::size_t j = 0; j < s.y.size(); ++j) {
+    for (std::size_t j = 0; j < s.y.size() && joined(c); ++j) {
       if (!std::isfinite(s.y[j])) {
         pen = false;  // a gap
         continue;
@@ -641,9 +664,9 @@ void draw_lines(cairo_t* cr, const Style& st, const LineChart& c, const Layout& 
     cairo_set_line_cap(cr, CAIRO_LINE_CAP_BUTT);
     set_dash(cr, st, slot(c, i));
     cairo_stroke(cr);
-    if (!s.markers) continue;
+    if (!s.markers && joined(c)) continue;  // unjoined points always have their marker
     for (std::size_t j = 0; j < s.y.size(); ++j)
-      if (std::isfinite(s.y[j])) draw_marker(cr, st, col, L.px(s.x[j]), L.py(s.y[j]), s.opacity);
+      if (std::isfinite(s.y[j])) draw_marker(cr, st, col, L.px(drawn_x(c, i, j)), L.py(s.y[j]), s.opacity);
   }
   cairo_set_dash(cr, nullptr, 0, 0);
 }
@@ -671,18 +694,23 @@ void draw_legend(cairo_t* cr, const Style& st, const LineChart& c, const Layout&
     const Rgb col = colour(slot(c, i));
     const double cy = b.y0 + st.legend_pt * 0.5 + L.legend_row * (static_cast<double>(e) + 0.5);
     const double sx0 = b.x0 + st.legend_pt * 0.8, sx1 = sx0 + L.legend_swatch;
-    if (has_band(s)) {
-      set_rgb(cr, col, kBandAlpha);
-      cairo_rectangle(cr, sx0, cy - st.legend_pt * 0.45, sx1 - sx0, st.legend_pt * 0.9);
-      cairo_fill(cr);
+    if (!joined(c)) {  // as drawn: a marker on its error bar
+      if (has_band(s)) draw_error_bar(cr, st, col, (sx0 + sx1) / 2, cy - st.legend_pt * 0.45, cy + st.legend_pt * 0.45);
+      draw_marker(cr, st, col, (sx0 + sx1) / 2, cy, s.opacity);
+    } else {
+      if (has_band(s)) {
+        set_rgb(cr, col, kBandAlpha);
+        cairo_rectangle(cr, sx0, cy - st.legend_pt * 0.45, sx1 - sx0, st.legend_pt * 0.9);
+        cairo_fill(cr);
+      }
+      cairo_move_to(cr, sx0, cy);
+      cairo_line_to(cr, sx1, cy);
+      set_rgb(cr, col, s.opacity);
+      cairo_set_line_width(cr, st.line_w * s.line_scale);
+      set_dash(cr, st, slot(c, i));
+      cairo_stroke(cr);
+      if (s.markers) draw_marker(cr, st, col, (sx0 + sx1) / 2, cy, s.opacity);
     }
-    cairo_move_to(cr, sx0, cy);
-    cairo_line_to(cr, sx1, cy);
-    set_rgb(cr, col, s.opacity);
-    cairo_set_line_width(cr, st.line_w * s.line_scale);
-    set_dash(cr, st, slot(c, i));
-    cairo_stroke(cr);
-    if (s.markers) draw_marker(cr, st, col, (sx0 + sx1) / 2, cy, s.opacity);
     set_rgb(cr, kText);
     set_font(cr, st.legend_pt);
     draw_text(cr, L.legend[e].text, sx1 + st.legend_pt * 0.6, cy, 0, 0.5);

@@ -684,8 +684,8 @@ LineChart table_chart(const Table& t) {
     }
     return chart;
   }
-  // One column: a single line across the row groups (on the rows key's own axis when there
-  // is one key, else one category per group).
+  // One column: a single series across the row groups (on the rows key's own axis when there
+  // is one key, else one category per group; categories are drawn as unjoined points).
   PlotSeries s;
   if (t.row_axes.size() == 1) {
     const std::vector<double> xs = set_x_axis(chart, t.row_axes[0]);

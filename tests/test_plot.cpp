@@ -99,6 +99,17 @@ struct Image {
       for (int x = 0; x < width; ++x) n += !near(at(x, y), {255, 255, 255}, 8);
     return n;
   }
+  // Columns, left to right, where colour `c` appears.
+  std::vector<int> columns_of(Rgb c, int tol = 2) const {
+    std::vector<int> columns;
+    for (int x = 0; x < width; ++x)
+      for (int y = 0; y < height; ++y)
+        if (near(at(x, y), c, tol)) {
+          columns.push_back(x);
+          break;
+        }
+    return columns;
+  }
   // Rows (min, max) where colour `c` appears; (-1, -1) if nowhere.
   std::pair<int, int> rows_of(Rgb c, int tol = 2) const {
     int lo = -1, hi = -1;
@@ -242,6 +253,32 @@ TEST_CASE("categorical and log-x charts render", "[plot]") {
     render_line_chart(LineChart{}, dir.file("empty.png"), "");
     CHECK(Image(dir.file("empty.png")).non_white() > 500);  // still a frame with ticks
   }
+}
+
+TEST_CASE("categorical points are not joined: markers with error bars, series side by side", "[plot]") {
+  TempDir dir;
+  LineChart c;
+  c.x_categories = {"softmax", "mamba", "hyena"};
+  c.series = {{"", {0, 1, 2}, {0.5, 0.5, 0.5}, {0.4, 0.4, 0.4}, {0.6, 0.6, 0.6}},  // no legend swatches
+              {"", {0, 1, 2}, {0.5, 0.5, 0.5}, {0.45, 0.45, 0.45}, {0.55, 0.55, 0.55}}};
+  render_line_chart(c, dir.file("cat.png"), "");
+  Image img(dir.file("cat.png"));
+  CHECK(img.count(blended(kBlue, 0.2), 1) == 0);  // no translucent band
+  // Columns holding the first series' colour: three narrow groups (bar and marker per
+  // category), none in the gaps between categories, where a joining line would run.
+  const std::vector<int> blue_columns = img.columns_of(kBlue);
+  REQUIRE(!blue_columns.empty());
+  int groups = 1;
+  for (std::size_t i = 1; i < blue_columns.size(); ++i) groups += blue_columns[i] - blue_columns[i - 1] > 20;
+  CHECK(groups == 3);
+  CHECK(blue_columns.size() < 3 * 30);
+  // The bar spans lo..hi (0.4..0.6, most of the axes' height).
+  const auto [top, bottom] = img.rows_of(kBlue);
+  CHECK(bottom - top > 200);
+  // The two series sit side by side in each category: their columns differ.
+  const std::vector<int> orange_columns = img.columns_of(kOrange);
+  REQUIRE(!orange_columns.empty());
+  CHECK(orange_columns.front() > blue_columns.front() + 5);
 }
 
 TEST_CASE("legend entries follow the labels", "[plot]") {

@@ -640,30 +640,36 @@ void draw_bands(cairo_t* cr, const Style& st, const LineChart& c, const Layout& 
   }
 }
 
+// Series i as a polyline through its finite points (a NaN breaks it).
+void stroke_line(cairo_t* cr, const Style& st, const LineChart& c, const Layout& L, std::size_t i) {
+  const PlotSeries& s = c.series[i];
+  cairo_new_path(cr);
+  bool pen = false;
+  for (std::size_t j = 0; j < s.y.size(); ++j) {
+    if (!std::isfinite(s.y[j])) {
+      pen = false;  // a gap
+      continue;
+    }
+    const double x = L.px(s.x[j]), y = L.py(s.y[j]);
+    if (pen)
+      cairo_line_to(cr, x, y);
+    else
+      cairo_move_to(cr, x, y);
+    pen = true;
+  }
+  set_rgb(cr, colour(slot(c, i)), s.opacity);
+  cairo_set_line_width(cr, st.line_w * s.line_scale);
+  cairo_set_line_cap(cr, CAIRO_LINE_CAP_BUTT);
+  set_dash(cr, st, slot(c, i));
+  cairo_stroke(cr);
+}
+
 void draw_lines(cairo_t* cr, const Style& st, const LineChart& c, const Layout& L) {
   cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
   for (std::size_t i = 0; i < c.series.size(); ++i) {
     const PlotSeries& s = c.series[i];
     const Rgb col = colour(slot(c, i));
-    cairo_new_path(cr);
-    bool pen = false;
-    for (std::size_t j = 0; j < s.y.size() && joined(c); ++j) {
-      if (!std::isfinite(s.y[j])) {
-        pen = false;  // a gap
-        continue;
-      }
-      const double x = L.px(s.x[j]), y = L.py(s.y[j]);
-      if (pen)
-        cairo_line_to(cr, x, y);
-      else
-        cairo_move_to(cr, x, y);
-      pen = true;
-    }
-    set_rgb(cr, col, s.opacity);
-    cairo_set_line_width(cr, st.line_w * s.line_scale);
-    cairo_set_line_cap(cr, CAIRO_LINE_CAP_BUTT);
-    set_dash(cr, st, slot(c, i));
-    cairo_stroke(cr);
+    if (joined(c)) stroke_line(cr, st, c, L, i);
     if (!s.markers && joined(c)) continue;  // unjoined points always have their marker
     for (std::size_t j = 0; j < s.y.size(); ++j)
       if (std::isfinite(s.y[j])) draw_marker(cr, st, col, L.px(drawn_x(c, i, j)), L.py(s.y[j]), s.opacity);

@@ -11,7 +11,8 @@
 //   linear  (to come, one file each) feature maps and decays; parallel, chunked and recurrent
 //           forms of the same map, tested against each other (fla's triplets). A linear core
 //           implements the recurrent protocol (init_state/step) of blocks/interfaces.h.
-//   local   (to come) windows, blocks and gathers: a dense core over a restricted key set.
+//   local   parts/local_core.h: softmax over a restricted key set per group of queries
+//           (windows, grids, halos, neighborhoods; local_patterns.h), never N x N.
 // A core says what it can do through core_capabilities(); the mixer reports them.
 #pragma once
 

@@ -28,12 +28,11 @@ torch::Tensor grid_coords(std::int64_t rows, std::int64_t cols, std::int64_t off
 
 // A pattern whose keys are its queries (N_k = N_q = height * width).
 LocalPattern self_pattern(std::int64_t height, std::int64_t width, torch::Tensor query_index, torch::Tensor key_index,
-                          torch::Tensor allowed = {}) {
+                          torch::Tensor allowed = {}, bool causal = false) {
   LocalPattern p;
-  p.query_index = std::move(query_index);
-  p.key_index = std::move(key_index);
-  p.allowed = std::move(allowed);
+  p.parts.push_back({std::move(query_index), std::move(key_index), std::move(allowed)});
   p.queries = p.keys = height * width;
+  p.causal = causal;
   p.query_coords = p.key_coords = grid_coords(height, width);
   return finish_pattern(std::move(p));
 }
@@ -101,7 +100,7 @@ LocalPattern neighborhood_pattern(std::int64_t height, std::int64_t width, std::
   torch::Tensor allowed_mask;
   if (causal) allowed_mask = torch::tensor(allowed, torch::kUInt8).to(torch::kBool).view({n, 1, slots});
   return self_pattern(height, width, torch::arange(n, torch::kLong).view({n, 1}), long_tensor(keys, {n, slots}),
-                      allowed_mask);
+                      allowed_mask, causal);
 }
 
 LocalPattern window_pattern(std::int64_t height, std::int64_t width, std::int64_t window_h, std::int64_t window_w,
@@ -164,19 +163,21 @@ LocalPattern halo_pattern(std::int64_t height, std::int64_t width, std::int64_t 
         }
     }
   const auto groups = (height / block) * (width / block);
-  LocalPattern p;
-  p.query_index = long_tensor(queries, {groups, block * block});
-  p.key_index = long_tensor(keys, {groups, window * window});
+  LocalGroups part{long_tensor(queries, {groups, block * block}), long_tensor(keys, {groups, window * window}), {}};
   if (mask_padding)
-    p.allowed = torch::tensor(inside, torch::kUInt8)
-                    .to(torch::kBool)
-                    .view({groups, 1, window * window})
-                    .expand({groups, block * block, window * window})
-                    .contiguous();
+    part.allowed = torch::tensor(inside, torch::kUInt8)
+                       .to(torch::kBool)
+                       .view({groups, 1, window * window})
+                       .expand({groups, block * block, window * window})
+                       .contiguous();
+  LocalPattern p;
+  p.parts.push_back(std::move(part));
   p.queries = height * width;
   p.keys = (height + 2 * halo) * padded_w;
   p.query_coords = grid_coords(height, width);
   p.key_coords = grid_coords(height + 2 * halo, padded_w, halo);
+  // The padded-grid key of every token: (row + halo, column + halo).
+  p.token_keys = ((p.query_coords + halo) * torch::tensor({padded_w, std::int64_t{1}}, torch::kLong)).sum(1);
   return finish_pattern(std::move(p));
 }
 

@@ -31,6 +31,7 @@ struct Named {
   std::string name;
   LocalPattern pattern;
   std::int64_t height, width, halo = -1;  // halo >= 0: keys are the zero-padded grid
+  std::int64_t prefix = 0;                // prefix tokens before the grid (with_prefix)
 };
 
 std::vector<Named> patterns() {
@@ -52,6 +53,9 @@ std::vector<Named> patterns() {
       {"halo 2 on an odd grid", halo_pattern(6, 9, 3, 2), 6, 9, 2},
       {"axial columns", axial_pattern(5, 7, 0), 5, 7},
       {"axial rows", axial_pattern(5, 7, 1), 5, 7},
+      {"shifted windows behind 2 prefix tokens", with_prefix(window_pattern(6, 9, 3, 3, 1, 2), 2), 6, 9, -1, 2},
+      {"neighborhood behind 1 prefix token", with_prefix(neighborhood_pattern(5, 6, 3, 1, false), 1), 5, 6, -1, 1},
+      {"halo behind 3 prefix tokens", with_prefix(halo_pattern(6, 9, 3, 2), 3), 6, 9, 2, 3},
   };
 }
 
@@ -62,18 +66,27 @@ struct Inputs {
 // Queries on the grid; keys and values on the grid, zero-padded for halo patterns (timm pads
 // the projected keys and values with zeros).
 Inputs inputs(const Named& n, bool requires_grad = false) {
-  const auto tokens = n.height * n.width;
+  const auto tokens = n.prefix + n.height * n.width;
   auto q = randn({kBatch, kHeads, tokens, kDim});
   auto k = randn({kBatch, kHeads, tokens, kDim});
   auto v = randn({kBatch, kHeads, tokens, kValueDim});
   if (requires_grad)
     for (auto* t : {&q, &k, &v}) t->requires_grad_(true);
   if (n.halo < 0) return {q, k, v};
-  return {q, pad_grid_tokens(k, n.height, n.width, n.halo), pad_grid_tokens(v, n.height, n.width, n.halo)};
+  const auto pad = [&](const torch::Tensor& x) {
+    return torch::cat({x.narrow(2, 0, n.prefix),
+                       pad_grid_tokens(x.narrow(2, n.prefix, tokens - n.prefix), n.height, n.width, n.halo)},
+                      2);
+  };
+  return {q, pad(k), pad(v)};
 }
 
-torch::Tensor pair_bias(const LocalPattern& p) {
-  return randn({kHeads, p.groups(), p.group_queries(), p.group_keys()});
+// A random bias for every part, [h, G, b, m], as leaves of the autograd graph.
+std::vector<torch::Tensor> pair_biases(const LocalPattern& p) {
+  std::vector<torch::Tensor> biases;
+  for (const auto& part : p.parts)
+    biases.push_back(randn({kHeads, part.groups(), part.group_queries(), part.group_keys()}).requires_grad_(true));
+  return biases;
 }
 
 torch::Tensor full_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal) {
@@ -95,14 +108,14 @@ TEST_CASE("local core: every pattern equals its dense-equivalent oracle, values 
     for (const bool with_bias : {false, true}) {
       INFO(n.name << (with_bias ? ", with a pair bias" : ""));
       auto [q, k, v] = inputs(n, true);
-      auto bias = with_bias ? pair_bias(n.pattern).requires_grad_(true) : torch::Tensor();
-      const auto local = local_attend(q, k, v, n.pattern, bias, scale());
-      const auto dense = local_attend_dense(q, k, v, n.pattern, bias, scale());
-      REQUIRE(local.sizes() == torch::IntArrayRef({kBatch, kHeads, n.height * n.width, kValueDim}));
+      const auto biases = with_bias ? pair_biases(n.pattern) : std::vector<torch::Tensor>{};
+      const auto local = local_attend(q, k, v, n.pattern, biases, scale());
+      const auto dense = local_attend_dense(q, k, v, n.pattern, biases, scale());
+      REQUIRE(local.sizes() == torch::IntArrayRef({kBatch, kHeads, n.prefix + n.height * n.width, kValueDim}));
       CHECK(max_diff(local, dense) <= kTolerance);
       // The same gradients through both forms.
       std::vector<torch::Tensor> leaves{q, k, v};
-      if (with_bias) leaves.push_back(bias);
+      leaves.insert(leaves.end(), biases.begin(), biases.end());
       const auto upstream = randn(local.sizes());
       const auto g_local = torch::autograd::grad({(local * upstream).sum()}, leaves);
       const auto g_dense = torch::autograd::grad({(dense * upstream).sum()}, leaves);
@@ -146,9 +159,10 @@ std::int64_t natten_window_start(std::int64_t index, std::int64_t length, std::i
 // The allowed keys of query n of a pattern whose groups are single queries (neighborhoods).
 std::set<std::int64_t> allowed_keys(const LocalPattern& p, std::int64_t n) {
   std::set<std::int64_t> keys;
-  const auto row = p.key_index[n];
-  for (std::int64_t j = 0; j < p.group_keys(); ++j)
-    if (!p.allowed.defined() || p.allowed[n][0][j].item<bool>()) keys.insert(row[j].item<std::int64_t>());
+  const auto& part = p.parts.at(0);
+  const auto row = part.key_index[n];
+  for (std::int64_t j = 0; j < part.group_keys(); ++j)
+    if (!part.allowed.defined() || part.allowed[n][0][j].item<bool>()) keys.insert(row[j].item<std::int64_t>());
   return keys;
 }
 
@@ -280,7 +294,7 @@ TEST_CASE("local core: the probe's dense map, relative offsets and the pattern c
   torch::manual_seed(4);
   const auto p = window_pattern(6, 9, 3, 3, 1, 2);
   const auto q = randn({1, 2, 54, kDim}), k = randn({1, 2, 54, kDim}), v = randn({1, 2, 54, kValueDim});
-  torch::Tensor weights;
+  std::vector<torch::Tensor> weights;
   local_attend(q, k, v, p, {}, scale(), &weights);
   const auto dense = local_weights_dense(weights, p);
   REQUIRE(dense.sizes() == torch::IntArrayRef({1, 2, 54, 54}));
@@ -288,9 +302,10 @@ TEST_CASE("local core: the probe's dense map, relative offsets and the pattern c
   CHECK((dense.masked_select(local_dense_mask(p).logical_not()) == 0).all().item<bool>());
 
   // Offsets key - query: within a 3 x 3 window of a grid that is not shifted, |dy|, |dx| <= 2.
-  const auto offsets = pair_offsets(window_pattern(6, 9, 3, 3));
-  CHECK(offsets.abs().max().item<std::int64_t>() == 2);
-  const auto halo_offsets = pair_offsets(halo_pattern(4, 4, 2, 1));
+  const auto windows = window_pattern(6, 9, 3, 3);
+  CHECK(pair_offsets(windows, windows.parts[0]).abs().max().item<std::int64_t>() == 2);
+  const auto halo = halo_pattern(4, 4, 2, 1);
+  const auto halo_offsets = pair_offsets(halo, halo.parts[0]);
   CHECK(halo_offsets.min().item<std::int64_t>() == -2);  // block 2 + halo 1: up to 2 behind
   CHECK(halo_offsets.max().item<std::int64_t>() == 2);
 
@@ -306,16 +321,37 @@ TEST_CASE("local core: the probe's dense map, relative offsets and the pattern c
   throws_with([] { neighborhood_pattern(4, 4, 2, 1, false); }, "the kernel must be odd");
   throws_with([] { window_pattern(7, 8, 4, 4); }, "the grid 7 x 8 is not a multiple of the window 4 x 4");
   throws_with([] { grid_pattern(6, 6, 4, 4); }, "is not a multiple of the attention grid 4 x 4");
+  throws_with([] { with_prefix(neighborhood_pattern(1, 8, 3, 1, true), 1); }, "a causal pattern cannot have");
   LocalPattern broken;
   broken.queries = broken.keys = 4;
-  broken.query_index = torch::tensor({0, 1, 2, 2}, torch::kLong).view({2, 2});
-  broken.key_index = torch::tensor({0, 1, 2, 3}, torch::kLong).view({2, 2});
+  broken.parts.resize(1);
+  auto& part = broken.parts[0];
+  part.query_index = torch::tensor({0, 1, 2, 2}, torch::kLong).view({2, 2});
+  part.key_index = torch::tensor({0, 1, 2, 3}, torch::kLong).view({2, 2});
   throws_with([&] { finish_pattern(broken); }, "every query exactly once");
-  broken.query_index = torch::tensor({0, 1, 2, 3}, torch::kLong).view({2, 2});
-  broken.key_index = torch::tensor({0, 0, 2, 3}, torch::kLong).view({2, 2});
+  part.query_index = torch::tensor({0, 1, 2, 3}, torch::kLong).view({2, 2});
+  part.key_index = torch::tensor({0, 0, 2, 3}, torch::kLong).view({2, 2});
   throws_with([&] { finish_pattern(broken); }, "a key appears twice in a group");
-  broken.key_index = torch::tensor({0, 1, 2, 3}, torch::kLong).view({2, 2});
-  broken.allowed = torch::ones({2, 2, 2}, torch::kBool);
-  broken.allowed[1][0].fill_(false);
+  part.key_index = torch::tensor({0, 1, 2, 3}, torch::kLong).view({2, 2});
+  part.allowed = torch::ones({2, 2, 2}, torch::kBool);
+  part.allowed[1][0].fill_(false);
   throws_with([&] { finish_pattern(broken); }, "a query has no allowed key");
+}
+
+TEST_CASE("local core: prefix tokens are global: they see every token and every token sees them", "[local]") {
+  const std::int64_t prefix = 2;
+  const auto grid = halo_pattern(4, 6, 2, 1);
+  const auto p = with_prefix(grid, prefix);
+  const auto mask = local_dense_mask(p);  // [2 + 4 * 6, 2 + 6 * 8] over the padded keys
+  const auto grid_mask = local_dense_mask(grid);
+  REQUIRE(mask.sizes() == torch::IntArrayRef({prefix + 24, prefix + 48}));
+  // Prefix queries: every real token's key (prefix and grid), none of the zero padding.
+  const auto real = torch::zeros({prefix + 48}, torch::kBool);
+  real.narrow(0, 0, prefix).fill_(true);
+  real.index_fill_(0, grid.token_keys + prefix, true);
+  CHECK(torch::equal(mask.narrow(0, 0, prefix), real.expand({prefix, prefix + 48})));
+  CHECK(real.sum().item<std::int64_t>() == prefix + 24);
+  // Grid queries: every prefix key, then their own window, shifted by the prefix.
+  CHECK(mask.narrow(0, prefix, 24).narrow(1, 0, prefix).all().item<bool>());
+  CHECK(torch::equal(mask.narrow(0, prefix, 24).narrow(1, prefix, 48), grid_mask));
 }

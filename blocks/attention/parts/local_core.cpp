@@ -76,7 +76,6 @@ LocalPattern finish_pattern(LocalPattern p) {
 
 LocalPattern with_prefix(const LocalPattern& p, std::int64_t prefix) {
   if (prefix == 0) return p;
-  require(!p.causal, "prefix tokens are global tokens, which a causal pattern cannot have");
   const auto prefix_index = torch::arange(prefix, torch::kLong);
   LocalPattern out;
   for (const auto& part : p.parts) {
@@ -89,7 +88,13 @@ LocalPattern with_prefix(const LocalPattern& p, std::int64_t prefix) {
     out.parts.push_back(shifted);
   }
   out.token_keys = torch::cat({prefix_index, p.token_keys + prefix});
-  out.parts.push_back({prefix_index.view({1, prefix}), out.token_keys.view({1, -1}), {}});
+  LocalGroups global{prefix_index.view({1, prefix}), out.token_keys.view({1, -1}), {}};
+  if (p.causal) {  // prefix query i sees the prefix keys up to i; the grid comes after it
+    const auto column = torch::arange(out.token_keys.numel(), torch::kLong).view({1, -1});
+    global.allowed = (column <= prefix_index.view({-1, 1})).unsqueeze(0);
+  }
+  out.parts.push_back(std::move(global));
+  out.causal = p.causal;
   const auto origin = torch::zeros({prefix, 2}, torch::kLong);  // prefix tokens have no grid position
   out.query_coords = torch::cat({origin, p.query_coords});
   out.key_coords = torch::cat({origin, p.key_coords});
@@ -106,7 +111,7 @@ torch::Tensor pair_offsets(const LocalPattern& p, const LocalGroups& part) {
 
 torch::Tensor local_attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                            const LocalPattern& pattern, const std::vector<torch::Tensor>& biases, double scale,
-                           std::vector<torch::Tensor>* weights) {
+                           std::vector<torch::Tensor>* weights, double attn_drop, bool training) {
   const auto p = pattern.query_inverse.device() == q.device() ? pattern : pattern.to(q.device());
   std::vector<torch::Tensor> outputs;
   if (weights) weights->clear();
@@ -122,7 +127,8 @@ torch::Tensor local_attend(const torch::Tensor& q, const torch::Tensor& k, const
     if (part.allowed.defined()) s = s.masked_fill(part.allowed.logical_not(), kMinusInf);
     const auto w = torch::softmax(s, -1);
     if (weights) weights->push_back(w);
-    outputs.push_back(torch::matmul(w, vg).flatten(2, 3));
+    const auto dropped = attn_drop > 0.0 ? torch::dropout(w, attn_drop, training) : w;
+    outputs.push_back(torch::matmul(dropped, vg).flatten(2, 3));
   }
   // Back from the parts' order to token order.
   return torch::cat(outputs, 2).index_select(2, p.query_inverse);

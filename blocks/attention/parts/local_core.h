@@ -63,7 +63,8 @@ LocalPattern finish_pattern(LocalPattern pattern);
 
 // `pattern` over grid tokens behind `prefix` prefix tokens: indices shifted by prefix, every
 // group also sees the prefix keys, and the prefix queries (one more part) see every token's key
-// (Longformer-style global tokens). Not for causal patterns. prefix = 0: the pattern itself.
+// (Longformer-style global tokens); causal: prefix query i sees the prefix keys up to i only
+// (the grid comes after it). prefix = 0: the pattern itself.
 LocalPattern with_prefix(const LocalPattern& pattern, std::int64_t prefix);
 
 // The relative offsets key - query of every pair of a part, [G, b, m, 2] int64 (row, column).
@@ -72,10 +73,11 @@ torch::Tensor pair_offsets(const LocalPattern& pattern, const LocalGroups& part)
 // The local attention. q [B, h, N_q, d], k [B, h, N_k, d], v [B, h, N_k, e]; biases: one per
 // part (or none), each broadcastable to [B, h, G, b, m] or undefined -> o [B, h, N_q, e]. When
 // `weights` is given it receives each part's attention weights [B, h, G, b, m] (the probe:
-// local_weights_dense scatters them).
+// local_weights_dense scatters them), before dropout (rate `attn_drop` when `training`).
 torch::Tensor local_attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                            const LocalPattern& pattern, const std::vector<torch::Tensor>& biases, double scale,
-                           std::vector<torch::Tensor>* weights = nullptr);
+                           std::vector<torch::Tensor>* weights = nullptr, double attn_drop = 0.0,
+                           bool training = false);
 
 // The pattern as a dense [N_q, N_k] boolean mask: true where query n may see key j.
 torch::Tensor local_dense_mask(const LocalPattern& pattern);

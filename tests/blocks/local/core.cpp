@@ -56,6 +56,8 @@ std::vector<Named> patterns() {
       {"shifted windows behind 2 prefix tokens", with_prefix(window_pattern(6, 9, 3, 3, 1, 2), 2), 6, 9, -1, 2},
       {"neighborhood behind 1 prefix token", with_prefix(neighborhood_pattern(5, 6, 3, 1, false), 1), 5, 6, -1, 1},
       {"halo behind 3 prefix tokens", with_prefix(halo_pattern(6, 9, 3, 2), 3), 6, 9, 2, 3},
+      {"causal neighborhood behind 3 prefix tokens", with_prefix(neighborhood_pattern(6, 7, 3, 2, true), 3), 6, 7, -1,
+       3},
   };
 }
 
@@ -321,7 +323,6 @@ TEST_CASE("local core: the probe's dense map, relative offsets and the pattern c
   throws_with([] { neighborhood_pattern(4, 4, 2, 1, false); }, "the kernel must be odd");
   throws_with([] { window_pattern(7, 8, 4, 4); }, "the grid 7 x 8 is not a multiple of the window 4 x 4");
   throws_with([] { grid_pattern(6, 6, 4, 4); }, "is not a multiple of the attention grid 4 x 4");
-  throws_with([] { with_prefix(neighborhood_pattern(1, 8, 3, 1, true), 1); }, "a causal pattern cannot have");
   LocalPattern broken;
   broken.queries = broken.keys = 4;
   broken.parts.resize(1);
@@ -354,4 +355,14 @@ TEST_CASE("local core: prefix tokens are global: they see every token and every 
   // Grid queries: every prefix key, then their own window, shifted by the prefix.
   CHECK(mask.narrow(0, prefix, 24).narrow(1, 0, prefix).all().item<bool>());
   CHECK(torch::equal(mask.narrow(0, prefix, 24).narrow(1, prefix, 48), grid_mask));
+}
+
+TEST_CASE("local core: causal prefix tokens see only the earlier prefix tokens", "[local]") {
+  const auto p = with_prefix(neighborhood_pattern(4, 5, 3, 1, true), 3);
+  const auto mask = local_dense_mask(p);  // [3 + 20, 3 + 20]
+  // Causal in token order: nothing above the diagonal...
+  CHECK_FALSE(mask.triu(1).any().item<bool>());
+  // ... the prefix rows are the lower triangle of the prefix, and every grid row sees every prefix key.
+  CHECK(torch::equal(mask.narrow(0, 0, 3).narrow(1, 0, 3), torch::ones({3, 3}, torch::kBool).tril()));
+  CHECK(mask.narrow(0, 3, 20).narrow(1, 0, 3).all().item<bool>());
 }

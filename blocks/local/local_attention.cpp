@@ -1,0 +1,72 @@
+#include "blocks/local/local_attention.h"
+
+#include "blocks/probe.h"
+
+namespace blocklab {
+
+LocalAttentionImpl::LocalAttentionImpl(std::string key, std::int64_t dim, const MultiHeadConfig& config)
+    : MultiHeadAttentionImpl(std::move(key), dim, config), attn_drop_(config.attn_drop) {}
+
+MixerCapabilities LocalAttentionImpl::core_capabilities() const {
+  MixerCapabilities c;
+  c.causal = supports_causal();
+  c.weights = MixerCapabilities::Weights::normalised;
+  c.needs_grid = !takes_sequences();
+  return c;
+}
+
+const LocalAttentionImpl::Layout& LocalAttentionImpl::layout(const MixerContext& ctx, std::int64_t tokens,
+                                                             const torch::Device& device) {
+  const bool grid = ctx.has_grid();
+  TORCH_CHECK(grid || takes_sequences(), key(), ": needs a token grid (got ", tokens, " tokens without one)");
+  TORCH_CHECK(!ctx.causal || supports_causal(), key(), ": has no causal form; use it in a non-causal model");
+  Layout want;
+  want.prefix = grid ? ctx.prefix_tokens : 0;
+  want.height = grid ? ctx.grid_height : 1;
+  want.width = grid ? ctx.grid_width : tokens;
+  want.causal = ctx.causal;
+  want.device = device;
+  TORCH_CHECK(want.prefix + want.height * want.width == tokens, key(), ": the context gives ", want.prefix,
+              " prefix tokens and a ", want.height, "x", want.width, " grid for ", tokens, " tokens");
+  const auto same = [&](const Layout& c) {
+    return c.height == want.height && c.width == want.width && c.prefix == want.prefix && c.causal == want.causal &&
+           c.device == want.device;
+  };
+  if (!cached_ || !same(*cached_)) {
+    want.body = body_pattern(want.height, want.width, want.causal).to(device);
+    want.full = with_prefix(body_pattern(want.height, want.width, want.causal), want.prefix).to(device);
+    cached_ = std::move(want);
+  }
+  return *cached_;
+}
+
+LocalPattern LocalAttentionImpl::pattern(const MixerContext& ctx, std::int64_t tokens) {
+  return layout(ctx, tokens, torch::kCPU).full;
+}
+
+std::vector<torch::Tensor> LocalAttentionImpl::biases(const MixerContext& ctx, std::int64_t tokens) {
+  const auto& c = layout(ctx, tokens, qkv->weight.device());
+  auto biases = body_biases(c.body, c.height, c.width, c.causal);
+  if (c.prefix == 0 || biases.empty()) return biases;
+  // The prefix keys come first in every group of the full pattern and take no bias; the prefix
+  // queries' part (the last) has none.
+  for (auto& b : biases)
+    if (b.defined()) b = torch::constant_pad_nd(b, {c.prefix, 0}, 0.0);
+  biases.resize(c.full.parts.size());
+  return biases;
+}
+
+torch::Tensor LocalAttentionImpl::attend(const torch::Tensor& q_in, const torch::Tensor& k_in, const torch::Tensor& v,
+                                         const MixerContext& ctx) {
+  const auto [q, k] = queries_keys(q_in, k_in, ctx);
+  const auto tokens = q.size(2);
+  const auto bias = biases(ctx, tokens);
+  const auto& c = layout(ctx, tokens, q.device());
+  const bool record = capturing(ctx.probe);
+  std::vector<torch::Tensor> weights;
+  auto o = local_attend(q, k, v, c.full, bias, scale(), record ? &weights : nullptr, attn_drop_, is_training());
+  if (record) ctx.probe->record(ctx.layer, key(), local_weights_dense(weights, c.full));
+  return o;
+}
+
+}  // namespace blocklab

@@ -1,0 +1,61 @@
+// The shared part of the local attentions (wave 4): a multi-head attention (projection, output;
+// blocks/common/multi_head.h) whose core is the local core (blocks/attention/parts/local_core.h)
+// instead of the dense one. A block supplies its key set over the body tokens (body_pattern)
+// and, if it has one, its relative position bias (body_biases); the base adds the prefix
+// tokens as global tokens (with_prefix), caches the pattern per layout, and gives the probe
+// the dense map at the token positions.
+//
+// Shape contract: x [B, N, C] -> [B, N, C]; N = prefix + grid_height * grid_width (a plain
+// sequence is the grid 1 x N when the block allows sequences). No attention mask (masks need the
+// dense N x N path); no key padding (ctx.lengths).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "blocks/attention/parts/local_core.h"
+#include "blocks/common/multi_head.h"
+
+namespace blocklab {
+
+class LocalAttentionImpl : public MultiHeadAttentionImpl {
+ public:
+  LocalAttentionImpl(std::string key, std::int64_t dim, const MultiHeadConfig& config);
+
+  torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                       const MixerContext& ctx) override;
+  // Weights normalised (per query over its keys); causal when the block's pattern is; a grid
+  // unless the block takes sequences.
+  MixerCapabilities core_capabilities() const override;
+
+  // The full pattern (prefix tokens included) the mixer uses for ctx and n tokens (tests).
+  LocalPattern pattern(const MixerContext& ctx, std::int64_t tokens);
+  // The biases of that pattern, one per part (tests compare against the oracle with them).
+  std::vector<torch::Tensor> biases(const MixerContext& ctx, std::int64_t tokens);
+
+ protected:
+  // The key set over the body tokens, a height x width grid (a sequence: 1 x N).
+  virtual LocalPattern body_pattern(std::int64_t height, std::int64_t width, bool causal) const = 0;
+  // One bias per part of `body` (the pattern over that grid; [h, G, b, m] each) or none.
+  virtual std::vector<torch::Tensor> body_biases(const LocalPattern& body, std::int64_t height, std::int64_t width,
+                                                 bool causal) {
+    return {};
+  }
+  virtual bool supports_causal() const { return false; }
+  virtual bool takes_sequences() const { return false; }
+
+ private:
+  struct Layout {
+    std::int64_t height = 0, width = 0, prefix = 0;
+    bool causal = false;
+    torch::Device device = torch::kCPU;
+    LocalPattern body, full;
+  };
+  const Layout& layout(const MixerContext& ctx, std::int64_t tokens, const torch::Device& device);
+
+  std::optional<Layout> cached_;
+  double attn_drop_;
+};
+
+}  // namespace blocklab

@@ -15,6 +15,12 @@ MixerCapabilities LocalAttentionImpl::core_capabilities() const {
   return c;
 }
 
+MixerCapabilities LocalAttentionImpl::capabilities() const {
+  MixerCapabilities c = MultiHeadAttentionImpl::capabilities();  // a grid for rotary 2d
+  c.needs_grid = c.needs_grid || !takes_sequences();
+  return c;
+}
+
 const LocalAttentionImpl::Layout& LocalAttentionImpl::layout(const MixerContext& ctx, std::int64_t tokens,
                                                              const torch::Device& device) {
   const bool grid = ctx.has_grid();

@@ -10,8 +10,10 @@
 // dense N x N path); no key padding (ctx.lengths).
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "blocks/attention/parts/local_core.h"
@@ -28,6 +30,7 @@ class LocalAttentionImpl : public MultiHeadAttentionImpl {
   // Weights normalised (per query over its keys); causal when the block's pattern is; a grid
   // unless the block takes sequences.
   MixerCapabilities core_capabilities() const override;
+  MixerCapabilities capabilities() const override;
 
   // The full pattern (prefix tokens included) the mixer uses for ctx and n tokens (tests).
   LocalPattern pattern(const MixerContext& ctx, std::int64_t tokens);
@@ -57,5 +60,18 @@ class LocalAttentionImpl : public MultiHeadAttentionImpl {
   std::optional<Layout> cached_;
   double attn_drop_;
 };
+
+// A registry factory for a local attention: bind the options, the block's own checks, no mask
+// (it needs the dense N x N path), build.
+template <class Impl, class O>
+TokenMixer make_local_attention(const OptionsSchema<O>& schema, const ConfigNode& params, const MixerArgs& args,
+                                const std::common_type_t<std::function<void(const O&)>>& check = {}) {
+  const auto options = bind_options(schema, params);
+  if (check) check(options);
+  const auto config = multi_head_config(options, params, args);
+  if (!config.mask.is_null())
+    config_fail(params, "mask", std::string(Impl::kKey) + " takes no attention mask (masks need the dense N x N path)");
+  return std::make_shared<Impl>(args.dim, options, config);
+}
 
 }  // namespace blocklab

@@ -61,14 +61,13 @@ const OptionsSchema<NeighborhoodAttentionOptions>& neighborhood_attention_schema
 namespace {
 
 TokenMixer make_neighborhood(const ConfigNode& params, const MixerArgs& args) {
-  const auto options = bind_options(neighborhood_attention_schema(), params);
-  if (options.kernel() % 2 == 0)
-    config_fail(params, "kernel",
-                "kernel must be odd (NATTEN centres the window on the query), got " + std::to_string(options.kernel()));
-  const auto config = multi_head_config(options, params, args);
-  if (!config.mask.is_null())
-    config_fail(params, "mask", "local/neighborhood takes no attention mask (masks need the dense N x N path)");
-  return std::make_shared<NeighborhoodAttentionImpl>(args.dim, options, config);
+  return make_local_attention<NeighborhoodAttentionImpl>(
+      neighborhood_attention_schema(), params, args, [&](const NeighborhoodAttentionOptions& options) {
+        if (options.kernel() % 2 == 0)
+          config_fail(
+              params, "kernel",
+              "kernel must be odd (NATTEN centres the window on the query), got " + std::to_string(options.kernel()));
+      });
 }
 
 BLOCKLAB_REGISTER(mixer_registry(),

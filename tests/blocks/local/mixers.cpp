@@ -11,6 +11,7 @@
 #include "blocks/attention/softmax.h"
 #include "blocks/family_trains.h"
 #include "blocks/local/neighborhood.h"
+#include "blocks/local/window.h"
 #include "registry/config_error.h"
 #include "registry/yaml_io.h"
 #include "tests/blocks/attention/helpers.h"
@@ -111,7 +112,7 @@ TEST_CASE("local/neighborhood: a kernel covering the grid is attention/softmax w
                  dense->forward(seq, attention_tests::context(0, 0, 0, true))) <= 1e-10);
 }
 
-TEST_CASE("local/neighborhood: options that cannot work fail at build time, at the option", "[local]") {
+TEST_CASE("local mixers: options that cannot work fail at build time, at the option", "[local]") {
   const auto fails_with = [](const std::string& yaml, const std::string& text) {
     try {
       make(yaml);
@@ -122,6 +123,64 @@ TEST_CASE("local/neighborhood: options that cannot work fail at build time, at t
   };
   fails_with("{type: local/neighborhood, kernel: 4}", "kernel must be odd");
   fails_with("{type: local/neighborhood, kernel: 3, mask: {type: mask/alibi}}", "takes no attention mask");
+  fails_with("{type: local/window, window: 4, shift: 4}", "shift must be below the window (4), got 4");
+}
+
+TEST_CASE("local/window: equals the dense oracle over its windows, shifted or not, with Swin's bias", "[local]") {
+  torch::manual_seed(8);
+  const std::vector<std::pair<std::string, MixerContext>> cases{
+      {"{type: local/window, heads: 2, window: 4}", attention_tests::context(8, 12, 1)},
+      {"{type: local/window, heads: 2, window: 4, shift: 2}", attention_tests::context(8, 12, 1)},
+      {"{type: local/window, heads: 3, window: 3, shift: 1}", attention_tests::context(6, 9, 0)},
+      {"{type: local/window, heads: 2, window: 7, shift: 3}", attention_tests::context(4, 4, 2)},  // one window
+  };
+  for (const auto& [yaml, ctx] : cases) {
+    INFO(yaml << " on a " << ctx.grid_height << "x" << ctx.grid_width << " grid");
+    auto m = make(yaml);
+    auto& local = dynamic_cast<WindowAttentionImpl&>(*m);
+    {
+      torch::NoGradGuard no_grad;
+      local.relative_position_bias_table.normal_(0.0, 1.0);
+    }
+    const auto x = torch::randn({2, tokens_of(ctx, 0), kDim}, torch::kFloat64);
+    CHECK(max_diff(m->forward(x, ctx), by_oracle(local, x, ctx)) <= 1e-10);
+  }
+}
+
+TEST_CASE("local/window: Swin's bias index, zero padding to whole windows, a window covering the grid", "[local]") {
+  torch::manual_seed(9);
+  auto m = make("{type: local/window, heads: 2, window: 4}");
+  auto& local = dynamic_cast<WindowAttentionImpl&>(*m);
+  // Swin's relative_position_index: coords (row, col) of the M^2 members, query - key + M - 1,
+  // row * (2M - 1) + col.
+  const auto ctx = attention_tests::context(4, 4, 0);
+  const auto bias = local.biases(ctx, 16).at(0);  // [h, 1, 16, 16]
+  for (std::int64_t i = 0; i < 16; ++i)
+    for (std::int64_t j = 0; j < 16; ++j) {
+      const auto index = (i / 4 - j / 4 + 3) * 7 + (i % 4 - j % 4 + 3);
+      for (std::int64_t h = 0; h < 2; ++h)
+        CHECK(bias[h][0][i][j].item<double>() == local.relative_position_bias_table[index][h].item<double>());
+    }
+  // A 7 x 10 grid: zeros padded to 8 x 12 (bottom and right) before the projection, cropped after.
+  const auto x = torch::randn({2, 1 + 70, kDim}, torch::kFloat64);
+  const auto grid = x.narrow(1, 1, 70).unflatten(1, {7, 10});
+  const auto padded =
+      torch::cat({x.narrow(1, 0, 1), torch::constant_pad_nd(grid, {0, 0, 0, 2, 0, 1}).flatten(1, 2)}, 1);
+  const auto y = m->forward(padded, attention_tests::context(8, 12, 1));
+  const auto expected = torch::cat(
+      {y.narrow(1, 0, 1), y.narrow(1, 1, 96).unflatten(1, {8, 12}).narrow(1, 0, 7).narrow(2, 0, 10).flatten(1, 2)}, 1);
+  CHECK(max_diff(m->forward(x, attention_tests::context(7, 10, 1)), expected) <= 1e-12);
+  // One window over the whole grid, no bias: attention/softmax with the same weights.
+  auto whole = make("{type: local/window, heads: 2, window: 6, shift: 3, rel_bias: false}");
+  auto dense = make("{type: attention/softmax, heads: 2, fused: false}");
+  {
+    torch::NoGradGuard no_grad;
+    auto to = dense->named_parameters();
+    for (const auto& p : whole->named_parameters()) to[p.key()].copy_(p.value());
+  }
+  const auto z = torch::randn({2, 2 + 36, kDim}, torch::kFloat64);
+  const auto six = attention_tests::context(6, 6, 2);
+  CHECK(max_diff(whole->forward(z, six), dense->forward(z, six)) <= 1e-10);
 }
 
 TEST_CASE("wave 4: every local mixer learns to classify images in a ViT", "[local]") {

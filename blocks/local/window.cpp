@@ -9,22 +9,25 @@
 namespace blocklab {
 
 WindowAttentionImpl::WindowAttentionImpl(std::int64_t dim, const WindowAttentionOptions& options,
-                                         const MultiHeadConfig& config)
-    : LocalAttentionImpl(kKey, dim, config), options_(options) {
+                                         const MultiHeadConfig& config, const std::string& key, Partition partition)
+    : LocalAttentionImpl(key, dim, config),
+      options_(options),
+      partition_(partition),
+      side_(partition == Partition::grid ? options.grid() : options.window()) {
   if (options.rel_bias()) {
-    const auto span = 2 * options.window() - 1;
+    const auto span = 2 * side_ - 1;
     relative_position_bias_table = register_parameter(
         "relative_position_bias_table", trunc_normal_(torch::empty({span * span, options.heads()}), 0.02));
   }
 }
 
 torch::Tensor WindowAttentionImpl::forward(const torch::Tensor& x, const MixerContext& ctx) {
-  TORCH_CHECK(ctx.has_grid(), kKey, ": needs a token grid");
+  TORCH_CHECK(ctx.has_grid(), key(), ": needs a token grid");
   const auto height = ctx.grid_height, width = ctx.grid_width, prefix = ctx.prefix_tokens;
-  const auto window_h = std::min(options_.window(), height), window_w = std::min(options_.window(), width);
+  const auto window_h = fitted(height), window_w = fitted(width);
   const auto pad_h = (window_h - height % window_h) % window_h, pad_w = (window_w - width % window_w) % window_w;
   if (pad_h == 0 && pad_w == 0) return LocalAttentionImpl::forward(x, ctx);
-  // Swin v1: zeros at the bottom and right of the grid, before the projection.
+  // Swin v1: zeros at the bottom and right of the grid, before the projection (and the shift).
   const auto grid = x.narrow(1, prefix, height * width).unflatten(1, {height, width});
   const auto padded = torch::constant_pad_nd(grid, {0, 0, 0, pad_w, 0, pad_h}, 0.0).flatten(1, 2);
   MixerContext padded_ctx = ctx;
@@ -40,8 +43,9 @@ torch::Tensor WindowAttentionImpl::forward(const torch::Tensor& x, const MixerCo
 }
 
 LocalPattern WindowAttentionImpl::body_pattern(std::int64_t height, std::int64_t width, bool) const {
+  const auto window_h = fitted(height), window_w = fitted(width);
+  if (partition_ == Partition::grid) return grid_pattern(height, width, window_h, window_w);
   // A side not above the window is one window and is not shifted (Swin's rule).
-  const auto window_h = std::min(options_.window(), height), window_w = std::min(options_.window(), width);
   const auto shift_h = height > window_h ? options_.shift() : 0, shift_w = width > window_w ? options_.shift() : 0;
   return window_pattern(height, width, window_h, window_w, shift_h, shift_w);
 }
@@ -49,29 +53,49 @@ LocalPattern WindowAttentionImpl::body_pattern(std::int64_t height, std::int64_t
 std::vector<torch::Tensor> WindowAttentionImpl::body_biases(const LocalPattern& body, std::int64_t height,
                                                             std::int64_t width, bool) {
   if (!relative_position_bias_table.defined()) return {};
-  // Offsets inside the window (the shifted one with a shift): member t of a window sits at
-  // (t / window_w, t % window_w); the same for every window.
-  const auto window_w = std::min(options_.window(), width);
+  // Offsets inside the group (the shifted window with a shift; the lattice of a grid group, in
+  // lattice steps): member t sits at (t / side_w, t % side_w), the same in every group.
+  const auto window_w = fitted(width);
   const auto members = body.parts.at(0).group_queries();
   const auto t = torch::arange(members, torch::kLong);
   const auto row = t.div(window_w, "floor"), col = t.remainder(window_w);
-  const auto span = 2 * options_.window() - 1, centre = options_.window() - 1;
+  const auto span = 2 * side_ - 1, centre = side_ - 1;
   const auto index =
       ((row.view({-1, 1}) - row.view({1, -1}) + centre) * span + col.view({-1, 1}) - col.view({1, -1}) + centre)
           .to(relative_position_bias_table.device());  // [b, b], query - key
   return {relative_position_bias_table.index_select(0, index.flatten()).t().view({-1, 1, members, members})};
 }
 
-const OptionsSchema<WindowAttentionOptions>& window_attention_schema() {
-  static const auto schema = [] {
-    OptionsSchema<WindowAttentionOptions> s;
-    declare_multi_head_options(s);
-    BLOCKLAB_OPTION(s, window, "window side M: attention inside M x M windows (Swin: 7)").min = 1;
+namespace {
+
+// The options of the three keys: the shared ones, then each key's own.
+OptionsSchema<WindowAttentionOptions> group_schema(Partition partition, bool shift) {
+  OptionsSchema<WindowAttentionOptions> s;
+  declare_multi_head_options(s);
+  if (partition == Partition::windows)
+    BLOCKLAB_OPTION(s, window, "window side M: attention inside M x M windows (default 7)").min = 1;
+  else
+    BLOCKLAB_OPTION(s, grid, "grid side G: groups of G x G tokens spaced (H / G, W / G) apart (default 7)").min = 1;
+  if (shift)
     BLOCKLAB_OPTION(s, shift, "cyclic shift of the windows, < window (Swin's odd blocks: window / 2; default 0)").min =
         0;
-    BLOCKLAB_OPTION(s, rel_bias, "Swin's relative position bias, (2 window - 1)^2 per head (default true)");
-    return s;
-  }();
+  BLOCKLAB_OPTION(s, rel_bias,
+                  "relative position bias over the offsets in a group, (2 M - 1)^2 per head (default true)");
+  return s;
+}
+
+}  // namespace
+
+const OptionsSchema<WindowAttentionOptions>& window_attention_schema() {
+  static const auto schema = group_schema(Partition::windows, true);
+  return schema;
+}
+const OptionsSchema<WindowAttentionOptions>& maxvit_block_schema() {
+  static const auto schema = group_schema(Partition::windows, false);
+  return schema;
+}
+const OptionsSchema<WindowAttentionOptions>& maxvit_grid_schema() {
+  static const auto schema = group_schema(Partition::grid, false);
   return schema;
 }
 
@@ -88,6 +112,16 @@ TokenMixer make_window(const ConfigNode& params, const MixerArgs& args) {
       });
 }
 
+// MaxViT's two attentions (Tu et al. 2022, §3.1): the same module over another partition.
+TokenMixer make_maxvit(const OptionsSchema<WindowAttentionOptions>& schema, const char* key, Partition partition,
+                       const ConfigNode& params, const MixerArgs& args) {
+  const auto options = bind_options(schema, params);
+  const auto config = multi_head_config(options, params, args);
+  if (!config.mask.is_null())
+    config_fail(params, "mask", std::string(key) + " takes no attention mask (masks need the dense N x N path)");
+  return std::make_shared<WindowAttentionImpl>(args.dim, options, config, key, partition);
+}
+
 BLOCKLAB_REGISTER(mixer_registry(),
                   BLOCKLAB_ENTRY(WindowAttentionImpl::kKey)
                       .summary("Swin window attention: softmax inside M x M windows (optionally shifted, with the "
@@ -99,6 +133,30 @@ BLOCKLAB_REGISTER(mixer_registry(),
                       .schema(window_attention_schema().schema())
                       .example("{heads: 2, window: 4, shift: 2}"),
                   make_window);
+
+BLOCKLAB_REGISTER(mixer_registry(),
+                  BLOCKLAB_ENTRY("local/maxvit-block")
+                      .summary("MaxViT block attention: softmax inside P x P windows, with a 2-D relative bias")
+                      .paper("MaxViT: Multi-Axis Vision Transformer (Tu et al., 2022), arXiv:2204.01697")
+                      .equation("per P x P window: softmax(Q K^T / sqrt(d) + B) V, B[i, j] = table[pos_i - pos_j]")
+                      .schema(maxvit_block_schema().schema())
+                      .example("{heads: 2, window: 4}"),
+                  [](const ConfigNode& params, const MixerArgs& args) {
+                    return make_maxvit(maxvit_block_schema(), "local/maxvit-block", Partition::windows, params, args);
+                  });
+
+BLOCKLAB_REGISTER(mixer_registry(),
+                  BLOCKLAB_ENTRY("local/maxvit-grid")
+                      .summary("MaxViT grid attention: softmax inside groups of G x G tokens spaced (H/G, W/G) "
+                               "apart (sparse global mixing), with a 2-D relative bias")
+                      .paper("MaxViT: Multi-Axis Vision Transformer (Tu et al., 2022), arXiv:2204.01697")
+                      .equation("per group {(a H/G + p, c W/G + q)}_{a,c < G}: softmax(Q K^T / sqrt(d) + B) V, B by "
+                                "the lattice offset")
+                      .schema(maxvit_grid_schema().schema())
+                      .example("{heads: 2, grid: 4}"),
+                  [](const ConfigNode& params, const MixerArgs& args) {
+                    return make_maxvit(maxvit_grid_schema(), "local/maxvit-grid", Partition::grid, params, args);
+                  });
 
 }  // namespace
 }  // namespace blocklab

@@ -126,13 +126,18 @@ TEST_CASE("local mixers: options that cannot work fail at build time, at the opt
   fails_with("{type: local/window, window: 4, shift: 4}", "shift must be below the window (4), got 4");
 }
 
-TEST_CASE("local/window: equals the dense oracle over its windows, shifted or not, with Swin's bias", "[local]") {
+TEST_CASE(
+    "local/window, local/maxvit-block, local/maxvit-grid: equal the dense oracle over their groups, with their bias",
+    "[local]") {
   torch::manual_seed(8);
   const std::vector<std::pair<std::string, MixerContext>> cases{
       {"{type: local/window, heads: 2, window: 4}", attention_tests::context(8, 12, 1)},
       {"{type: local/window, heads: 2, window: 4, shift: 2}", attention_tests::context(8, 12, 1)},
       {"{type: local/window, heads: 3, window: 3, shift: 1}", attention_tests::context(6, 9, 0)},
       {"{type: local/window, heads: 2, window: 7, shift: 3}", attention_tests::context(4, 4, 2)},  // one window
+      {"{type: local/maxvit-block, heads: 2, window: 4}", attention_tests::context(8, 12, 1)},
+      {"{type: local/maxvit-grid, heads: 2, grid: 4}", attention_tests::context(8, 12, 1)},
+      {"{type: local/maxvit-grid, heads: 3, grid: 3}", attention_tests::context(6, 9, 0)},
   };
   for (const auto& [yaml, ctx] : cases) {
     INFO(yaml << " on a " << ctx.grid_height << "x" << ctx.grid_width << " grid");
@@ -181,6 +186,32 @@ TEST_CASE("local/window: Swin's bias index, zero padding to whole windows, a win
   const auto z = torch::randn({2, 2 + 36, kDim}, torch::kFloat64);
   const auto six = attention_tests::context(6, 6, 2);
   CHECK(max_diff(whole->forward(z, six), dense->forward(z, six)) <= 1e-10);
+}
+
+TEST_CASE(
+    "local/maxvit-block and local/maxvit-grid: the oracle, global at full size, the grid of one, "
+    "a global receptive field together",
+    "[local]") {
+  torch::manual_seed(10);
+  // G = 1: every group is one token, which attends to itself only: the output is W_O v.
+  auto one = make("{type: local/maxvit-grid, heads: 2, grid: 1}");
+  auto& single = dynamic_cast<WindowAttentionImpl&>(*one);
+  const auto x = torch::randn({2, 36, kDim}, torch::kFloat64);
+  const auto v = single.project(x)[2];
+  CHECK(max_diff(one->forward(x, attention_tests::context(6, 6, 0)), single.merge(v, x)) <= 1e-12);
+  // Block then grid attention: every output depends on every input (MaxViT's global receptive field).
+  auto block = make("{type: local/maxvit-block, heads: 2, window: 3}");
+  auto grid = make("{type: local/maxvit-grid, heads: 2, grid: 3}");
+  const auto ctx = attention_tests::context(9, 9, 0);
+  const auto input = torch::randn({1, 81, kDim}, torch::kFloat64).requires_grad_(true);
+  const auto y = grid->forward(block->forward(input, ctx), ctx);
+  for (const std::int64_t i : {0, 40, 80}) {
+    const auto g = torch::autograd::grad({y[0][i].sum()}, {input}, {}, true)[0];
+    CHECK((g[0].abs().sum(-1) > 0).all().item<bool>());
+  }
+  // Either alone is not global: a block output sees its window only.
+  const auto g = torch::autograd::grad({block->forward(input, ctx)[0][0].sum()}, {input})[0];
+  CHECK((g[0].abs().sum(-1) > 0).sum().item<std::int64_t>() == 9);
 }
 
 TEST_CASE("wave 4: every local mixer learns to classify images in a ViT", "[local]") {

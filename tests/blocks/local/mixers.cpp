@@ -10,6 +10,7 @@
 #include "blocks/attention/parts/local_core.h"
 #include "blocks/attention/softmax.h"
 #include "blocks/family_trains.h"
+#include "blocks/local/axial.h"
 #include "blocks/local/neighborhood.h"
 #include "blocks/local/window.h"
 #include "registry/config_error.h"
@@ -212,6 +213,29 @@ TEST_CASE(
   // Either alone is not global: a block output sees its window only.
   const auto g = torch::autograd::grad({block->forward(input, ctx)[0][0].sum()}, {input})[0];
   CHECK((g[0].abs().sum(-1) > 0).sum().item<std::int64_t>() == 9);
+}
+
+TEST_CASE("local/axial: the two axes' oracles summed; a pixel reaches its row and column, two hops everything",
+          "[local]") {
+  torch::manual_seed(11);
+  auto m = make("{type: local/axial, heads: 2}");
+  auto& axial = dynamic_cast<AxialAttentionImpl&>(*m);
+  CHECK_FALSE(axial.rows->qkv->options.bias());  // lucidrains: q, k, v without bias
+  const auto with_prefix = attention_tests::context(5, 7, 2);
+  const auto x = torch::randn({2, 37, kDim}, torch::kFloat64);
+  CHECK(max_diff(m->forward(x, with_prefix),
+                 by_oracle(*axial.rows, x, with_prefix) + by_oracle(*axial.columns, x, with_prefix)) <= 1e-10);
+  // Sum mode: perturbing pixel (2, 3) of a 5 x 7 grid changes the outputs of row 2 and column 3 only.
+  const auto ctx = attention_tests::context(5, 7, 0);
+  const auto input = torch::randn({1, 35, kDim}, torch::kFloat64);
+  auto moved = input.clone();
+  moved[0][2 * 7 + 3] += 1.0;
+  const auto changed = (m->forward(moved, ctx) - m->forward(input, ctx)).abs().sum(-1)[0] > 1e-12;
+  for (std::int64_t i = 0; i < 35; ++i) CHECK(changed[i].item<bool>() == (i / 7 == 2 || i % 7 == 3));
+  // Sequential mode: rows then columns reach the whole grid in one layer.
+  auto sequential = make("{type: local/axial, heads: 2, sum: false}");
+  const auto all = (sequential->forward(moved, ctx) - sequential->forward(input, ctx)).abs().sum(-1)[0] > 1e-12;
+  CHECK(all.all().item<bool>());
 }
 
 TEST_CASE("wave 4: every local mixer learns to classify images in a ViT", "[local]") {

@@ -50,9 +50,10 @@ LocalPattern LocalAttentionImpl::pattern(const MixerContext& ctx, std::int64_t t
   return layout(ctx, tokens, torch::kCPU).full;
 }
 
-std::vector<torch::Tensor> LocalAttentionImpl::biases(const MixerContext& ctx, std::int64_t tokens) {
-  const auto& c = layout(ctx, tokens, qkv->weight.device());
-  auto biases = body_biases(c.body, c.height, c.width, c.causal);
+std::vector<torch::Tensor> LocalAttentionImpl::biases(const MixerContext& ctx, const torch::Tensor& q) {
+  const auto tokens = q.size(2);
+  const auto& c = layout(ctx, tokens, q.device());
+  auto biases = body_biases(c.body, c.height, c.width, c.causal, q.narrow(2, c.prefix, tokens - c.prefix));
   if (c.prefix == 0 || biases.empty()) return biases;
   // The prefix keys come first in every group of the full pattern and take no bias; the prefix
   // queries' part (the last) has none.
@@ -62,16 +63,27 @@ std::vector<torch::Tensor> LocalAttentionImpl::biases(const MixerContext& ctx, s
   return biases;
 }
 
+torch::Tensor LocalAttentionImpl::pattern_keys(const MixerContext& ctx, const torch::Tensor& t) {
+  const auto tokens = t.size(2);
+  const auto& c = layout(ctx, tokens, t.device());
+  const auto body = body_keys(t.narrow(2, c.prefix, tokens - c.prefix), c.height, c.width);
+  return c.prefix == 0 ? body : torch::cat({t.narrow(2, 0, c.prefix), body}, 2);
+}
+
 torch::Tensor LocalAttentionImpl::attend(const torch::Tensor& q_in, const torch::Tensor& k_in, const torch::Tensor& v,
                                          const MixerContext& ctx) {
   const auto [q, k] = queries_keys(q_in, k_in, ctx);
-  const auto tokens = q.size(2);
-  const auto bias = biases(ctx, tokens);
-  const auto& c = layout(ctx, tokens, q.device());
+  const auto bias = biases(ctx, q);
+  const auto& c = layout(ctx, q.size(2), q.device());
   const bool record = capturing(ctx.probe);
   std::vector<torch::Tensor> weights;
-  auto o = local_attend(q, k, v, c.full, bias, scale(), record ? &weights : nullptr, attn_drop_, is_training());
-  if (record) ctx.probe->record(ctx.layer, key(), local_weights_dense(weights, c.full));
+  auto o = local_attend(q, pattern_keys(ctx, k), pattern_keys(ctx, v), c.full, bias, scale(),
+                        record ? &weights : nullptr, attn_drop_, is_training());
+  if (record) {  // the map over the tokens' own keys (padding keys left out)
+    auto dense = local_weights_dense(weights, c.full);
+    if (c.full.keys != c.full.queries) dense = dense.index_select(-1, c.full.token_keys);
+    ctx.probe->record(ctx.layer, key(), dense);
+  }
   return o;
 }
 

@@ -34,16 +34,26 @@ class LocalAttentionImpl : public MultiHeadAttentionImpl {
 
   // The full pattern (prefix tokens included) the mixer uses for ctx and n tokens (tests).
   LocalPattern pattern(const MixerContext& ctx, std::int64_t tokens);
-  // The biases of that pattern, one per part (tests compare against the oracle with them).
-  std::vector<torch::Tensor> biases(const MixerContext& ctx, std::int64_t tokens);
+  // The biases of that pattern, one per part, for the queries q [B, h, N, d] (tests compare
+  // against the oracle with them).
+  std::vector<torch::Tensor> biases(const MixerContext& ctx, const torch::Tensor& q);
+  // Keys or values [B, h, N, d] in the pattern's key layout (prefix, then body_keys).
+  torch::Tensor pattern_keys(const MixerContext& ctx, const torch::Tensor& t);
 
  protected:
   // The key set over the body tokens, a height x width grid (a sequence: 1 x N).
   virtual LocalPattern body_pattern(std::int64_t height, std::int64_t width, bool causal) const = 0;
-  // One bias per part of `body` (the pattern over that grid; [h, G, b, m] each) or none.
+  // One bias per part of `body` (the pattern over that grid; broadcastable to [B, h, G, b, m]
+  // each) or none. q_body [B, h, height * width, d]: the grid's queries (content-dependent
+  // relative logits, HaloNet's).
   virtual std::vector<torch::Tensor> body_biases(const LocalPattern& body, std::int64_t height, std::int64_t width,
-                                                 bool causal) {
+                                                 bool causal, const torch::Tensor& q_body) {
     return {};
+  }
+  // The grid's keys or values [B, h, height * width, d] in the layout body_pattern indexes
+  // (default: as they are; HaloNet: zero-padded by the halo).
+  virtual torch::Tensor body_keys(const torch::Tensor& body, std::int64_t height, std::int64_t width) const {
+    return body;
   }
   virtual bool supports_causal() const { return false; }
   virtual bool takes_sequences() const { return false; }

@@ -31,7 +31,8 @@ LocalPattern NeighborhoodAttentionImpl::body_pattern(std::int64_t height, std::i
 }
 
 std::vector<torch::Tensor> NeighborhoodAttentionImpl::body_biases(const LocalPattern& body, std::int64_t height,
-                                                                  std::int64_t width, bool causal) {
+                                                                  std::int64_t width, bool causal,
+                                                                  const torch::Tensor&) {
   if (!rpb.defined()) return {};
   // NAT's B(i, j): the table entry of the offset key - query in dilation steps, (dy, dx) at
   // (dy + k - 1, dx + k - 1) of the (2k - 1)^2 table (the centre of the table when the kernel

@@ -36,8 +36,8 @@ class NeighborhoodAttentionImpl : public LocalAttentionImpl {
 
  protected:
   LocalPattern body_pattern(std::int64_t height, std::int64_t width, bool causal) const override;
-  std::vector<torch::Tensor> body_biases(const LocalPattern& body, std::int64_t height, std::int64_t width,
-                                         bool causal) override;
+  std::vector<torch::Tensor> body_biases(const LocalPattern& body, std::int64_t height, std::int64_t width, bool causal,
+                                         const torch::Tensor& q_body) override;
   bool supports_causal() const override { return true; }
   bool takes_sequences() const override { return true; }
 

@@ -51,7 +51,7 @@ LocalPattern WindowAttentionImpl::body_pattern(std::int64_t height, std::int64_t
 }
 
 std::vector<torch::Tensor> WindowAttentionImpl::body_biases(const LocalPattern& body, std::int64_t height,
-                                                            std::int64_t width, bool) {
+                                                            std::int64_t width, bool, const torch::Tensor&) {
   if (!relative_position_bias_table.defined()) return {};
   // Offsets inside the group (the shifted window with a shift; the lattice of a grid group, in
   // lattice steps): member t sits at (t / side_w, t % side_w), the same in every group.

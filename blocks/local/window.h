@@ -55,8 +55,8 @@ class WindowAttentionImpl : public LocalAttentionImpl {
 
  protected:
   LocalPattern body_pattern(std::int64_t height, std::int64_t width, bool causal) const override;
-  std::vector<torch::Tensor> body_biases(const LocalPattern& body, std::int64_t height, std::int64_t width,
-                                         bool causal) override;
+  std::vector<torch::Tensor> body_biases(const LocalPattern& body, std::int64_t height, std::int64_t width, bool causal,
+                                         const torch::Tensor& q_body) override;
 
  private:
   // The group side per axis on a grid of that extent (the configured side, at most the extent).

@@ -39,8 +39,14 @@ TokenMixer make(const std::string& yaml) {
 // with its biases, its output projection.
 torch::Tensor by_oracle(LocalAttentionImpl& m, const torch::Tensor& x, const MixerContext& ctx) {
   const auto [q, k, v] = m.project(x);
-  const auto n = x.size(1);
-  return m.merge(local_attend_dense(q, k, v, m.pattern(ctx, n), m.biases(ctx, n), m.scale()), x);
+  const auto o = local_attend_dense(q, m.pattern_keys(ctx, k), m.pattern_keys(ctx, v), m.pattern(ctx, x.size(1)),
+                                    m.biases(ctx, q), m.scale());
+  return m.merge(o, x);
+}
+
+// Queries of n tokens for the biases that do not depend on them.
+torch::Tensor any_queries(LocalAttentionImpl& m, std::int64_t n) {
+  return torch::zeros({1, m.heads(), n, m.head_dim()}, torch::kFloat64);
 }
 
 }  // namespace
@@ -79,7 +85,7 @@ TEST_CASE("local/neighborhood: NAT's bias is the table entry at the offset in di
   auto& local = dynamic_cast<NeighborhoodAttentionImpl&>(*m);
   const auto ctx = attention_tests::context(6, 7, 0);
   const auto pattern = local.pattern(ctx, 42);
-  const auto dense = local_scatter_dense(local.biases(ctx, 42), pattern, 0.0);  // [h, 42, 42]
+  const auto dense = local_scatter_dense(local.biases(ctx, any_queries(local, 42)), pattern, 0.0);  // [h, 42, 42]
   const auto mask = local_dense_mask(pattern);
   int checked = 0;
   for (std::int64_t i = 0; i < 42; ++i)
@@ -160,7 +166,7 @@ TEST_CASE("local/window: Swin's bias index, zero padding to whole windows, a win
   // Swin's relative_position_index: coords (row, col) of the M^2 members, query - key + M - 1,
   // row * (2M - 1) + col.
   const auto ctx = attention_tests::context(4, 4, 0);
-  const auto bias = local.biases(ctx, 16).at(0);  // [h, 1, 16, 16]
+  const auto bias = local.biases(ctx, any_queries(local, 16)).at(0);  // [h, 1, 16, 16]
   for (std::int64_t i = 0; i < 16; ++i)
     for (std::int64_t j = 0; j < 16; ++j) {
       const auto index = (i / 4 - j / 4 + 3) * 7 + (i % 4 - j % 4 + 3);

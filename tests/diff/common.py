@@ -86,3 +86,29 @@ def run_all(cases, kind="max abs error"):
     with tempfile.TemporaryDirectory() as d:
         ok = cases(Path(d), worst)
     finish(ok, worst, kind)
+
+
+def max_error_check(name, dtype, worst, tolerance):
+    """A check(what, ours, theirs) for one case: max abs error against tolerance[dtype], the worst
+    per dtype kept in `worst`; True when within it."""
+    def check(what, ours, theirs):
+        err = float(np.abs(ours - theirs).max())
+        worst[dtype] = max(worst.get(dtype, 0.0), err)
+        return report(f"{what} {name}", err, tolerance[dtype])
+    return check
+
+
+def run_cases(run_case, cases, float64_case, seeds=2):
+    """run_case(case, seed, dtype, tmp, worst) for every case and seed in float32, then one
+    float64 case (seed 7); the summary and the exit status."""
+    def all_cases(tmp, worst):
+        ok = all([run_case(case, seed, "float32", tmp, worst) for case in cases for seed in range(seeds)])
+        return run_case(float64_case, 7, "float64", tmp, worst) and ok
+    run_all(all_cases)
+
+
+def grid_case(options, height, width, dim, seed, dtype, batch=2):
+    """The input (random tokens [batch, height * width, dim]) and the `blocklab block` arguments
+    (options, the grid, the dtype) of a case on a grid."""
+    x = np.random.default_rng(seed).standard_normal((batch, height * width, dim)).astype(dtype)
+    return x, set_options(options) + ["--grid", f"{height}x{width}", "--dtype", dtype]

@@ -23,7 +23,7 @@ import sys
 import numpy as np
 import torch
 
-from common import report, run_all, run_block, same_state
+from common import grid_case, max_error_check, run_block, run_cases, same_state
 
 try:
     from timm.models.swin_transformer import SwinTransformerBlock
@@ -89,14 +89,8 @@ def random_timm_state(block, gen):
 def run_case(case, seed, dtype, tmp, worst):
     dim, heads, height, width, window, shift = case
     name = f"{height}x{width} window {window} shift {shift} heads {heads} seed {seed} {dtype}"
-    x = np.random.default_rng(seed).standard_normal((2, height * width, dim)).astype(dtype)
-    args = ["--set", f"heads={heads}", "--set", f"window={window}", "--set", f"shift={shift}",
-            "--grid", f"{height}x{width}", "--dtype", dtype]
-
-    def check(what, ours, theirs):
-        err = float(np.abs(ours - theirs).max())
-        worst[dtype] = max(worst.get(dtype, 0.0), err)
-        return report(f"{what} {name}", err, TOLERANCE[dtype])
+    x, args = grid_case({"heads": heads, "window": window, "shift": shift}, height, width, dim, seed, dtype)
+    check = max_error_check(name, dtype, worst, TOLERANCE)
 
     y, state = run_block(BLOCKLAB, "local/window", args + ["--seed", str(seed)], x, tmp)
     block = timm_block(dim, heads, height, width, window, shift, state, dtype)
@@ -115,11 +109,7 @@ def run_case(case, seed, dtype, tmp, worst):
 
 
 def main():
-    def cases(tmp, worst):
-        ok = all([run_case(case, seed, "float32", tmp, worst) for case in CASES for seed in range(2)])
-        return run_case(CASES[2], 7, "float64", tmp, worst) and ok
-
-    run_all(cases)
+    run_cases(run_case, CASES, CASES[2])
 
 
 if __name__ == "__main__":

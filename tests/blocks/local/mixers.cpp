@@ -11,6 +11,7 @@
 #include "blocks/attention/softmax.h"
 #include "blocks/family_trains.h"
 #include "blocks/local/axial.h"
+#include "blocks/local/halo.h"
 #include "blocks/local/neighborhood.h"
 #include "blocks/local/window.h"
 #include "registry/config_error.h"
@@ -242,6 +243,33 @@ TEST_CASE("local/axial: the two axes' oracles summed; a pixel reaches its row an
   auto sequential = make("{type: local/axial, heads: 2, sum: false}");
   const auto all = (sequential->forward(moved, ctx) - sequential->forward(input, ctx)).abs().sum(-1)[0] > 1e-12;
   CHECK(all.all().item<bool>());
+}
+
+TEST_CASE("local/halo: the oracle over the padded keys with the relative logits; halo 0 is block-local", "[local]") {
+  torch::manual_seed(12);
+  for (const auto& ctx : {attention_tests::context(8, 12, 2), attention_tests::context(6, 6, 0)}) {
+    auto m = make("{type: local/halo, heads: 2, block: 2, halo: 1}");
+    auto& halo = dynamic_cast<HaloAttentionImpl&>(*m);
+    const auto x = torch::randn({2, tokens_of(ctx, 0), kDim}, torch::kFloat64);
+    CHECK(max_diff(m->forward(x, ctx), by_oracle(halo, x, ctx)) <= 1e-10);
+  }
+  // Halo 0: a block's outputs depend on its own block only.
+  auto local = make("{type: local/halo, heads: 2, block: 3, halo: 0}");
+  const auto ctx = attention_tests::context(6, 6, 0);
+  const auto input = torch::randn({1, 36, kDim}, torch::kFloat64).requires_grad_(true);
+  const auto g = torch::autograd::grad({local->forward(input, ctx)[0][0].sum()}, {input})[0][0].abs().sum(-1);
+  for (std::int64_t i = 0; i < 36; ++i) CHECK((g[i].item<double>() > 0) == (i / 6 < 3 && i % 6 < 3));
+  // One block covering the grid and no halo: attention/softmax plus the relative logits; without
+  // them, attention/softmax itself.
+  auto whole = make("{type: local/halo, heads: 2, block: 6, halo: 0, rel_pos: false, qkv_bias: true}");
+  auto dense = make("{type: attention/softmax, heads: 2, fused: false}");
+  {
+    torch::NoGradGuard no_grad;
+    auto to = dense->named_parameters();
+    for (const auto& p : whole->named_parameters()) to[p.key()].copy_(p.value());
+  }
+  const auto z = torch::randn({2, 36, kDim}, torch::kFloat64);
+  CHECK(max_diff(whole->forward(z, ctx), dense->forward(z, ctx)) <= 1e-10);
 }
 
 TEST_CASE("wave 4: every local mixer learns to classify images in a ViT", "[local]") {

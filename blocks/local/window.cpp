@@ -68,8 +68,8 @@ std::vector<torch::Tensor> WindowAttentionImpl::body_biases(const LocalPattern& 
 
 namespace {
 
-// The options of the three keys: the shared ones, then each key's own.
-OptionsSchema<WindowAttentionOptions> group_schema(Partition partition, bool shift) {
+// The options of the four keys: the shared ones, then each key's own.
+OptionsSchema<WindowAttentionOptions> group_schema(Partition partition, bool shift, bool rel_bias = true) {
   OptionsSchema<WindowAttentionOptions> s;
   declare_multi_head_options(s);
   if (partition == Partition::windows)
@@ -79,8 +79,9 @@ OptionsSchema<WindowAttentionOptions> group_schema(Partition partition, bool shi
   if (shift)
     BLOCKLAB_OPTION(s, shift, "cyclic shift of the windows, < window (Swin's odd blocks: window / 2; default 0)").min =
         0;
-  BLOCKLAB_OPTION(s, rel_bias,
-                  "relative position bias over the offsets in a group, (2 M - 1)^2 per head (default true)");
+  if (rel_bias)
+    BLOCKLAB_OPTION(s, rel_bias,
+                    "relative position bias over the offsets in a group, (2 M - 1)^2 per head (default true)");
   return s;
 }
 
@@ -98,6 +99,10 @@ const OptionsSchema<WindowAttentionOptions>& maxvit_grid_schema() {
   static const auto schema = group_schema(Partition::grid, false);
   return schema;
 }
+const OptionsSchema<WindowAttentionOptions>& davit_window_schema() {
+  static const auto schema = group_schema(Partition::windows, false, false);
+  return schema;
+}
 
 namespace {
 
@@ -112,10 +117,12 @@ TokenMixer make_window(const ConfigNode& params, const MixerArgs& args) {
       });
 }
 
-// MaxViT's two attentions (Tu et al. 2022, §3.1): the same module over another partition.
-TokenMixer make_maxvit(const OptionsSchema<WindowAttentionOptions>& schema, const char* key, Partition partition,
-                       const ConfigNode& params, const MixerArgs& args) {
-  const auto options = bind_options(schema, params);
+// MaxViT's two attentions (Tu et al. 2022, §3.1) and DaViT's (Ding et al. 2022, §3.2: windows,
+// no relative bias): the same module over another partition.
+TokenMixer make_group(const OptionsSchema<WindowAttentionOptions>& schema, const char* key, Partition partition,
+                      const ConfigNode& params, const MixerArgs& args, bool rel_bias = true) {
+  auto options = bind_options(schema, params);
+  if (!rel_bias) options.rel_bias(false);
   const auto config = multi_head_config(options, params, args);
   if (!config.mask.is_null())
     config_fail(params, "mask", std::string(key) + " takes no attention mask (masks need the dense N x N path)");
@@ -142,7 +149,7 @@ BLOCKLAB_REGISTER(mixer_registry(),
                       .schema(maxvit_block_schema().schema())
                       .example("{heads: 2, window: 4}"),
                   [](const ConfigNode& params, const MixerArgs& args) {
-                    return make_maxvit(maxvit_block_schema(), "local/maxvit-block", Partition::windows, params, args);
+                    return make_group(maxvit_block_schema(), "local/maxvit-block", Partition::windows, params, args);
                   });
 
 BLOCKLAB_REGISTER(mixer_registry(),
@@ -155,7 +162,20 @@ BLOCKLAB_REGISTER(mixer_registry(),
                       .schema(maxvit_grid_schema().schema())
                       .example("{heads: 2, grid: 4}"),
                   [](const ConfigNode& params, const MixerArgs& args) {
-                    return make_maxvit(maxvit_grid_schema(), "local/maxvit-grid", Partition::grid, params, args);
+                    return make_group(maxvit_grid_schema(), "local/maxvit-grid", Partition::grid, params, args);
+                  });
+
+BLOCKLAB_REGISTER(mixer_registry(),
+                  BLOCKLAB_ENTRY("local/davit-window")
+                      .summary("DaViT spatial window attention: softmax inside M x M windows, no relative bias, "
+                               "zero padding to whole windows")
+                      .paper("DaViT: Dual Attention Vision Transformers (Ding et al., 2022), arXiv:2204.03645")
+                      .equation("per M x M window: softmax(Q K^T / sqrt(d)) V")
+                      .schema(davit_window_schema().schema())
+                      .example("{heads: 2, window: 4}"),
+                  [](const ConfigNode& params, const MixerArgs& args) {
+                    return make_group(davit_window_schema(), "local/davit-window", Partition::windows, params, args,
+                                      false);
                   });
 
 }  // namespace

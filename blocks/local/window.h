@@ -1,11 +1,15 @@
-// local/window, local/maxvit-block, local/maxvit-grid: multi-head self-attention inside groups
-// of the grid, with a relative position bias over the offsets inside a group.
+// local/window, local/maxvit-block, local/maxvit-grid, local/davit-window: multi-head
+// self-attention inside groups of the grid, with a relative position bias over the offsets
+// inside a group (not DaViT's).
 //   local/window        Swin's windows: M x M windows, optionally of the grid cyclically shifted
 //                       by `shift` (Swin's odd blocks), with the mask that keeps the wrapped-around
 //                       regions apart.
 //   local/maxvit-block  MaxViT's block attention: P x P windows, no shift.
 //   local/maxvit-grid   MaxViT's grid attention: a G x G lattice of tokens (H / G, W / G) apart
 //                       in every group: sparse, global mixing.
+//   local/davit-window  DaViT's spatial window attention: M x M windows, no shift, no bias
+//                       ("DaViT: Dual Attention Vision Transformers", Ding et al. 2022,
+//                       arXiv:2204.03645, §3.2; catalog_002 B-39).
 //
 // Papers: "Swin Transformer: Hierarchical Vision Transformer using Shifted Windows", Liu et al.
 // 2021, arXiv:2103.14030, §3.2 (eq. (4)); "MaxViT: Multi-Axis Vision Transformer", Tu et al.
@@ -71,5 +75,6 @@ TORCH_MODULE(WindowAttention);
 const OptionsSchema<WindowAttentionOptions>& window_attention_schema();  // local/window
 const OptionsSchema<WindowAttentionOptions>& maxvit_block_schema();      // local/maxvit-block
 const OptionsSchema<WindowAttentionOptions>& maxvit_grid_schema();       // local/maxvit-grid
+const OptionsSchema<WindowAttentionOptions>& davit_window_schema();      // local/davit-window
 
 }  // namespace blocklab

@@ -146,18 +146,22 @@ TEST_CASE(
       {"{type: local/maxvit-block, heads: 2, window: 4}", attention_tests::context(8, 12, 1)},
       {"{type: local/maxvit-grid, heads: 2, grid: 4}", attention_tests::context(8, 12, 1)},
       {"{type: local/maxvit-grid, heads: 3, grid: 3}", attention_tests::context(6, 9, 0)},
+      {"{type: local/davit-window, heads: 2, window: 3}", attention_tests::context(6, 9, 1)},
   };
   for (const auto& [yaml, ctx] : cases) {
     INFO(yaml << " on a " << ctx.grid_height << "x" << ctx.grid_width << " grid");
     auto m = make(yaml);
     auto& local = dynamic_cast<WindowAttentionImpl&>(*m);
-    {
+    if (local.relative_position_bias_table.defined()) {
       torch::NoGradGuard no_grad;
       local.relative_position_bias_table.normal_(0.0, 1.0);
     }
     const auto x = torch::randn({2, tokens_of(ctx, 0), kDim}, torch::kFloat64);
     CHECK(max_diff(m->forward(x, ctx), by_oracle(local, x, ctx)) <= 1e-10);
   }
+  // DaViT's windows have no bias: the parameters of attention/softmax, nothing more.
+  CHECK(make("{type: local/davit-window, heads: 2}")->parameters().size() ==
+        make("{type: attention/softmax, heads: 2}")->parameters().size());
 }
 
 TEST_CASE("local/window: Swin's bias index, zero padding to whole windows, a window covering the grid", "[local]") {

@@ -112,3 +112,13 @@ def grid_case(options, height, width, dim, seed, dtype, batch=2):
     (options, the grid, the dtype) of a case on a grid."""
     x = np.random.default_rng(seed).standard_normal((batch, height * width, dim)).astype(dtype)
     return x, set_options(options) + ["--grid", f"{height}x{width}", "--dtype", dtype]
+
+
+# Max abs error allowed against a reference with the same weights, per dtype.
+TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
+
+
+def skip_missing(error, package="timm"):
+    """Exit 77 (ctest: skipped) when the test-only reference package is not installed."""
+    print(f"SKIP: {package} is not installed ({error}); run scripts/install-deps.sh")
+    sys.exit(77)

@@ -21,16 +21,14 @@ import sys
 import numpy as np
 import torch
 
-from common import grid_case, max_error_check, run_block, run_cases, same_state
+from common import TOLERANCE, grid_case, max_error_check, run_block, run_cases, same_state, skip_missing
 
 try:
     from timm.layers.halo_attn import HaloAttn
 except ImportError as e:  # the test-only reference; scripts/install-deps.sh installs it
-    print(f"SKIP: timm is not installed ({e}); run scripts/install-deps.sh")
-    sys.exit(77)
+    skip_missing(e)
 
 BLOCKLAB = sys.argv[1]
-TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
 CASES = [(32, 2, 8, 8, 4, 1), (32, 4, 12, 8, 4, 2), (48, 3, 14, 14, 7, 3)]  # (dim, heads, H, W, block, halo)
 
 

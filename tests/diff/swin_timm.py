@@ -23,16 +23,14 @@ import sys
 import numpy as np
 import torch
 
-from common import grid_case, max_error_check, run_block, run_cases, same_state
+from common import TOLERANCE, grid_case, max_error_check, run_block, run_cases, same_state, skip_missing
 
 try:
     from timm.models.swin_transformer import SwinTransformerBlock
 except ImportError as e:  # the test-only reference; scripts/install-deps.sh installs it
-    print(f"SKIP: timm is not installed ({e}); run scripts/install-deps.sh")
-    sys.exit(77)
+    skip_missing(e)
 
 BLOCKLAB = sys.argv[1]
-TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
 # (dim, heads, height, width, window, shift): Swin's W-MSA and SW-MSA, a 14 x 14 grid of 7 x 7
 # windows (Swin's own window), a rectangular grid, and a grid no larger than the window.
 CASES = [(32, 2, 8, 8, 4, 0), (32, 2, 8, 8, 4, 2), (48, 3, 14, 14, 7, 3), (32, 4, 6, 9, 3, 1), (32, 2, 5, 5, 7, 3)]

@@ -39,8 +39,9 @@ const LocalAttentionImpl::Layout& LocalAttentionImpl::layout(const MixerContext&
            c.device == want.device;
   };
   if (!cached_ || !same(*cached_)) {
-    want.body = body_pattern(want.height, want.width, want.causal).to(device);
-    want.full = with_prefix(body_pattern(want.height, want.width, want.causal), want.prefix).to(device);
+    const auto body = body_pattern(want.height, want.width, want.causal);
+    want.full = with_prefix(body, want.prefix).to(device);
+    want.body = body.to(device);
     cached_ = std::move(want);
   }
   return *cached_;

@@ -71,17 +71,25 @@ class LocalAttentionImpl : public MultiHeadAttentionImpl {
   double attn_drop_;
 };
 
-// A registry factory for a local attention: bind the options, the block's own checks, no mask
-// (it needs the dense N x N path), build.
-template <class Impl, class O>
-TokenMixer make_local_attention(const OptionsSchema<O>& schema, const ConfigNode& params, const MixerArgs& args,
-                                const std::common_type_t<std::function<void(const O&)>>& check = {}) {
-  const auto options = bind_options(schema, params);
-  if (check) check(options);
+// A registry factory for a local attention: bind the options, the block's own checks and fixed
+// values (`adjust`), no mask (it needs the dense N x N path), build Impl(dim, options, config,
+// extra...).
+template <class Impl, class O, class... Extra>
+TokenMixer make_local_attention(const std::string& key, const OptionsSchema<O>& schema, const ConfigNode& params,
+                                const MixerArgs& args, const std::common_type_t<std::function<void(O&)>>& adjust,
+                                const Extra&... extra) {
+  auto options = bind_options(schema, params);
+  if (adjust) adjust(options);
   const auto config = multi_head_config(options, params, args);
   if (!config.mask.is_null())
-    config_fail(params, "mask", std::string(Impl::kKey) + " takes no attention mask (masks need the dense N x N path)");
-  return std::make_shared<Impl>(args.dim, options, config);
+    config_fail(params, "mask", key + " takes no attention mask (masks need the dense N x N path)");
+  return std::make_shared<Impl>(args.dim, options, config, extra...);
+}
+// The same for the block registered as Impl::kKey.
+template <class Impl, class O>
+TokenMixer make_local_attention(const OptionsSchema<O>& schema, const ConfigNode& params, const MixerArgs& args,
+                                const std::common_type_t<std::function<void(O&)>>& adjust = {}) {
+  return make_local_attention<Impl>(Impl::kKey, schema, params, args, adjust);
 }
 
 }  // namespace blocklab

@@ -121,12 +121,12 @@ TokenMixer make_window(const ConfigNode& params, const MixerArgs& args) {
 // no relative bias): the same module over another partition.
 TokenMixer make_group(const OptionsSchema<WindowAttentionOptions>& schema, const char* key, Partition partition,
                       const ConfigNode& params, const MixerArgs& args, bool rel_bias = true) {
-  auto options = bind_options(schema, params);
-  if (!rel_bias) options.rel_bias(false);
-  const auto config = multi_head_config(options, params, args);
-  if (!config.mask.is_null())
-    config_fail(params, "mask", std::string(key) + " takes no attention mask (masks need the dense N x N path)");
-  return std::make_shared<WindowAttentionImpl>(args.dim, options, config, key, partition);
+  return make_local_attention<WindowAttentionImpl>(
+      key, schema, params, args,
+      [&](WindowAttentionOptions& options) {
+        if (!rel_bias) options.rel_bias(false);
+      },
+      std::string(key), partition);
 }
 
 BLOCKLAB_REGISTER(mixer_registry(),

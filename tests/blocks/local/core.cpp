@@ -15,15 +15,15 @@
 
 #include "blocks/attention/parts/local_core.h"
 #include "blocks/attention/parts/local_patterns.h"
+#include "tests/blocks/attention/helpers.h"
 
 using namespace blocklab;
+using attention_tests::max_diff;
 
 namespace {
 
 constexpr std::int64_t kBatch = 2, kHeads = 3, kDim = 4, kValueDim = 5;
 constexpr double kTolerance = 1e-9;
-
-double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
 
 torch::Tensor randn(torch::IntArrayRef shape) { return torch::randn(shape, torch::kFloat64); }
 

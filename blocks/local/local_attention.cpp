@@ -88,4 +88,22 @@ torch::Tensor LocalAttentionImpl::attend(const torch::Tensor& q_in, const torch:
   return o;
 }
 
+torch::Tensor with_padded_grid(const torch::Tensor& x, const MixerContext& ctx, std::int64_t pad_h, std::int64_t pad_w,
+                               const std::function<torch::Tensor(const torch::Tensor&, const MixerContext&)>& f) {
+  if (pad_h == 0 && pad_w == 0) return f(x, ctx);
+  const auto height = ctx.grid_height, width = ctx.grid_width, prefix = ctx.prefix_tokens;
+  const auto grid = x.narrow(1, prefix, height * width).unflatten(1, {height, width});
+  const auto padded = torch::constant_pad_nd(grid, {0, 0, 0, pad_w, 0, pad_h}, 0.0).flatten(1, 2);
+  MixerContext padded_ctx = ctx;
+  padded_ctx.grid_height = height + pad_h;
+  padded_ctx.grid_width = width + pad_w;
+  const auto y = f(torch::cat({x.narrow(1, 0, prefix), padded}, 1), padded_ctx);
+  const auto body = y.narrow(1, prefix, (height + pad_h) * (width + pad_w))
+                        .unflatten(1, {height + pad_h, width + pad_w})
+                        .narrow(1, 0, height)
+                        .narrow(2, 0, width)
+                        .flatten(1, 2);
+  return torch::cat({y.narrow(1, 0, prefix), body}, 1);
+}
+
 }  // namespace blocklab

@@ -71,6 +71,12 @@ class LocalAttentionImpl : public MultiHeadAttentionImpl {
   double attn_drop_;
 };
 
+// f applied to x with its grid zero-padded by pad_h rows at the bottom and pad_w columns at the
+// right (the prefix tokens kept in front), its output cropped back to the grid (Swin v1's and
+// BiFormer's auto_pad: the padded tokens take part in the attention).
+torch::Tensor with_padded_grid(const torch::Tensor& x, const MixerContext& ctx, std::int64_t pad_h, std::int64_t pad_w,
+                               const std::function<torch::Tensor(const torch::Tensor&, const MixerContext&)>& f);
+
 // A registry factory for a local attention: bind the options, the block's own checks and fixed
 // values (`adjust`), no mask (it needs the dense N x N path), build Impl(dim, options, config,
 // extra...).

@@ -23,23 +23,13 @@ WindowAttentionImpl::WindowAttentionImpl(std::int64_t dim, const WindowAttention
 
 torch::Tensor WindowAttentionImpl::forward(const torch::Tensor& x, const MixerContext& ctx) {
   TORCH_CHECK(ctx.has_grid(), key(), ": needs a token grid");
-  const auto height = ctx.grid_height, width = ctx.grid_width, prefix = ctx.prefix_tokens;
+  const auto height = ctx.grid_height, width = ctx.grid_width;
   const auto window_h = fitted(height), window_w = fitted(width);
   const auto pad_h = (window_h - height % window_h) % window_h, pad_w = (window_w - width % window_w) % window_w;
-  if (pad_h == 0 && pad_w == 0) return LocalAttentionImpl::forward(x, ctx);
   // Swin v1: zeros at the bottom and right of the grid, before the projection (and the shift).
-  const auto grid = x.narrow(1, prefix, height * width).unflatten(1, {height, width});
-  const auto padded = torch::constant_pad_nd(grid, {0, 0, 0, pad_w, 0, pad_h}, 0.0).flatten(1, 2);
-  MixerContext padded_ctx = ctx;
-  padded_ctx.grid_height = height + pad_h;
-  padded_ctx.grid_width = width + pad_w;
-  const auto y = LocalAttentionImpl::forward(torch::cat({x.narrow(1, 0, prefix), padded}, 1), padded_ctx);
-  const auto body = y.narrow(1, prefix, (height + pad_h) * (width + pad_w))
-                        .unflatten(1, {height + pad_h, width + pad_w})
-                        .narrow(1, 0, height)
-                        .narrow(2, 0, width)
-                        .flatten(1, 2);
-  return torch::cat({y.narrow(1, 0, prefix), body}, 1);
+  return with_padded_grid(x, ctx, pad_h, pad_w, [this](const torch::Tensor& padded, const MixerContext& padded_ctx) {
+    return LocalAttentionImpl::forward(padded, padded_ctx);
+  });
 }
 
 LocalPattern WindowAttentionImpl::body_pattern(std::int64_t height, std::int64_t width, bool) const {

@@ -1,0 +1,174 @@
+// Property tests of the sparse (routed) attention mixers (tag [sparse]): each mixer equals the
+// routed core's dense oracle over the groups it chose, from its own weights; the routing is the
+// paper's procedure written independently here; the limits where the routing selects everything
+// are full softmax attention. And every sparse/ mixer learns to classify images in a ViT.
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <string>
+
+#include "blocks/attention/parts/routed_core.h"
+#include "blocks/family_trains.h"
+#include "blocks/sparse/biformer.h"
+#include "registry/config_error.h"
+#include "registry/yaml_io.h"
+#include "tests/blocks/attention/helpers.h"
+
+using namespace blocklab;
+using attention_tests::max_diff;
+
+namespace {
+
+constexpr std::int64_t kDim = 24;
+
+TokenMixer make(const std::string& yaml) {
+  auto m = mixer_registry().create(parse_yaml(yaml, "t.yaml"), MixerArgs{kDim, 128});
+  m->to(torch::kFloat64);
+  m->eval();
+  return m;
+}
+
+std::int64_t tokens_of(const MixerContext& ctx) { return ctx.prefix_tokens + ctx.grid_height * ctx.grid_width; }
+
+// BiFormer's output rebuilt from its parts: projection, the oracle over its groups, LePE as a
+// depth-wise conv2d of the values' image, output projection (grids that need no padding).
+torch::Tensor biformer_by_oracle(BiLevelRoutingAttentionImpl& m, const torch::Tensor& x, const MixerContext& ctx) {
+  const auto [q, k, v] = m.project(x);
+  torch::Tensor o;
+  for (const auto& g : m.groups(q, k, ctx)) {
+    const auto part = routed_attend_dense(q, k, v, g, m.routing_scale(), RoutedMerge::union_softmax);
+    o = o.defined() ? o + part : part;
+  }
+  if (m.lepe) {
+    const auto grid = ctx.grid_height * ctx.grid_width, prefix = ctx.prefix_tokens;
+    const auto image =
+        v.narrow(2, prefix, grid).transpose(2, 3).reshape({x.size(0), -1, ctx.grid_height, ctx.grid_width});
+    const auto conv =
+        torch::conv2d(image, m.lepe->weight, m.lepe->bias, 1, m.options().lepe_kernel() / 2, 1, image.size(1));
+    const auto local = conv.view({x.size(0), m.heads(), m.head_dim(), grid}).transpose(2, 3);
+    o = torch::cat({o.narrow(2, 0, prefix), o.narrow(2, prefix, grid) + local}, 2);
+  }
+  return m.merge(o, x);
+}
+
+// The region (row-major over regions of rh x rw tokens) of grid token t on a W-wide grid.
+std::int64_t region_of(std::int64_t t, std::int64_t width, std::int64_t rh, std::int64_t rw, std::int64_t per_row) {
+  return (t / width) / rh * per_row + (t % width) / rw;
+}
+
+}  // namespace
+
+TEST_CASE("sparse/biformer: equals the dense oracle over its routed regions, with LePE and prefix tokens", "[sparse]") {
+  torch::manual_seed(21);
+  for (const auto& [yaml, ctx] : std::vector<std::pair<std::string, MixerContext>>{
+           {"{type: sparse/biformer, heads: 2, regions: 3, topk: 2}", attention_tests::context(6, 9, 0)},
+           {"{type: sparse/biformer, heads: 3, regions: 2, topk: 1, lepe_kernel: 3}",
+            attention_tests::context(4, 4, 2)},
+           {"{type: sparse/biformer, heads: 2, regions: 4, topk: 3, lepe_kernel: 0, qk_scale: head}",
+            attention_tests::context(8, 4, 1)},
+       }) {
+    INFO(yaml << " on a " << ctx.grid_height << "x" << ctx.grid_width << " grid, prefix " << ctx.prefix_tokens);
+    auto m = make(yaml);
+    auto& bra = dynamic_cast<BiLevelRoutingAttentionImpl&>(*m);
+    const auto x = torch::randn({2, tokens_of(ctx), kDim}, torch::kFloat64);
+    CHECK(max_diff(m->forward(x, ctx), biformer_by_oracle(bra, x, ctx)) <= 1e-10);
+  }
+}
+
+TEST_CASE("sparse/biformer: routing is the top-k of the region means, shared by the heads, k regions per query",
+          "[sparse]") {
+  torch::manual_seed(22);
+  auto m = make("{type: sparse/biformer, heads: 2, regions: 3, topk: 2}");
+  auto& bra = dynamic_cast<BiLevelRoutingAttentionImpl&>(*m);
+  const auto ctx = attention_tests::context(6, 6, 0);
+  const auto [q, k, v] = bra.project(torch::randn({2, 36, kDim}, torch::kFloat64));
+  const auto groups = bra.groups(q, k, ctx);
+  REQUIRE(groups.size() == 1);
+  const auto& g = groups[0];
+  CHECK(g.key_index.size(1) == 1);  // one routing for every head
+  // By hand: region r holds the tokens t with region_of(t) == r; its descriptor is the mean of
+  // q (k) over them with the heads' channels side by side.
+  const auto qf = q.transpose(1, 2).flatten(2), kf = k.transpose(1, 2).flatten(2);  // [B, N, C]
+  std::vector<std::vector<std::int64_t>> members(9);
+  for (std::int64_t t = 0; t < 36; ++t) members[region_of(t, 6, 2, 2, 3)].push_back(t);
+  for (std::int64_t b = 0; b < 2; ++b) {
+    std::vector<torch::Tensor> qr, kr;
+    for (const auto& tokens : members) {
+      const auto index = torch::tensor(tokens, torch::kLong);
+      qr.push_back(qf[b].index_select(0, index).mean(0));
+      kr.push_back(kf[b].index_select(0, index).mean(0));
+    }
+    const auto affinity = torch::matmul(torch::stack(qr), torch::stack(kr).t());  // [9, 9]
+    for (std::int64_t r = 0; r < 9; ++r) {
+      // The group of region r: its queries are the region's tokens...
+      const auto queries = g.query_index[0][0][r];
+      std::set<std::int64_t> got_queries;
+      for (std::int64_t i = 0; i < queries.size(0); ++i) got_queries.insert(queries[i].item<std::int64_t>());
+      CHECK(got_queries == std::set<std::int64_t>(members[r].begin(), members[r].end()));
+      // ...and its keys are the tokens of exactly the two regions of highest affinity.
+      const auto top = std::get<1>(affinity[r].topk(2));
+      std::set<std::int64_t> want, got, regions;
+      for (std::int64_t j = 0; j < 2; ++j)
+        for (const auto t : members[top[j].item<std::int64_t>()]) want.insert(t);
+      const auto keys = g.key_index[b][0][r];
+      for (std::int64_t j = 0; j < keys.size(0); ++j) {
+        got.insert(keys[j].item<std::int64_t>());
+        regions.insert(region_of(keys[j].item<std::int64_t>(), 6, 2, 2, 3));
+      }
+      CHECK(got == want);
+      CHECK(regions.size() == 2);
+    }
+  }
+}
+
+TEST_CASE("sparse/biformer: top-k over every region, or one region, is softmax attention (+ LePE)", "[sparse]") {
+  torch::manual_seed(23);
+  for (const std::string yaml :
+       {"{type: sparse/biformer, heads: 2, regions: 2, topk: 4, lepe_kernel: 0, qk_scale: head}",
+        "{type: sparse/biformer, heads: 2, regions: 1, topk: 1, lepe_kernel: 0, qk_scale: head}",
+        "{type: sparse/biformer, heads: 2, regions: 9, topk: 99, lepe_kernel: 0, qk_scale: head}"}) {
+    INFO(yaml);
+    auto m = make(yaml);
+    auto& bra = dynamic_cast<BiLevelRoutingAttentionImpl&>(*m);
+    auto dense = attention_tests::softmax_twin(bra);
+    for (const auto& ctx : {attention_tests::context(6, 4, 0), attention_tests::context(4, 4, 1)}) {
+      const auto x = torch::randn({2, tokens_of(ctx), kDim}, torch::kFloat64);
+      CHECK(max_diff(m->forward(x, ctx), dense->forward(x, ctx)) <= 1e-10);
+    }
+  }
+}
+
+TEST_CASE("sparse/biformer: a grid that is not a multiple of the regions is padded and cropped", "[sparse]") {
+  torch::manual_seed(24);
+  auto m = make("{type: sparse/biformer, heads: 2, regions: 3, topk: 2}");
+  const auto ctx = attention_tests::context(5, 7, 1), padded_ctx = attention_tests::context(6, 9, 1);
+  const auto x = torch::randn({2, 1 + 35, kDim}, torch::kFloat64);
+  // By hand: zeros appended to each row and as a last row, the padded grid's output cropped.
+  const auto grid = x.narrow(1, 1, 35).view({2, 5, 7, kDim});
+  const auto padded =
+      torch::zeros({2, 6, 9, kDim}, torch::kFloat64)
+          .index_put_({torch::indexing::Slice(), torch::indexing::Slice(0, 5), torch::indexing::Slice(0, 7)}, grid);
+  const auto y = m->forward(torch::cat({x.narrow(1, 0, 1), padded.flatten(1, 2)}, 1), padded_ctx);
+  const auto want =
+      torch::cat({y.narrow(1, 0, 1),
+                  y.narrow(1, 1, 54).view({2, 6, 9, kDim}).narrow(1, 0, 5).narrow(2, 0, 7).reshape({2, 35, kDim})},
+                 1);
+  CHECK(max_diff(m->forward(x, ctx), want) <= 1e-12);
+}
+
+TEST_CASE("sparse mixers: options that cannot work fail at build time, at the option", "[sparse]") {
+  try {
+    make("{type: sparse/biformer, heads: 2, lepe_kernel: 4}");
+    FAIL("no error");
+  } catch (const ConfigError& e) {
+    CHECK_THAT(e.what(), Catch::Contains("lepe_kernel must be odd"));
+  }
+}
+
+TEST_CASE("wave 4: every sparse mixer learns to classify images in a ViT", "[sparse]") {
+  const auto keys = family_trains::mixers_with_prefixes({"sparse/"});
+  REQUIRE(!keys.empty());
+  for (const std::string& key : keys) DYNAMIC_SECTION("mixer " << key) {
+      family_trains::check_learns_vit(key);
+    }
+}

@@ -4,12 +4,14 @@
 // are full softmax attention. And every sparse/ mixer learns to classify images in a ViT.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <set>
 #include <string>
 
 #include "blocks/attention/parts/routed_core.h"
 #include "blocks/family_trains.h"
 #include "blocks/sparse/biformer.h"
+#include "blocks/sparse/routing.h"
 #include "registry/config_error.h"
 #include "registry/yaml_io.h"
 #include "tests/blocks/attention/helpers.h"
@@ -154,6 +156,137 @@ TEST_CASE("sparse/biformer: a grid that is not a multiple of the regions is padd
                   y.narrow(1, 1, 54).view({2, 6, 9, kDim}).narrow(1, 0, 5).narrow(2, 0, 7).reshape({2, 35, kDim})},
                  1);
   CHECK(max_diff(m->forward(x, ctx), want) <= 1e-12);
+}
+
+namespace {
+
+torch::Tensor unit_rows(const torch::Tensor& x) { return x / x.norm(2, -1, true); }
+
+// The w tokens whose unit vectors x [N, d] lie closest to the unit centroid mu [d], by hand.
+std::set<std::int64_t> closest(const torch::Tensor& x, const torch::Tensor& mu, std::int64_t w) {
+  const auto sim = torch::matmul(unit_rows(x), mu);
+  std::vector<std::int64_t> order(x.size(0));
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = std::int64_t(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::int64_t a, std::int64_t b) { return sim[a].item<double>() > sim[b].item<double>(); });
+  return {order.begin(), order.begin() + w};
+}
+
+std::set<std::int64_t> as_set(const torch::Tensor& index) {
+  std::set<std::int64_t> out;
+  for (std::int64_t i = 0; i < index.size(0); ++i) out.insert(index[i].item<std::int64_t>());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("sparse/routing: equals the oracle over its clusters, each the w queries and keys closest to its centroid",
+          "[sparse]") {
+  torch::manual_seed(31);
+  auto m = make("{type: sparse/routing, heads: 2, clusters: 3}");
+  auto& routing = dynamic_cast<RoutingAttentionImpl&>(*m);
+  for (const auto& [ctx, tokens] : std::vector<std::pair<MixerContext, std::int64_t>>{
+           {attention_tests::context(), 13}, {attention_tests::context(4, 5, 1), 21}}) {
+    const auto x = torch::randn({2, tokens, kDim}, torch::kFloat64);
+    const auto [q, k, v] = routing.project(x);
+    const auto prefix = ctx.has_grid() ? ctx.prefix_tokens : 0, body = tokens - prefix;
+    const auto groups = routing.groups(q, k, prefix);
+    REQUIRE(groups.size() == (prefix > 0 ? 2u : 1u));
+    const auto& g = groups[0];
+    const auto w = (body + 2) / 3;
+    REQUIRE(g.query_index.sizes() == torch::IntArrayRef({2, 2, 3, w}));
+    for (std::int64_t b = 0; b < 2; ++b)
+      for (std::int64_t h = 0; h < 2; ++h)
+        for (std::int64_t c = 0; c < 3; ++c) {
+          const auto mu = routing.centroids[h][c];
+          auto want_keys = closest(k[b][h].narrow(0, prefix, body), mu, w),
+               want_queries = closest(q[b][h].narrow(0, prefix, body), mu, w);
+          std::set<std::int64_t> shifted_keys, shifted_queries;
+          for (const auto t : want_keys) shifted_keys.insert(t + prefix);
+          for (const auto t : want_queries) shifted_queries.insert(t + prefix);
+          for (std::int64_t p = 0; p < prefix; ++p) shifted_keys.insert(p);  // every cluster sees the prefix
+          CHECK(as_set(g.query_index[b][h][c]) == shifted_queries);
+          CHECK(as_set(g.key_index[b][h][c]) == shifted_keys);
+        }
+    torch::Tensor oracle;
+    for (const auto& part : groups) {
+      const auto o = routed_attend_dense(q, k, v, part, routing.scale(), RoutedMerge::mean);
+      oracle = oracle.defined() ? oracle + o : o;
+    }
+    CHECK(max_diff(m->forward(x, ctx), routing.merge(oracle, x)) <= 1e-10);
+  }
+}
+
+TEST_CASE("sparse/routing: one cluster is softmax attention (with prefix tokens too)", "[sparse]") {
+  torch::manual_seed(32);
+  auto m = make("{type: sparse/routing, heads: 2, clusters: 1}");
+  auto dense = attention_tests::softmax_twin(dynamic_cast<RoutingAttentionImpl&>(*m));
+  for (const auto& [ctx, tokens] : std::vector<std::pair<MixerContext, std::int64_t>>{
+           {attention_tests::context(), 10}, {attention_tests::context(3, 3, 2), 11}}) {
+    const auto x = torch::randn({2, tokens, kDim}, torch::kFloat64);
+    CHECK(max_diff(m->forward(x, ctx), dense->forward(x, ctx)) <= 1e-10);
+  }
+}
+
+TEST_CASE("sparse/routing: the centroids' moving average and the commitment loss, by hand", "[sparse]") {
+  torch::manual_seed(33);
+  const auto ctx = attention_tests::context();
+  const auto x = torch::randn({2, 9, kDim}, torch::kFloat64);
+  {  // decay 1: the centroids never move
+    auto m = make("{type: sparse/routing, heads: 2, clusters: 3, decay: 1.0, kmeans_init: 0}");
+    auto& routing = dynamic_cast<RoutingAttentionImpl&>(*m);
+    const auto before = routing.centroids.clone();
+    m->train();
+    m->forward(x, ctx);
+    CHECK(torch::equal(routing.centroids, before));
+  }
+  auto m = make("{type: sparse/routing, heads: 2, clusters: 3, decay: 0.9, commitment: 0.5, kmeans_init: 0}");
+  auto& routing = dynamic_cast<RoutingAttentionImpl&>(*m);
+  const auto before = routing.centroids.clone();
+  const auto [q, k, v] = routing.project(x);
+  const auto features = unit_rows(torch::cat({q, k}, 2)).detach();  // [B, h, 2N, d]
+  auto want = before.clone();
+  double loss = 0.0;
+  for (std::int64_t h = 0; h < 2; ++h) {
+    const auto xs = features.select(1, h).reshape({-1, features.size(3)});  // [B 2N, d]
+    const auto assign = torch::matmul(xs, before[h].t()).argmax(-1);
+    for (std::int64_t c = 0; c < 3; ++c) {
+      const auto members = (assign == c);
+      if (members.any().item<bool>()) want[h][c] = 0.9 * before[h][c] + 0.1 * unit_rows(xs.index({members}).sum(0));
+    }
+    loss += (xs - before[h].index_select(0, assign)).pow(2).sum().item<double>();
+  }
+  m->train();
+  m->forward(x, ctx);
+  CHECK(max_diff(routing.centroids, want) <= 1e-12);
+  CHECK(std::abs(routing.take_auxiliary_loss().item<double>() - 0.5 * loss / features.numel()) <= 1e-12);
+  CHECK(!routing.take_auxiliary_loss().defined());  // taken once
+}
+
+TEST_CASE("sparse/routing: k-means on the first training batch; spherical k-means finds separated clusters",
+          "[sparse]") {
+  // Three tight bundles around orthogonal directions: from one member of each, the centroids are
+  // the bundles' normalised means.
+  torch::manual_seed(34);
+  const auto axes = torch::eye(3, torch::kFloat64).narrow(1, 0, 3);
+  const auto points = unit_rows((axes.repeat_interleave(5, 0) + 0.05 * torch::randn({15, 3}, torch::kFloat64)));
+  const auto start = points.index_select(0, torch::tensor({0, 5, 10}, torch::kLong)).unsqueeze(0);
+  const auto fitted = spherical_kmeans(points.unsqueeze(0), start, 4);
+  for (std::int64_t c = 0; c < 3; ++c)
+    CHECK(max_diff(fitted[0][c], unit_rows(points.narrow(0, 5 * c, 5).sum(0))) <= 1e-12);
+  // The block: the first training forward fits its centroids (then decay 1 leaves them).
+  auto m = make("{type: sparse/routing, heads: 2, clusters: 3, decay: 1.0, kmeans_init: 3}");
+  auto& routing = dynamic_cast<RoutingAttentionImpl&>(*m);
+  CHECK(!routing.initialised.item<bool>());
+  const auto x = torch::randn({2, 9, kDim}, torch::kFloat64);
+  const auto [q, k, v] = routing.project(x);
+  const auto features = unit_rows(torch::cat({q, k}, 2)).detach().transpose(0, 1).flatten(1, 2);  // [h, B 2N, d]
+  const auto spaced = torch::tensor({0, 12, 24}, torch::kLong);  // members i n / k_c of n = 36
+  const auto want = spherical_kmeans(features, features.index_select(1, spaced), 3);
+  m->train();
+  m->forward(x, attention_tests::context());
+  CHECK(routing.initialised.item<bool>());
+  CHECK(max_diff(routing.centroids, want) <= 1e-12);
 }
 
 TEST_CASE("sparse mixers: options that cannot work fail at build time, at the option", "[sparse]") {

@@ -207,7 +207,7 @@ int bench_command(const std::vector<std::string>& args) {
   return our_params == peer_params ? 0 : 1;
 }
 
-const bool registered = CommandRegistry::instance().add(
+const bool BLOCKLAB_UNIQUE(registered_) = CommandRegistry::instance().add(
     {"bench",
      "benchmarks run side by side (vit vs PyTorch Python; the ViT with each additive mask; mixers vs N; scans vs N)",
      bench_command, 90});

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "analysis/table.h"
+#include "analysis/text_util.h"
 #include "registry/config_error.h"
 #include "registry/suggest.h"
 
@@ -21,19 +22,8 @@ namespace fs = std::filesystem;
 namespace blocklab {
 namespace {
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr std::size_t kCompactLabels = 36;  // longer overlay labels use short key names (lr=...)
 constexpr std::size_t kMaxLabel = 54;       // longer legend entries are cut (keeping the status mark)
-
-std::string join(const std::vector<std::string>& parts, const std::string& sep) {
-  std::string out;
-  for (std::size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
-  return out;
-}
-
-bool under(const std::string& path, const std::string& key) {
-  return path == key || (path.size() > key.size() && path.compare(0, key.size(), key) == 0 && path[key.size()] == '.');
-}
 
 // ---- One flat JSON object per line ---------------------------------------------------------
 
@@ -301,12 +291,6 @@ bool is_repetition_key(const std::string& path) {
   for (const std::string& k : repetition_keys())
     if (under(path, k)) return true;
   return false;
-}
-
-std::string sanitize(const std::string& s) {
-  std::string out;
-  for (char c : s) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_') ? c : '_';
-  return out;
 }
 
 // "<experiment>/<run id>" from results/runs/<experiment>/<id>.

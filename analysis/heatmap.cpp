@@ -1,6 +1,6 @@
 // Heatmaps drawn with cairo (see heatmap.h), in the look of matplotlib's imshow + colorbar.
 //
-// Layout: the panels sit in a grid of equal slots. A slot is [row tick labels | axes box |
+// HeatmapLayout: the panels sit in a grid of equal slots. A slot is [row tick labels | axes box |
 // per-panel colorbar] wide and [panel title / axes box / column tick labels] high; the axes
 // box is as large as the largest panel's axes, and each panel's axes are centred in it.
 // Axes keep the aspect ratio of the matrix (or of the background image when there is one):
@@ -181,14 +181,14 @@ std::uint32_t cell_colour(const Scale& s, double v) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Layout
+// HeatmapLayout
 
 // Sizes in pixels for 220-pixel panels; text scales with the panel size.
-struct Style {
+struct HeatmapStyle {
   double title_pt, panel_title_pt, label_pt, tick_pt, pad, tick_len, tick_gap;
   int frame_w, cbar_w, panel_cbar_w;
 
-  explicit Style(const HeatmapFigure& f) {
+  explicit HeatmapStyle(const HeatmapFigure& f) {
     const double fs = std::clamp(f.panel_size / 220.0, 0.75, 3.0);
     title_pt = 16 * fs;
     panel_title_pt = 12.5 * fs;
@@ -217,7 +217,7 @@ struct AxisLabels {
   std::vector<std::string> text;  // parallel to shown
   bool vertical = false;
   double extent = 0;
-  double reach(const Style& st) const { return shown.empty() ? 0 : st.tick_len + st.tick_gap + extent; }
+  double reach(const HeatmapStyle& st) const { return shown.empty() ? 0 : st.tick_len + st.tick_gap + extent; }
 };
 
 struct CbarTick {
@@ -243,7 +243,7 @@ struct PanelLayout {
   Colorbar cbar;  // per-panel colorbar
 };
 
-struct Layout {
+struct HeatmapLayout {
   int width = 0, height = 0;
   std::string title;
   double title_pt = 0;
@@ -251,7 +251,7 @@ struct Layout {
   Colorbar cbar;  // shared colorbar
 };
 
-std::vector<CbarTick> colorbar_ticks(const Scale& s, double length, const Style& st) {
+std::vector<CbarTick> colorbar_ticks(const Scale& s, double length, const HeatmapStyle& st) {
   const double target = std::clamp(length / (st.tick_pt * 3.5), 1.0, 8.0);
   const double step = nice_step(s.hi - s.lo, target);
   std::vector<CbarTick> ticks;
@@ -261,7 +261,7 @@ std::vector<CbarTick> colorbar_ticks(const Scale& s, double length, const Style&
 }
 
 // Width right of the bar: ticks, their labels and the rotated colorbar label.
-double colorbar_reach(cairo_t* cr, const Style& st, Colorbar& cb, const std::string& label) {
+double colorbar_reach(cairo_t* cr, const HeatmapStyle& st, Colorbar& cb, const std::string& label) {
   set_font(cr, st.tick_pt);
   cb.labels_w = 0;
   for (const CbarTick& t : cb.ticks) cb.labels_w = std::max(cb.labels_w, text_width(cr, t.text));
@@ -273,7 +273,7 @@ double colorbar_reach(cairo_t* cr, const Style& st, Colorbar& cb, const std::str
   return reach;
 }
 
-AxisLabels row_labels(cairo_t* cr, const Style& st, const Heatmap& p, double cell_h, double max_w) {
+AxisLabels row_labels(cairo_t* cr, const HeatmapStyle& st, const Heatmap& p, double cell_h, double max_w) {
   AxisLabels a;
   if (p.row_labels.empty()) return a;
   set_font(cr, st.tick_pt);
@@ -287,7 +287,7 @@ AxisLabels row_labels(cairo_t* cr, const Style& st, const Heatmap& p, double cel
 }
 
 // Horizontal labels unless rotating them to vertical keeps more of them.
-AxisLabels col_labels(cairo_t* cr, const Style& st, const Heatmap& p, double cell_w, double max_w) {
+AxisLabels col_labels(cairo_t* cr, const HeatmapStyle& st, const Heatmap& p, double cell_w, double max_w) {
   AxisLabels a;
   if (p.col_labels.empty()) return a;
   set_font(cr, st.tick_pt);
@@ -321,7 +321,7 @@ std::string annotation(double v, int decimals) {
 // Font size and decimals for the cell values: about two significant digits for the largest
 // value (none for whole numbers), as large as the cell allows up to the tick size; fewer
 // decimals when the text does not fit, no annotations when even that is too small to read.
-void fit_annotations(cairo_t* cr, const Style& st, const Heatmap& p, PanelLayout& P) {
+void fit_annotations(cairo_t* cr, const HeatmapStyle& st, const Heatmap& p, PanelLayout& P) {
   P.annot_pt = 0;
   if (!p.annotate) return;
   const double cw = P.axes.w / p.cols, ch = P.axes.h / p.rows;
@@ -347,9 +347,9 @@ void fit_annotations(cairo_t* cr, const Style& st, const Heatmap& p, PanelLayout
   }
 }
 
-Layout make_layout(cairo_t* cr, const HeatmapFigure& f) {
-  const Style st(f);
-  Layout L;
+HeatmapLayout make_layout(cairo_t* cr, const HeatmapFigure& f) {
+  const HeatmapStyle st(f);
+  HeatmapLayout L;
   const std::size_t n = f.panels.size();
   L.panels.resize(n);
   const double label_max_w = 0.35 * f.panel_size;
@@ -445,7 +445,7 @@ Layout make_layout(cairo_t* cr, const HeatmapFigure& f) {
 }
 
 // Measures text the way the PNG does, on a scratch image surface.
-Layout layout_for_png(const HeatmapFigure& f) {
+HeatmapLayout layout_for_png(const HeatmapFigure& f) {
   Surface surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, 1, 1));
   Context cr(cairo_create(surface.get()));
   set_font_options(cr.get());
@@ -489,7 +489,7 @@ void paint_image(cairo_t* cr, cairo_surface_t* image, const Box& b, double alpha
 }
 
 // A frame of the given width just outside `b`.
-void draw_frame(cairo_t* cr, const Style& st, const Box& b) {
+void draw_frame(cairo_t* cr, const HeatmapStyle& st, const Box& b) {
   const double o = st.frame_w / 2.0;
   cairo_rectangle(cr, b.x - o, b.y - o, b.w + 2 * o, b.h + 2 * o);
   set_hex(cr, kFrameHex);
@@ -498,7 +498,7 @@ void draw_frame(cairo_t* cr, const Style& st, const Box& b) {
   cairo_stroke(cr);
 }
 
-void draw_colorbar(cairo_t* cr, const Style& st, const Colorbar& cb, const std::string& label) {
+void draw_colorbar(cairo_t* cr, const HeatmapStyle& st, const Colorbar& cb, const std::string& label) {
   const Box& b = cb.bar;
   std::vector<std::uint32_t> px(256);
   for (int j = 0; j < 256; ++j) px[static_cast<std::size_t>(j)] = kViridis[255 - j];  // top: vmax
@@ -529,7 +529,7 @@ void draw_colorbar(cairo_t* cr, const Style& st, const Colorbar& cb, const std::
   }
 }
 
-void draw_axis_labels(cairo_t* cr, const Style& st, const Heatmap& p, const PanelLayout& P) {
+void draw_axis_labels(cairo_t* cr, const HeatmapStyle& st, const Heatmap& p, const PanelLayout& P) {
   const Box& a = P.axes;
   const double cw = a.w / p.cols, ch = a.h / p.rows, o = st.frame_w;
   set_hex(cr, kFrameHex);
@@ -594,7 +594,7 @@ void draw_annotations(cairo_t* cr, const Heatmap& p, const PanelLayout& P) {
     }
 }
 
-void draw_panel(cairo_t* cr, const Style& st, const HeatmapFigure& f, std::size_t i, const Layout& L) {
+void draw_panel(cairo_t* cr, const HeatmapStyle& st, const HeatmapFigure& f, std::size_t i, const HeatmapLayout& L) {
   const Heatmap& p = f.panels[i];
   const PanelLayout& P = L.panels[i];
   if (!p.image.empty()) {
@@ -622,8 +622,8 @@ void draw_panel(cairo_t* cr, const Style& st, const HeatmapFigure& f, std::size_
 
 void draw_figure(cairo_t* cr, const HeatmapFigure& f) {
   set_font_options(cr);
-  const Style st(f);
-  const Layout L = make_layout(cr, f);
+  const HeatmapStyle st(f);
+  const HeatmapLayout L = make_layout(cr, f);
   cairo_set_source_rgb(cr, 1, 1, 1);
   cairo_paint(cr);
   for (std::size_t i = 0; i < f.panels.size(); ++i) draw_panel(cr, st, f, i, L);
@@ -657,7 +657,7 @@ Rgb viridis(double t) {
 
 void render_heatmaps(const HeatmapFigure& figure, const std::string& png_path, const std::string& svg_path) {
   validate(figure);
-  const Layout L = layout_for_png(figure);
+  const HeatmapLayout L = layout_for_png(figure);
   const DrawFunction draw = [&](cairo_t* cr) { draw_figure(cr, figure); };
   if (!png_path.empty()) write_atomically(png_path, render_png_bytes(L.width, L.height, draw, png_path));
   if (!svg_path.empty()) write_atomically(svg_path, pixelated(render_svg_bytes(L.width, L.height, draw, svg_path)));
@@ -672,7 +672,7 @@ PixelRect heatmap_cell_rect(const HeatmapFigure& figure, int panel, int row, int
   if (row < 0 || row >= p.rows || col < 0 || col >= p.cols)
     throw std::out_of_range("heatmap_cell_rect: cell (" + std::to_string(row) + ", " + std::to_string(col) +
                             ") of a " + std::to_string(p.rows) + "x" + std::to_string(p.cols) + " matrix");
-  const Layout L = layout_for_png(figure);
+  const HeatmapLayout L = layout_for_png(figure);
   const Box& a = L.panels[static_cast<std::size_t>(panel)].axes;
   const double cw = a.w / p.cols, ch = a.h / p.rows;
   return {a.x + col * cw, a.y + row * ch, cw, ch};

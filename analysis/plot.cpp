@@ -37,26 +37,24 @@ using namespace cairo_util;  // text, tick numbers, output (shared with heatmap.
 // ---------------------------------------------------------------------------------------
 // Style
 
-struct Rgb {
+struct Colour {
   double r, g, b;
 };
 
-constexpr Rgb rgb(unsigned hex) {
+constexpr Colour rgb(unsigned hex) {
   return {((hex >> 16) & 0xff) / 255.0, ((hex >> 8) & 0xff) / 255.0, (hex & 0xff) / 255.0};
 }
 
 // seaborn "colorblind" (Okabe-Ito based), in series order.
-constexpr Rgb kPalette[] = {rgb(0x0173B2), rgb(0xDE8F05), rgb(0x029E73), rgb(0xD55E00), rgb(0xCC78BC),
-                            rgb(0xCA9161), rgb(0xFBAFE4), rgb(0x949494), rgb(0xECE133), rgb(0x56B4E9)};
+constexpr Colour kPalette[] = {rgb(0x0173B2), rgb(0xDE8F05), rgb(0x029E73), rgb(0xD55E00), rgb(0xCC78BC),
+                               rgb(0xCA9161), rgb(0xFBAFE4), rgb(0x949494), rgb(0xECE133), rgb(0x56B4E9)};
 constexpr int kPaletteSize = sizeof(kPalette) / sizeof(kPalette[0]);
 
-constexpr Rgb kText = rgb(0x222222);
-constexpr Rgb kFrame = rgb(0x333333);
-constexpr Rgb kGrid = rgb(0xE3E3E3);
-constexpr Rgb kLegendEdge = rgb(0xCCCCCC);
+constexpr Colour kText = rgb(0x222222);
+constexpr Colour kFrame = rgb(0x333333);
+constexpr Colour kGrid = rgb(0xE3E3E3);
+constexpr Colour kLegendEdge = rgb(0xCCCCCC);
 constexpr double kBandAlpha = 0.2;
-
-const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // Sizes in pixels for an 800x500 chart; everything scales with the chart.
 struct Style {
@@ -85,7 +83,7 @@ struct Style {
   }
 };
 
-void set_rgb(cairo_t* cr, Rgb c, double alpha = 1.0) { cairo_set_source_rgba(cr, c.r, c.g, c.b, alpha); }
+void set_rgb(cairo_t* cr, Colour c, double alpha = 1.0) { cairo_set_source_rgba(cr, c.r, c.g, c.b, alpha); }
 
 // ---------------------------------------------------------------------------------------
 // Numbers and ticks
@@ -580,9 +578,9 @@ void set_dash(cairo_t* cr, const Style& st, std::size_t series) {
   }
 }
 
-Rgb colour(std::size_t series) { return kPalette[series % kPaletteSize]; }
+Colour colour(std::size_t series) { return kPalette[series % kPaletteSize]; }
 
-void draw_marker(cairo_t* cr, const Style& st, Rgb col, double x, double y, double alpha = 1.0) {
+void draw_marker(cairo_t* cr, const Style& st, Colour col, double x, double y, double alpha = 1.0) {
   cairo_new_path(cr);
   cairo_arc(cr, x, y, st.marker_r, 0, 2 * M_PI);
   set_rgb(cr, col, alpha);
@@ -594,7 +592,7 @@ void draw_marker(cairo_t* cr, const Style& st, Rgb col, double x, double y, doub
 }
 
 // A vertical bar from y0 to y1 (screen) with caps, at screen x.
-void draw_error_bar(cairo_t* cr, const Style& st, Rgb col, double x, double y0, double y1) {
+void draw_error_bar(cairo_t* cr, const Style& st, Colour col, double x, double y0, double y1) {
   const double cap = 4 * st.s;
   cairo_new_path(cr);
   cairo_move_to(cr, x, y0);
@@ -614,7 +612,7 @@ void draw_bands(cairo_t* cr, const Style& st, const LineChart& c, const Layout& 
   for (std::size_t i = 0; i < c.series.size(); ++i) {
     const PlotSeries& s = c.series[i];
     if (!has_band(s)) continue;
-    const Rgb col = colour(slot(c, i));
+    const Colour col = colour(slot(c, i));
     const std::size_t n = s.y.size();
     auto ok = [&](std::size_t j) { return std::isfinite(s.lo[j]) && std::isfinite(s.hi[j]); };
     std::size_t j = 0;
@@ -668,7 +666,7 @@ void draw_lines(cairo_t* cr, const Style& st, const LineChart& c, const Layout& 
   cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
   for (std::size_t i = 0; i < c.series.size(); ++i) {
     const PlotSeries& s = c.series[i];
-    const Rgb col = colour(slot(c, i));
+    const Colour col = colour(slot(c, i));
     if (joined(c)) stroke_line(cr, st, c, L, i);
     if (!s.markers && joined(c)) continue;  // unjoined points always have their marker
     for (std::size_t j = 0; j < s.y.size(); ++j)
@@ -697,7 +695,7 @@ void draw_legend(cairo_t* cr, const Style& st, const LineChart& c, const Layout&
   for (std::size_t e = 0; e < L.legend.size(); ++e) {
     const std::size_t i = L.legend[e].series;
     const PlotSeries& s = c.series[i];
-    const Rgb col = colour(slot(c, i));
+    const Colour col = colour(slot(c, i));
     const double cy = b.y0 + st.legend_pt * 0.5 + L.legend_row * (static_cast<double>(e) + 0.5);
     const double sx0 = b.x0 + st.legend_pt * 0.8, sx1 = sx0 + L.legend_swatch;
     if (!joined(c)) {  // as drawn: a marker on its error bar

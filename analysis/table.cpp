@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "analysis/text_util.h"
 #include "registry/config_error.h"
 #include "registry/suggest.h"
 #include "registry/yaml_io.h"
@@ -16,19 +17,11 @@
 namespace blocklab {
 namespace {
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
 // Keys that say how a run was executed, not what it computed: runs differing only here (and
 // in the seed) are repetitions of one config.
 const std::vector<std::string> kExecutionKeys = {"seed", "output_dir", "threads", "device"};
 
 const char* kUnset = "(unset)";
-
-std::string join(const std::vector<std::string>& parts, const std::string& sep) {
-  std::string out;
-  for (std::size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
-  return out;
-}
 
 std::string fixed(double v, int precision) {
   char buf[64];
@@ -79,10 +72,6 @@ void all_paths(const ConfigNode& n, const std::string& prefix, std::set<std::str
   if (!prefix.empty()) out.insert(prefix);
   if (n.is_map())
     for (const auto& [k, v] : n.entries()) all_paths(v, prefix.empty() ? k : prefix + "." + k, out);
-}
-
-bool under(const std::string& path, const std::string& key) {
-  return path == key || (path.size() > key.size() && path.compare(0, key.size(), key) == 0 && path[key.size()] == '.');
 }
 
 // The leaf paths whose values are not the same in every run (a leaf some runs lack counts).
@@ -428,13 +417,6 @@ std::string csv_number(double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.10g", v);
   return buf;
-}
-
-std::string sanitize(const std::string& s) {
-  std::string out;
-  for (char c : s)
-    out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_') ? c : '_';
-  return out;
 }
 
 // Words of a metric name: "best/val_acc" -> best, val, acc.

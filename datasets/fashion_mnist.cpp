@@ -231,7 +231,8 @@ std::shared_ptr<Dataset> make_fashion_mnist(const ConfigNode& params, const Data
 DatasetPlan plan_fashion_mnist(const ConfigNode& params) {
   return plan_fashion_mnist_splits(bind_fashion_mnist(params));
 }
-[[maybe_unused]] const bool planner_registered = register_dataset_planner("fashion-mnist", plan_fashion_mnist);
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(planner_registered_) = register_dataset_planner("fashion-mnist",
+                                                                                            plan_fashion_mnist);
 
 BLOCKLAB_REGISTER(dataset_registry(),
                   BLOCKLAB_ENTRY("fashion-mnist")

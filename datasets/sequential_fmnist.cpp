@@ -5,7 +5,7 @@
 namespace blocklab {
 namespace {
 
-constexpr std::int64_t kSide = 28;
+constexpr std::int64_t kImageSide = 28;
 
 // A split of images [N, 1, 28, 28] as pixel sequences [N, (28/pool)^2], row-major; pool > 1
 // averages pool x pool blocks first, rounded half to even.
@@ -17,7 +17,7 @@ Split flattened(const Split& images, std::int64_t pool) {
 
 std::int64_t checked_pool(std::int64_t pool) {
   check_dataset_option_range(sequential_fmnist_schema(), "pool", pool);
-  if (kSide % pool != 0)
+  if (kImageSide % pool != 0)
     throw ConfigError("pool " + std::to_string(pool) + " does not divide the 28-pixel side", {}, "dataset.pool",
                       {"use 1 (784 tokens), 2 (196), 4 (49), 7 (16) or 14 (4)"});
   return pool;
@@ -31,7 +31,7 @@ const Schema& sequential_fmnist_schema() {
     ParamSpec& pool = s.add_int("pool", SequentialFmnistOptions().pool(),
                                 "average pool x pool pixel blocks first: (28/pool)^2 tokens; divides 28");
     pool.min = 1;
-    pool.max = kSide;
+    pool.max = kImageSide;
     return s;
   }();
   return schema;
@@ -80,8 +80,8 @@ DatasetPlan plan_sequential_fmnist(const ConfigNode& params) {
   plan.info = sequential_fmnist_info(checked_pool(options.pool()));
   return plan;
 }
-[[maybe_unused]] const bool planner_registered =
-    register_dataset_planner("image/sequential-fmnist", plan_sequential_fmnist);
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(planner_registered_) = register_dataset_planner("image/sequential-fmnist",
+                                                                                            plan_sequential_fmnist);
 
 BLOCKLAB_REGISTER(dataset_registry(),
                   BLOCKLAB_ENTRY("image/sequential-fmnist")

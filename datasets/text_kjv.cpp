@@ -324,7 +324,7 @@ DatasetPlan plan_kjv(const ConfigNode& params) {
   plan.split_sizes["test"] = limited(kjv_eval_windows(chars[2], o.context()), o.limit_test());
   return plan;
 }
-[[maybe_unused]] const bool planner_registered = register_dataset_planner("text/kjv", plan_kjv);
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(planner_registered_) = register_dataset_planner("text/kjv", plan_kjv);
 
 BLOCKLAB_REGISTER(dataset_registry(),
                   BLOCKLAB_ENTRY("text/kjv")

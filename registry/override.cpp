@@ -25,7 +25,7 @@ std::string char_at(const std::string& s, std::size_t i) {
 }
 
 bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_decimal_digit(char c) { return c >= '0' && c <= '9'; }
 bool at(const std::string& s, std::size_t i, char c) { return i < s.size() && s[i] == c; }
 
 // --- Hydra's lexer (hydra/grammar/OverrideLexer.g4), VALUE_MODE ------------------------------
@@ -40,11 +40,13 @@ std::size_t ws_len(const std::string& s, std::size_t i) {
 
 // DIGIT (('_')? DIGIT)*, with `first` the rule for the first digit.
 std::size_t digits_len(const std::string& s, std::size_t i, bool nonzero_first) {
-  if (i >= s.size() || !is_digit(s[i]) || (nonzero_first && s[i] == '0')) return 0;
+  if (i >= s.size() || !is_decimal_digit(s[i]) || (nonzero_first && s[i] == '0')) return 0;
   std::size_t j = i + 1;
   while (j < s.size()) {
-    if (is_digit(s[j])) ++j;
-    else if (s[j] == '_' && j + 1 < s.size() && is_digit(s[j + 1])) j += 2;
+    if (is_decimal_digit(s[j]))
+      ++j;
+    else if (s[j] == '_' && j + 1 < s.size() && is_decimal_digit(s[j + 1]))
+      j += 2;
     else break;
   }
   return j - i;
@@ -103,7 +105,7 @@ std::size_t int_len(const std::string& s, std::size_t i) {
 std::size_t id_len(const std::string& s, std::size_t i) {
   if (i >= s.size() || !(is_alpha(s[i]) || s[i] == '_')) return 0;
   std::size_t j = i + 1;
-  while (j < s.size() && (is_alpha(s[j]) || is_digit(s[j]) || s[j] == '_' || s[j] == '-')) ++j;
+  while (j < s.size() && (is_alpha(s[j]) || is_decimal_digit(s[j]) || s[j] == '_' || s[j] == '-')) ++j;
   return j - i;
 }
 
@@ -515,7 +517,7 @@ class ValueParser {
 std::size_t key_special_len(const std::string& s, std::size_t i) {
   if (i >= s.size() || !(is_alpha(s[i]) || s[i] == '_' || s[i] == '$')) return 0;
   std::size_t j = i + 1;
-  while (j < s.size() && (is_alpha(s[j]) || is_digit(s[j]) || s[j] == '_' || s[j] == '-' || s[j] == '$')) ++j;
+  while (j < s.size() && (is_alpha(s[j]) || is_decimal_digit(s[j]) || s[j] == '_' || s[j] == '-' || s[j] == '$')) ++j;
   return j - i;
 }
 

@@ -156,7 +156,10 @@ class Registry : public RegistryBase {
 // Registers at static-initialisation time: BLOCKLAB_REGISTER(mixer_registry(), info, factory);
 #define BLOCKLAB_CONCAT_INNER(a, b) a##b
 #define BLOCKLAB_CONCAT(a, b) BLOCKLAB_CONCAT_INNER(a, b)
+// A name unique in the translation unit, for registration variables (a unity build compiles
+// several sources as one): const bool BLOCKLAB_UNIQUE(registered_) = ...;
+#define BLOCKLAB_UNIQUE(name) BLOCKLAB_CONCAT(name, __COUNTER__)
 #define BLOCKLAB_REGISTER(registry, ...) \
-  static const bool BLOCKLAB_CONCAT(blocklab_registered_, __LINE__) = (registry).add(__VA_ARGS__)
+  static const bool BLOCKLAB_UNIQUE(blocklab_registered_) = (registry).add(__VA_ARGS__)
 
 }  // namespace blocklab

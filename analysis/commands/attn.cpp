@@ -342,7 +342,7 @@ int attn_command(const std::vector<std::string>& args) {
   return attn(o);
 }
 
-const bool registered = CommandRegistry::instance().add(
+const bool BLOCKLAB_UNIQUE(registered_) = CommandRegistry::instance().add(
     {"attn", "attention maps, rollout and mixing matrices of a trained run (pictures + index.html)", attn_command, 62});
 
 }  // namespace

@@ -333,7 +333,7 @@ int block_command(const std::vector<std::string>& args) {
   return run_block(block_options(cl));
 }
 
-const bool registered = CommandRegistry::instance().add(
+const bool BLOCKLAB_UNIQUE(registered_) = CommandRegistry::instance().add(
     {"block", "one registered block on a .npy input, its weights for torch.load (differential tests)", block_command,
      64});
 

@@ -165,8 +165,8 @@ int diff_command(const std::vector<std::string>& args) {
   return 0;
 }
 
-const bool registered =
-    CommandRegistry::instance().add({"diff", "compare two runs: config (with provenance) and results", diff_command, 62});
+const bool BLOCKLAB_UNIQUE(registered_) = CommandRegistry::instance().add(
+    {"diff", "compare two runs: config (with provenance) and results", diff_command, 62});
 
 }  // namespace
 }  // namespace blocklab

@@ -11,7 +11,7 @@
 namespace blocklab {
 namespace {
 
-const char* kDetails =
+const char* kPlotDetails =
     "Charts:\n"
     "  One chart per metric: <dir>/curves_<metric>.png (\"/\" becomes \"_\": curves_test_acc.png), .svg with --svg.\n"
     "  Default metrics: loss, lr, and every evaluation metric (val/acc, test/loss, ...). Training metrics\n"
@@ -63,7 +63,7 @@ int plot_command(const std::vector<std::string>& args) {
                               "<run-dir | sweep-dir | dir of runs>... [--metrics NAMES] [--x step|epoch] "
                               "[--out DIR] [--svg] [--smooth K] [--mean-over-seeds]",
                               "Draws training curves from metrics.jsonl: one run's, or several runs overlaid.", opts,
-                              kDetails);
+                              kPlotDetails);
     return 0;
   }
   if (cl.positional.empty())
@@ -102,7 +102,7 @@ int plot_command(const std::vector<std::string>& args) {
   return 0;
 }
 
-const bool registered = CommandRegistry::instance().add(
+const bool BLOCKLAB_UNIQUE(registered_) = CommandRegistry::instance().add(
     {"plot", "draw training curves of runs or a sweep (loss, lr, evaluations; overlays, mean over seeds)", plot_command,
      65});
 

@@ -14,7 +14,7 @@
 namespace blocklab {
 namespace {
 
-const char* kDetails =
+const char* kTableDetails =
     "Cells:\n"
     "  Runs are grouped by config without seed, output_dir, threads and device; runs in one cell must\n"
     "  agree on every other key (else an error names the keys to add to --rows/--cols). A cell reads\n"
@@ -103,7 +103,7 @@ int table_command(const std::vector<std::string>& args) {
   if (cl.vars.count("help")) {
     std::cout << command_help("table", "<sweep-dir | run-dirs...> --rows KEY[,KEY] [--cols KEY] --metric NAME",
                               "Tabulates a metric over runs as mean ± std over seeds, one cell per config.", opts,
-                              kDetails);
+                              kTableDetails);
     return 0;
   }
   if (cl.positional.empty())
@@ -123,7 +123,7 @@ int table_command(const std::vector<std::string>& args) {
   return 0;
 }
 
-const bool registered = CommandRegistry::instance().add(
+const bool BLOCKLAB_UNIQUE(registered_) = CommandRegistry::instance().add(
     {"table", "tabulate a metric over runs or a sweep (mean ± std over seeds; md, tex, csv)", table_command, 60});
 
 }  // namespace

@@ -14,6 +14,11 @@
 
 namespace blocklab {
 
+// A Linear layer in -> out, without bias unless asked (the projections of many papers' code).
+inline torch::nn::Linear make_linear(std::int64_t in, std::int64_t out, bool bias = false) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+}
+
 // In place, without recording gradients; returns `t`.
 torch::Tensor trunc_normal_(torch::Tensor t, double std, double a = -2.0, double b = 2.0, double mean = 0.0);
 

@@ -19,7 +19,7 @@ torch::Tensor DLinearImpl::forward(const torch::Tensor& x, AttentionProbe*, cons
 
 namespace {
 
-[[maybe_unused]] const bool registered = register_ltsf<DLinearImpl>(
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(registered_) = register_ltsf<DLinearImpl>(
     "forecast/dlinear", __FILE__, "LTSF-Linear's DLinear: moving-average decomposition, one linear map per part",
     "(s, t) = decomp_k(x); y = W_s s + b_s + W_t t + b_t; W init 1/L", /*with_kernel=*/true);
 

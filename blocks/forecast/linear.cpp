@@ -22,7 +22,7 @@ class LinearForecasterImpl : public NetworkImpl {
   TimeLinear linear;
 };
 
-[[maybe_unused]] const bool registered = register_ltsf<LinearForecasterImpl>(
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(registered_) = register_ltsf<LinearForecasterImpl>(
     "forecast/linear", __FILE__,
     "LTSF-Linear's vanilla Linear: one linear map from the window to the horizon, per channel",
     "y[:, c] = W x[:, c] + b,  W [P, L]", /*with_kernel=*/false);

@@ -24,7 +24,7 @@ class NLinearImpl : public NetworkImpl {
   TimeLinear linear;
 };
 
-[[maybe_unused]] const bool registered =
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(registered_) =
     register_ltsf<NLinearImpl>("forecast/nlinear", __FILE__,
                                "LTSF-Linear's NLinear: subtract the last value, linear map to the horizon, add it back",
                                "y = W (x - x[L-1]) + b + x[L-1]", /*with_kernel=*/false);

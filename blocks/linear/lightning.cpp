@@ -2,20 +2,14 @@
 
 #include <cmath>
 
+#include "blocks/common/init.h"
+
 #include "blocks/common/heads_layout.h"
 #include "blocks/common/multi_head.h"
 #include "blocks/common/srms_norm.h"
 #include "blocks/masks/alibi.h"
 
 namespace blocklab {
-
-namespace {
-
-torch::nn::Linear linear(std::int64_t in, std::int64_t out) {
-  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-}
-
-}  // namespace
 
 std::vector<double> lightning_decay_rates(std::int64_t heads, std::int64_t layer, std::int64_t layers,
                                           const std::string& schedule) {
@@ -39,16 +33,16 @@ LightningImpl::LightningImpl(std::int64_t dim, const LightningOptions& o, std::i
       options_(o),
       dim_(dim),
       head_dim_(dim / o.heads()) {
-  qkv = register_module("qkv", linear(dim, 3 * dim));
+  qkv = register_module("qkv", make_linear(dim, 3 * dim));
   if (o.variant() == "tnl") {
-    u = register_module("u", linear(dim, dim));
+    u = register_module("u", make_linear(dim, dim));
   } else {
     const auto rank = o.gate_rank() > 0 ? o.gate_rank() : head_dim_;
-    gate_down = register_module("gate_down", linear(dim, rank));
-    gate_up = register_module("gate_up", linear(rank, dim));
+    gate_down = register_module("gate_down", make_linear(dim, rank));
+    gate_up = register_module("gate_up", make_linear(rank, dim));
     norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(o.norm_eps())));
   }
-  out = register_module("out", linear(dim, dim));
+  out = register_module("out", make_linear(dim, dim));
   if (o.lrpe()) {  // theta_c = 10000^(-2c/E), c = 0..E-1, split over the heads
     const auto c = torch::arange(dim, torch::kFloat64);
     theta = register_parameter(

@@ -64,11 +64,17 @@ std::vector<torch::Tensor> LocalAttentionImpl::biases(const MixerContext& ctx, c
   return biases;
 }
 
-torch::Tensor LocalAttentionImpl::pattern_keys(const MixerContext& ctx, const torch::Tensor& t) {
-  const auto tokens = t.size(2);
-  const auto& c = layout(ctx, tokens, t.device());
-  const auto body = body_keys(t.narrow(2, c.prefix, tokens - c.prefix), c.height, c.width);
-  return c.prefix == 0 ? body : torch::cat({t.narrow(2, 0, c.prefix), body}, 2);
+std::pair<torch::Tensor, torch::Tensor> LocalAttentionImpl::pattern_keys_values(const MixerContext& ctx,
+                                                                                const torch::Tensor& q,
+                                                                                const torch::Tensor& k,
+                                                                                const torch::Tensor& v) {
+  const auto tokens = q.size(2);
+  const auto& c = layout(ctx, tokens, q.device());
+  const auto grid = tokens - c.prefix;
+  auto [keys, values] = body_keys_values(q.narrow(2, c.prefix, grid), k.narrow(2, c.prefix, grid),
+                                         v.narrow(2, c.prefix, grid), c.height, c.width);
+  if (c.prefix == 0) return {keys, values};
+  return {torch::cat({k.narrow(2, 0, c.prefix), keys}, 2), torch::cat({v.narrow(2, 0, c.prefix), values}, 2)};
 }
 
 torch::Tensor LocalAttentionImpl::attend(const torch::Tensor& q_in, const torch::Tensor& k_in, const torch::Tensor& v,
@@ -76,15 +82,12 @@ torch::Tensor LocalAttentionImpl::attend(const torch::Tensor& q_in, const torch:
   const auto [q, k] = queries_keys(q_in, k_in, ctx);
   const auto bias = biases(ctx, q);
   const auto& c = layout(ctx, q.size(2), q.device());
+  const auto [keys, values] = pattern_keys_values(ctx, q, k, v);
   const bool record = capturing(ctx.probe);
   std::vector<torch::Tensor> weights;
-  auto o = local_attend(q, pattern_keys(ctx, k), pattern_keys(ctx, v), c.full, bias, scale(),
-                        record ? &weights : nullptr, attn_drop_, is_training());
-  if (record) {  // the map over the tokens' own keys (padding keys left out)
-    auto dense = local_weights_dense(weights, c.full);
-    if (c.full.keys != c.full.queries) dense = dense.index_select(-1, c.full.token_keys);
-    ctx.probe->record(ctx.layer, key(), dense);
-  }
+  auto o = local_attend(q, keys, values, c.full, bias, scale(), record ? &weights : nullptr, attn_drop_, is_training());
+  if (record)
+    ctx.probe->record(ctx.layer, key(), token_weights(local_weights_dense(weights, c.full), c.full, c.prefix));
   return o;
 }
 

@@ -37,8 +37,10 @@ class LocalAttentionImpl : public MultiHeadAttentionImpl {
   // The biases of that pattern, one per part, for the queries q [B, h, N, d] (tests compare
   // against the oracle with them).
   std::vector<torch::Tensor> biases(const MixerContext& ctx, const torch::Tensor& q);
-  // Keys or values [B, h, N, d] in the pattern's key layout (prefix, then body_keys).
-  torch::Tensor pattern_keys(const MixerContext& ctx, const torch::Tensor& t);
+  // Keys and values in the pattern's key layout (prefix, then body_keys_values) from q, k, v
+  // [B, h, N, d] (after the projection's positions).
+  std::pair<torch::Tensor, torch::Tensor> pattern_keys_values(const MixerContext& ctx, const torch::Tensor& q,
+                                                              const torch::Tensor& k, const torch::Tensor& v);
 
  protected:
   // The key set over the body tokens, a height x width grid (a sequence: 1 x N).
@@ -54,6 +56,18 @@ class LocalAttentionImpl : public MultiHeadAttentionImpl {
   // (default: as they are; HaloNet: zero-padded by the halo).
   virtual torch::Tensor body_keys(const torch::Tensor& body, std::int64_t height, std::int64_t width) const {
     return body;
+  }
+  // The keys and values in that layout from the grid's queries, keys and values (default:
+  // body_keys of each; Combiner appends segment summaries, which need the queries).
+  virtual std::pair<torch::Tensor, torch::Tensor> body_keys_values(const torch::Tensor& q, const torch::Tensor& k,
+                                                                   const torch::Tensor& v, std::int64_t height,
+                                                                   std::int64_t width) {
+    return {body_keys(k, height, width), body_keys(v, height, width)};
+  }
+  // The probe's map over the tokens' own keys from the weights over the pattern's keys,
+  // [B, h, N_q, N_k] (default: the token keys' columns; padding keys left out).
+  virtual torch::Tensor token_weights(const torch::Tensor& over_keys, const LocalPattern& full, std::int64_t prefix) {
+    return full.keys == full.queries ? over_keys : over_keys.index_select(-1, full.token_keys);
   }
   virtual bool supports_causal() const { return false; }
   virtual bool takes_sequences() const { return false; }

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "blocks/common/init.h"
+
 #include "blocks/common/heads_layout.h"
 #include "blocks/common/rotary.h"
 #include "blocks/common/srms_norm.h"
@@ -10,10 +12,6 @@
 namespace blocklab {
 
 namespace {
-
-torch::nn::Linear linear(std::int64_t in, std::int64_t out) {
-  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-}
 
 // Angles [N, d/2] (float64) of RetNet's relative position (torchscale's RetNetRelPos): channel
 // pairs (2i, 2i+1) rotated by n theta_i with theta_i = 10000^(-i/(d/2-1)), i.e. the exponents
@@ -38,11 +36,11 @@ RetNetImpl::RetNetImpl(std::int64_t dim, const RetNetOptions& o)
       rotary_(o.rotary()),
       norm_eps_(o.norm_eps()) {
   const auto inner = value_dim_ * heads_;
-  q = register_module("q", linear(dim, dim));
-  k = register_module("k", linear(dim, dim));
-  v = register_module("v", linear(dim, inner));
-  g = register_module("g", linear(dim, inner));
-  out = register_module("out", linear(inner, dim));
+  q = register_module("q", make_linear(dim, dim));
+  k = register_module("k", make_linear(dim, dim));
+  v = register_module("v", make_linear(dim, inner));
+  g = register_module("g", make_linear(dim, inner));
+  out = register_module("out", make_linear(inner, dim));
   if (o.norm() == "group")
     norm = register_module("norm", torch::nn::GroupNorm(torch::nn::GroupNormOptions(heads_, inner).eps(o.norm_eps())));
   std::vector<double> logs;

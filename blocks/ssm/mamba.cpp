@@ -2,13 +2,11 @@
 
 #include <cmath>
 
+#include "blocks/common/init.h"
+
 namespace blocklab {
 
 namespace {
-
-torch::nn::Linear linear(std::int64_t in, std::int64_t out, bool bias) {
-  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
-}
 
 std::int64_t dt_rank_of(std::int64_t dim, const MambaOptions& o) {
   return o.dt_rank() > 0 ? o.dt_rank() : (dim + 15) / 16;
@@ -19,11 +17,11 @@ std::int64_t dt_rank_of(std::int64_t dim, const MambaOptions& o) {
 MambaImpl::MambaImpl(std::int64_t dim, const MambaOptions& o)
     : inner_(o.expand() * dim), state_dim_(o.d_state()), dt_rank_(dt_rank_of(dim, o)), fused_(o.scan() == "fused") {
   TORCH_CHECK(o.scan() == "fused" || o.scan() == "reference", "ssm/mamba: scan must be fused or reference");
-  in_proj = register_module("in_proj", linear(dim, 2 * inner_, false));
+  in_proj = register_module("in_proj", make_linear(dim, 2 * inner_, false));
   conv = register_module("conv", ShortConv(inner_, o.d_conv(), /*causal=*/true));
-  x_proj = register_module("x_proj", linear(inner_, dt_rank_ + 2 * state_dim_, false));
-  dt_proj = register_module("dt_proj", linear(dt_rank_, inner_, true));
-  out_proj = register_module("out_proj", linear(inner_, dim, false));
+  x_proj = register_module("x_proj", make_linear(inner_, dt_rank_ + 2 * state_dim_, false));
+  dt_proj = register_module("dt_proj", make_linear(dt_rank_, inner_, true));
+  out_proj = register_module("out_proj", make_linear(inner_, dim, false));
   {
     torch::NoGradGuard no_grad;
     // Section 3.6 / mamba_simple.py: W_dt uniform in +-dt_scale / sqrt(R) (variance preserving),

@@ -2,17 +2,11 @@
 
 #include <cmath>
 
+#include "blocks/common/init.h"
+
 #include "blocks/common/ssd.h"
 
 namespace blocklab {
-
-namespace {
-
-torch::nn::Linear linear(std::int64_t in, std::int64_t out) {
-  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-}
-
-}  // namespace
 
 Mamba2Impl::Mamba2Impl(std::int64_t dim, const Mamba2Options& o)
     : inner_(o.expand() * dim),
@@ -24,10 +18,10 @@ Mamba2Impl::Mamba2Impl(std::int64_t dim, const Mamba2Options& o)
   TORCH_CHECK(inner_ % headdim_ == 0, "ssm/mamba2: expand x dim must be a multiple of headdim");
   TORCH_CHECK(form_ == "chunked" || form_ == "parallel", "ssm/mamba2: form must be chunked or parallel");
   const auto conv_width = inner_ + 2 * state_dim_;
-  in_proj = register_module("in_proj", linear(dim, inner_ + conv_width + heads_));  // [z, xBC, dt]
+  in_proj = register_module("in_proj", make_linear(dim, inner_ + conv_width + heads_));  // [z, xBC, dt]
   conv = register_module("conv", ShortConv(conv_width, o.d_conv(), /*causal=*/true));
   norm = register_module("norm", GatedRMSNorm(inner_, o.norm_eps(), /*norm_before_gate=*/false));
-  out_proj = register_module("out_proj", linear(inner_, dim));
+  out_proj = register_module("out_proj", make_linear(inner_, dim));
   dt_bias = register_parameter("dt_bias", dt_bias_init(heads_, o.dt_min(), o.dt_max(), o.dt_init_floor()));
   A_log = register_parameter("A_log", torch::log(torch::empty({heads_}).uniform_(o.A_init_min(), o.A_init_max())));
   D = register_parameter("D", torch::ones({heads_}));

@@ -14,7 +14,7 @@
 namespace blocklab {
 namespace {
 
-constexpr std::uint64_t kSalt = 0x5e71e5;  // derive_seed label of the generator
+constexpr std::uint64_t kSeriesSalt = 0x5e71e5;  // derive_seed label of the generator
 constexpr double kPhi = 0.8, kSigma = 0.3;
 constexpr double kPi = 3.14159265358979323846;
 
@@ -42,7 +42,7 @@ const OptionsSchema<SyntheticSeriesOptions>& synthetic_schema() {
 
 // The series [T, C] (float64) of the header's generator.
 torch::Tensor synthetic_series(std::int64_t steps, std::int64_t channels, std::uint64_t seed) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(derive_seed(seed, kSalt));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(derive_seed(seed, kSeriesSalt));
   const auto opts = torch::TensorOptions().dtype(torch::kFloat64);
   const torch::Tensor amplitude = torch::rand({2, channels}, gen, opts) + 0.5;
   const torch::Tensor phase = torch::rand({2, channels}, gen, opts) * (2 * kPi);
@@ -80,7 +80,8 @@ DatasetPlan plan_synthetic(const ConfigNode& params) {
   const SyntheticSeriesOptions o = bind_synthetic(params);
   return series_plan("series/synthetic", o.steps(), o.channels(), o.lookback(), o.horizon(), "a longer dataset.steps");
 }
-[[maybe_unused]] const bool planner_registered = register_dataset_planner("series/synthetic", plan_synthetic);
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(planner_registered_) = register_dataset_planner("series/synthetic",
+                                                                                            plan_synthetic);
 
 BLOCKLAB_REGISTER(dataset_registry(),
                   BLOCKLAB_ENTRY("series/synthetic")

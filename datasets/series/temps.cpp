@@ -80,7 +80,7 @@ DatasetPlan plan_temps(const ConfigNode& params) {
   const TempsOptions o = bind_temps(params);
   return series_plan("series/temps", kSteps, 2, o.lookback(), o.horizon(), "a shorter dataset.lookback or horizon");
 }
-[[maybe_unused]] const bool planner_registered = register_dataset_planner("series/temps", plan_temps);
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(planner_registered_) = register_dataset_planner("series/temps", plan_temps);
 
 BLOCKLAB_REGISTER(dataset_registry(),
                   BLOCKLAB_ENTRY("series/temps")

@@ -23,7 +23,7 @@ struct InductionOptions : LengthTaskOptions {
   TORCH_ARG(std::int64_t, vocabulary) = 16;
 };
 
-constexpr std::uint64_t kSalt = 0x1d7c;  // derive_seed label of this generator
+constexpr std::uint64_t kInductionSalt = 0x1d7c;  // derive_seed label of this generator
 
 const OptionsSchema<InductionOptions>& induction_schema() {
   static const OptionsSchema<InductionOptions> schema = [] {
@@ -59,11 +59,11 @@ DatasetInfo induction_info(const InductionOptions& o) {
   return info;
 }
 
-const LengthGenerator<InductionOptions> kGenerator{"synthetic/induction", kSalt, induction_schema, induction_info,
-                                                   induction_task};
+const LengthGenerator<InductionOptions> kInductionGenerator{"synthetic/induction", kInductionSalt, induction_schema,
+                                                            induction_info, induction_task};
 
-[[maybe_unused]] const bool planner_registered =
-    register_dataset_planner(kGenerator.name, [](const ConfigNode& params) { return kGenerator.plan(params); });
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(planner_registered_) = register_dataset_planner(
+    kInductionGenerator.name, [](const ConfigNode& params) { return kInductionGenerator.plan(params); });
 
 BLOCKLAB_REGISTER(dataset_registry(),
                   BLOCKLAB_ENTRY("synthetic/induction")
@@ -75,7 +75,7 @@ BLOCKLAB_REGISTER(dataset_registry(),
                       .schema(induction_schema().schema())
                       .example("{vocabulary: 8, seq_len: 12, test_seq_len: [20], train_examples: 8, val_examples: 4, "
                                "test_examples: 4}"),
-                  [](const ConfigNode& params, const DatasetArgs&) { return kGenerator.make(params); });
+                  [](const ConfigNode& params, const DatasetArgs&) { return kInductionGenerator.make(params); });
 
 }  // namespace
 }  // namespace blocklab

@@ -13,7 +13,7 @@ namespace {
 
 constexpr double kValueP = 0.25;        // LRA's VALUE_P: a node below max_depth is an operator with this probability
 constexpr std::int64_t kOperators = 4;  // MIN, MAX, MED, SM (LRA's OPERATORS, in order)
-constexpr std::uint64_t kSplitSalt = 0x11570;  // derive_seed label of a split's generator
+constexpr std::uint64_t kListopsSplitSalt = 0x11570;  // derive_seed label of a split's generator
 // Rejection sampling gives up when fewer than one tree in kGiveUpRatio fits (after kGiveUpAfter
 // draws): the lengths are then almost out of reach, and generating would take hours.
 constexpr std::int64_t kGiveUpAfter = 1000000, kGiveUpRatio = 2000;
@@ -205,9 +205,9 @@ ListOps::ListOps(ListOpsOptions options) : options_(std::move(options)) {
   seen.reserve(static_cast<std::size_t>(o.train_size() + o.val_size() + o.test_size()));
   std::int64_t attempts = 0;
   const auto seed = static_cast<std::uint64_t>(o.seed());
-  test_ = draw_split(o, o.test_size(), derive_seed(seed, kSplitSalt, 1), seen, attempts);
-  val_ = draw_split(o, o.val_size(), derive_seed(seed, kSplitSalt, 2), seen, attempts);
-  train_ = draw_split(o, o.train_size(), derive_seed(seed, kSplitSalt, 3), seen, attempts);
+  test_ = draw_split(o, o.test_size(), derive_seed(seed, kListopsSplitSalt, 1), seen, attempts);
+  val_ = draw_split(o, o.val_size(), derive_seed(seed, kListopsSplitSalt, 2), seen, attempts);
+  train_ = draw_split(o, o.train_size(), derive_seed(seed, kListopsSplitSalt, 3), seen, attempts);
   attempts_per_example_ = static_cast<double>(attempts) / static_cast<double>(std::max<std::size_t>(seen.size(), 1));
 
   std::uint64_t hash = kFnv1aOffset;
@@ -234,7 +234,8 @@ DatasetPlan plan_listops(const ConfigNode& params) {
   plan.train_size_option = "train_size";
   return plan;
 }
-[[maybe_unused]] const bool planner_registered = register_dataset_planner("synthetic/listops", plan_listops);
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(planner_registered_) = register_dataset_planner("synthetic/listops",
+                                                                                            plan_listops);
 
 BLOCKLAB_REGISTER(
     dataset_registry(),

@@ -39,7 +39,7 @@ struct MqarOptions {
   TORCH_ARG(std::int64_t, seed) = 0;
 };
 
-constexpr std::uint64_t kSalt = 0x3a9c;  // derive_seed label of this generator
+constexpr std::uint64_t kMqarSalt = 0x3a9c;  // derive_seed label of this generator
 
 const OptionsSchema<MqarOptions>& mqar_schema() {
   static const OptionsSchema<MqarOptions> schema = [] {
@@ -178,13 +178,14 @@ DatasetPlan plan_mqar(const ConfigNode& params) {
   plan.more_data_hint = "more training sequences: dataset.train_examples";
   return plan;
 }
-[[maybe_unused]] const bool planner_registered = register_dataset_planner("synthetic/mqar", plan_mqar);
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(planner_registered_) = register_dataset_planner("synthetic/mqar",
+                                                                                            plan_mqar);
 
 std::shared_ptr<Dataset> make_mqar(const ConfigNode& params, const DatasetArgs&) {
   const MqarOptions o = bind_dataset_options(mqar_schema(), params);
   const MqarLayout layout = mqar_layout(o);
   std::map<std::string, Split> splits =
-      generate_splits(layout.points, static_cast<std::uint64_t>(o.seed()), kSalt, layout.info.length);
+      generate_splits(layout.points, static_cast<std::uint64_t>(o.seed()), kMqarSalt, layout.info.length);
   std::vector<Split> grid_splits;
   for (const std::string& name : layout.grid_names) grid_splits.push_back(splits.at(name));
   splits["test"] = concat_splits(grid_splits);

@@ -26,7 +26,7 @@ struct SelectiveCopyOptions : LengthTaskOptions {
   TORCH_ARG(std::int64_t, copy_tokens) = 16;
 };
 
-constexpr std::uint64_t kSalt = 0x5c0b;  // derive_seed label of this generator
+constexpr std::uint64_t kSelectiveCopySalt = 0x5c0b;  // derive_seed label of this generator
 
 const OptionsSchema<SelectiveCopyOptions>& selective_copy_schema() {
   static const OptionsSchema<SelectiveCopyOptions> schema = [] {
@@ -77,11 +77,11 @@ DatasetInfo selective_copy_info(const SelectiveCopyOptions& o) {
   return info;
 }
 
-const LengthGenerator<SelectiveCopyOptions> kGenerator{"synthetic/selective-copy", kSalt, selective_copy_schema,
-                                                       selective_copy_info, selective_copy_task};
+const LengthGenerator<SelectiveCopyOptions> kSelectiveCopyGenerator{
+    "synthetic/selective-copy", kSelectiveCopySalt, selective_copy_schema, selective_copy_info, selective_copy_task};
 
-[[maybe_unused]] const bool planner_registered =
-    register_dataset_planner(kGenerator.name, [](const ConfigNode& params) { return kGenerator.plan(params); });
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(planner_registered_) = register_dataset_planner(
+    kSelectiveCopyGenerator.name, [](const ConfigNode& params) { return kSelectiveCopyGenerator.plan(params); });
 
 BLOCKLAB_REGISTER(dataset_registry(),
                   BLOCKLAB_ENTRY("synthetic/selective-copy")
@@ -94,7 +94,7 @@ BLOCKLAB_REGISTER(dataset_registry(),
                       .schema(selective_copy_schema().schema())
                       .example("{alphabet: 4, copy_tokens: 3, seq_len: 12, test_seq_len: [20], train_examples: 8, "
                                "val_examples: 4, test_examples: 4}"),
-                  [](const ConfigNode& params, const DatasetArgs&) { return kGenerator.make(params); });
+                  [](const ConfigNode& params, const DatasetArgs&) { return kSelectiveCopyGenerator.make(params); });
 
 }  // namespace
 }  // namespace blocklab

@@ -105,7 +105,7 @@ std::uint64_t tensor_hash(const torch::Tensor& t, std::uint64_t hash) {
   return fnv1a(c.data_ptr(), static_cast<std::size_t>(c.numel() * c.element_size()), hash);
 }
 
-std::string hex(std::uint64_t v) {
+std::string seed_hex(std::uint64_t v) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
   return buf;
@@ -121,7 +121,7 @@ TokenDataset::TokenDataset(std::string name, DatasetInfo info, std::map<std::str
     hash = fnv1a(split_name.data(), split_name.size(), hash);
     for (const torch::Tensor& t : {s.inputs, s.targets, s.lengths}) hash = tensor_hash(t, hash);
   }
-  fingerprint_ = hex(hash);
+  fingerprint_ = seed_hex(hash);
 }
 
 const Split& TokenDataset::split(const std::string& name) const {

@@ -77,7 +77,7 @@ int describe_command(const std::vector<std::string>& args) {
   return 0;
 }
 
-const bool registered = CommandRegistry::instance().add(
+const bool BLOCKLAB_UNIQUE(registered_) = CommandRegistry::instance().add(
     {"describe", "show a block's paper, equation and parameters", describe_command, 20});
 
 }  // namespace

@@ -125,7 +125,7 @@ int generate_command(const std::vector<std::string>& args) {
   return generate(o);
 }
 
-const bool registered = CommandRegistry::instance().add(
+const bool BLOCKLAB_UNIQUE(registered_) = CommandRegistry::instance().add(
     {"generate", "sample text from a trained language model (task lm)", generate_command, 48});
 
 }  // namespace

@@ -72,7 +72,7 @@ int list_command(const std::vector<std::string>& args) {
   return 0;
 }
 
-const bool registered = CommandRegistry::instance().add(
+const bool BLOCKLAB_UNIQUE(registered_) = CommandRegistry::instance().add(
     {"list", "list registered blocks, datasets, tasks... (by kind, glob)", list_command, 10});
 
 }  // namespace

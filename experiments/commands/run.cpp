@@ -46,7 +46,7 @@ int run_command(const std::vector<std::string>& args) {
   return task->run();
 }
 
-const bool registered =
+const bool BLOCKLAB_UNIQUE(registered_) =
     CommandRegistry::instance().add({"run", "run an experiment by config name (with overrides)", run_command, 40});
 
 }  // namespace

@@ -47,7 +47,7 @@ int show_command(const std::vector<std::string>& args) {
   return 0;
 }
 
-const bool registered = CommandRegistry::instance().add(
+const bool BLOCKLAB_UNIQUE(registered_) = CommandRegistry::instance().add(
     {"show", "print an experiment's resolved config (with provenance)", show_command, 30});
 
 }  // namespace

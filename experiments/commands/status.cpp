@@ -82,7 +82,7 @@ int status_command(const std::vector<std::string>& args) {
   return counts["failed"] ? 1 : 0;
 }
 
-const bool registered = CommandRegistry::instance().add(
+const bool BLOCKLAB_UNIQUE(registered_) = CommandRegistry::instance().add(
     {"status", "progress of a sweep from its ledger (done, running, failed with reasons)", status_command, 46});
 
 }  // namespace

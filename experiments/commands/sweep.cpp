@@ -358,9 +358,9 @@ int job_command(const std::vector<std::string>& args) {
   return s == "done" ? 0 : s == "pending" ? kExitRequeue : s == "diverged" ? 3 : 1;
 }
 
-const bool registered =
-    CommandRegistry::instance().add(
-        {"sweep", "run a grid of configs as resumable jobs (local pool or Slurm array)", sweep_command, 45}) &&
+const bool BLOCKLAB_UNIQUE(registered_) =
+    CommandRegistry::instance().add({"sweep", "run a grid of configs as resumable jobs (local pool or Slurm array)",
+                                     sweep_command, 45}) &&
     CommandRegistry::instance().add({"job", "run one job of a sweep (Slurm array tasks call this)", job_command, 47});
 
 }  // namespace

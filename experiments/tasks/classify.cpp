@@ -9,21 +9,21 @@ namespace {
 
 const ClassificationTask kTask{{"images", "vit", "linear", "fashion-mnist"}, /*augment=*/true};
 
-const Schema& task_schema() {
+const Schema& classify_schema() {
   static const Schema schema = classification_schema(kTask.defaults);
   return schema;
 }
 
-[[maybe_unused]] const bool check_registered =
-    register_task_check("classify", classification_check(task_schema(), kTask));
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(check_registered_) =
+    register_task_check("classify", classification_check(classify_schema(), kTask));
 
 BLOCKLAB_REGISTER(task_registry(),
                   BLOCKLAB_ENTRY("classify")
                       .summary("supervised classification: train, validate each epoch, test")
                       .equation("min_theta CE(head(pool(stack(stem(x)))), y) with AdamW/SGD, schedule, label smoothing")
-                      .schema(task_schema())
+                      .schema(classify_schema())
                       .example("{}"),
-                  classification_factory(task_schema(), kTask));
+                  classification_factory(classify_schema(), kTask));
 
 }  // namespace
 }  // namespace blocklab

@@ -11,10 +11,10 @@
 namespace blocklab {
 namespace {
 
-const SupervisedDefaults kDefaults{"windows", "forecast/dlinear", "forecast", "series/temps"};
+const SupervisedDefaults kForecastDefaults{"windows", "forecast/dlinear", "forecast", "series/temps"};
 
-const Schema& task_schema() {
-  static const Schema schema = supervised_schema(kDefaults);
+const Schema& forecast_schema() {
+  static const Schema schema = supervised_schema(kForecastDefaults);
   return schema;
 }
 
@@ -24,7 +24,7 @@ struct EvalResult {
 
 class ForecastHooks : public SupervisedHooks {
  public:
-  explicit ForecastHooks(const TaskContext& context) : SupervisedHooks(context, task_schema(), /*augment=*/false) {}
+  explicit ForecastHooks(const TaskContext& context) : SupervisedHooks(context, forecast_schema(), /*augment=*/false) {}
 
   torch::Tensor loss(const Batch& batch) override { return torch::mse_loss(predict(batch), batch.targets); }
 
@@ -41,7 +41,7 @@ class ForecastHooks : public SupervisedHooks {
   }
 
   Selection selection() const override { return {"val_mse", /*higher_is_better=*/false}; }
-  std::string examples_name() const override { return kDefaults.examples; }
+  std::string examples_name() const override { return kForecastDefaults.examples; }
 
  private:
   // Means over every forecast value (windows x horizon x channels) of the split.
@@ -58,10 +58,10 @@ class ForecastHooks : public SupervisedHooks {
 };
 
 void check_forecast(const ConfigNode& config, DiagnosticSink& sink) {
-  check_supervised(config, task_schema(), kDefaults.examples, sink);
+  check_supervised(config, forecast_schema(), kForecastDefaults.examples, sink);
 }
 
-[[maybe_unused]] const bool check_registered = register_task_check("forecast", check_forecast);
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(check_registered_) = register_task_check("forecast", check_forecast);
 
 BLOCKLAB_REGISTER(task_registry(),
                   BLOCKLAB_ENTRY("forecast")
@@ -70,9 +70,9 @@ BLOCKLAB_REGISTER(task_registry(),
                       .paper("Are Transformers Effective for Time Series Forecasting? (Zeng et al., 2023), "
                              "arXiv:2205.13504 (protocol: standardised MSE/MAE)")
                       .equation("min_theta mean (f(x[t-L..t)) - x[t..t+H))^2; report MSE, MAE")
-                      .schema(task_schema())
+                      .schema(forecast_schema())
                       .example("{}"),
-                  loop_task_factory(task_schema(), [](const TaskContext& context) -> std::unique_ptr<TaskHooks> {
+                  loop_task_factory(forecast_schema(), [](const TaskContext& context) -> std::unique_ptr<TaskHooks> {
                     return std::make_unique<ForecastHooks>(context);
                   }));
 

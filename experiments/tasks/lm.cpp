@@ -32,10 +32,10 @@ TokenLoss token_loss(const torch::Tensor& logits, const torch::Tensor& targets) 
 
 namespace {
 
-const SupervisedDefaults kDefaults{"windows", "model/composed", "linear", "text/kjv"};
+const SupervisedDefaults kLmDefaults{"windows", "model/composed", "linear", "text/kjv"};
 
-const Schema& task_schema() {
-  static const Schema schema = supervised_schema(kDefaults);
+const Schema& lm_schema() {
+  static const Schema schema = supervised_schema(kLmDefaults);
   return schema;
 }
 
@@ -44,7 +44,7 @@ const Schema& task_schema() {
 class LmHooks : public SupervisedHooks {
  public:
   explicit LmHooks(const TaskContext& context)
-      : SupervisedHooks(context, task_schema(), /*augment=*/false), has_val_(has_split("val")) {}
+      : SupervisedHooks(context, lm_schema(), /*augment=*/false), has_val_(has_split("val")) {}
 
   torch::Tensor loss(const Batch& batch) override { return scored_cross_entropy(predict(batch), batch.targets); }
 
@@ -83,10 +83,10 @@ class LmHooks : public SupervisedHooks {
 };
 
 void check_lm(const ConfigNode& config, DiagnosticSink& sink) {
-  check_supervised(config, task_schema(), kDefaults.examples, sink);
+  check_supervised(config, lm_schema(), kLmDefaults.examples, sink);
 }
 
-[[maybe_unused]] const bool check_registered = register_task_check("lm", check_lm);
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(check_registered_) = register_task_check("lm", check_lm);
 
 BLOCKLAB_REGISTER(task_registry(),
                   BLOCKLAB_ENTRY("lm")
@@ -94,9 +94,9 @@ BLOCKLAB_REGISTER(task_registry(),
                       .paper("Generating Sequences With Recurrent Neural Networks (Graves, 2013), arXiv:1308.0850 "
                              "(bits per character)")
                       .equation("min_theta mean_t -ln p(x_{t+1} | x_<=t); bpc = loss / ln 2, ppl = exp(loss)")
-                      .schema(task_schema())
+                      .schema(lm_schema())
                       .example("{}"),
-                  loop_task_factory(task_schema(), [](const TaskContext& context) -> std::unique_ptr<TaskHooks> {
+                  loop_task_factory(lm_schema(), [](const TaskContext& context) -> std::unique_ptr<TaskHooks> {
                     return std::make_unique<LmHooks>(context);
                   }));
 

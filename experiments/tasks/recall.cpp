@@ -15,10 +15,10 @@ namespace blocklab {
 
 namespace {
 
-const SupervisedDefaults kDefaults{"sequences", "model/composed", "linear", "synthetic/mqar"};
+const SupervisedDefaults kRecallDefaults{"sequences", "model/composed", "linear", "synthetic/mqar"};
 
-const Schema& task_schema() {
-  static const Schema schema = supervised_schema(kDefaults);
+const Schema& recall_schema() {
+  static const Schema schema = supervised_schema(kRecallDefaults);
   return schema;
 }
 
@@ -27,7 +27,7 @@ const Schema& task_schema() {
 class RecallHooks : public SupervisedHooks {
  public:
   explicit RecallHooks(const TaskContext& context)
-      : SupervisedHooks(context, task_schema(), /*augment=*/false), has_val_(has_split("val")) {}
+      : SupervisedHooks(context, recall_schema(), /*augment=*/false), has_val_(has_split("val")) {}
 
   Batch train_batch(std::int64_t epoch, std::int64_t index) override {
     return trim_padding(SupervisedHooks::train_batch(epoch, index));
@@ -81,7 +81,7 @@ class RecallHooks : public SupervisedHooks {
 
 // The model must predict a token at every position: pool none.
 void check_recall(const ConfigNode& config, DiagnosticSink& sink) {
-  check_supervised(config, task_schema(), kDefaults.examples, sink);
+  check_supervised(config, recall_schema(), kRecallDefaults.examples, sink);
   const ConfigNode* pool = config.find_path("model.pool");
   if (pool && pool->is_scalar() && pool->text() != "none")
     sink.add(Diagnostic{pool->source(),
@@ -90,7 +90,7 @@ void check_recall(const ConfigNode& config, DiagnosticSink& sink) {
                         {"use model.pool=none (model/decoder_small)"}});
 }
 
-[[maybe_unused]] const bool check_registered = register_task_check("recall", check_recall);
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(check_registered_) = register_task_check("recall", check_recall);
 
 BLOCKLAB_REGISTER(task_registry(),
                   BLOCKLAB_ENTRY("recall")
@@ -99,9 +99,9 @@ BLOCKLAB_REGISTER(task_registry(),
                       .paper("Zoology: Measuring and Improving Recall in Efficient Language Models (Arora et al. "
                              "2023), arXiv:2312.04927")
                       .equation("min_theta sum_{t: y_t != -100} CE(head(stack(stem(x)))_t, y_t) / #{t: y_t != -100}")
-                      .schema(task_schema())
+                      .schema(recall_schema())
                       .example("{}"),
-                  loop_task_factory(task_schema(), [](const TaskContext& context) -> std::unique_ptr<TaskHooks> {
+                  loop_task_factory(recall_schema(), [](const TaskContext& context) -> std::unique_ptr<TaskHooks> {
                     return std::make_unique<RecallHooks>(context);
                   }));
 

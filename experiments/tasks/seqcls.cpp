@@ -12,13 +12,13 @@ namespace {
 
 const ClassificationTask kTask{{"sequences", "model/composed", "linear", "synthetic/listops"}, /*augment=*/false};
 
-const Schema& task_schema() {
+const Schema& seqcls_schema() {
   static const Schema schema = classification_schema(kTask.defaults);
   return schema;
 }
 
-[[maybe_unused]] const bool check_registered =
-    register_task_check("seqcls", classification_check(task_schema(), kTask));
+[[maybe_unused]] const bool BLOCKLAB_UNIQUE(check_registered_) =
+    register_task_check("seqcls", classification_check(seqcls_schema(), kTask));
 
 BLOCKLAB_REGISTER(task_registry(),
                   BLOCKLAB_ENTRY("seqcls")
@@ -26,9 +26,9 @@ BLOCKLAB_REGISTER(task_registry(),
                       .paper("Long Range Arena: A Benchmark for Efficient Transformers (Tay et al. 2021), "
                              "arXiv:2011.04006")
                       .equation("min_theta CE(head(mean_{n < len}(stack(stem(ids))_n)), y), label smoothing")
-                      .schema(task_schema())
+                      .schema(seqcls_schema())
                       .example("{}"),
-                  classification_factory(task_schema(), kTask));
+                  classification_factory(seqcls_schema(), kTask));
 
 }  // namespace
 }  // namespace blocklab

@@ -18,9 +18,14 @@
 
 #include <torch/torch.h>
 
+#include <limits>
+
 #include "blocks/interfaces.h"
 
 namespace blocklab {
+
+// The logit of a pair that may not attend.
+inline constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
 
 class AttentionCore {
  public:

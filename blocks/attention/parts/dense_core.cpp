@@ -7,9 +7,7 @@
 
 namespace blocklab {
 
-namespace {
-constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
-}  // namespace
+namespace {}  // namespace
 
 torch::Tensor causal_mask(std::int64_t tokens, const torch::Device& device) {
   return torch::ones({tokens, tokens}, torch::TensorOptions().dtype(torch::kBool).device(device)).triu(1);

@@ -1,14 +1,14 @@
 #include "blocks/attention/parts/local_core.h"
 
 #include <limits>
+
 #include <stdexcept>
 #include <string>
+#include "blocks/attention/parts/core.h"
 
 namespace blocklab {
 
 namespace {
-
-constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
 
 torch::Tensor moved(const torch::Tensor& t, const torch::Device& device) { return t.defined() ? t.to(device) : t; }
 

@@ -11,7 +11,7 @@ namespace {
 
 using Index = std::vector<std::int64_t>;
 
-void require(bool ok, const std::string& what) {
+void check_arg(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument(what);
 }
 
@@ -51,9 +51,9 @@ AxisWindows neighborhood_axis(std::int64_t extent, std::int64_t kernel, std::int
     w.allowed = {true};
     return w;
   }
-  require(kernel * dilation <= extent, "neighborhood attention: kernel " + std::to_string(kernel) + " x dilation " +
-                                           std::to_string(dilation) + " exceeds an axis of " + std::to_string(extent) +
-                                           " tokens; lower the kernel or the dilation");
+  check_arg(kernel * dilation <= extent, "neighborhood attention: kernel " + std::to_string(kernel) + " x dilation " +
+                                             std::to_string(dilation) + " exceeds an axis of " +
+                                             std::to_string(extent) + " tokens; lower the kernel or the dilation");
   w.kernel = kernel;
   for (std::int64_t i = 0; i < extent; ++i) {
     const auto r = i % dilation, query = i / dilation;
@@ -79,10 +79,10 @@ std::int64_t shift_region(std::int64_t a, std::int64_t extent, std::int64_t wind
 
 LocalPattern neighborhood_pattern(std::int64_t height, std::int64_t width, std::int64_t kernel, std::int64_t dilation,
                                   bool causal) {
-  require(height >= 1 && width >= 1 && kernel >= 1 && dilation >= 1,
-          "neighborhood attention: height, width, kernel and dilation must be positive");
-  require(causal || kernel % 2 == 1, "neighborhood attention: the kernel must be odd (got " + std::to_string(kernel) +
-                                         "); NATTEN centres the window on the query");
+  check_arg(height >= 1 && width >= 1 && kernel >= 1 && dilation >= 1,
+            "neighborhood attention: height, width, kernel and dilation must be positive");
+  check_arg(causal || kernel % 2 == 1, "neighborhood attention: the kernel must be odd (got " + std::to_string(kernel) +
+                                           "); NATTEN centres the window on the query");
   const auto rows = neighborhood_axis(height, kernel, dilation, causal);
   const auto cols = neighborhood_axis(width, kernel, dilation, causal);
   const auto slots = rows.kernel * cols.kernel;
@@ -105,11 +105,11 @@ LocalPattern neighborhood_pattern(std::int64_t height, std::int64_t width, std::
 
 LocalPattern window_pattern(std::int64_t height, std::int64_t width, std::int64_t window_h, std::int64_t window_w,
                             std::int64_t shift_h, std::int64_t shift_w) {
-  require(window_h >= 1 && window_w >= 1 && height % window_h == 0 && width % window_w == 0,
-          "window attention: the grid " + std::to_string(height) + " x " + std::to_string(width) +
-              " is not a multiple of the window " + std::to_string(window_h) + " x " + std::to_string(window_w));
-  require(shift_h >= 0 && shift_h < window_h && shift_w >= 0 && shift_w < window_w,
-          "window attention: the shift must lie in [0, window)");
+  check_arg(window_h >= 1 && window_w >= 1 && height % window_h == 0 && width % window_w == 0,
+            "window attention: the grid " + std::to_string(height) + " x " + std::to_string(width) +
+                " is not a multiple of the window " + std::to_string(window_h) + " x " + std::to_string(window_w));
+  check_arg(shift_h >= 0 && shift_h < window_h && shift_w >= 0 && shift_w < window_w,
+            "window attention: the shift must lie in [0, window)");
   Index tokens, regions;
   for (std::int64_t wy = 0; wy < height / window_h; ++wy)
     for (std::int64_t wx = 0; wx < width / window_w; ++wx)
@@ -130,9 +130,9 @@ LocalPattern window_pattern(std::int64_t height, std::int64_t width, std::int64_
 }
 
 LocalPattern grid_pattern(std::int64_t height, std::int64_t width, std::int64_t grid_h, std::int64_t grid_w) {
-  require(grid_h >= 1 && grid_w >= 1 && height % grid_h == 0 && width % grid_w == 0,
-          "grid attention: the grid " + std::to_string(height) + " x " + std::to_string(width) +
-              " is not a multiple of the attention grid " + std::to_string(grid_h) + " x " + std::to_string(grid_w));
+  check_arg(grid_h >= 1 && grid_w >= 1 && height % grid_h == 0 && width % grid_w == 0,
+            "grid attention: the grid " + std::to_string(height) + " x " + std::to_string(width) +
+                " is not a multiple of the attention grid " + std::to_string(grid_h) + " x " + std::to_string(grid_w));
   const auto step_h = height / grid_h, step_w = width / grid_w;
   Index tokens;
   for (std::int64_t p = 0; p < step_h; ++p)
@@ -145,9 +145,9 @@ LocalPattern grid_pattern(std::int64_t height, std::int64_t width, std::int64_t 
 
 LocalPattern halo_pattern(std::int64_t height, std::int64_t width, std::int64_t block, std::int64_t halo,
                           bool mask_padding) {
-  require(block >= 1 && halo >= 0 && height % block == 0 && width % block == 0,
-          "halo attention: the grid " + std::to_string(height) + " x " + std::to_string(width) +
-              " is not a multiple of the block " + std::to_string(block));
+  check_arg(block >= 1 && halo >= 0 && height % block == 0 && width % block == 0,
+            "halo attention: the grid " + std::to_string(height) + " x " + std::to_string(width) +
+                " is not a multiple of the block " + std::to_string(block));
   const auto padded_w = width + 2 * halo, window = block + 2 * halo;
   Index queries, keys;
   std::vector<std::uint8_t> inside;
@@ -187,7 +187,7 @@ torch::Tensor pad_grid_tokens(const torch::Tensor& x, std::int64_t height, std::
 }
 
 LocalPattern axial_pattern(std::int64_t height, std::int64_t width, int axis) {
-  require(axis == 0 || axis == 1, "axial attention: the axis must be 0 (columns) or 1 (rows)");
+  check_arg(axis == 0 || axis == 1, "axial attention: the axis must be 0 (columns) or 1 (rows)");
   auto index = torch::arange(height * width, torch::kLong).view({height, width});
   if (axis == 0) index = index.t().contiguous();  // one group per column
   return self_pattern(height, width, index, index);

@@ -1,13 +1,13 @@
 #include "blocks/attention/parts/routed_core.h"
 
 #include <limits>
+
 #include <vector>
+#include "blocks/attention/parts/core.h"
 
 namespace blocklab {
 
 namespace {
-
-constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
 
 // The rows index [B', h', G, c] picks from x [B, h, N, w]: [B, h, G, c, w].
 torch::Tensor gather_rows(const torch::Tensor& x, const torch::Tensor& index) {

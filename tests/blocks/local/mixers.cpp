@@ -40,8 +40,8 @@ TokenMixer make(const std::string& yaml) {
 // with its biases, its output projection.
 torch::Tensor by_oracle(LocalAttentionImpl& m, const torch::Tensor& x, const MixerContext& ctx) {
   const auto [q, k, v] = m.project(x);
-  const auto o = local_attend_dense(q, m.pattern_keys(ctx, k), m.pattern_keys(ctx, v), m.pattern(ctx, x.size(1)),
-                                    m.biases(ctx, q), m.scale());
+  const auto [keys, values] = m.pattern_keys_values(ctx, q, k, v);
+  const auto o = local_attend_dense(q, keys, values, m.pattern(ctx, x.size(1)), m.biases(ctx, q), m.scale());
   return m.merge(o, x);
 }
 

@@ -8,9 +8,12 @@
 #include <set>
 #include <string>
 
+#include "blocks/attention/parts/local_core.h"
 #include "blocks/attention/parts/routed_core.h"
 #include "blocks/family_trains.h"
+#include "blocks/probe.h"
 #include "blocks/sparse/biformer.h"
+#include "blocks/sparse/combiner.h"
 #include "blocks/sparse/routing.h"
 #include "registry/config_error.h"
 #include "registry/yaml_io.h"
@@ -287,6 +290,99 @@ TEST_CASE("sparse/routing: k-means on the first training batch; spherical k-mean
   m->forward(x, attention_tests::context());
   CHECK(routing.initialised.item<bool>());
   CHECK(max_diff(routing.centroids, want) <= 1e-12);
+}
+
+namespace {
+
+// Combiner-Fixed written directly from the paper, query by query (max summaries): o_i attends
+// to its segment's keys (causal: j <= i) and to the summaries of the other segments (causal:
+// earlier ones) in one softmax. q, k, v [h, n, d] of one sample -> [h, n, d].
+torch::Tensor combiner_by_hand(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, std::int64_t s,
+                               bool causal, double scale) {
+  const auto heads = q.size(0), n = q.size(1), segments = (n + s - 1) / s;
+  std::vector<torch::Tensor> summary_k, summary_v;
+  for (std::int64_t r = 0; r < segments; ++r) {
+    const auto len = std::min(s, n - r * s);
+    const auto ks = k.narrow(1, r * s, len), vs = v.narrow(1, r * s, len);
+    const auto q_hat = q.narrow(1, r * s, len).amax(1);  // [h, d]
+    summary_k.push_back(ks.amax(1));
+    const auto w = torch::softmax(torch::matmul(ks, q_hat.unsqueeze(-1)).squeeze(-1) * scale, -1);  // [h, len]
+    summary_v.push_back(torch::matmul(w.unsqueeze(1), vs).squeeze(1));
+  }
+  auto out = torch::zeros_like(q);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto r = i / s;
+    std::vector<torch::Tensor> keys, values;
+    for (std::int64_t j = r * s; j < std::min(n, (r + 1) * s); ++j)
+      if (!causal || j <= i) keys.push_back(k.select(1, j)), values.push_back(v.select(1, j));
+    for (std::int64_t other = 0; other < segments; ++other)
+      if (causal ? other < r : other != r) keys.push_back(summary_k[other]), values.push_back(summary_v[other]);
+    const auto kk = torch::stack(keys, 1), vv = torch::stack(values, 1);  // [h, m, d]
+    const auto w = torch::softmax(torch::matmul(kk, q.select(1, i).unsqueeze(-1)).squeeze(-1) * scale, -1);
+    out.select(1, i).copy_(torch::matmul(w.unsqueeze(1), vv).squeeze(1));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("sparse/combiner: the paper's formula by hand and the local core's oracle, causal or not", "[sparse]") {
+  torch::manual_seed(41);
+  for (const bool causal : {false, true})
+    for (const auto& [segment, tokens] : std::vector<std::pair<int, std::int64_t>>{{4, 16}, {4, 18}, {5, 7}, {3, 3}}) {
+      INFO("segment " << segment << ", " << tokens << " tokens, causal " << causal);
+      auto m = make("{type: sparse/combiner, heads: 2, segment: " + std::to_string(segment) + "}");
+      auto& combiner = dynamic_cast<CombinerAttentionImpl&>(*m);
+      const auto ctx = attention_tests::context(0, 0, 0, causal);
+      const auto x = torch::randn({2, tokens, kDim}, torch::kFloat64);
+      const auto [q, k, v] = combiner.project(x);
+      std::vector<torch::Tensor> by_hand;
+      for (std::int64_t b = 0; b < 2; ++b)
+        by_hand.push_back(combiner_by_hand(q[b], k[b], v[b], segment, causal, combiner.scale()));
+      const auto y = m->forward(x, ctx);
+      CHECK(max_diff(y, combiner.merge(torch::stack(by_hand), x)) <= 1e-10);
+      const auto [keys, values] = combiner.pattern_keys_values(ctx, q, k, v);
+      CHECK(max_diff(y, combiner.merge(
+                            local_attend_dense(q, keys, values, combiner.pattern(ctx, tokens), {}, combiner.scale()),
+                            x)) <= 1e-10);
+    }
+  // A grid with prefix tokens (global) against the oracle.
+  auto m = make("{type: sparse/combiner, heads: 2, segment: 5, summary: mean}");
+  auto& combiner = dynamic_cast<CombinerAttentionImpl&>(*m);
+  const auto ctx = attention_tests::context(4, 6, 2);
+  const auto x = torch::randn({2, 26, kDim}, torch::kFloat64);
+  const auto [q, k, v] = combiner.project(x);
+  const auto [keys, values] = combiner.pattern_keys_values(ctx, q, k, v);
+  CHECK(max_diff(m->forward(x, ctx),
+                 combiner.merge(local_attend_dense(q, keys, values, combiner.pattern(ctx, 26), {}, combiner.scale()),
+                                x)) <= 1e-10);
+}
+
+TEST_CASE("sparse/combiner: one segment is softmax attention; the probe's implied map gives the output", "[sparse]") {
+  torch::manual_seed(42);
+  auto m = make("{type: sparse/combiner, heads: 2, segment: 64}");
+  auto dense = attention_tests::softmax_twin(dynamic_cast<CombinerAttentionImpl&>(*m));
+  for (const bool causal : {false, true}) {
+    const auto ctx = attention_tests::context(0, 0, 0, causal);
+    const auto x = torch::randn({2, 12, kDim}, torch::kFloat64);
+    CHECK(max_diff(m->forward(x, ctx), dense->forward(x, ctx)) <= 1e-10);
+  }
+  // Segments of 3 over 10 tokens: the recorded [B, h, N, N] map, applied to v, is the attention
+  // output (every summary's weight spread over its segment), and its rows sum to 1.
+  auto c = make("{type: sparse/combiner, heads: 2, segment: 3}");
+  auto& combiner = dynamic_cast<CombinerAttentionImpl&>(*c);
+  AttentionProbe probe;
+  probe.enable();
+  auto ctx = attention_tests::context(0, 0, 0, true);
+  ctx.probe = &probe;
+  const auto x = torch::randn({2, 10, kDim}, torch::kFloat64);
+  const auto y = c->forward(x, ctx);
+  REQUIRE(probe.records().size() == 1);
+  const auto map = probe.records()[0].probs;
+  const auto [q, k, v] = combiner.project(x);
+  CHECK(max_diff(combiner.merge(torch::matmul(map, v), x), y) <= 1e-10);
+  CHECK(max_diff(map.sum(-1), torch::ones({2, 2, 10}, torch::kFloat64)) <= 1e-12);
+  CHECK(map.triu(1).abs().max().item<double>() == 0.0);  // causal
 }
 
 TEST_CASE("sparse mixers: options that cannot work fail at build time, at the option", "[sparse]") {

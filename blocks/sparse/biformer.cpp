@@ -27,10 +27,7 @@ MixerCapabilities BiLevelRoutingAttentionImpl::core_capabilities() const {
   return c;
 }
 
-MixerCapabilities BiLevelRoutingAttentionImpl::capabilities() const {
-  MixerCapabilities c = core_capabilities();
-  return c;
-}
+MixerCapabilities BiLevelRoutingAttentionImpl::capabilities() const { return core_capabilities(); }
 
 torch::Tensor BiLevelRoutingAttentionImpl::forward(const torch::Tensor& x, const MixerContext& ctx) {
   TORCH_CHECK(ctx.has_grid(), key(), ": needs a token grid");

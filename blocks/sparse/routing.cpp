@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "blocks/local/local_attention.h"
 #include "blocks/probe.h"
 #include "registry/config_error.h"
 
@@ -135,7 +136,8 @@ const OptionsSchema<RoutingAttentionOptions>& routing_attention_schema() {
                     "clusters k_c; each holds N / k_c queries and keys (default 0: sqrt of the longest "
                     "sequence, the paper's choice)")
         .min = 0;
-    BLOCKLAB_OPTION(s, decay, "lambda of the centroids' moving average (default 0.999; 1: centroids fixed)").min = 0.0;
+    rate(BLOCKLAB_OPTION(s, decay,
+                         "lambda of the centroids' moving average, in [0, 1] (default 0.999; 1: centroids fixed)"));
     BLOCKLAB_OPTION(s, commitment, "weight of the commitment loss |x^ - mu|^2 (default 1e-4)").min = 0.0;
     BLOCKLAB_OPTION(s, kmeans_init,
                     "k-means iterations fitting the centroids on the first training batch (default "
@@ -149,21 +151,14 @@ const OptionsSchema<RoutingAttentionOptions>& routing_attention_schema() {
 namespace {
 
 TokenMixer make_routing(const ConfigNode& params, const MixerArgs& args) {
-  auto options = bind_options(routing_attention_schema(), params);
-  if (options.decay() > 1.0)
-    config_fail(params, "decay", "decay must be in [0, 1], got " + std::to_string(options.decay()));
-  if (options.clusters() == 0) {
-    const auto longest = longest_sequence(args, params, "clusters", 1,
-                                          "clusters 0 means sqrt of the longest sequence, "
-                                          "but the model gives none",
-                                          "set clusters, e.g. clusters: 8");
-    options.clusters(std::max<std::int64_t>(1, std::llround(std::sqrt(double(longest)))));
-  }
-  const auto config = multi_head_config(options, params, args);
-  if (!config.mask.is_null())
-    config_fail(params, "mask",
-                std::string(RoutingAttentionImpl::kKey) + " takes no attention mask (masks need the dense N x N path)");
-  return std::make_shared<RoutingAttentionImpl>(args.dim, options, config);
+  return make_local_attention<RoutingAttentionImpl>(
+      routing_attention_schema(), params, args, [&](RoutingAttentionOptions& options) {
+        if (options.clusters() > 0) return;
+        const auto longest = longest_sequence(args, params, "clusters", 1,
+                                              "clusters 0 means sqrt of the longest sequence, but the model gives none",
+                                              "set clusters, e.g. clusters: 8");
+        options.clusters(std::max<std::int64_t>(1, std::llround(std::sqrt(double(longest)))));
+      });
 }
 
 BLOCKLAB_REGISTER(mixer_registry(),

@@ -19,6 +19,7 @@
 #include "experiments/optim/optimizer.h"
 #include "registry/cli_options.h"
 #include "registry/command.h"
+#include "registry/registry.h"
 #include "registry/yaml_io.h"
 
 namespace blocklab {

@@ -98,14 +98,6 @@ std::string file_part(const std::string& path, bool directory) {
   return directory ? (slash == 0 ? "/" : path.substr(0, slash)) : path.substr(slash + 1);
 }
 
-// Throws ConfigError when an integer option is outside the range its schema declares.
-void check_range(const std::string& name, std::int64_t value) {
-  const ParamSpec& spec = *kjv_schema().schema().find(name);
-  const auto v = static_cast<double>(value);
-  if ((spec.min && v < *spec.min) || (spec.max && v > *spec.max))
-    throw ConfigError(std::to_string(value) + " is out of range", {}, "dataset." + name, {spec.type_text()});
-}
-
 void check_options(const KjvOptions& o) {
   for (const auto& [name, value] : std::vector<std::pair<std::string, std::int64_t>>{{"context", o.context()},
                                                                                      {"stride", o.stride()},
@@ -114,7 +106,7 @@ void check_options(const KjvOptions& o) {
                                                                                      {"limit_train", o.limit_train()},
                                                                                      {"limit_val", o.limit_val()},
                                                                                      {"limit_test", o.limit_test()}})
-    check_range(name, value);
+    check_dataset_option_range(kjv_schema().schema(), name, value);
   if (o.val_books() + o.test_books() >= kKjvBooks)
     throw ConfigError("val_books + test_books = " + std::to_string(o.val_books() + o.test_books()) +
                           " leaves no book for training (the KJV has 66)",

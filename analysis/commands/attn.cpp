@@ -34,6 +34,7 @@
 #include "registry/cli_options.h"
 #include "registry/command.h"
 #include "registry/config_error.h"
+#include "registry/registry.h"
 #include "registry/yaml_io.h"
 
 namespace fs = std::filesystem;

@@ -9,6 +9,7 @@
 #include "analysis/run_records.h"
 #include "registry/cli_options.h"
 #include "registry/command.h"
+#include "registry/registry.h"
 #include "registry/yaml_io.h"
 
 namespace blocklab {

@@ -7,6 +7,7 @@
 #include "analysis/run_records.h"
 #include "registry/cli_options.h"
 #include "registry/command.h"
+#include "registry/registry.h"
 
 namespace blocklab {
 namespace {

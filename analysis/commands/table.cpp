@@ -10,6 +10,7 @@
 #include "experiments/run_files.h"
 #include "registry/cli_options.h"
 #include "registry/command.h"
+#include "registry/registry.h"
 
 namespace blocklab {
 namespace {

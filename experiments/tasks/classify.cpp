@@ -7,15 +7,15 @@
 namespace blocklab {
 namespace {
 
-const ClassificationTask kTask{{"images", "vit", "linear", "fashion-mnist"}, /*augment=*/true};
+const ClassificationTask kClassifyTask{{"images", "vit", "linear", "fashion-mnist"}, /*augment=*/true};
 
 const Schema& classify_schema() {
-  static const Schema schema = classification_schema(kTask.defaults);
+  static const Schema schema = classification_schema(kClassifyTask.defaults);
   return schema;
 }
 
 [[maybe_unused]] const bool BLOCKLAB_UNIQUE(check_registered_) =
-    register_task_check("classify", classification_check(classify_schema(), kTask));
+    register_task_check("classify", classification_check(classify_schema(), kClassifyTask));
 
 BLOCKLAB_REGISTER(task_registry(),
                   BLOCKLAB_ENTRY("classify")
@@ -23,7 +23,7 @@ BLOCKLAB_REGISTER(task_registry(),
                       .equation("min_theta CE(head(pool(stack(stem(x)))), y) with AdamW/SGD, schedule, label smoothing")
                       .schema(classify_schema())
                       .example("{}"),
-                  classification_factory(classify_schema(), kTask));
+                  classification_factory(classify_schema(), kClassifyTask));
 
 }  // namespace
 }  // namespace blocklab

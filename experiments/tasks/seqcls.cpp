@@ -10,15 +10,15 @@
 namespace blocklab {
 namespace {
 
-const ClassificationTask kTask{{"sequences", "model/composed", "linear", "synthetic/listops"}, /*augment=*/false};
+const ClassificationTask kSeqclsTask{{"sequences", "model/composed", "linear", "synthetic/listops"}, /*augment=*/false};
 
 const Schema& seqcls_schema() {
-  static const Schema schema = classification_schema(kTask.defaults);
+  static const Schema schema = classification_schema(kSeqclsTask.defaults);
   return schema;
 }
 
 [[maybe_unused]] const bool BLOCKLAB_UNIQUE(check_registered_) =
-    register_task_check("seqcls", classification_check(seqcls_schema(), kTask));
+    register_task_check("seqcls", classification_check(seqcls_schema(), kSeqclsTask));
 
 BLOCKLAB_REGISTER(task_registry(),
                   BLOCKLAB_ENTRY("seqcls")
@@ -28,7 +28,7 @@ BLOCKLAB_REGISTER(task_registry(),
                       .equation("min_theta CE(head(mean_{n < len}(stack(stem(ids))_n)), y), label smoothing")
                       .schema(seqcls_schema())
                       .example("{}"),
-                  classification_factory(seqcls_schema(), kTask));
+                  classification_factory(seqcls_schema(), kSeqclsTask));
 
 }  // namespace
 }  // namespace blocklab

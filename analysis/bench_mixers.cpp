@@ -40,6 +40,7 @@ struct MixerBench {
   std::int64_t dim = 64, heads = 4, batch = 1, threads = 2, rounds = 3;
   double min_time = 0.2;  // seconds of calls per measurement
   bool causal = true;
+  bool grid = false;              // every mixer on a square image grid (N a square), not causal
   bool softmax = true;            // attention/softmax first, the reference of the ratios (--without-softmax: not run)
   std::vector<std::string> sets;  // --set KEY=VALUE, for every mixer that has the option
   std::string out = "results/bench";
@@ -105,12 +106,12 @@ std::pair<double, double> run_once(TokenMixer& mixer, const torch::Tensor& x, co
 }
 
 // The layout a mixer runs on: causal when asked and the mixer can; a square grid when it needs
-// one (N must then be a square). Returns false when the mixer cannot run at N.
+// one or --grid asks (N must then be a square). Returns false when the mixer cannot run at N.
 bool mixer_context(const TokenMixer& m, const MixerBench& b, std::int64_t n, MixerContext& ctx) {
   const MixerCapabilities caps = m->capabilities();
   ctx = MixerContext{};
   ctx.causal = b.causal && caps.causal;
-  if (!caps.needs_grid) return true;
+  if (!caps.needs_grid && !b.grid) return true;
   const auto side = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
   ctx.grid_height = ctx.grid_width = side;
   return side * side == n;
@@ -155,8 +156,10 @@ void print_table(const MixerBench& b, const std::vector<std::vector<Measure>>& m
       "mixers at dim %lld, heads %lld, batch %lld, %s, %lld threads, forward + backward, median of %lld "
       "rounds of >= %.2g s of calls each (torch %s)\n",
       static_cast<long long>(b.dim), static_cast<long long>(b.heads), static_cast<long long>(b.batch),
-      b.causal ? "causal" : "not causal", static_cast<long long>(b.threads), static_cast<long long>(b.rounds),
-      b.min_time, BLOCKLAB_TORCH_VERSION);
+      b.grid     ? "square image grids"
+      : b.causal ? "causal"
+                 : "not causal",
+      static_cast<long long>(b.threads), static_cast<long long>(b.rounds), b.min_time, BLOCKLAB_TORCH_VERSION);
   for (const auto& text : b.sets) std::printf("--set %s (the mixers that have the option)\n", text.c_str());
   std::printf(
       "(mixers that are not causal run bidirectionally, those that need a grid on a square grid; '-': N is "
@@ -264,6 +267,9 @@ int bench_mixers_command(const std::vector<std::string>& args) {
       "set", po::value<std::vector<std::string>>()->composing(),
       "an option for every mixer that has it, KEY=VALUE (repeatable), e.g. chunk=32")("not-causal",
                                                                                       "bidirectional (default causal)")(
+      "grid",
+      "every mixer on a square grid of image tokens (N a square: 196,784,...), not causal: the local and "
+      "sparse image mixers next to dense attention")(
       "without-softmax", "do not run attention/softmax (no ratios to it): to profile the mixers alone")(
       "out", po::value<std::string>(), "directory of the plot (default results/bench)");
   const auto cl = parse_command_line("bench", args, opts);
@@ -276,7 +282,8 @@ int bench_mixers_command(const std::vector<std::string>& args) {
         opts,
         "Examples:\n  blocklab bench mixers\n  blocklab bench mixers --mixers linear/elu "
         "--lengths 1024,4096,16384 --threads 1\n  blocklab bench mixers --mixers linear/elu,linear/lightning "
-        "--set chunk=32\n  blocklab bench mixers --mixers ssm/mamba,ssm/mamba:scan=reference --lengths 1024,4096\n");
+        "--set chunk=32\n  blocklab bench mixers --mixers ssm/mamba,ssm/mamba:scan=reference --lengths 1024,4096\n  "
+        "blocklab bench mixers --grid --mixers local/window,local/neighborhood --lengths 196,784,3136,12544\n");
     return 0;
   }
   if (!cl.positional.empty()) throw UsageError("blocklab bench mixers: unexpected argument '" + cl.positional[0] + "'");
@@ -299,7 +306,8 @@ int bench_mixers_command(const std::vector<std::string>& args) {
   b.threads = integer_option(cl, "bench", "threads", 1, 256, b.threads);
   b.rounds = integer_option(cl, "bench", "rounds", 1, 100, b.rounds);
   b.min_time = real_option(cl, "bench", "min-time", 0.0, 60.0, b.min_time);
-  b.causal = cl.vars.count("not-causal") == 0;
+  b.grid = cl.vars.count("grid") > 0;
+  b.causal = cl.vars.count("not-causal") == 0 && !b.grid;
   if (cl.vars.count("set")) b.sets = cl.vars["set"].as<std::vector<std::string>>();
   for (const auto& text : b.sets)
     if (std::none_of(b.mixers.begin(), b.mixers.end(), [&](const auto& key) { return has_option(key, text); }))

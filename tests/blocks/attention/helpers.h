@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "blocks/attention/softmax.h"
+#include "blocks/common/conv_bn.h"
 #include "registry/config_error.h"
 #include "registry/yaml_io.h"
 
@@ -18,6 +19,26 @@ inline bool close(const torch::Tensor& a, const torch::Tensor& b, double rtol = 
 }
 
 inline double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+// Every parameter drawn from N(0, 0.5) and the BatchNorm running statistics moved off their
+// init, then eval mode: BN scales, biases and statistics all show in a by-hand formula.
+inline void randomise_for_by_hand(torch::nn::Module& m) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : m.parameters()) p.normal_(0.0, 0.5);
+  for (auto& b : m.named_buffers())
+    if (b.key().find("running_var") != std::string::npos)
+      b.value().uniform_(0.5, 2.0);
+    else if (b.key().find("running_mean") != std::string::npos)
+      b.value().normal_(0.0, 0.3);
+  m.eval();
+}
+
+// A 1 x 1 ConvBN on tokens [B, N, C] by hand, eval mode (running statistics).
+inline torch::Tensor conv_bn_by_hand(const PointwiseConvBNImpl& c, const torch::Tensor& x) {
+  const auto& bn = *c.bn;
+  const auto y = torch::matmul(x, c.conv->weight.t());
+  return (y - bn.running_mean) / torch::sqrt(bn.running_var + bn.options.eps()) * bn.weight + bn.bias;
+}
 
 inline ConfigNode yaml(const std::string& text) { return parse_yaml(text, "test"); }
 

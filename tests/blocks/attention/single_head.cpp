@@ -22,21 +22,8 @@ std::shared_ptr<SingleHeadAttentionImpl> make_shsa(const std::string& yaml) {
       mixer_registry().create(parse_yaml(yaml, "t.yaml"), MixerArgs{kDim, 64}));
   REQUIRE(m);
   m->to(torch::kFloat64);
-  torch::NoGradGuard no_grad;
-  for (auto& p : m->parameters()) p.normal_(0.0, 0.5);  // BN scales off their init, so every term shows
-  for (auto& b : m->named_buffers())
-    if (b.key().find("running_var") != std::string::npos)
-      b.value().uniform_(0.5, 2.0);
-    else if (b.key().find("running_mean") != std::string::npos)
-      b.value().normal_(0.0, 0.3);
-  m->eval();
+  attention_tests::randomise_for_by_hand(*m);
   return m;
-}
-
-torch::Tensor conv_bn_by_hand(const PointwiseConvBNImpl& c, const torch::Tensor& x) {
-  const auto& bn = *c.bn;
-  const auto y = torch::matmul(x, c.conv->weight.t());
-  return (y - bn.running_mean) / torch::sqrt(bn.running_var + bn.options.eps()) * bn.weight + bn.bias;
 }
 
 }  // namespace
@@ -49,10 +36,10 @@ TEST_CASE("single-head: the SHSA formula by hand, eval statistics", "[variants]"
   // GroupNorm with one group: each sample's 7 x 11 values standardised, then the affine per channel.
   const auto mean = x1.mean({1, 2}, true), var = x1.var({1, 2}, /*unbiased=*/false, true);
   const auto normed = (x1 - mean) / torch::sqrt(var + 1e-5) * m->pre_norm->weight + m->pre_norm->bias;
-  const auto qkv = conv_bn_by_hand(*m->qkv, normed);
+  const auto qkv = attention_tests::conv_bn_by_hand(*m->qkv, normed);
   const auto q = qkv.narrow(2, 0, 5), k = qkv.narrow(2, 5, 5), v = qkv.narrow(2, 10, 7);
   const auto mixed = torch::matmul(torch::softmax(torch::matmul(q, k.transpose(1, 2)) / std::sqrt(5.0), -1), v);
-  const auto want = conv_bn_by_hand(*m->proj, torch::relu(torch::cat({mixed, x2}, 2)));
+  const auto want = attention_tests::conv_bn_by_hand(*m->proj, torch::relu(torch::cat({mixed, x2}, 2)));
   CHECK(max_diff(m->forward(x, attention_tests::context()), want) <= 1e-10);
 }
 

@@ -1,5 +1,6 @@
 #include "blocks/backbones/mbconv_block.h"
 
+#include "blocks/common/grid_image.h"
 #include "blocks/common/init.h"
 #include "blocks/common/options.h"
 #include "registry/config_error.h"
@@ -48,10 +49,10 @@ torch::Tensor MBConvBlockImpl::forward(const torch::Tensor& x, const MixerContex
   TORCH_CHECK(ctx.has_grid() && x.size(1) == ctx.prefix_tokens + ctx.grid_height * ctx.grid_width, kKey,
               ": needs the tokens of an image grid (a patch stem), got ", x.size(1), " tokens with a ", ctx.grid_height,
               "x", ctx.grid_width, " grid and ", ctx.prefix_tokens, " prefix tokens");
-  const auto batch = x.size(0), dim = x.size(2), prefix = ctx.prefix_tokens;
+  const auto prefix = ctx.prefix_tokens;
   const auto body = x.narrow(1, prefix, x.size(1) - prefix);
-  const auto image = body.transpose(1, 2).reshape({batch, dim, ctx.grid_height, ctx.grid_width});
-  const auto update = branch(image).flatten(2).transpose(1, 2);
+  const auto image = grid_tokens_to_image(body, ctx.grid_height, ctx.grid_width);
+  const auto update = image_to_grid_tokens(branch(image));
   const auto out = body + blocklab::drop_path(update, drop_path_, is_training());
   return prefix > 0 ? torch::cat({x.narrow(1, 0, prefix), out}, 1) : out;
 }

@@ -1,5 +1,7 @@
 #include "blocks/sparse/fasa.h"
 
+#include "blocks/common/grid_image.h"
+
 #include <cmath>
 #include <numeric>
 
@@ -21,12 +23,6 @@ torch::nn::Conv2d fasa_depthwise3x3(std::int64_t channels) {
 std::vector<std::int64_t> fasa_ratios(std::int64_t sr) {
   return sr > 1 ? std::vector<std::int64_t>{2, 7, 7} : std::vector<std::int64_t>{1, 7};
 }
-
-// [B, N, C] tokens of a grid -> [B, C, H, W], and back.
-torch::Tensor fasa_to_grid(const torch::Tensor& t, std::int64_t height, std::int64_t width) {
-  return t.transpose(1, 2).reshape({t.size(0), t.size(2), height, width});
-}
-torch::Tensor fasa_to_tokens(const torch::Tensor& g) { return g.flatten(2).transpose(1, 2); }
 
 // softmax(q k^T scale) v over one key set shared by every query: q [B, h, N, d], k, v [B, h, M, d].
 torch::Tensor fasa_attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale) {
@@ -88,10 +84,10 @@ std::pair<torch::Tensor, torch::Tensor> FasaAttentionImpl::coarse_keys_values(co
   const auto padded = F::pad(grid0, F::PadFuncOptions({0, std::max<std::int64_t>(0, s - grid0.size(3)), 0,
                                                        std::max<std::int64_t>(0, s - grid0.size(2))}));
   const auto reduced = sr->forward(padded);  // [B, C_0, H / sr, W / sr]
-  const auto kv = kv_g->forward(norm->forward(fasa_to_tokens(reduced)));
+  const auto kv = kv_g->forward(norm->forward(image_to_grid_tokens(reduced)));
   const auto k = kv.narrow(2, 0, c0), v = kv.narrow(2, c0, c0);
-  const auto v_grid = fasa_to_grid(v, reduced.size(2), reduced.size(3));
-  return {k, v + fasa_to_tokens(local_conv_g->forward(v_grid))};
+  const auto v_grid = grid_tokens_to_image(v, reduced.size(2), reduced.size(3));
+  return {k, v + image_to_grid_tokens(local_conv_g->forward(v_grid))};
 }
 
 torch::Tensor FasaAttentionImpl::pool_windows(const torch::Tensor& kv, std::int64_t group) const {
@@ -130,9 +126,9 @@ torch::Tensor FasaAttentionImpl::forward(const torch::Tensor& x, const MixerCont
               ": needs prefix + H x W grid tokens, got ", x.size(1), " tokens for a ", ctx.grid_height, "x",
               ctx.grid_width, " grid and ", ctx.prefix_tokens, " prefix tokens");
   const auto b = x.size(0), n = x.size(1), h = options_.heads();
-  const auto grid = fasa_to_grid(x.narrow(1, ctx.prefix_tokens, n - ctx.prefix_tokens), ctx.grid_height,
-                                 ctx.grid_width);  // [B, C, H, W]
-  const auto queries = q->forward(x);              // every token, prefix ones too
+  const auto grid = grid_tokens_to_image(x.narrow(1, ctx.prefix_tokens, n - ctx.prefix_tokens), ctx.grid_height,
+                                         ctx.grid_width);  // [B, C, H, W]
+  const auto queries = q->forward(x);                      // every token, prefix ones too
   const auto c0 = widths_[0];
   std::vector<torch::Tensor> outputs;
   {

@@ -1,5 +1,7 @@
 #include "blocks/sparse/sg_former.h"
 
+#include "blocks/common/grid_image.h"
+
 #include <cmath>
 
 #include "blocks/attention/parts/local_patterns.h"
@@ -39,12 +41,10 @@ namespace {
 // a multiple of `multiple`.
 torch::Tensor sg_former_padded_image(const torch::Tensor& grid, std::int64_t height, std::int64_t width,
                                      std::int64_t multiple) {
-  const auto image = grid.transpose(1, 2).unflatten(2, {height, width});
+  const auto image = grid_tokens_to_image(grid, height, width);
   const auto pad_h = (multiple - height % multiple) % multiple, pad_w = (multiple - width % multiple) % multiple;
   return torch::constant_pad_nd(image, {0, pad_w, 0, pad_h}, 0.0);
 }
-
-torch::Tensor sg_former_tokens(const torch::Tensor& image) { return image.flatten(2).transpose(1, 2); }
 
 torch::Tensor sg_former_merge(const torch::Tensor& o) { return o.transpose(1, 2).flatten(2); }  // [B,h,N,d]->[B,N,hd]
 
@@ -94,7 +94,7 @@ std::pair<torch::Tensor, torch::Tensor> SgFormerAttentionImpl::split_kv(const to
 
 torch::Tensor SgFormerAttentionImpl::lepe(const torch::Tensor& x_grid, const MixerContext& ctx) {
   const auto image = lepe_linear->forward(x_grid).transpose(1, 2).unflatten(2, {ctx.grid_height, ctx.grid_width});
-  return sg_former_tokens(lepe_conv->forward(image));
+  return image_to_grid_tokens(lepe_conv->forward(image));
 }
 
 torch::Tensor SgFormerAttentionImpl::forward(const torch::Tensor& x, const MixerContext& ctx) {
@@ -108,7 +108,7 @@ torch::Tensor SgFormerAttentionImpl::global_half(const torch::Tensor& x, const M
                                                  torch::Tensor* weights) {
   const auto prefix = ctx.prefix_tokens, grid = ctx.grid_height * ctx.grid_width;
   const auto image = sg_former_padded_image(x.narrow(1, prefix, grid), ctx.grid_height, ctx.grid_width, options_.sr());
-  const auto reduced = torch::gelu(reduce_norm->forward(sg_former_tokens(reduce->forward(image))));
+  const auto reduced = torch::gelu(reduce_norm->forward(image_to_grid_tokens(reduce->forward(image))));
   const auto [k, v] = split_kv(kv1->forward(torch::cat({x.narrow(1, 0, prefix), reduced}, 1)));
   const auto a = torch::softmax(torch::matmul(heads_of(q1->forward(x)) * scale_, k.transpose(-2, -1)), -1);
   if (weights) *weights = a;
@@ -163,7 +163,7 @@ torch::Tensor SgFormerAttentionImpl::own_significance(const torch::Tensor& x, co
   const auto sr = options_.sr();
   const auto x_grid = x.narrow(1, prefix, grid).detach();
   const auto pooled = torch::avg_pool2d(sg_former_padded_image(x_grid, height, width, sr), sr, sr);
-  const auto k = heads_of(kv1->forward(sg_former_tokens(pooled)).narrow(2, 0, dim_ / 2));
+  const auto k = heads_of(kv1->forward(image_to_grid_tokens(pooled)).narrow(2, 0, dim_ / 2));
   const auto q_half = heads_of(q->forward(x_grid)).narrow(1, 0, options_.heads() / 2);
   const auto a = torch::softmax(torch::matmul(q_half * scale_, k.transpose(-2, -1)), -1);
   return sg_former_upsample(sg_former_global_term(a, pooled.size(2), pooled.size(3)), sr, height, width);

@@ -12,6 +12,8 @@
 #include "registry/yaml_io.h"
 #include "tiny_run.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 namespace fs = std::filesystem;
 
@@ -396,3 +398,5 @@ TEST_CASE("blocklab attn on SSM language models: Mamba-2's semiseparable matrix;
     CHECK(testing::slurp(tmp.path / "bad.log").find("--no-mixing leaves nothing to draw") != std::string::npos);
   }
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -12,6 +12,8 @@
 #include "golden.h"
 #include "process_support.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using blocklab::testing::blocklab_command;
 
@@ -188,3 +190,5 @@ TEST_CASE("block: --help documents the command and blocklab --help lists it", "[
   const auto all = blocklab_command("--help");
   CHECK(all.out.find("\n  block ") != std::string::npos);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -21,6 +21,8 @@
 #include "golden.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -725,3 +727,5 @@ TEST_CASE("small_attention: timing against SDPA and the math path", "[.bench]") 
   }
   at::set_num_threads(threads);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -11,6 +11,8 @@
 #include "process_support.h"
 #include "registry/cli_options.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -273,3 +275,5 @@ TEST_CASE("bench scan times each primitive's fast form and reference loop and pr
     CHECK(x > 0);
   }
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

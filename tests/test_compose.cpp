@@ -7,6 +7,8 @@
 #include "registry/interpolate.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -252,3 +254,5 @@ TEST_CASE("interpolated containers cannot nest the config deeper than the limit"
             std::string(10, ']') + "\n";
   CHECK_THROWS_WITH(resolved(yaml), Catch::Contains("the interpolation makes the config nest deeper than 256 levels"));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -4,6 +4,8 @@
 #include "registry/config_error.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 TEST_CASE("plain scalars are typed by the YAML 1.2 core schema", "[config]") {
@@ -159,3 +161,5 @@ TEST_CASE("golden: cyclic alias, alias bomb, deep nesting", "[golden]") {
   INFO(mismatch);
   CHECK(mismatch.empty());
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

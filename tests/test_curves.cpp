@@ -23,6 +23,8 @@
 #include "registry/config_error.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 namespace fs = std::filesystem;
 using namespace blocklab;
 using Catch::Matchers::Contains;
@@ -510,3 +512,5 @@ TEST_CASE("failed runs are marked in overlay legends and in mean-over-seeds grou
   loss.mean_over_seeds = true;
   CHECK_THAT(labels_of(curve_charts(set, loss).at(0).chart).at(0), Contains("n=2, 1 failed"));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

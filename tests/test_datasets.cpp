@@ -25,6 +25,8 @@
 #include "datasets/fashion_mnist.h"
 #include "golden.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -596,3 +598,5 @@ TEST_CASE("fashion-mnist: load and prepare times", "[.][datasets-bench]") {
   CHECK(load_ms < 2000);
   CHECK(median(augmented) < 5.0);  // under 5% of a 100 ms training step
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

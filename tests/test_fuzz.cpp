@@ -19,6 +19,8 @@
 #include "registry/schema.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -321,3 +323,5 @@ TEST_CASE("random command lines through the executable exit 0, 1 or 2, never by 
     CHECK((status >= 0 && status <= 2));
   }
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

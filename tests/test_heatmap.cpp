@@ -28,6 +28,8 @@
 #include "analysis/npy.h"
 #include "process_support.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using blocklab::testing::slurp;
 using blocklab::testing::TempDir;
@@ -553,3 +555,5 @@ TEST_CASE("npy files: float32 and int64 bytes, read back, numpy.load", "[maps]")
   CHECK(status == 0);
   CHECK(output.find("numpy ok") != std::string::npos);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -3,6 +3,8 @@
 #include "experiments/optim/optimizer.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -65,3 +67,5 @@ TEST_CASE("sgd: momentum accumulates", "[optim]") {
   }
   CHECK(w.item<double>() == Approx(1.0 - 0.1 * 1.0 - 0.1 * 1.9));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -8,6 +8,8 @@
 #include "registry/config_error.h"
 #include "registry/override.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 TEST_CASE("override operators and keys", "[override]") {
@@ -250,3 +252,5 @@ TEST_CASE("override_value_text reads back as the same value", "[override]") {
   bad.set("a#b", ConfigNode::integer(1));  // no override can write this key
   CHECK_THROWS_AS(override_value_text(bad), ConfigError);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -23,6 +23,8 @@
 
 #include "analysis/plot.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 namespace fs = std::filesystem;
 
@@ -398,3 +400,5 @@ TEST_CASE("example charts for a person to look at", "[plot]") {
   }
   render_line_chart(lr, (dir / "example_log.png").string(), (dir / "example_log.svg").string());
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

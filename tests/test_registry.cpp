@@ -9,6 +9,8 @@
 #include "registry/suggest.h"
 #include "support_registries.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 TEST_CASE("keys are lowercase family/name with dashes", "[registry]") {
@@ -97,3 +99,5 @@ TEST_CASE("census: the registry holds exactly the checked-in names", "[census]")
                                                      << missing.str());
   CHECK(actual == expected);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -15,6 +15,8 @@
 #include "process_support.h"
 #include "tiny_run.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 namespace fs = std::filesystem;
 using namespace blocklab::testing;
 
@@ -359,3 +361,5 @@ TEST_CASE("the reliability group throws at least 60 bad inputs at the CLI", "[re
       config_cases().size() + override_cases().size() + argument_cases().size() + corrupt_file_cases().size();
   CHECK(n >= 60);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

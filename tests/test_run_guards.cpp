@@ -22,6 +22,8 @@
 #include "process_support.h"
 #include "tiny_run.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 namespace fs = std::filesystem;
 using namespace blocklab::testing;
 
@@ -376,3 +378,5 @@ TEST_CASE("a sweep claim left by a dead worker on another host is taken over; a 
   CHECK(slurp(job_dir / "state.json").find("\"state\": \"done\"") != std::string::npos);
   CHECK_FALSE(fs::exists(job_dir / "claim"));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

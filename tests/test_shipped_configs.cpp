@@ -12,6 +12,8 @@
 #include "experiments/experiment.h"
 #include "experiments/sweep.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 namespace fs = std::filesystem;
 
@@ -81,3 +83,5 @@ TEST_CASE("every shipped experiment, and every run and sweep its comments list, 
   }
   CHECK(checked >= 200);  // 246 points: the sweeps of the block waves list dozens of mixers x 3 seeds
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -20,6 +20,8 @@
 #include "process_support.h"
 #include "registry/config_error.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::testing;
 
@@ -503,3 +505,5 @@ TEST_CASE("status on a corrupt ledger names the file and the fix, exit 2", "[swe
   CHECK(mismatch.empty());
   CHECK(status().first == 0);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

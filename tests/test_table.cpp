@@ -23,6 +23,8 @@
 #include "registry/config_error.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 namespace fs = std::filesystem;
 using namespace blocklab;
 
@@ -496,3 +498,5 @@ TEST_CASE("blocklab table --also adds per-row summary columns (never bold, count
   CHECK(with_cols.status == 2);
   CHECK(with_cols.err.find("--also adds columns per row") != std::string::npos);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

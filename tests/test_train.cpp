@@ -18,6 +18,8 @@
 #include <sstream>
 #include <thread>
 
+namespace BLOCKLAB_TEST_FILE {
+
 namespace fs = std::filesystem;
 using namespace blocklab::testing;
 
@@ -189,3 +191,5 @@ TEST_CASE("SIGTERM or SIGUSR1 mid-run: checkpoint, exit 75, --resume equals an u
     CHECK(summary_field(dir, "weights_fnv1a64") == summary_field(full, "weights_fnv1a64"));
   }
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -8,6 +8,8 @@
 #include "blocks/masks/mask.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -71,3 +73,5 @@ TEST_CASE("every registered mixer and mask declares only parameters it has", "[o
     CHECK_NOTHROW(no_weight_decay_names(*mixer("{type: attention/softmax, heads: 4, mask: {type: " + key + "}}")));
   }
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -8,6 +8,8 @@
 
 #include "blocks/family_trains.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::family_trains;
 
@@ -47,3 +49,5 @@ TEST_CASE("wave 3 families: every mixer learns to classify images in a ViT", "[t
       check_learns_vit(key);
     }
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

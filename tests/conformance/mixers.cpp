@@ -22,6 +22,8 @@
 #include "conformance/checks.h"
 #include "conformance/decay_recurrence.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::conformance;
 
@@ -280,3 +282,5 @@ TEST_CASE("conformance: describe shows a mixer's capabilities", "[conformance]")
   CHECK(facts("attention/gpsa").find("causal no") != std::string::npos);
   CHECK(facts("attention/sigmoid").find("attention weights unnormalised") != std::string::npos);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -14,6 +14,8 @@
 #include "blocks/model.h"
 #include "conformance/checks.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::conformance;
 
@@ -251,3 +253,5 @@ TEST_CASE("conformance: forecasters", "[conformance]") {
   }
   CHECK(forecasters >= 4);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -11,6 +11,8 @@
 #include "registry/yaml_io.h"
 #include "tests/golden.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -162,3 +164,5 @@ TEST_CASE("kjv: a missing program or text names it and the package that installs
   CHECK(program.find("apt-get install bible-kjv ") != std::string::npos);
   CHECK(data.find("apt-get install bible-kjv-text") != std::string::npos);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -13,6 +13,8 @@
 #include "golden.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -230,3 +232,5 @@ TEST_CASE("listops: generation time at the size of LRA", "[.][seqcls-bench]") {
   std::cout << "96000/2000/2000 expressions of 500..2000 tokens: " << seconds << " s, " << data.attempts_per_example()
             << " trees drawn per tree kept\n";
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

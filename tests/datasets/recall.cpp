@@ -13,6 +13,8 @@
 #include "golden.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -312,3 +314,5 @@ TEST_CASE("recall: the token stream samples uniformly and by weight without repl
   const std::vector<std::int64_t> both = TokenRng(1).weighted_distinct(2, {1.0, 3.0});
   CHECK(std::set<std::int64_t>(both.begin(), both.end()) == std::set<std::int64_t>{0, 1});
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -8,6 +8,8 @@
 #include "golden.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -135,3 +137,5 @@ TEST_CASE("sequential-fmnist: missing files give fashion-mnist's message, naming
   CHECK(text.find("apt-get install dataset-fashion-mnist") != std::string::npos);
   CHECK(text.find(root + "/train-images-idx3-ubyte.gz: file is missing") != std::string::npos);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

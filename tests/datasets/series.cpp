@@ -11,6 +11,8 @@
 #include "process_support.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 namespace fs = std::filesystem;
 
@@ -179,3 +181,5 @@ TEST_CASE("series/temps: a damaged file names the file and line", "[forecast]") 
         std::string::npos);
   CHECK(text.find("apt-get install --reinstall python3-vega-datasets") != std::string::npos);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -6,6 +6,8 @@
 #include "tests/process_support.h"
 #include "tests/tiny_run.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 namespace fs = std::filesystem;
 using namespace blocklab::testing;
 
@@ -38,3 +40,5 @@ TEST_CASE("forecast: the README's commands validate (show builds the model for t
   CHECK(run_blocklab({"show", "forecast_temps", "dataset.horizon=1000"}, tmp.path / "bad.log") == 2);
   CHECK(slurp(tmp.path / "bad.log").find("dataset.horizon") != std::string::npos);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

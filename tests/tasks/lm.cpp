@@ -13,6 +13,8 @@
 #include "tests/conformance/decay_recurrence.h"
 #include "tests/tiny_run.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::testing;
 
@@ -166,3 +168,5 @@ TEST_CASE("lm: a tiny lm_kjv run scores bits per character, and generate prints 
   CHECK(unknown.status == 2);
   CHECK(unknown.err.find("outside the model's vocabulary: '2', '3', '#'") != std::string::npos);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -16,6 +16,8 @@
 #include "tests/process_support.h"
 #include "tests/tiny_run.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 namespace fs = std::filesystem;
 using namespace blocklab::testing;
 
@@ -197,3 +199,5 @@ TEST_CASE("loop contract: a loss that is not finite ends the run as diverged, ex
   CHECK(task.run(out, extra, tmp.path / "again.log") == 3);
   CHECK(slurp(tmp.path / "again.log").find("an identical run diverged at step") != std::string::npos);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

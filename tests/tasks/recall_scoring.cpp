@@ -7,6 +7,8 @@
 #include "datasets/dataset.h"
 #include "experiments/tasks/token_score.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 TEST_CASE("recall: accuracy and loss count only the scored positions", "[recall]") {
@@ -44,3 +46,5 @@ TEST_CASE("recall: a padded batch is cut to its longest row", "[recall]") {
   CHECK(cut.targets.size(1) == 4);
   CHECK(trim_padding(Batch{batch.inputs, batch.targets, {}}).inputs.size(1) == 6);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

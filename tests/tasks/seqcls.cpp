@@ -9,6 +9,8 @@
 #include "tests/process_support.h"
 #include "tests/tiny_run.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::testing;
 namespace fs = std::filesystem;
@@ -79,3 +81,5 @@ TEST_CASE("seqcls: the listops and sfmnist experiments train, validate and test 
   CHECK(summary_field(s, "steps") == "4");
   CHECK(!summary_field(s, "best/val_acc").empty());
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -15,6 +15,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/attention/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using attention_tests::max_diff;
 using torch::indexing::Slice;
@@ -214,3 +216,5 @@ TEST_CASE("cascaded-group: what cannot work fails with the fix; it learns in a V
   CHECK_THROWS_WITH(m->forward(torch::randn({1, 9, 12}), MixerContext{}), Catch::Contains("needs a token grid"));
   family_trains::check_learns_vit(CascadedGroupAttentionImpl::kKey);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

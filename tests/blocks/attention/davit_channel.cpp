@@ -13,6 +13,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/attention/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using attention_tests::max_diff;
 
@@ -152,3 +154,5 @@ TEST_CASE("davit-channel: options that cannot work fail at build time; no causal
   CHECK(!m->capabilities().records_weights());
   family_trains::check_learns_vit(DavitChannelAttentionImpl::kKey);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

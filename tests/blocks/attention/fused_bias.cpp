@@ -11,6 +11,8 @@
 #include "blocks/common/small_attention.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -124,3 +126,5 @@ TEST_CASE("masks: the fused path is the kernel with the mask as its bias; multip
     CHECK(torch::equal(m->forward(x, ctx), m->merge(by_hand)));
   }
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

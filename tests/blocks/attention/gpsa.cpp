@@ -3,6 +3,8 @@
 
 #include "blocks/attention/gpsa.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::attention_tests;
 
@@ -101,3 +103,5 @@ TEST_CASE("gpsa: not causal; a plain sequence is a 1 x N grid; a mismatched grid
   CHECK(close(m->forward(x, context()), m->forward(x, context(1, 6))));
   CHECK_THROWS(m->forward(x, context(2, 2)));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

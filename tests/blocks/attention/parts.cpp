@@ -13,6 +13,8 @@
 #include "registry/yaml_io.h"
 #include "tests/golden.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -145,3 +147,5 @@ TEST_CASE("parts: capabilities keep the contract's facts", "[variants]") {
   CHECK_FALSE(caps("attention/gpsa").causal);
   CHECK_FALSE(caps("attention/selective").variable_lengths);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -4,6 +4,8 @@
 #include "blocks/attention/relative.h"
 #include "blocks/common/relative_positions.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::attention_tests;
 
@@ -91,3 +93,5 @@ TEST_CASE("relative: parameter count; max_relative_position defaults to the long
   CHECK(parameter_count(*shared) == mhsa_count(32, true) + (2 * 5 - 1) * 8);
   CHECK_THROWS_AS(mixer_registry().create(yaml("{type: attention/relative}"), MixerArgs{32, 0}), ConfigError);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -3,6 +3,8 @@
 
 #include "blocks/common/relative_positions.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::attention_tests;
 
@@ -42,3 +44,5 @@ TEST_CASE("relative positions: index clamps j - i, windows slice or zero-pad, gr
   CHECK(torch::equal(r[1][5], torch::tensor({1.0, 1.0, 2.0}, torch::kFloat64)));
   CHECK(torch::equal(r[5][1], torch::tensor({-1.0, -1.0, 2.0}, torch::kFloat64)));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

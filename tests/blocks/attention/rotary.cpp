@@ -9,6 +9,8 @@
 #include "blocks/attention/softmax.h"
 #include "blocks/common/rotary.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -98,3 +100,5 @@ TEST_CASE("rotary option: attention with rotary equals the explicit formula on r
     }
   }
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

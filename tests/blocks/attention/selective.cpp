@@ -3,6 +3,8 @@
 
 #include "blocks/attention/selective.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::attention_tests;
 
@@ -73,3 +75,5 @@ TEST_CASE("selective: token-aware query and value temperatures follow their form
   CHECK(close(m->weights(q, k, context()), w));
   CHECK(close(m->forward(x, context()), merge_by_hand(*m, w.matmul(scaled_v))));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -3,6 +3,8 @@
 
 #include "blocks/attention/sigmoid.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::attention_tests;
 
@@ -67,3 +69,5 @@ TEST_CASE("sigmoid: constant and learned biases; qk_norm normalises q and k per 
   CHECK_THROWS_AS(mixer_registry().create(yaml("{type: attention/sigmoid, bias_mode: zero}"), MixerArgs{8, 10}),
                   ConfigError);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -10,6 +10,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/attention/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using attention_tests::max_diff;
 
@@ -79,3 +81,5 @@ TEST_CASE("single-head: options that cannot work fail at build time; it learns i
   }
   family_trains::check_learns_vit(SingleHeadAttentionImpl::kKey);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

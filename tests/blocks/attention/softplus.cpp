@@ -3,6 +3,8 @@
 
 #include "blocks/attention/softplus.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::attention_tests;
 
@@ -74,3 +76,5 @@ TEST_CASE("softplus: length_base 0 is the longest sequence; invalid bases are co
   CHECK_THROWS_AS(mixer_registry().create(yaml("{type: attention/softplus, length_base: 0}"), MixerArgs{8, 0}),
                   ConfigError);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -19,6 +19,8 @@
 #include "blocks/interfaces.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -156,3 +158,5 @@ TEST_CASE("stored outputs: every attention mixer and mask computes what commit e
     }
   CHECK(compared == 84);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -3,6 +3,8 @@
 
 #include "blocks/attention/urpe.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::attention_tests;
 
@@ -59,3 +61,5 @@ TEST_CASE("urpe: C is Toeplitz; C = 0 leaves only the output bias; parameter cou
       mixer_registry().create(yaml("{type: attention/urpe, heads: 2, rel_bias: false}"), MixerArgs{8, 17});
   CHECK(parameter_count(*no_bias) == mhsa_count(8, true) + 2 * (2 * 17 - 1));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -10,6 +10,8 @@
 #include "blocks/conv/hyena.h"
 #include "blocks/conv/hyena_2d.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -275,3 +277,5 @@ TEST_CASE("hyena: the output equals its data-controlled operator H(u) applied to
     CHECK(max_diff(m->forward(x, {}), expected) <= 1e-10);
   }
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

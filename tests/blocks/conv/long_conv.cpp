@@ -6,6 +6,8 @@
 
 #include "blocks/common/long_conv.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -87,3 +89,5 @@ TEST_CASE("long conv: every window of the full linear convolution, with the smal
   }
   CHECK_THROWS_WITH(fft_conv(randn({4}), randn({3}), 0, 5, 2), Catch::Contains("outside the 6 entries"));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -11,6 +11,8 @@
 #include "blocks/forecast/seasonal_layernorm.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 TEST_CASE("auto-correlation: the FFT correlation equals the direct circular sum", "[forecast]") {
@@ -112,3 +114,5 @@ TEST_CASE("autoformer: forecasts [B, P, C]; eval is per sample; rules between op
   CHECK_THROWS_WITH(model_registry().create(parse_yaml("{type: forecast/autoformer, label_len: 49}", "t.yaml"), args),
                     Catch::Contains("label_len 49 is longer than the look-back"));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -5,6 +5,8 @@
 #include "blocks/heads/forecast.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 TEST_CASE("forecast head: the horizon is the data's unless set; without either it is refused", "[forecast]") {
@@ -27,3 +29,5 @@ TEST_CASE("forecast head: the horizon is the data's unless set; without either i
   CHECK_THROWS_WITH(model_registry().create(parse_yaml(model, "t.yaml"), args),
                     Catch::Contains("the forecast head needs a horizon"));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -6,6 +6,8 @@
 #include "blocks/forecast/time_linear.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -121,3 +123,5 @@ TEST_CASE("ltsf-linear: sizes come from the data, or the options; a classificati
   CHECK_THROWS_WITH(model_registry().create(parse_yaml("{type: forecast/nlinear}", "t.yaml"), no_horizon),
                     Catch::Contains("needs its horizon"));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -3,6 +3,8 @@
 
 #include "blocks/forecast/series_decomp.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 TEST_CASE("series_decomp: trend + seasonal == x, for odd, even and unit windows", "[forecast]") {
@@ -41,3 +43,5 @@ TEST_CASE("series_decomp: a constant series is all trend; k = 1 leaves x as the 
   CHECK(torch::equal(one.trend, x));
   CHECK(torch::equal(one.seasonal, torch::zeros_like(x)));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

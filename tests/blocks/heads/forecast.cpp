@@ -5,6 +5,8 @@
 #include "blocks/heads/forecast.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -51,3 +53,5 @@ TEST_CASE("forecast head ends a series model: series [B, L, channels] -> [B, hor
   REQUIRE(head);
   CHECK(head->fc->weight.sizes() == torch::IntArrayRef({12 * 3, 4 * 16}));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

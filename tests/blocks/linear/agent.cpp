@@ -14,6 +14,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/linear/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::linear_tests;
 
@@ -290,3 +292,5 @@ TEST_CASE("linear/agent: one mixer serves any grid; option and layout errors nam
   causal.causal = true;
   CHECK_THROWS_WITH(m->forward(x, causal), Catch::Contains("cannot be causal"));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

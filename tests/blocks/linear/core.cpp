@@ -7,6 +7,8 @@
 #include "blocks/attention/parts/linear_core.h"
 #include "tests/blocks/linear/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::linear_tests;
 
@@ -266,3 +268,5 @@ TEST_CASE("linear core: per-token decays (Mamba-2's SSD): chunked == parallel ==
       linear_chunked(randn({1, 1, 3, 2}), randn({1, 1, 3, 2}), randn({1, 1, 3, 2}), randn({1, 1, 3}), false, 2),
       Catch::Contains("causal only"));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

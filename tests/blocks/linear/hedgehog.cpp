@@ -8,6 +8,8 @@
 #include "blocks/linear/hedgehog.h"
 #include "tests/blocks/linear/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::linear_tests;
 
@@ -97,3 +99,5 @@ TEST_CASE(
   CHECK(end >= entropy - 1e-9);
   CHECK(end - entropy < 0.5 * (start - entropy));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

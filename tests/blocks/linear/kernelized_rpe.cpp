@@ -14,6 +14,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/linear/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::linear_tests;
 
@@ -247,3 +249,5 @@ TEST_CASE("linear/kernelized-rpe: max_length defaults to the longest sequence; e
   CHECK(caps.weights == MixerCapabilities::Weights::normalised);
   CHECK(caps.variable_lengths);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -16,6 +16,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/linear/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::linear_tests;
 
@@ -138,3 +140,5 @@ TEST_CASE("linear/lightning: parameter counts (catalog_002 B-03: 4DE + ED (+E wi
   Lightning tnl2(d, LightningOptions().heads(4).variant("tnl2"));
   CHECK(count(*tnl2) == 4 * d * d + 2 * d * (d / 4) + 2 * d);  // + the LayerNorm's weight and bias
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -11,6 +11,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/linear/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::linear_tests;
 
@@ -147,3 +149,5 @@ TEST_CASE("linear/cosformer: M defaults to the longest sequence; positions beyon
   state.position = 9;
   CHECK_THROWS_WITH(made->step(x.select(1, 0), state, context(true)), Catch::Contains("max_length"));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

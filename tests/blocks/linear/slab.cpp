@@ -10,6 +10,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/linear/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::linear_tests;
 
@@ -114,3 +116,5 @@ TEST_CASE("PRepBN: lambda falls linearly from 1 to 0 over the steps; LN then Rep
   CHECK_THROWS_AS(mixer_registry().create(parse_yaml("{type: linear/slab, kernel: 4}", "m"), MixerArgs{16, 5}),
                   ConfigError);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

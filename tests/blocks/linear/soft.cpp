@@ -12,6 +12,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/linear/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::linear_tests;
 
@@ -290,3 +292,5 @@ TEST_CASE("linear/soft: option errors name the option", "[linear]") {
   CHECK_THROWS_WITH(Soft(32, SoftOptions().normalisation("Symmetric")), Catch::Contains("normalisation"));
   CHECK_NOTHROW(make("{type: linear/soft, heads: 2, ratio: 1, local_kernel: 0, normalisation: symmetric}", 32));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -6,6 +6,8 @@
 
 #include "blocks/family_trains.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::family_trains;
 
@@ -33,3 +35,5 @@ TEST_CASE("linear family: every mixer learns to classify images in a ViT", "[lin
       check_learns_vit(key);
     }
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

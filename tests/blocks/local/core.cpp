@@ -17,6 +17,8 @@
 #include "blocks/attention/parts/local_patterns.h"
 #include "tests/blocks/attention/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using attention_tests::max_diff;
 
@@ -366,3 +368,5 @@ TEST_CASE("local core: causal prefix tokens see only the earlier prefix tokens",
   CHECK(torch::equal(mask.narrow(0, 0, 3).narrow(1, 0, 3), torch::ones({3, 3}, torch::kBool).tril()));
   CHECK(mask.narrow(0, 3, 20).narrow(1, 0, 3).all().item<bool>());
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

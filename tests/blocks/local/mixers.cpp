@@ -18,6 +18,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/attention/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using attention_tests::max_diff;
 
@@ -283,3 +285,5 @@ TEST_CASE("wave 4: every local mixer learns to classify images in a ViT", "[loca
       family_trains::check_learns_vit(key);
     }
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -3,6 +3,8 @@
 
 #include "blocks/masks/alibi.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::mask_tests;
 
@@ -74,3 +76,5 @@ TEST_CASE("mask/alibi: with q = k = 0 the attention is softmax(-m ||p_i - p_j||)
     CHECK(w[1][h][5][4].item<double>() / w[1][h][5][5].item<double>() == Approx(std::exp(-slopes[h])).epsilon(1e-12));
   CHECK(w[0][0][0][0].item<double>() > w[0][3][0][0].item<double>());  // the steepest head is the most local
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -3,6 +3,8 @@
 
 #include "blocks/masks/elm.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::mask_tests;
 
@@ -41,3 +43,5 @@ TEST_CASE("mask/elm: sequences longer than the mask are a clear error", "[masks]
   });
   CHECK(no_size.find("max_tokens") != std::string::npos);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

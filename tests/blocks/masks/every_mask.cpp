@@ -1,6 +1,8 @@
 // Property tests of every mask (tag [masks]), moved from tests/test_masks.cpp.
 #include "tests/blocks/masks/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::mask_tests;
 
@@ -43,3 +45,5 @@ TEST_CASE("masks: every entry builds from its example, describes its paper, and 
     }
   }
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -3,6 +3,8 @@
 
 #include "blocks/masks/gmm.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::mask_tests;
 
@@ -100,3 +102,5 @@ TEST_CASE("mask/gmm: M_h is symmetric, translation invariant and in closed form"
   const auto seq = m->matrix(6, sequence_context());
   CHECK(close(seq[0][1][4], mat[0][cell(0, 0, gw)][cell(0, 3, gw)], 1e-14, 0.0));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -3,6 +3,8 @@
 
 #include "blocks/masks/rel_pos_2d.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::mask_tests;
 
@@ -80,3 +82,5 @@ TEST_CASE("mask/rel-pos-2d: 1-D table for sequences; grids larger than the table
   });
   CHECK(half.find("both height and width") != std::string::npos);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

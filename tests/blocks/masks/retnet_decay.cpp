@@ -3,6 +3,8 @@
 
 #include "blocks/masks/retnet_decay.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using namespace blocklab::mask_tests;
 
@@ -118,3 +120,5 @@ TEST_CASE("mask/retnet-decay: the 1-D decay makes the mixer causal without ctx.c
   auto plain = attention(dim, 2, n, "");
   CHECK_FALSE(no_leak(*plain, sequence_context()));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

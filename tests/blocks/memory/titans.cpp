@@ -15,6 +15,8 @@
 #include "conformance/checks.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -307,3 +309,5 @@ TEST_CASE("titans: at its defaults the memory stays bounded over 256 tokens at w
                last = y.narrow(1, 240, 16).abs().mean().item<double>();
   CHECK(last < 10 * first);  // the read-out of the last chunk is the size of the first one, not growing
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

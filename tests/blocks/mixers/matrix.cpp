@@ -10,6 +10,8 @@
 #include "blocks/ssm/hydra.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -270,3 +272,5 @@ TEST_CASE("mixer/matrix: registry entry and option errors", "[mixers]") {
   CHECK_THROWS_WITH(create("{type: mixer/matrix, headdim: 24}"), Catch::Contains("headdim"));
   CHECK_THROWS_WITH(create("{type: mixer/matrix, matrix: circulant, headdim: 16}"), Catch::Contains("matrix"));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -13,6 +13,8 @@
 #include "blocks/conv/hyena.h"
 #include "blocks/mixers/monarch.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -225,3 +227,5 @@ TEST_CASE("monarch glu: equals its dense layers; blockdiag has nblocks times few
     CHECK(max_diff(glu->forward(x), expected) <= 1e-12);
   }
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

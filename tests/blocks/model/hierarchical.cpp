@@ -9,6 +9,8 @@
 #include "tests/blocks/attention/helpers.h"
 #include "tiny_run.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 namespace fs = std::filesystem;
 
@@ -70,3 +72,5 @@ TEST_CASE("the Swin-, MaxViT- and DaViT-like tiny backbones learn Fashion-MNIST"
     }
   }
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

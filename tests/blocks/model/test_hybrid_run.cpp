@@ -6,6 +6,8 @@
 #include "process_support.h"
 #include "tiny_run.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 namespace fs = std::filesystem;
 
@@ -91,3 +93,5 @@ TEST_CASE("a staged model (model=hier_small) runs tiny; attn draws each stage on
   CHECK(fs::exists(run / "attn/test0_layer3_heads.png"));
   CHECK_FALSE(fs::exists(run / "attn/test0_rollout.png"));  // no rollout across resolutions
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

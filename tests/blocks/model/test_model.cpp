@@ -23,6 +23,8 @@
 #include "registry/override.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 namespace fs = std::filesystem;
 
@@ -351,3 +353,5 @@ TEST_CASE("a model keeps the initialisation of blocks that bring their own; timm
   CHECK(std::abs(qkv.std().item<double>() - 0.02) < 0.003);
   CHECK(torch::all(p.at("stack.blocks.2.mixer.qkv.bias") == 0).item<bool>());
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -9,6 +9,8 @@
 #include "blocks/recurrent/aaren.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -136,3 +138,5 @@ TEST_CASE("aaren: bad options are named; the query is not decayed", "[recurrent]
   CHECK(no_decay.count("query") == 1);
   CHECK(no_decay.count("kv.weight") == 0);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -13,6 +13,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/attention/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using attention_tests::context;
 using attention_tests::max_diff;
@@ -266,3 +268,5 @@ TEST_CASE("sparse/fasa: widths and heads that cannot work fail at build time, at
   fails("{type: sparse/fasa, heads: 3}", 32, "heads must divide the dilated groups' width 14");
   CHECK(make_fasa("{type: sparse/fasa, heads: 3, sr: 1}", 24)->group_widths() == std::vector<std::int64_t>{3, 21});
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

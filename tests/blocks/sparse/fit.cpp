@@ -17,6 +17,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/attention/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using attention_tests::context;
 using attention_tests::max_diff;
@@ -235,3 +237,5 @@ TEST_CASE("sparse/fit: refuses a missing longest sequence and too many groups", 
   CHECK_NOTHROW(
       mixer_registry().create(parse_yaml("{type: sparse/fit, heads: 2, latents: 0}", "t.yaml"), MixerArgs{kDim, 0}));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -13,6 +13,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/attention/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using attention_tests::max_diff;
 
@@ -208,3 +210,5 @@ TEST_CASE("sparse/hyper: causal is exact below min_seq_len; the recursion never 
   CHECK(map.triu(1).abs().max().item<double>() == 0.0);
   CHECK(max_diff(map.sum(-1), torch::ones({2, 2, 23}, torch::kFloat64)) <= 1e-12);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -13,6 +13,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/attention/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using attention_tests::max_diff;
 
@@ -149,3 +151,5 @@ TEST_CASE("sparse/landmark: a causal token LM learns with it (the sequence reach
   // through its landmark's gate, so learning is slower than full attention's (as recurrent/aaren, 0.75).
   family_trains::check_learns_lm("sparse/landmark", 0.75);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

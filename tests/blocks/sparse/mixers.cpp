@@ -19,6 +19,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/attention/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using attention_tests::max_diff;
 
@@ -299,7 +301,7 @@ namespace {
 // earlier ones) in one softmax. q, k, v [h, n, d] of one sample -> [h, n, d].
 torch::Tensor combiner_by_hand(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, std::int64_t s,
                                bool causal, double scale) {
-  const auto heads = q.size(0), n = q.size(1), segments = (n + s - 1) / s;
+  const auto n = q.size(1), segments = (n + s - 1) / s;
   std::vector<torch::Tensor> summary_k, summary_v;
   for (std::int64_t r = 0; r < segments; ++r) {
     const auto len = std::min(s, n - r * s);
@@ -401,3 +403,5 @@ TEST_CASE("wave 4: every sparse mixer learns to classify images in a ViT", "[spa
       family_trains::check_learns_vit(key);
     }
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -12,6 +12,8 @@
 #include "blocks/attention/parts/routed_core.h"
 #include "tests/blocks/attention/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using attention_tests::max_diff;
 
@@ -113,3 +115,5 @@ TEST_CASE("routed core: window groups are the local core's windows; the probe ma
     CHECK(max_diff(torch::matmul(routed_weights_dense(w, lse, g, kTokens, kTokens, merge), v2), out) <= kTolerance);
   }
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -16,6 +16,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/attention/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using attention_tests::context;
 using attention_tests::max_diff;
@@ -277,3 +279,5 @@ TEST_CASE("sparse/sg-former: the reallocation role trains (its loss falls)", "[s
   }
   CHECK(last < 0.3 * first);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -13,6 +13,8 @@
 #include "registry/yaml_io.h"
 #include "tests/blocks/attention/helpers.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 using attention_tests::max_diff;
 
@@ -256,3 +258,5 @@ TEST_CASE("sparse/sparsifiner: options and inputs it cannot take fail clearly", 
   CHECK_THROWS_WITH(m->forward(torch::randn({1, kMaxTokens + 1, kDim}, torch::kFloat64), attention_tests::context()),
                     Catch::Contains("max_tokens = 32"));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

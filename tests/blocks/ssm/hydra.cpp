@@ -8,6 +8,8 @@
 #include "blocks/ssm/hydra.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -155,3 +157,5 @@ TEST_CASE("ssm/hydra: registry entry and option errors", "[ssm]") {
   CHECK_THROWS_WITH(mixer_registry().create(parse_yaml("{type: ssm/hydra, d_conv: 4}", "test"), MixerArgs{32, 64}),
                     Catch::Contains("d_conv"));
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -10,6 +10,8 @@
 #include "blocks/ssm/lmu.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -176,3 +178,5 @@ TEST_CASE("lmu: the mixer's parameters are LMUFormer's; memory 0 means dim; bad 
   CHECK_THROWS_WITH(make("{type: ssm/lmu, theta: 0}"), Catch::Contains("theta"));
   CHECK(make("{type: ssm/lmu, memory: 4}")->capabilities().recurrent);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

@@ -12,6 +12,8 @@
 #include "registry/config_error.h"
 #include "registry/yaml_io.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -284,3 +286,5 @@ TEST_CASE("ssm/mamba2: the state is [B, E + 2N, k - 1] and [B, H, N, P]; the def
   CHECK_THROWS_WITH(make("{type: ssm/mamba, dt_min: 0.5}"), Catch::Contains("dt_min"));
   CHECK(make("{type: ssm/mamba2, headdim: 16}")->capabilities().recurrent);
 }
+
+}  // namespace BLOCKLAB_TEST_FILE

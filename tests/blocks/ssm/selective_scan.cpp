@@ -7,6 +7,8 @@
 
 #include "blocks/common/selective_scan.h"
 
+namespace BLOCKLAB_TEST_FILE {
+
 using namespace blocklab;
 
 namespace {
@@ -131,3 +133,4 @@ TEST_CASE("selective scan: bad shapes are named; the fused backward refuses a se
                     Catch::Contains("not differentiable again"));
 }
 
+}  // namespace BLOCKLAB_TEST_FILE

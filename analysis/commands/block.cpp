@@ -6,7 +6,8 @@
 // the same way (--load-state-dict, a dict saved with torch.save), and the output is a .npy
 // (--output). The block runs on the CPU in eval mode without gradients, so a run is
 // deterministic. Kinds: token mixers (x [B, N, C] -> [B, N, C], with a grid, prefix tokens and
-// causality from the command line) and channel mixers (x [..., C] -> [..., C]).
+// causality from the command line), channel mixers (x [..., C] -> [..., C]) and channel attention
+// (feature maps x [B, C, H, W] -> [B, C, H, W]).
 // It reads and writes .npy, so it registers with the analysis/ commands.
 #include <fstream>
 #include <functional>
@@ -22,6 +23,7 @@
 #include "analysis/block_options.h"
 #include "analysis/cairo_util.h"
 #include "analysis/npy.h"
+#include "blocks/channel_attention/channel_attention.h"
 #include "blocks/common/options.h"
 #include "blocks/interfaces.h"
 #include "experiments/run_files.h"
@@ -83,14 +85,25 @@ struct BuiltBlock {
 };
 
 bool is_mixer(const std::string& key) { return mixer_registry().contains(key); }
+bool is_channel_attention(const std::string& key) { return channel_attention_registry().contains(key); }
+
+// The registry that holds `key` (a token mixer, a channel mixer or a channel attention).
+const RegistryBase& registry_of(const std::string& key) {
+  if (is_mixer(key)) return mixer_registry();
+  if (is_channel_attention(key)) return channel_attention_registry();
+  return channel_registry();
+}
 
 void check_known(const std::string& key) {
-  if (is_mixer(key) || channel_registry().contains(key)) return;
+  if (is_mixer(key) || is_channel_attention(key) || channel_registry().contains(key)) return;
   std::vector<std::string> all = mixer_registry().keys();
   for (const auto& k : channel_registry().keys()) all.push_back(k);
+  for (const auto& k : channel_attention_registry().keys()) all.push_back(k);
   std::vector<std::string> hints;
   if (const std::string close = did_you_mean(key, all); !close.empty()) hints.push_back(close);
-  hints.push_back("blocks: token mixers (blocklab list mixer) and channel mixers (blocklab list channel)");
+  hints.push_back(
+      "blocks: token mixers (blocklab list mixer), channel mixers (blocklab list channel) and channel attention "
+      "(blocklab list channel-attention)");
   throw ConfigError("blocklab block: unknown block '" + printable(key) + "'", Source{}, "", hints);
 }
 
@@ -98,6 +111,11 @@ void check_known(const std::string& key) {
 void check_input(const BlockOptions& o, const torch::Tensor& x) {
   const std::string given = "--input " + o.input + " has shape " + shape_text(x.sizes()) + "; ";
   if (x.numel() == 0) usage(given + "it is empty");
+  if (is_channel_attention(o.key)) {
+    if (x.dim() != 4 || x.size(1) != o.dim)
+      usage(given + o.key + " (a channel attention) takes feature maps [B, " + std::to_string(o.dim) + ", H, W]");
+    return;
+  }
   if (!is_mixer(o.key)) {
     if (x.dim() < 1 || x.size(-1) != o.dim)
       usage(given + o.key + " (a channel mixer) takes [..., " + std::to_string(o.dim) + "]");
@@ -115,6 +133,10 @@ void check_input(const BlockOptions& o, const torch::Tensor& x) {
 
 BuiltBlock build_block(const BlockOptions& o, std::int64_t tokens) {
   torch::manual_seed(static_cast<std::uint64_t>(o.seed));
+  if (is_channel_attention(o.key)) {
+    ChannelAttention a = channel_attention_registry().create(o.params, ChannelAttentionArgs{o.dim});
+    return {a, [a](const torch::Tensor& x) { return a->forward(x); }};
+  }
   if (!is_mixer(o.key)) {
     ChannelMixer m = channel_registry().create(o.params, o.dim);
     return {m, [m](const torch::Tensor& x) { return m->forward(x); }};
@@ -240,7 +262,7 @@ void write_output(const std::string& path, const torch::Tensor& y) {
 
 int run_block(BlockOptions o) {
   const torch::Tensor x = read_input(o.input, o.float64);
-  if (o.dim == 0) o.dim = x.dim() ? x.size(-1) : 0;
+  if (o.dim == 0) o.dim = !x.dim() ? 0 : is_channel_attention(o.key) && x.dim() > 1 ? x.size(1) : x.size(-1);
   check_input(o, x);
   BuiltBlock block = build_block(o, is_mixer(o.key) ? x.size(1) : 0);
   block.module->to(o.float64 ? torch::kFloat64 : torch::kFloat32);
@@ -282,7 +304,7 @@ BlockOptions block_options(const CommandLine& cl) {
   const auto sets = cl.vars.count("set") ? cl.vars["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
   o.params = block_params(o.key, string_option(cl, "options"), sets);
   // Checked now, so that a wrong option is reported before any file is read.
-  check_params(o.params, (is_mixer(o.key) ? mixer_registry().info(o.key) : channel_registry().info(o.key)).schema);
+  check_params(o.params, registry_of(o.key).info(o.key).schema);
   o.dim = integer_option(cl, kCommand, "dim", 1, 1 << 20, 0);
   std::tie(o.grid_height, o.grid_width) = grid_option(cl);
   o.prefix = integer_option(cl, kCommand, "prefix", 0, 1 << 20, 0);
@@ -295,30 +317,33 @@ BlockOptions block_options(const CommandLine& cl) {
   o.output = string_option(cl, "output");
   o.save_state = string_option(cl, "state-dict");
   if (!is_mixer(o.key) && (o.grid_height || o.prefix || o.causal))
-    usage(o.key + " is a channel mixer: --grid, --prefix and --causal are for token mixers");
+    usage(o.key + (is_channel_attention(o.key) ? " is a channel attention" : " is a channel mixer") +
+          ": --grid, --prefix and --causal are for token mixers");
   return o;
 }
 
 int block_command(const std::vector<std::string>& args) {
   po::options_description opts("Options");
-  opts.add_options()("help,h", "show this help")(
-      "set", po::value<std::vector<std::string>>()->composing(), "an option of the block, KEY=VALUE (repeatable)")(
+  opts.add_options()("help,h", "show this help")("set", po::value<std::vector<std::string>>()->composing(),
+                                                 "an option of the block, KEY=VALUE (repeatable)")(
       "options", po::value<std::string>(), "the block's options as a YAML mapping, e.g. '{heads: 4}'")(
       "input", po::value<std::string>(), "the input array (.npy, float32 or float64; required)")(
       "output", po::value<std::string>(), "where the output array goes (.npy, in --dtype)")(
       "state-dict", po::value<std::string>(), "where the parameters and buffers go (torch.load reads a dict)")(
       "load-state-dict", po::value<std::string>(), "parameters to run with (a dict of tensors saved by torch.save)")(
-      "dim", po::value<std::string>(), "embedding width C (default: the input's last dimension)")(
+      "dim", po::value<std::string>(),
+      "embedding width C (default: the input's last dimension; channel attention: its dimension 1)")(
       "grid", po::value<std::string>(), "token mixers: the patch grid HxW of the grid tokens (default: none)")(
       "prefix", po::value<std::string>(), "token mixers: class/register tokens before the grid (default 0)")(
-      "causal", "token mixers: token i sees tokens j <= i only")(
-      "seed", po::value<std::string>(), "seed of the initial weights (default 0)")(
+      "causal", "token mixers: token i sees tokens j <= i only")("seed", po::value<std::string>(),
+                                                                 "seed of the initial weights (default 0)")(
       "dtype", po::value<std::string>(), "float32 (default) or float64: the block's and the output's dtype");
   const auto cl = parse_command_line(kCommand, args, opts);
   if (cl.vars.count("help")) {
     std::cout << command_help(
         kCommand, "<key> --input x.npy [options]",
-        "Builds one registered block (a token mixer or a channel mixer) from its options, runs it on a .npy "
+        "Builds one registered block (a token mixer, a channel mixer or a channel attention) from its options, "
+        "runs it on a .npy "
         "array in eval mode without gradients and writes the output (.npy) and its parameters (a dict of tensors "
         "under the module's own names, for torch.load): differential tests against Python references.",
         opts,
@@ -328,7 +353,8 @@ int block_command(const std::vector<std::string>& args) {
         "--output y.npy --dtype float64\n"
         "  blocklab block mlp --input x.npy --output y.npy\n"
         "In Python: torch.load('w.pt') is a dict of tensors; np.load('y.npy') the output. Token mixers take "
-        "x [B, N, C] (N = prefix + H W with --grid), channel mixers x [..., C].\n");
+        "x [B, N, C] (N = prefix + H W with --grid), channel mixers x [..., C], channel attention feature maps "
+        "x [B, C, H, W].\n");
     return 0;
   }
   return run_block(block_options(cl));

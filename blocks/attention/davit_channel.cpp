@@ -68,14 +68,18 @@ const OptionsSchema<DavitChannelOptions>& davit_channel_schema() {
   return schema;
 }
 
+DavitChannelAttention make_davit_channel_attention(const ConfigNode& params, std::int64_t dim) {
+  const auto options = bind_options(davit_channel_schema(), params);
+  if (dim % options.heads() != 0)
+    config_fail(params, "heads",
+                "heads must divide the width " + std::to_string(dim) + ", got " + std::to_string(options.heads()));
+  return DavitChannelAttention(dim, options);
+}
+
 namespace {
 
 TokenMixer make_davit_channel(const ConfigNode& params, const MixerArgs& args) {
-  const auto options = bind_options(davit_channel_schema(), params);
-  if (args.dim % options.heads() != 0)
-    config_fail(params, "heads",
-                "heads must divide the width " + std::to_string(args.dim) + ", got " + std::to_string(options.heads()));
-  return std::make_shared<DavitChannelAttentionImpl>(args.dim, options);
+  return make_davit_channel_attention(params, args.dim).ptr();
 }
 
 BLOCKLAB_REGISTER(mixer_registry(),

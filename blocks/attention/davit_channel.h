@@ -67,5 +67,7 @@ class DavitChannelAttentionImpl : public TokenMixerImpl {
 TORCH_MODULE(DavitChannelAttention);
 
 const OptionsSchema<DavitChannelOptions>& davit_channel_schema();
+// Validated options (heads divides dim) and the module: the mixer's factory and channel/davit's.
+DavitChannelAttention make_davit_channel_attention(const ConfigNode& params, std::int64_t dim);
 
 }  // namespace blocklab

@@ -25,6 +25,10 @@ PrenormBlockImpl::PrenormBlockImpl(std::int64_t dim, TokenMixer mixer_, ChannelM
     gamma1 = register_parameter("gamma1", torch::full({dim}, options.layer_scale()));
     gamma2 = register_parameter("gamma2", torch::full({dim}, options.layer_scale()));
   }
+  // Registered last, so that blocks without it initialise exactly as before.
+  if (!options.attention().is_null())
+    attention = register_module("attention",
+                                channel_attention_registry().create(options.attention(), ChannelAttentionArgs{dim}));
 }
 
 PrenormBlockImpl::PrenormBlockImpl(const BlockArgs& args, const PrenormBlockOptions& options)
@@ -36,7 +40,9 @@ torch::Tensor PrenormBlockImpl::forward(const torch::Tensor& x, const MixerConte
   const torch::Tensor mixer_input = normed(1, x);
   if (ctx.probe && ctx.probe->keeps_mixer_calls())
     ctx.probe->record_mixer_call(MixerCall{mixer, mixer_input.detach(), ctx.without_probe()});
-  const auto y = residual(x, mixer->forward(mixer_input, ctx), gamma1);
+  auto mixed = mixer->forward(mixer_input, ctx);
+  if (attention) mixed = attend_grid(*attention, mixed, ctx, "prenorm");
+  const auto y = residual(x, mixed, gamma1);
   return residual(y, channel->forward(normed(2, y)), gamma2);
 }
 
@@ -58,6 +64,7 @@ MixerState PrenormBlockImpl::init_state(std::int64_t batch, const torch::TensorO
 }
 
 MixerStep PrenormBlockImpl::step(const torch::Tensor& x_t, const MixerState& state, const MixerContext& ctx) {
+  TORCH_CHECK(!attention, "prenorm: a channel attention pools over the whole grid, so the block has no recurrent form");
   MixerStep s = mixer->step(normed(1, x_t), state, ctx);
   const auto y = residual(x_t, s.output, gamma1);
   s.output = residual(y, channel->forward(normed(2, y)), gamma2);
@@ -77,6 +84,9 @@ const OptionsSchema<PrenormBlockOptions>& prenorm_block_schema() {
         [](const PrenormBlockOptions& o) { return o.norm(); });
     BLOCKLAB_OPTION(s, norm_steps, "prepbn: training forwards over which LN is replaced by RepBN (default 60000)").min =
         1;
+    s.component("attention", "channel-attention", "",
+                "channel attention on the token mixer's output over the grid tokens, e.g. {type: channel/eca} "
+                "(default none)");
     return s;
   }();
   return schema;
@@ -94,7 +104,10 @@ BLOCKLAB_REGISTER(block_registry(),
                       .schema(prenorm_block_schema().schema())
                       .example("{layer_scale: 0.1}"),
                   [](const ConfigNode& params, const BlockArgs& args) -> Block {
-                    return std::make_shared<PrenormBlockImpl>(args, bind_options(prenorm_block_schema(), params));
+                    auto options = bind_options(prenorm_block_schema(), params);
+                    if (const ConfigNode* attention = params.find("attention"); attention && !attention->is_null())
+                      options.attention(*attention);
+                    return std::make_shared<PrenormBlockImpl>(args, options);
                   });
 
 }  // namespace

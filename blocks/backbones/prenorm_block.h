@@ -8,6 +8,10 @@
 //   x = x + drop_path(gamma_1 * mixer(LN(x)))
 //   x = x + drop_path(gamma_2 * channel(LN(x)))
 // gamma_i are per-channel LayerScale vectors initialised to layer_scale (absent when 0).
+// attention (optional): a channel attention (blocks/channel_attention/) on the token mixer's
+// output over the grid tokens, before the residual addition (where SE-Net puts it in a residual
+// branch): x = x + drop_path(gamma_1 * attention(mixer(LN(x)))). It pools over the whole grid, so
+// a block with one has no recurrent form.
 // norm: layernorm (default; eps 1e-6 as in the reference ViT code), srms (TransNormerLLM's
 // SRMSNorm without parameters, Qin et al. 2023, arXiv:2307.14995, §3.4; common/srms_norm.h),
 // repbn or prepbn (SLAB's re-parameterisable BatchNorm and its progressive schedule from LN over
@@ -16,6 +20,7 @@
 // Shape contract: x [B, N, C] -> [B, N, C].
 #pragma once
 
+#include "blocks/channel_attention/channel_attention.h"
 #include "blocks/common/rep_batch_norm.h"
 #include "blocks/interfaces.h"
 #include "registry/options_schema.h"
@@ -26,6 +31,7 @@ struct PrenormBlockOptions {
   TORCH_ARG(double, layer_scale) = 0.0;         // LayerScale init value (default 0 = no LayerScale)
   TORCH_ARG(std::string, norm) = "layernorm";   // layernorm | srms | repbn | prepbn
   TORCH_ARG(std::int64_t, norm_steps) = 60000;  // prepbn: training forwards from LN to RepBN
+  TORCH_ARG(ConfigNode, attention) = ConfigNode();  // channel attention on the mixer's output (default none)
 };
 
 class PrenormBlockImpl : public BlockImpl {
@@ -39,7 +45,7 @@ class PrenormBlockImpl : public BlockImpl {
   torch::Tensor forward(const torch::Tensor& x, const MixerContext& ctx) override;
   // The recurrent form, when the mixer has one: the same two residual branches on one token,
   //   y_t = x_t + g1 * mixer.step(LN(x_t)),  out_t = y_t + g2 * channel(LN(y_t)).
-  bool recurrent() const override { return mixer->capabilities().recurrent; }
+  bool recurrent() const override { return mixer->capabilities().recurrent && !attention; }
   MixerState init_state(std::int64_t batch, const torch::TensorOptions& options) override;
   MixerStep step(const torch::Tensor& x_t, const MixerState& state, const MixerContext& ctx) override;
   double drop_path() const { return drop_path_; }
@@ -50,6 +56,7 @@ class PrenormBlockImpl : public BlockImpl {
   TokenMixer mixer;
   ChannelMixer channel;
   torch::Tensor gamma1, gamma2;  // LayerScale [C]; undefined when layer_scale == 0
+  ChannelAttention attention;    // on the mixer's output; null when none
 
  private:
   // The block's first (which = 1) or second norm of x; SRMSNorm when no norm module is set.

@@ -24,5 +24,7 @@ void check_learns_lm(const std::string& key, double fraction = 0.6);
 void check_learns_seqcls(const std::string& key);
 // A ViT on 16 x 16 patches learns on which side a bright square is.
 void check_learns_vit(const std::string& key);
+// The same task for any composed model (its YAML, flow style) on 16 x 16 one-channel images.
+void check_learns_images(const std::string& model_yaml);
 
 }  // namespace blocklab::family_trains

@@ -1,8 +1,9 @@
 // Every mixer of the state space, convolution, matrix-mixer, recurrent and memory families
-// (registry keys ssm/, conv/, mixer/, recurrent/, memory/) trains inside the backbones its tables
+// (registry keys ssm/, conv/, mixer/, recurrent/, memory/; wave 5's token mixers and metamixer/
+// too) trains inside the backbones its tables
 // use, tag [trains] (tests/blocks/family_trains.h): causal ones in a causal token LM (recurrent
 // ones then step like the forward) and every one in a sequence classifier over right-padded
-// sequences; those that are not causal-only also in a ViT, grid mixers only there.
+// sequences (an encoder for those without a causal form); all in a ViT, grid mixers only there.
 // Registry-driven: registering a mixer of these families covers it.
 #include <catch2/catch.hpp>
 
@@ -21,7 +22,7 @@ namespace {
 double lm_fraction(const std::string& key) { return key == "recurrent/aaren" ? 0.75 : 0.6; }
 
 std::vector<std::string> families() {
-  return mixers_with_prefixes({"ssm/", "conv/", "mixer/", "recurrent/", "memory/"});
+  return mixers_with_prefixes({"ssm/", "conv/", "mixer/", "recurrent/", "memory/", "metamixer/"});
 }
 
 }  // namespace

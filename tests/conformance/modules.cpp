@@ -1,6 +1,8 @@
 // Registry-driven conformance of channel mixers, blocks, backbones and heads: each registered
 // entry is built from its EntryInfo.example and checked (checks.h) for
 //   channel   shape (any leading shape), grad, determinism; changing token j changes only token j
+//   channel attention  on feature maps [B, C, H, W] (H != W): shape, grad, grad values,
+//             determinism, batch
 //   block     shape, grad, determinism, batch, causal unless it refuses causal use naming why
 //             (around attention/softmax and mlp)
 //   backbone  shape, grad, determinism, batch; capture records maps layer by layer and leaves the
@@ -10,6 +12,7 @@
 //   forecast/* model entries (whole-window forecasters): shape, grad, determinism, batch
 #include <catch2/catch.hpp>
 
+#include "blocks/channel_attention/channel_attention.h"
 #include "blocks/interfaces.h"
 #include "blocks/model.h"
 #include "conformance/checks.h"
@@ -91,6 +94,30 @@ TEST_CASE("conformance: channel mixers", "[conformance]") {
             CHECK(close(y.select(1, i), y2.select(1, i), 1e-10, 1e-12));
         }
       }
+    }
+  }
+}
+
+TEST_CASE("conformance: channel attention", "[conformance]") {
+  const auto& reg = channel_attention_registry();
+  CHECK(reg.size() > 0);
+  const auto feature_map = [] { return torch::randn({kBatch, kDim, 5, 6}, torch::kFloat64); };
+  for (const EntryInfo* e : reg.list()) {
+    const std::string key = e->key;
+    DYNAMIC_SECTION("channel attention " << key) {
+      const ConfigNode config = example_config(*e);
+      const auto build = [&]() -> ChannelAttention {
+        ChannelAttention a = reg.create(config, ChannelAttentionArgs{kDim});
+        a->to(torch::kFloat64);
+        return a;
+      };
+      Subject<ChannelAttention> s{build, [](ChannelAttention& a, const torch::Tensor& x) { return a->forward(x); },
+                                  feature_map};
+      check_shape(s, {kBatch, kDim, 5, 6});
+      check_grads(s);
+      check_grad_values(s);
+      check_determinism(s);
+      check_batch_independence(s);
     }
   }
 }

@@ -17,6 +17,15 @@ MacaronBlockImpl::MacaronBlockImpl(const BlockArgs& args, const MacaronBlockOpti
   ffn2 = register_module("ffn2", channel_registry().create(args.channel, args.dim));
 }
 
+namespace {
+
+// A channel mixer as a sub-layer's branch.
+std::function<torch::Tensor(const torch::Tensor&)> channel_branch(ChannelMixer& f) {
+  return [&f](const torch::Tensor& t) { return f->forward(t); };
+}
+
+}  // namespace
+
 torch::Tensor MacaronBlockImpl::sublayer(const torch::Tensor& x, torch::nn::LayerNorm& norm, double scale,
                                          const std::function<torch::Tensor(const torch::Tensor&)>& branch) {
   const auto update = [&](const torch::Tensor& input) {
@@ -26,10 +35,9 @@ torch::Tensor MacaronBlockImpl::sublayer(const torch::Tensor& x, torch::nn::Laye
 }
 
 torch::Tensor MacaronBlockImpl::forward(const torch::Tensor& x, const MixerContext& ctx) {
-  const auto ffn = [](ChannelMixer& f) { return [&f](const torch::Tensor& t) { return f->forward(t); }; };
-  auto y = sublayer(x, norm1, ffn_scale_, ffn(ffn1));
+  auto y = sublayer(x, norm1, ffn_scale_, channel_branch(ffn1));
   y = sublayer(y, norm2, 1.0, [&](const torch::Tensor& t) { return mixer->forward(t, ctx); });
-  return sublayer(y, norm3, ffn_scale_, ffn(ffn2));
+  return sublayer(y, norm3, ffn_scale_, channel_branch(ffn2));
 }
 
 MixerState MacaronBlockImpl::init_state(std::int64_t batch, const torch::TensorOptions& options) {
@@ -37,14 +45,13 @@ MixerState MacaronBlockImpl::init_state(std::int64_t batch, const torch::TensorO
 }
 
 MixerStep MacaronBlockImpl::step(const torch::Tensor& x_t, const MixerState& state, const MixerContext& ctx) {
-  const auto ffn = [](ChannelMixer& f) { return [&f](const torch::Tensor& t) { return f->forward(t); }; };
   MixerStep s;
-  auto y = sublayer(x_t, norm1, ffn_scale_, ffn(ffn1));
+  auto y = sublayer(x_t, norm1, ffn_scale_, channel_branch(ffn1));
   y = sublayer(y, norm2, 1.0, [&](const torch::Tensor& t) {
     s = mixer->step(t, state, ctx);
     return s.output;
   });
-  s.output = sublayer(y, norm3, ffn_scale_, ffn(ffn2));
+  s.output = sublayer(y, norm3, ffn_scale_, channel_branch(ffn2));
   return s;
 }
 

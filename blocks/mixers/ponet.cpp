@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "blocks/attention/parts/dense_core.h"
 #include "blocks/common/options.h"
 
 namespace blocklab {
@@ -26,13 +27,11 @@ MixerCapabilities PoNetMixerImpl::capabilities() const {
 
 PoNetMixerImpl::Parts PoNetMixerImpl::project(const torch::Tensor& x, const MixerContext& ctx) {
   TORCH_CHECK(!ctx.causal, kKey, ": no causal form (the global pooling and the segment maxima read later tokens)");
-  const auto b = x.size(0), n = x.size(1), c = x.size(2), d = c / heads_;
+  const auto b = x.size(0), n = x.size(1);
   const auto parts = in_proj->forward(x).chunk(5, -1);
-  const auto per_head = [&](const torch::Tensor& t) { return t.view({b, n, heads_, d}).transpose(1, 2); };
-  Parts p{per_head(parts[0]), per_head(parts[1]), per_head(parts[2]), parts[3], parts[4], {}};
+  Parts p{split_heads(parts[0]), split_heads(parts[1]), split_heads(parts[2]), parts[3], parts[4], {}};
   if (ctx.lengths.defined()) {
-    p.padded = torch::arange(n, torch::TensorOptions(torch::kLong).device(x.device())).view({1, n}) >=
-               ctx.lengths.to(x.device(), torch::kLong).view({-1, 1});
+    p.padded = padding_mask(ctx.lengths, n, x.device()).view({b, n});
     p.local = p.local.masked_fill(p.padded.unsqueeze(-1), kPadFill);
     p.segment = p.segment.masked_fill(p.padded.unsqueeze(-1), kPadFill);
   }
@@ -63,18 +62,20 @@ torch::Tensor PoNetMixerImpl::segment_max(const torch::Tensor& s) const {
   return maxima.repeat_interleave(length, 1).narrow(1, 0, n);
 }
 
+torch::Tensor PoNetMixerImpl::split_heads(const torch::Tensor& t) const {
+  return t.view({t.size(0), t.size(1), heads_, t.size(2) / heads_}).transpose(1, 2);
+}
+
 torch::Tensor PoNetMixerImpl::global_weights(const torch::Tensor& x, const MixerContext& ctx) {
   return global_weights(project(x, ctx));
 }
 
 torch::Tensor PoNetMixerImpl::forward(const torch::Tensor& x, const MixerContext& ctx) {
   const Parts p = project(x, ctx);
-  const auto b = x.size(0), n = x.size(1), c = x.size(2), d = c / heads_;
-  const auto g = torch::matmul(global_weights(p).unsqueeze(2), p.k);  // [B, h, 1, d]
-  const auto per_head = [&](const torch::Tensor& t) { return t.view({b, n, heads_, d}).transpose(1, 2); };
+  const auto g = torch::matmul(global_weights(p).unsqueeze(2), p.k);                       // [B, h, 1, d]
   const auto local = torch::max_pool1d(p.local.transpose(1, 2), 3, 1, 1).transpose(1, 2);  // [B, N, C]
-  const auto mixed = (g + per_head(segment_max(p.segment))) * p.o + per_head(local);       // [B, h, N, d]
-  auto out = mixed.transpose(1, 2).reshape({b, n, c});
+  const auto mixed = (g + split_heads(segment_max(p.segment))) * p.o + split_heads(local);  // [B, h, N, d]
+  auto out = mixed.transpose(1, 2).reshape(x.sizes());
   if (p.padded.defined()) out = out.masked_fill(p.padded.unsqueeze(-1), 0.0);
   return out_proj->forward(out);
 }

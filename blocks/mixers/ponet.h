@@ -46,6 +46,7 @@ class PoNetMixerImpl : public TokenMixerImpl {
   Parts project(const torch::Tensor& x, const MixerContext& ctx);
   torch::Tensor global_weights(const Parts& p) const;
   torch::Tensor segment_max(const torch::Tensor& s) const;  // [B, N, C] -> [B, N, C]
+  torch::Tensor split_heads(const torch::Tensor& t) const;  // [B, N, C] -> [B, h, N, d]
   std::int64_t heads_, segments_;
 };
 TORCH_MODULE(PoNetMixer);

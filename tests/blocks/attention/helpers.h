@@ -40,6 +40,17 @@ inline torch::Tensor conv_bn_by_hand(const PointwiseConvBNImpl& c, const torch::
   return (y - bn.running_mean) / torch::sqrt(bn.running_var + bn.options.eps()) * bn.weight + bn.bias;
 }
 
+// Any BatchNorm (1d, 2d) in eval mode by hand on x [B, C, ...]: its running statistics, scale, shift.
+template <class BatchNorm>
+torch::Tensor batch_norm_by_hand(const BatchNorm& bn, const torch::Tensor& x) {
+  std::vector<std::int64_t> shape(static_cast<std::size_t>(x.dim()), 1);
+  shape[1] = -1;
+  const auto per_channel = [&](const torch::Tensor& t) { return t.view(shape); };
+  return (x - per_channel(bn.running_mean)) / torch::sqrt(per_channel(bn.running_var) + bn.options.eps()) *
+             per_channel(bn.weight) +
+         per_channel(bn.bias);
+}
+
 inline ConfigNode yaml(const std::string& text) { return parse_yaml(text, "test"); }
 
 inline std::int64_t parameter_count(const torch::nn::Module& m) {

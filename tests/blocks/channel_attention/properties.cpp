@@ -24,6 +24,7 @@
 namespace BLOCKLAB_TEST_FILE {
 
 using namespace blocklab;
+using attention_tests::batch_norm_by_hand;
 using attention_tests::close;
 using attention_tests::parameter_count;
 using attention_tests::randomise_for_by_hand;
@@ -44,14 +45,6 @@ std::shared_ptr<Impl> make(const std::string& yaml, std::int64_t channels = kCha
 
 torch::Tensor feature_map(std::int64_t channels = kChannels, std::int64_t h = 5, std::int64_t w = 7) {
   return torch::randn({2, channels, h, w}, torch::kFloat64);
-}
-
-// BatchNorm2d in eval mode by hand.
-torch::Tensor batch_norm_by_hand(const torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x) {
-  const auto per_channel = [](const torch::Tensor& t) { return t.view({1, -1, 1, 1}); };
-  return (x - per_channel(bn.running_mean)) / torch::sqrt(per_channel(bn.running_var) + bn.options.eps()) *
-             per_channel(bn.weight) +
-         per_channel(bn.bias);
 }
 
 }  // namespace
@@ -186,7 +179,12 @@ TEST_CASE("channel/hat-cab: conv3x3 -> GELU -> conv3x3 -> RCAN channel attention
   CHECK(cab->compress->weight.size(0) == kChannels / 3);
   CHECK(cab->attention->reduce->weight.size(0) == kChannels / 4);
   CHECK(close(cab->forward(x), cab->attention->forward(z)));
-  CHECK(close(cab->attention->forward(z), z * cab->attention->gates(z).view({2, kChannels, 1, 1})));
+  // RCAN's channel attention on z by hand: sigmoid(W_2 ReLU(W_1 GAP(z) + b_1) + b_2) per channel.
+  const auto& se = *cab->attention;
+  const auto gates = torch::sigmoid(
+      torch::relu(z.mean({2, 3}).matmul(se.reduce->weight.t()) + se.reduce->bias).matmul(se.expand->weight.t()) +
+      se.expand->bias);
+  CHECK(close(cab->forward(x), z * gates.view({2, kChannels, 1, 1})));
 }
 
 TEST_CASE("channel/davit: attention/davit-channel over the positions; permuting positions permutes the output",

@@ -19,6 +19,7 @@
 namespace BLOCKLAB_TEST_FILE {
 
 using namespace blocklab;
+using attention_tests::batch_norm_by_hand;
 using attention_tests::close;
 using attention_tests::parameter_count;
 using attention_tests::randomise_for_by_hand;
@@ -45,14 +46,6 @@ torch::Tensor as_image(const torch::Tensor& tokens, std::int64_t h, std::int64_t
 }
 
 torch::Tensor as_tokens(const torch::Tensor& image) { return image.flatten(2).transpose(1, 2); }
-
-// BatchNorm in eval mode on channel dim 1, by hand.
-torch::Tensor bn_by_hand(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& var,
-                         const torch::Tensor& weight, const torch::Tensor& bias, double eps) {
-  std::vector<std::int64_t> shape(x.dim(), 1);
-  shape[1] = -1;
-  return (x - mean.view(shape)) / torch::sqrt(var.view(shape) + eps) * weight.view(shape) + bias.view(shape);
-}
 
 // A depth-wise Conv-BN as one conv with bias (eval mode): w * s, beta - mu s, s = gamma / sqrt(var + eps).
 std::pair<torch::Tensor, torch::Tensor> fuse(const DepthwiseConvBNImpl& m) {
@@ -145,8 +138,8 @@ TEST_CASE("metamixer/ffnet: V(GELU(K(Q(x)))) with RepVGG's pair fused; identity/
     const auto m = make_mixer<FFNetMixerImpl>("{type: metamixer/ffnet, key_kernel: 3, value_kernel: 7}", kC);
     const auto body = x.narrow(1, 1, 20);
     const auto& bn = *m->query->bn;
-    const auto q = bn_by_hand(torch::matmul(body, m->query->conv->weight.t()).transpose(1, 2), bn.running_mean,
-                              bn.running_var, bn.weight, bn.bias, bn.options.eps());  // [B, C, N]
+    const auto q =
+        batch_norm_by_hand(bn, torch::matmul(body, m->query->conv->weight.t()).transpose(1, 2));  // [B, C, N]
     const auto key = m->key.get<torch::nn::Conv2d>();
     const auto k = torch::conv2d(q.reshape({2, kC, 4, 5}), key->weight, key->bias, 1, 1, 1, kC);
     const auto v = rep_pair_by_hand(*m->value.get<RepDepthwise>(), torch::gelu(k));
@@ -178,7 +171,7 @@ TEST_CASE("mixer/cas-additive: DW_proj(DW(Ch(S(q)) + Ch(S(k))) ⊙ v); linear in
   const auto gates_by_hand = [&](const AdditiveGatesImpl& g, const torch::Tensor& t) {
     const auto& bn = *g.spatial_norm;
     auto a = torch::conv2d(t, g.spatial_dw->weight, g.spatial_dw->bias, 1, 1, 1, kC);
-    a = torch::relu(bn_by_hand(a, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.options.eps()));
+    a = torch::relu(batch_norm_by_hand(bn, a));
     const auto s = t * torch::sigmoid(torch::conv2d(a, g.spatial_out->weight));
     return s * torch::sigmoid(torch::conv2d(s.mean({2, 3}, true), g.channel_fc->weight));
   };

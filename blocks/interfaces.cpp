@@ -49,7 +49,8 @@ std::vector<std::string> describe_mixer(const EntryInfo& e) {
     ConfigNode example = parse_yaml(e.example.empty() ? "{}" : e.example, e.key + " example");
     if (!example.is_map()) example = ConfigNode::map();
     example.set("type", ConfigNode::string(e.key));
-    return {"capabilities: " + capabilities_text(mixer_registry().create(example, MixerArgs{kDim, kTokens})->capabilities())};
+    return {"capabilities: " +
+            capabilities_text(mixer_registry().create(example, MixerArgs{kDim, kTokens})->capabilities())};
   } catch (const std::exception& error) {
     return {std::string("capabilities: unknown (the example does not build at width 96: ") + error.what() + ")"};
   }
@@ -76,13 +77,18 @@ BlockRegistry& block_registry() {
   return r;
 }
 
+MixerArgs mixer_args(const BlockArgs& args) {
+  return MixerArgs{args.dim, args.max_tokens, args.layer, args.layers, args.grid_height, args.grid_width};
+}
+
 BackboneRegistry& backbone_registry() {
   static BackboneRegistry r("backbone", "models from inputs to features: images [B,C,H,W] -> [B,D]");
   return r;
 }
 
 HeadRegistry& head_registry() {
-  static HeadRegistry r("head", "task heads: features [B,D] or tokens [B,N,D] -> outputs (classes, per-token logits, forecasts)");
+  static HeadRegistry r(
+      "head", "task heads: features [B,D] or tokens [B,N,D] -> outputs (classes, per-token logits, forecasts)");
   return r;
 }
 

@@ -31,8 +31,8 @@ struct MixerCapabilities {
     normalised,    // records [B,h,N,N] to the probe; rows sum to 1 (softmax-like)
     unnormalised,  // records [B,h,N,N]; rows need not sum to 1 (sigmoid, post-softmax scaling)
   };
-  bool causal = false;            // honours ctx.causal: no output depends on a later token
-  bool recurrent = false;         // implements init_state/step; the state's size is constant in N
+  bool causal = false;     // honours ctx.causal: no output depends on a later token
+  bool recurrent = false;  // implements init_state/step; the state's size is constant in N
   Weights weights = Weights::none;
   bool variable_lengths = false;  // honours ctx.lengths: padding never changes valid outputs
   bool needs_grid = false;        // needs ctx.grid_height x ctx.grid_width body tokens
@@ -76,6 +76,10 @@ struct MixerArgs {
   std::int64_t max_tokens = 0;  // longest sequence the mixer will see (for position tables)
   std::int64_t layer = 0;       // index of the enclosing block in its stack (per-layer schedules)
   std::int64_t layers = 1;      // blocks in the stack
+  // The layer's token grid when its tokens come from an image (0 x 0 for sequences, or when the
+  // builder does not know it): for mixers whose weights are sized by the grid (spectral filters).
+  std::int64_t grid_height = 0;
+  std::int64_t grid_width = 0;
 };
 using MixerRegistry = Registry<TokenMixer, const MixerArgs&>;
 MixerRegistry& mixer_registry();
@@ -105,13 +109,17 @@ using Block = std::shared_ptr<BlockImpl>;
 struct BlockArgs {
   std::int64_t dim = 0;
   std::int64_t max_tokens = 0;
-  ConfigNode mixer;        // token mixer config ({type: ..., ...})
-  ConfigNode channel;      // channel mixer config
-  double drop_path = 0.0;  // stochastic depth rate of this block
-  std::int64_t layer = 0;  // index of this block in its stack
-  std::int64_t layers = 1;  // blocks in the stack
+  ConfigNode mixer;              // token mixer config ({type: ..., ...})
+  ConfigNode channel;            // channel mixer config
+  double drop_path = 0.0;        // stochastic depth rate of this block
+  std::int64_t layer = 0;        // index of this block in its stack
+  std::int64_t layers = 1;       // blocks in the stack
+  std::int64_t grid_height = 0;  // the layer's token grid (MixerArgs), 0 x 0 for sequences
+  std::int64_t grid_width = 0;
 };
 using BlockRegistry = Registry<Block, const BlockArgs&>;
+// What a block passes on to the token mixer it builds: its width, tokens, layer and grid.
+MixerArgs mixer_args(const BlockArgs& args);
 BlockRegistry& block_registry();
 
 class BackboneImpl : public torch::nn::Module {

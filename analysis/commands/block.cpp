@@ -6,8 +6,9 @@
 // the same way (--load-state-dict, a dict saved with torch.save), and the output is a .npy
 // (--output). The block runs on the CPU in eval mode without gradients, so a run is
 // deterministic. Kinds: token mixers (x [B, N, C] -> [B, N, C], with a grid, prefix tokens and
-// causality from the command line), channel mixers (x [..., C] -> [..., C]) and channel attention
-// (feature maps x [B, C, H, W] -> [B, C, H, W]).
+// causality from the command line), blocks that need no token mixer config (the convolutional
+// ones: resnet, block/inception-resnet; tokens like a mixer's), channel mixers (x [..., C] ->
+// [..., C]) and channel attention (feature maps x [B, C, H, W] -> [B, C, H, W]).
 // It reads and writes .npy, so it registers with the analysis/ commands.
 #include <fstream>
 #include <functional>
@@ -41,8 +42,8 @@ const std::string kCommand = "block";
 
 struct BlockOptions {
   std::string key;
-  ConfigNode params;                  // {type: key, ...}: the block's options
-  std::int64_t dim = 0;               // 0: the input's last dimension
+  ConfigNode params;     // {type: key, ...}: the block's options
+  std::int64_t dim = 0;  // 0: the input's last dimension
   std::int64_t grid_height = 0, grid_width = 0, prefix = 0;
   bool causal = false;
   std::int64_t seed = 0;
@@ -86,24 +87,29 @@ struct BuiltBlock {
 
 bool is_mixer(const std::string& key) { return mixer_registry().contains(key); }
 bool is_channel_attention(const std::string& key) { return channel_attention_registry().contains(key); }
+bool is_block(const std::string& key) { return !is_mixer(key) && block_registry().contains(key); }
+// Token mixers and blocks: both take tokens [B, N, C] with a grid, prefix tokens and causality.
+bool takes_tokens(const std::string& key) { return is_mixer(key) || is_block(key); }
 
 // The registry that holds `key` (a token mixer, a channel mixer or a channel attention).
 const RegistryBase& registry_of(const std::string& key) {
   if (is_mixer(key)) return mixer_registry();
   if (is_channel_attention(key)) return channel_attention_registry();
+  if (is_block(key)) return block_registry();
   return channel_registry();
 }
 
 void check_known(const std::string& key) {
-  if (is_mixer(key) || is_channel_attention(key) || channel_registry().contains(key)) return;
+  if (is_mixer(key) || is_channel_attention(key) || is_block(key) || channel_registry().contains(key)) return;
   std::vector<std::string> all = mixer_registry().keys();
   for (const auto& k : channel_registry().keys()) all.push_back(k);
+  for (const auto& k : block_registry().keys()) all.push_back(k);
   for (const auto& k : channel_attention_registry().keys()) all.push_back(k);
   std::vector<std::string> hints;
   if (const std::string close = did_you_mean(key, all); !close.empty()) hints.push_back(close);
   hints.push_back(
-      "blocks: token mixers (blocklab list mixer), channel mixers (blocklab list channel) and channel attention "
-      "(blocklab list channel-attention)");
+      "blocks: token mixers (blocklab list mixer), channel mixers (blocklab list channel), channel attention "
+      "(blocklab list channel-attention) and blocks without a token mixer (blocklab list block)");
   throw ConfigError("blocklab block: unknown block '" + printable(key) + "'", Source{}, "", hints);
 }
 
@@ -116,13 +122,14 @@ void check_input(const BlockOptions& o, const torch::Tensor& x) {
       usage(given + o.key + " (a channel attention) takes feature maps [B, " + std::to_string(o.dim) + ", H, W]");
     return;
   }
-  if (!is_mixer(o.key)) {
+  if (!takes_tokens(o.key)) {
     if (x.dim() < 1 || x.size(-1) != o.dim)
       usage(given + o.key + " (a channel mixer) takes [..., " + std::to_string(o.dim) + "]");
     return;
   }
   if (x.dim() != 3 || x.size(2) != o.dim || x.size(0) < 1)
-    usage(given + o.key + " (a token mixer) takes [B, N, " + std::to_string(o.dim) + "]");
+    usage(given + o.key + (is_block(o.key) ? " (a block)" : " (a token mixer)") + " takes [B, N, " +
+          std::to_string(o.dim) + "]");
   const std::int64_t grid = x.size(1) - o.prefix;
   if (grid < 1) usage(given + "--prefix " + std::to_string(o.prefix) + " leaves no grid tokens");
   if (o.grid_height && o.grid_height * o.grid_width != grid)
@@ -137,11 +144,21 @@ BuiltBlock build_block(const BlockOptions& o, std::int64_t tokens) {
     ChannelAttention a = channel_attention_registry().create(o.params, ChannelAttentionArgs{o.dim});
     return {a, [a](const torch::Tensor& x) { return a->forward(x); }};
   }
+  if (is_block(o.key)) {
+    BlockArgs args;
+    args.dim = o.dim, args.max_tokens = tokens, args.grid_height = o.grid_height, args.grid_width = o.grid_width;
+    Block b = block_registry().create(o.params, args);
+    MixerContext ctx;
+    ctx.grid_height = o.grid_height, ctx.grid_width = o.grid_width, ctx.prefix_tokens = o.prefix, ctx.causal = o.causal;
+    return {b, [b, ctx](const torch::Tensor& x) { return b->forward(x, ctx); }};
+  }
   if (!is_mixer(o.key)) {
     ChannelMixer m = channel_registry().create(o.params, o.dim);
     return {m, [m](const torch::Tensor& x) { return m->forward(x); }};
   }
-  TokenMixer m = mixer_registry().create(o.params, MixerArgs{o.dim, tokens});
+  MixerArgs args{o.dim, tokens};
+  args.grid_height = o.grid_height, args.grid_width = o.grid_width;  // mixers sized by the grid (mixer/spectral)
+  TokenMixer m = mixer_registry().create(o.params, args);
   if (o.causal && !m->capabilities().causal) usage(o.key + " cannot mix causally (--causal)");
   MixerContext ctx;
   ctx.grid_height = o.grid_height;
@@ -249,7 +266,9 @@ torch::Tensor read_input(const std::string& path, bool float64) {
   std::vector<std::int64_t> shape;
   bool was_float64 = false;
   std::vector<double> values = read_npy_f64(path, shape, was_float64);
-  return torch::from_blob(values.data(), shape, torch::kFloat64).clone().to(float64 ? torch::kFloat64 : torch::kFloat32);
+  return torch::from_blob(values.data(), shape, torch::kFloat64)
+      .clone()
+      .to(float64 ? torch::kFloat64 : torch::kFloat32);
 }
 
 void write_output(const std::string& path, const torch::Tensor& y) {
@@ -264,7 +283,7 @@ int run_block(BlockOptions o) {
   const torch::Tensor x = read_input(o.input, o.float64);
   if (o.dim == 0) o.dim = !x.dim() ? 0 : is_channel_attention(o.key) && x.dim() > 1 ? x.size(1) : x.size(-1);
   check_input(o, x);
-  BuiltBlock block = build_block(o, is_mixer(o.key) ? x.size(1) : 0);
+  BuiltBlock block = build_block(o, takes_tokens(o.key) ? x.size(1) : 0);
   block.module->to(o.float64 ? torch::kFloat64 : torch::kFloat32);
   if (!o.load_state.empty()) load_state_dict(*block.module, o.key, o.load_state);
   block.module->eval();
@@ -316,9 +335,9 @@ BlockOptions block_options(const CommandLine& cl) {
   o.load_state = existing_file(cl, "load-state-dict");
   o.output = string_option(cl, "output");
   o.save_state = string_option(cl, "state-dict");
-  if (!is_mixer(o.key) && (o.grid_height || o.prefix || o.causal))
+  if (!takes_tokens(o.key) && (o.grid_height || o.prefix || o.causal))
     usage(o.key + (is_channel_attention(o.key) ? " is a channel attention" : " is a channel mixer") +
-          ": --grid, --prefix and --causal are for token mixers");
+          ": --grid, --prefix and --causal are for token mixers and blocks");
   return o;
 }
 
@@ -342,8 +361,8 @@ int block_command(const std::vector<std::string>& args) {
   if (cl.vars.count("help")) {
     std::cout << command_help(
         kCommand, "<key> --input x.npy [options]",
-        "Builds one registered block (a token mixer, a channel mixer or a channel attention) from its options, "
-        "runs it on a .npy "
+        "Builds one registered block (a token mixer, a channel mixer, a channel attention, or a block without a token "
+        "mixer config) from its options, runs it on a .npy "
         "array in eval mode without gradients and writes the output (.npy) and its parameters (a dict of tensors "
         "under the module's own names, for torch.load): differential tests against Python references.",
         opts,

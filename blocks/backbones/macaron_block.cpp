@@ -11,8 +11,7 @@ MacaronBlockImpl::MacaronBlockImpl(const BlockArgs& args, const MacaronBlockOpti
   norm1 = register_module("norm1", torch::nn::LayerNorm(ln));
   ffn1 = register_module("ffn1", channel_registry().create(args.channel, args.dim));
   norm2 = register_module("norm2", torch::nn::LayerNorm(ln));
-  mixer = register_module(
-      "mixer", mixer_registry().create(args.mixer, MixerArgs{args.dim, args.max_tokens, args.layer, args.layers}));
+  mixer = register_module("mixer", mixer_registry().create(args.mixer, mixer_args(args)));
   norm3 = register_module("norm3", torch::nn::LayerNorm(ln));
   ffn2 = register_module("ffn2", channel_registry().create(args.channel, args.dim));
 }

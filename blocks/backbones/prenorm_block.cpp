@@ -32,9 +32,10 @@ PrenormBlockImpl::PrenormBlockImpl(std::int64_t dim, TokenMixer mixer_, ChannelM
 }
 
 PrenormBlockImpl::PrenormBlockImpl(const BlockArgs& args, const PrenormBlockOptions& options)
-    : PrenormBlockImpl(
-          args.dim, mixer_registry().create(args.mixer, MixerArgs{args.dim, args.max_tokens, args.layer, args.layers}),
-          channel_registry().create(args.channel, args.dim), args.drop_path, options) {}
+    : PrenormBlockImpl(args.dim, mixer_registry().create(args.mixer, mixer_args(args)),
+                       channel_registry().create(args.channel, args.dim), args.drop_path, options) {
+  if (options.depth_scale() == "inv_sqrt") norm_scale_ = 1.0 / std::sqrt(static_cast<double>(args.layer + 1));
+}
 
 torch::Tensor PrenormBlockImpl::forward(const torch::Tensor& x, const MixerContext& ctx) {
   const torch::Tensor mixer_input = normed(1, x);
@@ -47,10 +48,16 @@ torch::Tensor PrenormBlockImpl::forward(const torch::Tensor& x, const MixerConte
 }
 
 torch::Tensor PrenormBlockImpl::normed(int which, const torch::Tensor& x) {
-  if (auto& layer = which == 1 ? norm1 : norm2) return layer->forward(x);
-  if (auto& rep = which == 1 ? rep_norm1 : rep_norm2) return rep->forward(x);
-  if (auto& prep = which == 1 ? prep_norm1 : prep_norm2) return prep->forward(x);
-  return srms_norm(x);
+  torch::Tensor y;
+  if (auto& layer = which == 1 ? norm1 : norm2)
+    y = layer->forward(x);
+  else if (auto& rep = which == 1 ? rep_norm1 : rep_norm2)
+    y = rep->forward(x);
+  else if (auto& prep = which == 1 ? prep_norm1 : prep_norm2)
+    y = prep->forward(x);
+  else
+    y = srms_norm(x);
+  return norm_scale_ == 1.0 ? y : y * norm_scale_;
 }
 
 torch::Tensor PrenormBlockImpl::residual(const torch::Tensor& x, torch::Tensor branch,
@@ -84,6 +91,11 @@ const OptionsSchema<PrenormBlockOptions>& prenorm_block_schema() {
         [](const PrenormBlockOptions& o) { return o.norm(); });
     BLOCKLAB_OPTION(s, norm_steps, "prepbn: training forwards over which LN is replaced by RepBN (default 60000)").min =
         1;
+    s.choice(
+        "depth_scale", {"none", "inv_sqrt"},
+        "inv_sqrt: LayerNorm Scaling (Sun et al. 2025): both norms' outputs times 1/sqrt(layer + 1) (default none)",
+        [](PrenormBlockOptions& o, const std::string& v) { o.depth_scale(v); },
+        [](const PrenormBlockOptions& o) { return o.depth_scale(); });
     s.component("attention", "channel-attention", "",
                 "channel attention on the token mixer's output over the grid tokens, e.g. {type: channel/eca} "
                 "(default none)");

@@ -16,6 +16,10 @@
 // SRMSNorm without parameters, Qin et al. 2023, arXiv:2307.14995, §3.4; common/srms_norm.h),
 // repbn or prepbn (SLAB's re-parameterisable BatchNorm and its progressive schedule from LN over
 // norm_steps training forwards, Guo et al. 2024, arXiv:2405.11582; common/rep_batch_norm.h).
+// depth_scale: inv_sqrt is LayerNorm Scaling ("The Curse of Depth in Large Language Models", Sun
+// et al. 2025, arXiv:2502.05795): both norms' outputs are scaled by 1/sqrt(l) in the block
+// of 1-based depth l = layer + 1, so deep pre-norm blocks stop collapsing to the identity; no
+// parameters. It needs the layer index, so it applies to blocks built from BlockArgs.
 //
 // Shape contract: x [B, N, C] -> [B, N, C].
 #pragma once
@@ -28,9 +32,10 @@
 namespace blocklab {
 
 struct PrenormBlockOptions {
-  TORCH_ARG(double, layer_scale) = 0.0;         // LayerScale init value (default 0 = no LayerScale)
-  TORCH_ARG(std::string, norm) = "layernorm";   // layernorm | srms | repbn | prepbn
-  TORCH_ARG(std::int64_t, norm_steps) = 60000;  // prepbn: training forwards from LN to RepBN
+  TORCH_ARG(double, layer_scale) = 0.0;             // LayerScale init value (default 0 = no LayerScale)
+  TORCH_ARG(std::string, norm) = "layernorm";       // layernorm | srms | repbn | prepbn
+  TORCH_ARG(std::int64_t, norm_steps) = 60000;      // prepbn: training forwards from LN to RepBN
+  TORCH_ARG(std::string, depth_scale) = "none";     // none | inv_sqrt (LayerNorm Scaling; default none)
   TORCH_ARG(ConfigNode, attention) = ConfigNode();  // channel attention on the mixer's output (default none)
 };
 
@@ -64,6 +69,7 @@ class PrenormBlockImpl : public BlockImpl {
   // x + drop_path(gamma * branch) (gamma when LayerScale is on).
   torch::Tensor residual(const torch::Tensor& x, torch::Tensor branch, const torch::Tensor& gamma) const;
   double drop_path_;
+  double norm_scale_ = 1.0;  // depth_scale: 1/sqrt(layer + 1) with inv_sqrt
 };
 TORCH_MODULE(PrenormBlock);
 

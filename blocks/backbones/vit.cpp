@@ -28,7 +28,7 @@ VitImpl::VitImpl(const BackboneArgs& args, const VitOptions& options) : options_
   block_list = register_module("blocks", torch::nn::ModuleList());
   const LayerDefaults every_layer{options.block(), options.mixer(), options.channel(), "model"};
   blocks = build_layers(plan_layers(options.depth(), every_layer, {}, "model.layers"), dim, patches.tokens(),
-                        options.drop_path(), block_list);
+                        patches.layout(), options.drop_path(), block_list);
   norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-6)));
 
   init_vit_weights(*this);

@@ -95,7 +95,8 @@ std::vector<bool> selected_layers(const ConfigNode& entry, std::int64_t depth, c
               "stage " + std::to_string(s) + " does not exist: the stack has " + std::to_string(stages) +
                   (stages == 1 ? " stage (0)" : " stages (0.." + std::to_string(stages - 1) + ")"));
     for (std::int64_t i = 0; i < depth; ++i)
-      if ((stage_of.empty() ? 0 : stage_of[static_cast<std::size_t>(i)]) != s) chosen[static_cast<std::size_t>(i)] = false;
+      if ((stage_of.empty() ? 0 : stage_of[static_cast<std::size_t>(i)]) != s)
+        chosen[static_cast<std::size_t>(i)] = false;
   }
   bool any = false;
   for (bool c : chosen) any = any || c;
@@ -208,11 +209,12 @@ double drop_path_rate(double drop_path, std::int64_t i, std::int64_t depth) {
 }
 
 std::vector<Block> build_layers(const std::vector<LayerSpec>& plan, std::int64_t dim, std::int64_t tokens,
-                                double drop_path, torch::nn::ModuleList& list) {
+                                const MixerContext& layout, double drop_path, torch::nn::ModuleList& list) {
   const auto depth = static_cast<std::int64_t>(plan.size());
   std::vector<Block> blocks;
   for (std::int64_t i = 0; i < depth; ++i) {
-    const BlockArgs args{dim, tokens, {}, {}, drop_path_rate(drop_path, i, depth), i, depth};
+    const BlockArgs args{
+        dim, tokens, {}, {}, drop_path_rate(drop_path, i, depth), i, depth, layout.grid_height, layout.grid_width};
     blocks.push_back(build_layer(plan[static_cast<std::size_t>(i)], i, args));
     list->push_back(blocks.back());
   }

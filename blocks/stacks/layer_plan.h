@@ -49,9 +49,9 @@ double drop_path_rate(double drop_path, std::int64_t i, std::int64_t depth);
 
 // Builds every layer of `plan` into `list` (which the caller registered), stochastic depth rising
 // linearly from 0 at the first layer to `drop_path` at the last (Huang et al. 2016,
-// arXiv:1603.09382; as DeiT/timm).
+// arXiv:1603.09382; as DeiT/timm). `layout` gives the layers their token grid (BlockArgs).
 std::vector<Block> build_layers(const std::vector<LayerSpec>& plan, std::int64_t dim, std::int64_t tokens,
-                                double drop_path, torch::nn::ModuleList& list);
+                                const MixerContext& layout, double drop_path, torch::nn::ModuleList& list);
 
 // The schema of one override entry (for describe and validation).
 const Schema& layer_override_schema();

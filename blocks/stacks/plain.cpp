@@ -5,11 +5,12 @@
 
 namespace blocklab {
 
-PlainStackImpl::PlainStackImpl(const StackArgs& args, const PlainStackOptions& options) : dim_(args.dim), tokens_(args.tokens) {
+PlainStackImpl::PlainStackImpl(const StackArgs& args, const PlainStackOptions& options)
+    : dim_(args.dim), tokens_(args.tokens) {
   const std::vector<LayerSpec> plan =
       plan_layers(options.depth(), args.defaults, options.layers(), args.path + ".layers");
   block_list = register_module("blocks", torch::nn::ModuleList());
-  blocks = build_layers(plan, args.dim, args.tokens, options.drop_path(), block_list);
+  blocks = build_layers(plan, args.dim, args.tokens, args.layout, options.drop_path(), block_list);
   for (const LayerSpec& spec : plan) mixer_keys_.push_back(layer_mixer_key(spec));
 }
 

@@ -13,9 +13,18 @@ const Schema& stages_schema() {
     Schema s;
     ConfigNode depths = ConfigNode::sequence();
     for (int d : {2, 2}) depths.push_back(ConfigNode::integer(d));
-    s.add(ParamSpec{"depths", ParamType::IntList, depths, false, false, 1.0, {}, {}, {}, {},
-                    "blocks per stage (default [2, 2])"});
-    s.add(ParamSpec{"dims", ParamType::IntList, ConfigNode::sequence(), false, false, 1.0, {}, {}, {}, {},
+    s.add(ParamSpec{
+        "depths", ParamType::IntList, depths, false, false, 1.0, {}, {}, {}, {}, "blocks per stage (default [2, 2])"});
+    s.add(ParamSpec{"dims",
+                    ParamType::IntList,
+                    ConfigNode::sequence(),
+                    false,
+                    false,
+                    1.0,
+                    {},
+                    {},
+                    {},
+                    {},
                     "width per stage; [] = the stem's width, doubling each stage (default [])"});
     s.add_choice("downsample", "merge", {"merge", "conv"},
                  "between stages: Swin patch merging (merge, default) or a strided 2x2 convolution (conv)");
@@ -31,12 +40,12 @@ void check_stages(const StackArgs& args, const StagesOptions& o, const ConfigNod
   const auto stages = static_cast<std::int64_t>(o.depths().size());
   if (stages == 0) config_fail(params, "depths", "stack/stages needs at least one stage", {"e.g. depths: [2, 2]"});
   if (!o.dims().empty() && static_cast<std::int64_t>(o.dims().size()) != stages)
-    config_fail(params, "dims",
-                std::to_string(o.dims().size()) + " widths for " + std::to_string(stages) + " stages",
+    config_fail(params, "dims", std::to_string(o.dims().size()) + " widths for " + std::to_string(stages) + " stages",
                 {"give one width per stage, or dims: [] to double the stem's width each stage"});
   if (!o.dims().empty() && o.dims().front() != args.dim)
-    config_fail(params, "dims", "the first stage's width " + std::to_string(o.dims().front()) +
-                                    " is not the stem's width " + std::to_string(args.dim),
+    config_fail(params, "dims",
+                "the first stage's width " + std::to_string(o.dims().front()) + " is not the stem's width " +
+                    std::to_string(args.dim),
                 {"set dims[0] to the model's dim (" + std::to_string(args.dim) + ")"});
   if (!args.layout.has_grid() || args.layout.prefix_tokens != 0)
     config_fail(params, "depths", "stack/stages needs tokens on a grid without class tokens",
@@ -67,7 +76,8 @@ DownsampleImpl::DownsampleImpl(const std::string& kind, std::int64_t in_dim, std
     : merge_(kind == "merge") {
   if (merge_) {
     norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({4 * in_dim})));
-    reduction = register_module("reduction", torch::nn::Linear(torch::nn::LinearOptions(4 * in_dim, out_dim).bias(false)));
+    reduction =
+        register_module("reduction", torch::nn::Linear(torch::nn::LinearOptions(4 * in_dim, out_dim).bias(false)));
   } else {
     conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_dim, out_dim, 2).stride(2)));
   }
@@ -104,12 +114,20 @@ StagesStackImpl::StagesStackImpl(const StackArgs& args, const StagesOptions& o) 
   for (std::int64_t i = 0; i < depth; ++i) {
     const std::int64_t s = stage_of_[static_cast<std::size_t>(i)];
     if (i > 0 && s != stage_of_[static_cast<std::size_t>(i - 1)]) {
-      downsamples.push_back(Downsample(o.downsample(), dims_[static_cast<std::size_t>(s - 1)], dims_[static_cast<std::size_t>(s)]));
+      downsamples.push_back(
+          Downsample(o.downsample(), dims_[static_cast<std::size_t>(s - 1)], dims_[static_cast<std::size_t>(s)]));
       downsample_list->push_back(downsamples.back());
       tokens /= 4;
     }
-    const BlockArgs block_args{dims_[static_cast<std::size_t>(s)],      tokens, {},   {},
-                               drop_path_rate(o.drop_path(), i, depth), i,      depth};
+    const BlockArgs block_args{dims_[static_cast<std::size_t>(s)],
+                               tokens,
+                               {},
+                               {},
+                               drop_path_rate(o.drop_path(), i, depth),
+                               i,
+                               depth,
+                               args.layout.grid_height >> s,
+                               args.layout.grid_width >> s};
     blocks.push_back(build_layer(plan[static_cast<std::size_t>(i)], i, block_args));
     block_list->push_back(blocks.back());
     mixer_keys_.push_back(layer_mixer_key(plan[static_cast<std::size_t>(i)]));

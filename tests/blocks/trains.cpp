@@ -21,6 +21,12 @@ namespace {
 // the periodic LM is beyond it in 200 steps (2.1 -> 1.4; 0.95 after 800). It must still learn.
 double lm_fraction(const std::string& key) { return key == "recurrent/aaren" ? 0.75 : 0.6; }
 
+// The Activator's gating unit mixes no tokens at all (Abdullah & Aydin 2024; catalog B 1-33: a
+// bag-of-patches baseline whose only cross-token step is the model's mean pool), so a causal LM
+// that must look 8 tokens back is beyond it by design; it learns in the sequence classifier and
+// the ViT below, and steps like its forward in conformance.
+bool looks_back(const std::string& key) { return key != "mixer/activator"; }
+
 std::vector<std::string> families() {
   return mixers_with_prefixes({"ssm/", "conv/", "mixer/", "recurrent/", "memory/", "metamixer/"});
 }
@@ -33,7 +39,7 @@ TEST_CASE("wave 3 families: every causal mixer learns in a causal LM; recurrent 
   REQUIRE(keys.size() >= 2);
   for (const std::string& key : keys) {
     const MixerCapabilities caps = capabilities_of(key);
-    if (!caps.causal || caps.needs_grid) continue;
+    if (!caps.causal || caps.needs_grid || !looks_back(key)) continue;
     DYNAMIC_SECTION("mixer " << key) { check_learns_lm(key, lm_fraction(key)); }
   }
 }

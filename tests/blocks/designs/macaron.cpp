@@ -8,6 +8,7 @@
 #include "blocks/backbones/macaron_block.h"
 #include "blocks/family_trains.h"
 #include "registry/yaml_io.h"
+#include "tests/blocks/designs/helpers.h"
 
 namespace BLOCKLAB_TEST_FILE {
 
@@ -81,16 +82,7 @@ TEST_CASE("block/macaron: stepping token by token equals the causal forward", "[
     DYNAMIC_SECTION("norm '" << norm << "'") {
       const auto m = make_macaron(norm, "{type: linear/elu, heads: 2, chunk: 4}");
       REQUIRE(m->recurrent());
-      const auto x = torch::randn({2, kTokens, kDim}, torch::kFloat64);
-      MixerContext causal;
-      causal.causal = true;
-      const auto parallel = m->forward(x, causal);
-      MixerState state = m->init_state(2, x.options());
-      for (std::int64_t t = 0; t < kTokens; ++t) {
-        MixerStep s = m->step(x.select(1, t), state, MixerContext{});
-        CHECK((s.output - parallel.select(1, t)).abs().max().item<double>() <= 1e-9);
-        state = std::move(s.state);
-      }
+      design_tests::check_steps_like_causal_forward(*m, torch::randn({2, kTokens, kDim}, torch::kFloat64));
     }
   }
 }

@@ -667,8 +667,8 @@ void draw_lines(cairo_t* cr, const Style& st, const LineChart& c, const Layout& 
   for (std::size_t i = 0; i < c.series.size(); ++i) {
     const PlotSeries& s = c.series[i];
     const Colour col = colour(slot(c, i));
-    if (joined(c)) stroke_line(cr, st, c, L, i);
-    if (!s.markers && joined(c)) continue;  // unjoined points always have their marker
+    if (joined(c) && s.line) stroke_line(cr, st, c, L, i);
+    if (!s.markers && joined(c) && s.line) continue;  // unjoined points always have their marker
     for (std::size_t j = 0; j < s.y.size(); ++j)
       if (std::isfinite(s.y[j])) draw_marker(cr, st, col, L.px(drawn_x(c, i, j)), L.py(s.y[j]), s.opacity);
   }
@@ -698,7 +698,7 @@ void draw_legend(cairo_t* cr, const Style& st, const LineChart& c, const Layout&
     const Colour col = colour(slot(c, i));
     const double cy = b.y0 + st.legend_pt * 0.5 + L.legend_row * (static_cast<double>(e) + 0.5);
     const double sx0 = b.x0 + st.legend_pt * 0.8, sx1 = sx0 + L.legend_swatch;
-    if (!joined(c)) {  // as drawn: a marker on its error bar
+    if (!joined(c) || !s.line) {  // as drawn: a marker (on its error bar)
       if (has_band(s)) draw_error_bar(cr, st, col, (sx0 + sx1) / 2, cy - st.legend_pt * 0.45, cy + st.legend_pt * 0.45);
       draw_marker(cr, st, col, (sx0 + sx1) / 2, cy, s.opacity);
     } else {

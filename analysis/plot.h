@@ -19,6 +19,7 @@ struct PlotSeries {
   bool markers = true;          // a round marker at each point (off for long training curves)
   double opacity = 1.0;         // of the line and markers, in (0, 1] (e.g. a faint raw curve)
   double line_scale = 1.0;      // line width relative to the default, > 0
+  bool line = true;             // joined by a line (false: a scatter of markers, e.g. a Pareto plot)
 };
 
 struct LineChart {

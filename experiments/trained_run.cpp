@@ -22,7 +22,7 @@ std::string checkpoint_path(const std::string& run_dir, const std::string& which
 
 }  // namespace
 
-TrainedRun load_trained_run(const std::string& run_dir, const std::string& which, const std::string& purpose) {
+TrainedRun load_trained_network(const std::string& run_dir, const std::string& which) {
   const std::string config_path = run_dir + "/config.yaml";
   if (!file_exists(config_path))
     throw ConfigError("'" + run_dir + "' is not a run directory (no config.yaml)", Source{}, "",
@@ -36,12 +36,20 @@ TrainedRun load_trained_run(const std::string& run_dir, const std::string& which
   run.dataset = dataset_registry().create(root.get_node("dataset"),
                                           DatasetArgs{seed ? static_cast<std::uint64_t>(seed->as_int()) : 0});
   run.info = run.dataset->info();
-  const ConfigNode model_config = root.get_node("model");
-  run.model = composed_model(build_model(model_config, root.get_node("head"), run.info));
-  if (!run.model)
+  run.network = build_model(root.get_node("model"), root.get_node("head"), run.info);
+  load_model_weights(run.checkpoint, *run.network);
+  run.network->eval();
+  return run;
+}
+
+TrainedRun load_trained_run(const std::string& run_dir, const std::string& which, const std::string& purpose) {
+  TrainedRun run = load_trained_network(run_dir, which);
+  run.model = composed_model(run.network);
+  if (!run.model) {
+    const ParamReader root(run.config, task_registry().info(run.task).schema, "");
+    const ConfigNode model_config = root.get_node("model");
     throw ConfigError("the run's model is not stem -> stack -> head: " + purpose, model_config.source(), "model", {});
-  load_model_weights(run.checkpoint, *run.model);
-  run.model->eval();
+  }
   return run;
 }
 

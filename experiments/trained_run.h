@@ -18,12 +18,15 @@ struct TrainedRun {
   std::string checkpoint;  // the checkpoint file the weights came from
   std::shared_ptr<Dataset> dataset;
   DatasetInfo info;
-  Model model;             // stem -> stack -> head, in eval mode
+  Network network;  // the model, in eval mode
+  Model model;      // the same as stem -> stack -> head (load_trained_run only)
 };
 
 // Throws ConfigError when `run_dir` has no config.yaml or no checkpoint, or when the model is not
 // stem -> stack -> head (`purpose` says what needs it: "blocklab generate steps it").
 // `which`: "best" (falls back to "last") or "last".
 TrainedRun load_trained_run(const std::string& run_dir, const std::string& which, const std::string& purpose);
+// The same for any network (a supernet, a whole-network forecaster): `model` stays empty.
+TrainedRun load_trained_network(const std::string& run_dir, const std::string& which);
 
 }  // namespace blocklab

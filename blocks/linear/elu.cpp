@@ -5,10 +5,24 @@
 
 namespace blocklab {
 
+namespace {
+
+ProjectionConfig elu_projection_config(const EluLinearOptions& options) {
+  ProjectionConfig c = linear_projection_config(options);
+  c.head_dim = options.head_dim();
+  return c;
+}
+
+std::int64_t elu_inner_width(std::int64_t dim, const EluLinearOptions& options) {
+  return options.head_dim() > 0 ? options.heads() * options.head_dim() : dim;
+}
+
+}  // namespace
+
 EluLinearImpl::EluLinearImpl(std::int64_t dim, const EluLinearOptions& options)
     : LinearMixerImpl(kKey, normalised_core_config(options)),
-      projection_(*this, dim, linear_projection_config(options)),
-      output_(*this, dim, dim, /*gate=*/false, options.proj_drop()) {}
+      projection_(*this, dim, elu_projection_config(options)),
+      output_(*this, elu_inner_width(dim, options), dim, /*gate=*/false, options.proj_drop()) {}
 
 LinearTerms EluLinearImpl::terms(const torch::Tensor& x, const MixerContext&) {
   auto [q, k, v] = heads_contiguous(projection_.split(x));
@@ -27,6 +41,7 @@ const OptionsSchema<EluLinearOptions>& elu_linear_schema() {
   static const auto schema = [] {
     OptionsSchema<EluLinearOptions> s;
     declare_linear_attention_options(s);
+    BLOCKLAB_OPTION(s, head_dim, "width d of each head (default 0 = dim / heads)").min = 0;
     return s;
   }();
   return schema;
@@ -43,7 +58,7 @@ BLOCKLAB_REGISTER(mixer_registry(),
                       .example("{heads: 2, chunk: 16}"),
                   [](const ConfigNode& params, const MixerArgs& args) -> TokenMixer {
                     const auto options = bind_options(elu_linear_schema(), params);
-                    check_heads(args.dim, options.heads(), params);
+                    if (options.head_dim() == 0) check_heads(args.dim, options.heads(), params);
                     return std::make_shared<EluLinearImpl>(args.dim, options);
                   });
 

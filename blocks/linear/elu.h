@@ -7,7 +7,7 @@
 // with state S_i = S_{i-1} + phi(K_i) V_i^T, Z_i = Z_{i-1} + phi(K_i). Heads and W_Q, W_K,
 // W_V, W_O as in multi-head attention (the official fast-transformers code: eps 1e-6).
 //
-// Shape contract: x [B, N, C] -> [B, N, C]; C % heads == 0.
+// Shape contract: x [B, N, C] -> [B, N, C]; C % heads == 0 unless head_dim is given.
 #pragma once
 
 #include "blocks/attention/parts/output.h"
@@ -18,6 +18,7 @@ namespace blocklab {
 
 struct EluLinearOptions {
   TORCH_ARG(std::int64_t, heads) = 4;
+  TORCH_ARG(std::int64_t, head_dim) = 0;  // width d of each head (default 0 = dim / heads)
   TORCH_ARG(bool, qkv_bias) = true;
   TORCH_ARG(double, proj_drop) = 0.0;
   TORCH_ARG(double, eps) = 1e-6;

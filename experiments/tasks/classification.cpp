@@ -6,10 +6,11 @@
 
 namespace blocklab {
 
-Schema classification_schema(const SupervisedDefaults& defaults) {
-  return supervised_schema(defaults, [](Schema& t) {
+Schema classification_schema(const SupervisedDefaults& defaults, const std::function<void(Schema&)>& trainer_keys) {
+  return supervised_schema(defaults, [trainer_keys](Schema& t) {
     auto& ls = t.add_float("label_smoothing", 0.0, "label smoothing of the cross-entropy");
     ls.min = 0.0, ls.max = 1.0;
+    if (trainer_keys) trainer_keys(t);
   });
 }
 

@@ -17,8 +17,8 @@ struct ClassificationTask {
   bool augment = true;          // training batches through the dataset's augmentation
 };
 
-// The supervised sections plus trainer.label_smoothing.
-Schema classification_schema(const SupervisedDefaults& defaults);
+// The supervised sections plus trainer.label_smoothing (and a task's own trainer keys).
+Schema classification_schema(const SupervisedDefaults& defaults, const std::function<void(Schema&)>& trainer_keys = {});
 
 // The loop's hooks of a classification task. `schema` (classification_schema) must outlive them.
 class ClassificationHooks : public SupervisedHooks {
@@ -30,12 +30,16 @@ class ClassificationHooks : public SupervisedHooks {
   Selection selection() const override { return {has_val_ ? "val_acc" : "test_acc", /*higher_is_better=*/true}; }
   std::string examples_name() const override { return examples_; }
 
- private:
+ protected:
   struct SplitResult {
     double accuracy = 0, loss = 0;
   };
+  // Accuracy and mean cross-entropy (without smoothing) of the model on a split.
   SplitResult evaluate_split(const std::string& split) const;
+  bool has_val() const { return has_val_; }
+  double label_smoothing() const { return label_smoothing_; }
 
+ private:
   std::string examples_;
   bool has_val_;
   double label_smoothing_;

@@ -80,7 +80,17 @@ std::vector<LoopTaskCase> loop_tasks() {
        "dataset.test_examples=16", "trainer.batch_size=8", "trainer.epochs=3", "trainer.log_every=4",
        "trainer.eval_batch_size=32", "threads=1"},
       {"optimizer=sgd", "trainer.lr=1e8", "trainer.clip_grad=0.0", "optimizer.momentum=0.99", "trainer.warmup=0.0"}};
-  return {classify, regress, seqcls, forecast, lm, recall};
+  // supernet: the sandwich rule's random subnets come from (seed, epoch, batch), so a resumed run
+  // draws what the uninterrupted one drew.
+  const LoopTaskCase supernet{
+      "supernet",
+      BLOCKLAB_BINARY,
+      "fmnist_supernet",
+      {"model.patch=7", "model.depths=[1,2]", "model.widths=[16,24]", "model.heads=[1,2]", "model.mlp_ratios=[1,2]",
+       "model.head_dim=8", "dataset.limit_train=512", "dataset.limit_test=200", "dataset.val_size=0",
+       "trainer.batch_size=32", "trainer.epochs=3", "trainer.log_every=4", "trainer.eval_batch_size=100", "threads=1"},
+      classify.diverging};
+  return {classify, regress, seqcls, forecast, lm, recall, supernet};
 }
 
 // Waits (up to a minute) until the run under `out` has logged training step `step`.

@@ -6,6 +6,7 @@
 #include <deque>
 #include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -66,21 +67,24 @@ double SupernetJudge::latency_ms(const Subnet& s) {
 
 // ---- the ledger --------------------------------------------------------------------------------
 
-namespace {
-
-// dump_json without its trailing newline, for a field of a one-line JSON object.
-std::string search_inline_json(const ConfigNode& node) {
+std::string one_line_json(const ConfigNode& node) {
   std::string json = dump_json(node);
   while (!json.empty() && json.back() == '\n') json.pop_back();
   return json;
 }
 
-}  // namespace
+std::vector<Candidate> evaluated_once(const std::vector<Candidate>& history) {
+  std::vector<Candidate> out;
+  std::set<std::string> seen;
+  for (const auto& c : history)
+    if (c.evaluated && seen.insert(subnet_key(c.subnet)).second) out.push_back(c);
+  return out;
+}
 
 std::string candidate_json(const Candidate& c) {
   JsonObject line;
   line.set("key", subnet_key(c.subnet))
-      .set_raw("subnet", search_inline_json(subnet_node(c.subnet)))
+      .set_raw("subnet", one_line_json(subnet_node(c.subnet)))
       .set("parameters", c.parameters)
       .set("mflops", c.mflops)
       .set("latency_ms", c.latency_ms)
@@ -246,12 +250,8 @@ std::vector<Candidate> run_search(const SearchSpace& space, const SearchSettings
 std::vector<Candidate> pareto_front(const std::vector<Candidate>& candidates,
                                     const std::function<double(const Candidate&)>& cost) {
   std::vector<Candidate> sorted;
-  std::map<std::string, bool> seen;
-  for (const auto& c : candidates)
-    if (c.evaluated && c.feasible && !seen[subnet_key(c.subnet)]) {
-      seen[subnet_key(c.subnet)] = true;
-      sorted.push_back(c);
-    }
+  for (const auto& c : evaluated_once(candidates))
+    if (c.feasible) sorted.push_back(c);
   std::stable_sort(sorted.begin(), sorted.end(), [&](const Candidate& a, const Candidate& b) {
     return cost(a) != cost(b) ? cost(a) < cost(b) : a.accuracy > b.accuracy;
   });

@@ -106,6 +106,12 @@ class SearchLedger {
   AppendFile file_;
 };
 
+// The evaluated candidates of `history`, each subnet once (its first evaluation), in order.
+std::vector<Candidate> evaluated_once(const std::vector<Candidate>& history);
+
+// dump_json on one line (without its trailing newline), for a field of a JSON line.
+std::string one_line_json(const ConfigNode& node);
+
 // A candidate as its ledger line, and back.
 std::string candidate_json(const Candidate& c);
 Candidate candidate_from_json(const std::string& line, const SearchSpace& space);

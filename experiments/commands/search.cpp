@@ -18,7 +18,6 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
-#include <set>
 #include <sstream>
 
 #include "experiments/experiment.h"
@@ -80,12 +79,6 @@ std::string supernet_run(const SearchCommand& c, const Experiment& e) {
   return dir;
 }
 
-std::string search_space_json(const ConfigNode& model) {
-  std::string json = dump_json(model);
-  while (!json.empty() && json.back() == '\n') json.pop_back();
-  return json;
-}
-
 std::string search_fixed(double v, int digits) {
   std::ostringstream s;
   s.setf(std::ios::fixed);
@@ -135,10 +128,7 @@ std::vector<Candidate> spread(const std::vector<Candidate>& sorted, std::int64_t
 
 // The evaluated candidates, each once, by increasing inherited accuracy.
 std::vector<Candidate> by_accuracy(const std::vector<Candidate>& history) {
-  std::vector<Candidate> unique;
-  std::set<std::string> seen;
-  for (const auto& c : history)
-    if (c.evaluated && seen.insert(subnet_key(c.subnet)).second) unique.push_back(c);
+  std::vector<Candidate> unique = evaluated_once(history);
   std::stable_sort(unique.begin(), unique.end(),
                    [](const Candidate& a, const Candidate& b) { return a.accuracy < b.accuracy; });
   return unique;
@@ -209,7 +199,7 @@ int run_search_command(const SearchCommand& c) {
   write_file_atomic(dir + "/search.json", JsonObject()
                                                   .set("supernet_run", run_dir)
                                                   .set("settings", search_settings_text(c.settings))
-                                                  .set_raw("space", search_space_json(run.config.at("model")))
+                                                  .set_raw("space", one_line_json(run.config.at("model")))
                                                   .str() +
                                               "\n");
   SearchLedger ledger(dir + "/ledger.jsonl", supernet->space());

@@ -71,6 +71,7 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model, co
   write_scalar(archive, "best_epoch", p.best_epoch);
   write_scalar(archive, "metrics_bytes", p.metrics_bytes);
   write_scalar(archive, "log_bytes", p.log_bytes);
+  if (!p.task_state.empty()) archive.write("task_state", c10::IValue(p.task_state));
   std::ostringstream payload_stream;
   archive.save_to(payload_stream);
   const std::string payload = payload_stream.str();
@@ -111,6 +112,8 @@ TrainPosition load_checkpoint(const std::string& path, torch::nn::Module& model,
     p.best_epoch = read_int("best_epoch");
     p.metrics_bytes = read_int("metrics_bytes");
     p.log_bytes = read_int("log_bytes");
+    c10::IValue task_state;
+    if (archive.try_read("task_state", task_state)) p.task_state = task_state.toStringRef();
   } catch (const c10::Error& e) {
     throw CheckpointError("checkpoint " + path +
                           " does not match this model or optimizer (was the config changed?): " +

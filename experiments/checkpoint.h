@@ -26,6 +26,7 @@ struct TrainPosition {
   std::int64_t best_epoch = -1;
   std::int64_t metrics_bytes = 0;   // length of metrics.jsonl at this point
   std::int64_t log_bytes = 0;       // length of log.txt at this point
+  std::string task_state;           // TaskHooks::task_state (written only when not empty)
 };
 
 class CheckpointError : public std::runtime_error {

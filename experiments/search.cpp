@@ -33,7 +33,32 @@ SupernetJudge::SupernetJudge(Supernet supernet, std::shared_ptr<Dataset> dataset
   supernet_->eval();
 }
 
+void SupernetJudge::set_teacher(Supernet teacher, std::int64_t relation_heads) {
+  teacher_ = std::move(teacher);
+  relation_heads_ = relation_heads;
+  teacher_->set_subnet(largest_subnet(teacher_->space()));
+  teacher_->eval();
+}
+
+// AutoDistil's proxy: minus the relation-distillation loss on the evaluation examples (higher is
+// better, as accuracy).
+double SupernetJudge::relation_score(const Subnet& s) {
+  torch::NoGradGuard no_grad;
+  supernet_->set_subnet(s);
+  double sum = 0;
+  const std::int64_t n = inputs_.size(0), chunk = 500;
+  for (std::int64_t i = 0; i < n; i += chunk) {
+    const auto len = std::min(chunk, n - i);
+    AttentionRelations taught, learnt;
+    teacher_->forward_relations(inputs_.narrow(0, i, len), taught);
+    supernet_->forward_relations(inputs_.narrow(0, i, len), learnt);
+    sum += relation_kd_loss(taught, learnt, relation_heads_).item<double>() * static_cast<double>(len);
+  }
+  return -sum / static_cast<double>(n);
+}
+
 double SupernetJudge::accuracy(const Subnet& s) {
+  if (settings_.score == "relation_kd") return relation_score(s);
   torch::NoGradGuard no_grad;
   supernet_->set_subnet(s);
   std::int64_t correct = 0;
@@ -107,22 +132,29 @@ Candidate candidate_from_json(const std::string& line, const SearchSpace& space)
   return c;
 }
 
-SearchLedger::SearchLedger(const std::string& path, const SearchSpace& space) : space_(space) {
-  std::string text = file_exists(path) ? read_file(path) : "";
+AppendFile open_ledger(const std::string& path, const std::function<void(const std::string& line)>& read) {
+  const std::string text = file_exists(path) ? read_file(path) : "";
   std::uint64_t whole = 0;  // bytes of whole, readable lines
   for (std::size_t start = 0, end; (end = text.find('\n', start)) != std::string::npos; start = end + 1) {
     try {
-      const Candidate c = candidate_from_json(text.substr(start, end - start), space_);
-      const std::string key = subnet_key(c.subnet);
-      if (!by_key_.count(key)) order_.push_back(key);
-      by_key_[key] = c;
+      read(text.substr(start, end - start));
       whole = end + 1;
     } catch (const std::exception&) {
-      break;  // a line a kill cut short (or a later change of the space): measured again
+      break;  // a line a kill cut short (or a later change of the format): measured again
     }
   }
-  file_ = AppendFile(path);
-  file_.truncate(whole);
+  AppendFile file(path);
+  file.truncate(whole);
+  return file;
+}
+
+SearchLedger::SearchLedger(const std::string& path, const SearchSpace& space) : space_(space) {
+  file_ = open_ledger(path, [this](const std::string& line) {
+    const Candidate c = candidate_from_json(line, space_);  // throws on a cut line or a changed space
+    const std::string key = subnet_key(c.subnet);
+    if (!by_key_.count(key)) order_.push_back(key);
+    by_key_[key] = c;
+  });
 }
 
 const Candidate* SearchLedger::find(const Subnet& s) const {
@@ -190,12 +222,7 @@ class Searcher {
 
   // `sample` members drawn with replacement; the most accurate (the first of equals) wins.
   const Candidate& tournament(const std::deque<Candidate>& population) {
-    const Candidate* best = nullptr;
-    for (std::int64_t i = 0; i < settings_.sample; ++i) {
-      const Candidate& c = population[static_cast<std::size_t>(rng_() % population.size())];
-      if (!best || c.accuracy > best->accuracy) best = &c;
-    }
-    return *best;
+    return tournament_winner(population, settings_.sample, rng_, [](const Candidate& c) { return c.accuracy; });
   }
 
   Candidate draw_feasible() {

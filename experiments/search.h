@@ -18,9 +18,11 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -47,6 +49,10 @@ struct SearchSettings {
   std::int64_t eval_examples = 0;  // the split's first n examples; 0: all
   std::int64_t latency_repeats = 10;
   SearchConstraints constraints;
+  // What "accuracy" holds: accuracy (default), or relation_kd: minus the mean self-attention
+  // relation-distillation loss against the supernet run's teacher (AutoDistil's task-agnostic
+  // search, blocks/nas/relation_kd.h; no labels used).
+  std::string score = "accuracy";
 };
 
 // What the search knows of a subnet. Accuracy is NaN until evaluated (a rejected candidate is
@@ -80,9 +86,14 @@ class SupernetJudge : public CandidateJudge {
   double mflops(const Subnet& s) override { return supernet_->subnet_macs(s) / 1e6; }
   double latency_ms(const Subnet& s) override;
   double accuracy(const Subnet& s) override;
+  // score relation_kd: the teacher whose relations a subnet is scored against.
+  void set_teacher(Supernet teacher, std::int64_t relation_heads);
 
  private:
-  Supernet supernet_;
+  double relation_score(const Subnet& s);
+
+  Supernet supernet_, teacher_;
+  std::int64_t relation_heads_ = 4;
   std::shared_ptr<Dataset> dataset_;
   SearchSettings settings_;
   ModelArgs model_args_;
@@ -105,6 +116,24 @@ class SearchLedger {
   std::vector<std::string> order_;
   AppendFile file_;
 };
+
+// Opens a ledger file (creating it) for appending: feeds each whole line an earlier run wrote to
+// `read`, in order, up to the first line `read` rejects by throwing (a line a kill cut short, or
+// one of a changed format), and cuts the file there. Shared by the ledgers of both searches.
+AppendFile open_ledger(const std::string& path, const std::function<void(const std::string& line)>& read);
+
+// Regularised evolution's tournament: `sample` members of `population` drawn with replacement
+// (rng() % size); the one of highest `fitness` wins, the first drawn of equals.
+template <class Member, class Fitness>
+const Member& tournament_winner(const std::deque<Member>& population, std::int64_t sample, std::mt19937_64& rng,
+                                const Fitness& fitness) {
+  const Member* best = nullptr;
+  for (std::int64_t i = 0; i < sample; ++i) {
+    const Member& m = population[static_cast<std::size_t>(rng() % population.size())];
+    if (!best || fitness(m) > fitness(*best)) best = &m;
+  }
+  return *best;
+}
 
 // The evaluated candidates of `history`, each subnet once (its first evaluation), in order.
 std::vector<Candidate> evaluated_once(const std::vector<Candidate>& history);

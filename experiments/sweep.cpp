@@ -26,14 +26,18 @@
 namespace fs = std::filesystem;
 
 namespace blocklab {
-namespace {
 
-// One swept dimension: a key (or zip'ed keys) and its values (one tuple per point).
-struct Axis {
+// One swept dimension: a key (or zip'ed keys) and its values (one tuple per point). Not in the
+// anonymous namespace: SweepPlanner::Impl, which has external linkage, holds them.
+struct SweepAxis {
   std::vector<std::string> keys;                // as typed, with +/++ and @package
   std::vector<std::string> names;               // the keys without prefixes, for params
   std::vector<std::vector<ConfigNode>> values;  // values[point][key]
 };
+
+namespace {
+
+using Axis = SweepAxis;
 
 std::string op_prefix(Override::Op op) {
   switch (op) {

@@ -1052,7 +1052,7 @@ BLOCKLAB_REGISTER(model_registry(),
                       .summary("one architecture of einspace, a grammar of fundamental operations (sequential, "
                                "branching, routing and computation modules), trained from scratch")
                       .paper("einspace: Searching for Neural Architectures from Fundamental Operations (Ericsson et "
-                             "al., 2024), arXiv:2403.02637")
+                             "al., 2024), arXiv:2405.20838")
                       .equation("y = head(LN(mean(tree(x)))); tree: m_2(m_1(x)) | agg(m_i(branch_i(x))) | "
                                 "post(m(pre(x))) | fn(x)")
                       .schema(ein_schema())

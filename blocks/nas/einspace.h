@@ -3,7 +3,7 @@
 // model of its own, trained from scratch).
 //
 // Paper: "einspace: Searching for Neural Architectures from Fundamental Operations" (Ericsson
-// et al., NeurIPS 2024, arXiv:2403.02637); rules as in the official code (linusericsson/einspace,
+// et al., NeurIPS 2024, arXiv:2405.20838); rules as in the official code (linusericsson/einspace,
 // einspace/search_spaces.py and layers.py): catalog 003/004, D37.
 //
 // The grammar (a module maps one tensor to one tensor):

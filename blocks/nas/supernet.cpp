@@ -1,5 +1,6 @@
 #include "blocks/nas/supernet.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -114,7 +115,7 @@ std::map<std::string, torch::Tensor> SupernetLayerImpl::slices(std::int64_t widt
 }
 
 torch::Tensor SupernetLayerImpl::forward(const torch::Tensor& x, std::int64_t width, const LayerChoice& choice,
-                                         const MixerContext& ctx) {
+                                         const MixerContext& ctx, AttentionRelations* capture) {
   auto w = slices(width, choice);
   const auto h = layer_norm_slice(x, w["norm1.weight"], w["norm1.bias"]);
   torch::Tensor mixed;
@@ -124,6 +125,9 @@ torch::Tensor SupernetLayerImpl::forward(const torch::Tensor& x, std::int64_t wi
     const auto split = [&](std::int64_t p) {
       return y.narrow(-1, p * heads * head_dim_, heads * head_dim_).view({b, n, heads, head_dim_}).transpose(1, 2);
     };
+    if (capture)
+      *capture = {y.narrow(-1, 0, heads * head_dim_), y.narrow(-1, heads * head_dim_, heads * head_dim_),
+                  y.narrow(-1, 2 * heads * head_dim_, heads * head_dim_)};
     const auto o = attention_kernels().at(choice.mixer).kernel(split(0), split(1), split(2));
     mixed = torch::linear(o.transpose(1, 2).reshape({b, n, heads * head_dim_}), w["mixer.proj.weight"],
                           w["mixer.proj.bias"]);
@@ -154,8 +158,8 @@ class DeclaringSupernetImpl : public SupernetImpl, public SupernetNoDecay {
 }  // namespace
 
 SupernetImpl::SupernetImpl(const SearchSpace& space, const ModelInputs& inputs, std::int64_t outputs,
-                           std::int64_t patch)
-    : space_(space), subnet_(largest_subnet(space)), patch_(patch) {
+                           std::int64_t patch, std::vector<std::int64_t> reductions)
+    : space_(space), subnet_(largest_subnet(space)), patch_(patch), reductions_(std::move(reductions)) {
   const auto c = space.max_width();
   layout_.grid_height = inputs.height / patch;
   layout_.grid_width = inputs.width / patch;
@@ -164,8 +168,15 @@ SupernetImpl::SupernetImpl(const SearchSpace& space, const ModelInputs& inputs, 
                                 torch::nn::Conv2d(torch::nn::Conv2dOptions(inputs.channels, c, patch).stride(patch)));
   pos_embed = register_parameter("pos_embed", torch::zeros({1, tokens, c}));
   layer_list = register_module("layers", torch::nn::ModuleList());
+  if (!reductions_.empty()) reduction_list = register_module("reductions", torch::nn::ModuleList());
+  MixerContext layout = layout_;
   for (std::int64_t i = 0; i < space.max_depth(); ++i) {
-    layers_.push_back(SupernetLayer(space, tokens, layout_));
+    if (reduction_modules_.size() < reductions_.size() && reductions_[reduction_modules_.size()] == i) {
+      layout.grid_height = (layout.grid_height + 1) / 2, layout.grid_width = (layout.grid_width + 1) / 2;
+      reduction_modules_.push_back(Downsample("residual", c, c, layout.grid_height * layout.grid_width));
+      reduction_list->push_back(reduction_modules_.back());
+    }
+    layers_.push_back(SupernetLayer(space, layout.grid_height * layout.grid_width, layout));
     layer_list->push_back(layers_.back());
   }
   norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c}).eps(1e-6)));
@@ -184,14 +195,34 @@ void SupernetImpl::set_subnet(const Subnet& subnet) {
 }
 
 torch::Tensor SupernetImpl::forward(const torch::Tensor& images, AttentionProbe*, const torch::Tensor&) {
+  return run(images, nullptr);
+}
+
+torch::Tensor SupernetImpl::forward_relations(const torch::Tensor& images, AttentionRelations& relations) {
+  relations = {};
+  const auto logits = run(images, &relations);
+  if (!relations.q.defined())
+    throw std::invalid_argument("supernet: the subnet " + subnet_key(subnet_) +
+                                " has no attention-type layer to take relations from");
+  return logits;
+}
+
+torch::Tensor SupernetImpl::run(const torch::Tensor& images, AttentionRelations* capture) {
   const auto c = subnet_.width;
   auto x =
       torch::conv2d(images, patch_embed->weight.narrow(0, 0, c), patch_embed->bias.narrow(0, 0, c), {patch_, patch_});
   x = x.flatten(2).transpose(1, 2) + pos_embed.narrow(2, 0, c);
   MixerContext ctx = layout_;
-  for (std::int64_t i = 0; i < subnet_.depth(); ++i) {
+  for (std::int64_t i = 0, next = 0; i < subnet_.depth(); ++i) {
+    if (next < static_cast<std::int64_t>(reductions_.size()) && reductions_[static_cast<std::size_t>(next)] == i) {
+      const Downsample& r = reduction_modules_[static_cast<std::size_t>(next++)];
+      x = residual_spatial_reduction(x, ctx.grid_height, ctx.grid_width, r->norm->weight.narrow(0, 0, c),
+                                     r->norm->bias.narrow(0, 0, c), r->conv->weight.narrow(0, 0, c).narrow(1, 0, c),
+                                     r->conv->bias.narrow(0, 0, c), r->pos_embed.narrow(2, 0, c));
+      ctx.grid_height = r->half_grid(ctx.grid_height), ctx.grid_width = r->half_grid(ctx.grid_width);
+    }
     ctx.layer = static_cast<int>(i);
-    x = layers_[static_cast<std::size_t>(i)]->forward(x, c, subnet_.layers[static_cast<std::size_t>(i)], ctx);
+    x = layers_[static_cast<std::size_t>(i)]->forward(x, c, subnet_.layers[static_cast<std::size_t>(i)], ctx, capture);
   }
   x = layer_norm_slice(x.mean(1), norm->weight.narrow(0, 0, c), norm->bias.narrow(0, 0, c));
   return torch::linear(x, head->weight.narrow(1, 0, c), head->bias);
@@ -204,8 +235,23 @@ ConfigNode SupernetImpl::subnet_config(const Subnet& subnet) const {
   ConfigNode stem = parse("{type: stem/patch, pos: learned, class_token: false}");
   stem.set("patch", ConfigNode::integer(patch_));
   model.set("stem", stem);
-  ConfigNode stack = parse("{type: stack/plain, drop_path: 0.0}");
-  stack.set("depth", ConfigNode::integer(subnet.depth()));
+  const std::int64_t active = active_reductions(subnet.depth());
+  ConfigNode stack = parse(active == 0 ? "{type: stack/plain, drop_path: 0.0}"
+                                       : "{type: stack/stages, downsample: residual, drop_path: 0.0}");
+  if (active == 0) {
+    stack.set("depth", ConfigNode::integer(subnet.depth()));
+  } else {  // stages split at the reductions that run, all of width C
+    ConfigNode depths = ConfigNode::sequence(), dims = ConfigNode::sequence();
+    std::int64_t start = 0;
+    for (std::int64_t k = 0; k <= active; ++k) {
+      const std::int64_t end = k < active ? reductions_[static_cast<std::size_t>(k)] : subnet.depth();
+      depths.push_back(ConfigNode::integer(end - start));
+      dims.push_back(ConfigNode::integer(subnet.width));
+      start = end;
+    }
+    stack.set("depths", depths);
+    stack.set("dims", dims);
+  }
   ConfigNode layers = ConfigNode::map();
   for (std::size_t i = 0; i < subnet.layers.size(); ++i) {
     const auto& choice = subnet.layers[i];
@@ -242,7 +288,30 @@ std::map<std::string, torch::Tensor> SupernetImpl::subnet_weights(const Subnet& 
   for (std::size_t i = 0; i < subnet.layers.size(); ++i)
     for (auto& [name, tensor] : layers_[i]->slices(c, subnet.layers[i]))
       w["stack.blocks." + std::to_string(i) + "." + name] = tensor;
+  for (std::int64_t k = 0; k < active_reductions(subnet.depth()); ++k) {
+    const Downsample& r = reduction_modules_[static_cast<std::size_t>(k)];
+    const std::string at = "stack.downsample." + std::to_string(k) + ".";
+    w[at + "norm.weight"] = r->norm->weight.narrow(0, 0, c);
+    w[at + "norm.bias"] = r->norm->bias.narrow(0, 0, c);
+    w[at + "conv.weight"] = r->conv->weight.narrow(0, 0, c).narrow(1, 0, c);
+    w[at + "conv.bias"] = r->conv->bias.narrow(0, 0, c);
+    w[at + "pos_embed"] = r->pos_embed.narrow(2, 0, c);
+  }
   return w;
+}
+
+std::int64_t SupernetImpl::active_reductions(std::int64_t depth) const {
+  return std::count_if(reductions_.begin(), reductions_.end(), [&](std::int64_t j) { return j < depth; });
+}
+
+std::vector<std::int64_t> SupernetImpl::layer_tokens() const {
+  std::vector<std::int64_t> tokens;
+  std::int64_t h = layout_.grid_height, w = layout_.grid_width;
+  for (std::int64_t i = 0; i < space_.max_depth(); ++i) {
+    if (std::count(reductions_.begin(), reductions_.end(), i)) h = (h + 1) / 2, w = (w + 1) / 2;
+    tokens.push_back(h * w);
+  }
+  return tokens;
 }
 
 void SupernetImpl::export_weights(const Subnet& subnet, torch::nn::Module& model) const {
@@ -268,12 +337,17 @@ std::int64_t SupernetImpl::subnet_parameters(const Subnet& subnet) const {
 }
 
 double SupernetImpl::subnet_macs(const Subnet& subnet) const {
-  const auto n = static_cast<double>(pos_embed.size(1)), c = static_cast<double>(subnet.width);
+  const auto c = static_cast<double>(subnet.width);
   const auto& w = patch_embed->weight;  // [C_max, channels, patch, patch]
-  double macs =
-      n * c * static_cast<double>(w.size(1) * w.size(2) * w.size(3)) + c * static_cast<double>(head->weight.size(0));
+  double macs = static_cast<double>(pos_embed.size(1)) * c * static_cast<double>(w.size(1) * w.size(2) * w.size(3)) +
+                c * static_cast<double>(head->weight.size(0));
   const auto d = static_cast<double>(space_.head_dim);
-  for (const auto& l : subnet.layers) {
+  const std::vector<std::int64_t> tokens = layer_tokens();
+  for (std::size_t i = 0; i < subnet.layers.size(); ++i) {
+    const auto& l = subnet.layers[i];
+    const auto n = static_cast<double>(tokens[i]);
+    if (std::count(reductions_.begin(), reductions_.end(), static_cast<std::int64_t>(i)))
+      macs += n * c * c * 9;  // the reduction's 3x3 convolution onto this layer's grid
     macs += 2 * n * c * static_cast<double>(hidden_width(l.mlp_ratio, subnet.width));  // W_1, W_2
     if (!is_attention_type_mixer(l.mixer)) continue;
     const double inner = static_cast<double>(l.heads) * d;
@@ -318,10 +392,44 @@ const Schema& supernet_schema() {
          "token mixers per layer, most capable first: attention types share Q/K/V/O (attention/softmax, "
          "linear/elu), weightless mixers as registered (default [attention/softmax, linear/elu, mixer/pooling])");
     s.add_int("head_dim", 16, "width of every attention head (default 16)").min = 1;
+    s.add_int("subspaces", 1,
+              "AutoDistil's sub-spaces: the widths, smallest first, split into this many contiguous groups, "
+              "one supernet each (default 1: the whole space)")
+        .min = 1;
+    s.add_int("subspace", 0, "which of the sub-spaces this supernet trains, 0 = the smallest widths (default 0)").min =
+        0;
+    list("reductions", ParamType::IntList, ConfigNode::sequence(),
+         "ViT-ResNAS's residual spatial reductions: the layers before which the token grid is halved, "
+         "increasing (default [])");
     return s;
   }();
   return schema;
 }
+
+namespace {
+
+// AutoDistil's partition into K compact sub-spaces (Xu et al. 2022, §3.1: students of very
+// different size interfere in one supernet), here by width: the sorted widths in K contiguous
+// groups, the first groups one longer when K does not divide them.
+std::vector<std::int64_t> subspace_widths(std::vector<std::int64_t> widths, std::int64_t subspaces,
+                                          std::int64_t subspace, const ConfigNode& params) {
+  const auto n = static_cast<std::int64_t>(widths.size());
+  if (subspaces > n)
+    config_fail(params, "subspaces", std::to_string(subspaces) + " sub-spaces of " + std::to_string(n) + " widths",
+                {"at most one sub-space per width"});
+  if (subspace >= subspaces)
+    config_fail(params, "subspace",
+                "sub-space " + std::to_string(subspace) + " of " + std::to_string(subspaces) + " (0.." +
+                    std::to_string(subspaces - 1) + ")");
+  if (subspaces == 1) return widths;  // as given: the order is part of what a seed draws
+  std::sort(widths.begin(), widths.end());
+  const auto base = n / subspaces, extra = n % subspaces;
+  const auto begin = subspace * base + std::min(subspace, extra);
+  const auto size = base + (subspace < extra ? 1 : 0);
+  return {widths.begin() + begin, widths.begin() + begin + size};
+}
+
+}  // namespace
 
 SearchSpace supernet_space(const ConfigNode& params) {
   const ParamReader r(params, supernet_schema(), "");
@@ -334,6 +442,7 @@ SearchSpace supernet_space(const ConfigNode& params) {
   space.head_dim = r.get_int("head_dim");
   for (const char* name : {"depths", "widths", "heads", "mlp_ratios", "mixers"})
     if (r.get_node(name).items().empty()) config_fail(params, name, std::string(name) + " needs at least one choice");
+  space.widths = subspace_widths(space.widths, r.get_int("subspaces"), r.get_int("subspace"), params);
   for (const auto& key : space.mixers)  // an unknown key: ConfigError with the nearest names
     if (!mixer_registry().contains(key)) mixer_registry().info(key, r.get_node("mixers").source(), "mixers");
   return space;
@@ -354,8 +463,15 @@ Network make_supernet(const ConfigNode& params, const ModelArgs& args) {
   if (component_key(args.head) != "linear" || (args.head.is_map() && args.head.keys().size() > 1))
     throw ConfigError("model/supernet has its own elastic linear head; the task's head must be plain linear",
                       args.head.source(), "head", {"head: {type: linear}"});
+  const std::vector<std::int64_t> reductions = r.get_int_list("reductions");
+  for (std::size_t k = 0; k < reductions.size(); ++k)
+    if (reductions[k] >= space.max_depth() || (k > 0 && reductions[k] <= reductions[k - 1]))
+      config_fail(params, "reductions",
+                  "reductions must increase and name layers 1.." + std::to_string(space.max_depth() - 1) +
+                      " (before which the grid is halved), got " + std::to_string(reductions[k]),
+                  {"e.g. reductions: [2] to halve the grid before the third layer"});
   try {
-    return std::make_shared<DeclaringSupernetImpl>(space, in, args.outputs, patch);
+    return std::make_shared<DeclaringSupernetImpl>(space, in, args.outputs, patch, reductions);
   } catch (const std::invalid_argument& e) {
     config_fail(params, "mixers", e.what(), {"mixers: [attention/softmax, linear/elu, mixer/pooling]"});
   }

@@ -19,8 +19,14 @@
 // attention/softmax, elu + 1 features for linear/elu), then W_O[:C, :h_l d]. A mixer without
 // weights (mixer/pooling) is the registered block itself.
 //
+// ViT-ResNAS's residual spatial reduction (Liao et al., 2021, arXiv:2109.09542, §3.1; option
+// `reductions`): before each layer j listed, the grid is halved (rounding up) by
+//   z' = Conv3x3/2(LN(z))[:C] + E'_pos[:, :, :C] + AvgPool2x2/2(z)
+// (the width stays C, so the residual needs no padding); a subnet shallower than j skips it.
+//
 // Every subnet is an ordinary model: subnet_config() writes it as model/composed with
-// stack/plain and one per-layer override per layer, and export_weights() fills that model's
+// stack/plain (stack/stages with downsample: residual where a reduction runs) and one per-layer
+// override per layer, and export_weights() fills that model's
 // parameters with the slices, so the extracted model computes exactly the supernet's output on
 // that path (tests/blocks/nas).
 //
@@ -31,7 +37,9 @@
 #include <string>
 
 #include "blocks/model.h"
+#include "blocks/nas/relation_kd.h"
 #include "blocks/nas/space.h"
+#include "blocks/stacks/stages.h"
 
 namespace blocklab {
 
@@ -39,8 +47,10 @@ class SupernetLayerImpl : public torch::nn::Module {
  public:
   // Weights at the space's largest sizes; weightless mixers built by the registry.
   SupernetLayerImpl(const SearchSpace& space, std::int64_t tokens, const MixerContext& layout);
-  // One layer of the subnet of width `width` with `choice`.
-  torch::Tensor forward(const torch::Tensor& x, std::int64_t width, const LayerChoice& choice, const MixerContext& ctx);
+  // One layer of the subnet of width `width` with `choice`; an attention-type layer also writes its
+  // queries, keys and values to `capture` when given.
+  torch::Tensor forward(const torch::Tensor& x, std::int64_t width, const LayerChoice& choice, const MixerContext& ctx,
+                        AttentionRelations* capture = nullptr);
   // The slices this layer uses, named as prenorm's parameters ("norm1.weight", "mixer.qkv.weight").
   std::map<std::string, torch::Tensor> slices(std::int64_t width, const LayerChoice& choice) const;
 
@@ -50,7 +60,6 @@ class SupernetLayerImpl : public torch::nn::Module {
   std::map<std::string, TokenMixer> weightless;  // by registry key
 
  private:
-  torch::Tensor attend(const torch::Tensor& h, std::int64_t width, const LayerChoice& choice) const;
   std::int64_t max_heads_, head_dim_;
 };
 TORCH_MODULE(SupernetLayer);
@@ -60,7 +69,9 @@ bool is_attention_type_mixer(const std::string& key);
 
 class SupernetImpl : public NetworkImpl {
  public:
-  SupernetImpl(const SearchSpace& space, const ModelInputs& inputs, std::int64_t outputs, std::int64_t patch);
+  // `reductions`: the layers before which the grid is halved (increasing, in 1..max depth - 1).
+  SupernetImpl(const SearchSpace& space, const ModelInputs& inputs, std::int64_t outputs, std::int64_t patch,
+               std::vector<std::int64_t> reductions = {});
 
   // The subnet forward() runs (at first the largest); throws std::invalid_argument when it is
   // not a point of the space.
@@ -70,6 +81,10 @@ class SupernetImpl : public NetworkImpl {
 
   torch::Tensor forward(const torch::Tensor& images, AttentionProbe* probe = nullptr,
                         const torch::Tensor& lengths = {}) override;
+  // forward(), also giving the queries, keys and values of the subnet's last attention-type layer
+  // (AutoDistil's relation distillation, blocks/nas/relation_kd.h); throws std::invalid_argument
+  // when no layer of the subnet attends.
+  torch::Tensor forward_relations(const torch::Tensor& images, AttentionRelations& relations);
 
   // The subnet as an ordinary model config (model/composed, stack/plain, per-layer overrides).
   ConfigNode subnet_config(const Subnet& subnet) const;
@@ -87,15 +102,25 @@ class SupernetImpl : public NetworkImpl {
   torch::nn::Conv2d patch_embed{nullptr};
   torch::Tensor pos_embed;  // [1, N, C_max]
   torch::nn::ModuleList layer_list{nullptr};
+  torch::nn::ModuleList reduction_list{nullptr};  // residual spatial reductions at the largest width
   torch::nn::LayerNorm norm{nullptr};
   torch::nn::Linear head{nullptr};
 
  private:
+  // forward() of the active subnet; the last attention-type layer leaves its Q/K/V in `capture`.
+  torch::Tensor run(const torch::Tensor& images, AttentionRelations* capture);
+  // The reductions a subnet of `depth` layers runs (their indices into reductions_).
+  std::int64_t active_reductions(std::int64_t depth) const;
+  // Token counts of each layer (the grid after the reductions before it).
+  std::vector<std::int64_t> layer_tokens() const;
+
   SearchSpace space_;
   Subnet subnet_;
   std::int64_t patch_;
   MixerContext layout_;
   std::vector<SupernetLayer> layers_;
+  std::vector<std::int64_t> reductions_;
+  std::vector<Downsample> reduction_modules_;
 };
 using Supernet = std::shared_ptr<SupernetImpl>;
 

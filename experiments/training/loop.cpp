@@ -151,6 +151,7 @@ void TrainingLoop::resume_or_announce() {
   if (setup_.resuming) {
     phase_ = "resuming from " + files_.checkpoint("last");
     pos_ = load_checkpoint(files_.checkpoint("last"), *model_, *optimizer_);
+    hooks_.restore_task_state(pos_.task_state);
     files_.metrics.truncate(static_cast<std::uint64_t>(pos_.metrics_bytes));
     files_.log.truncate(static_cast<std::uint64_t>(pos_.log_bytes));
     files_.say("resumed at step " + std::to_string(pos_.step) + " (epoch " + std::to_string(pos_.epoch + 1) + ")");
@@ -242,6 +243,7 @@ void TrainingLoop::checkpoint(const std::string& which) {
   phase_ = "writing the " + which + " checkpoint";
   pos_.metrics_bytes = static_cast<std::int64_t>(files_.metrics.size());
   pos_.log_bytes = static_cast<std::int64_t>(files_.log.size());
+  pos_.task_state = hooks_.task_state();
   save_checkpoint(files_.checkpoint(which), *model_, *optimizer_, pos_);
 }
 

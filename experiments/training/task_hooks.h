@@ -86,6 +86,11 @@ class TaskHooks {
   virtual std::string examples_name() const = 0;
   // How many of those one row of a batch holds (a language model counts tokens: its context).
   virtual std::int64_t examples_per_row() const { return 1; }
+  // What the task keeps besides the model and the optimizer that training depends on (a
+  // sampler's memory), as text for checkpoints; empty for most tasks. restore_task_state gets
+  // back what task_state gave when the checkpoint was written.
+  virtual std::string task_state() const { return {}; }
+  virtual void restore_task_state(const std::string& /*state*/) {}
 };
 
 using HooksFactory = std::function<std::unique_ptr<TaskHooks>(const TaskContext& context)>;

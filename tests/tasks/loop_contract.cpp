@@ -90,7 +90,14 @@ std::vector<LoopTaskCase> loop_tasks() {
        "model.head_dim=8", "dataset.limit_train=512", "dataset.limit_test=200", "dataset.val_size=0",
        "trainer.batch_size=32", "trainer.epochs=3", "trainer.log_every=4", "trainer.eval_batch_size=100", "threads=1"},
       classify.diverging};
-  return {classify, regress, seqcls, forecast, lm, recall, supernet};
+  // performance_aware: what a step draws depends on the banks' memory too, which the checkpoint
+  // keeps; a resumed run that lost it would draw other subnets and differ.
+  LoopTaskCase supernet_memory = supernet;
+  supernet_memory.name = "supernet_memory";
+  for (const char* o : {"trainer.sampler=performance_aware", "trainer.mflops_banks=[0.01,0.02,0.03]",
+                        "trainer.mflops_bound=0.005", "trainer.memory_rate=0.5", "trainer.random_subnets=3"})
+    supernet_memory.base.push_back(o);
+  return {classify, regress, seqcls, forecast, lm, recall, supernet, supernet_memory};
 }
 
 // Waits (up to a minute) until the run under `out` has logged training step `step`.

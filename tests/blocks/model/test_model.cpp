@@ -334,6 +334,56 @@ TEST_CASE("stack/stages: per-stage depth, width and grid, patch merging between 
   CHECK(e.find("stack/stages needs tokens on a grid without class tokens") != std::string::npos);
 }
 
+TEST_CASE("stack/stages: ViT-ResNAS's residual spatial reduction, by hand, on an odd grid", "[model]") {
+  // x' = Conv3x3/2(LN(x)) + E'_pos + pad(AvgPool2x2/2(x)) (catalog 002 B-19), 3x3 -> 2x2, width 2 -> 3.
+  Downsample down("residual", 2, 3, 4);
+  down->to(torch::kFloat64);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : down->parameters()) p.normal_(0.0, 0.5);
+  }
+  const torch::Tensor x = torch::randn({2, 9, 2}, torch::kFloat64);  // a 3x3 grid, row-major
+  const torch::Tensor got = down->forward(x, 3, 3);
+  REQUIRE(got.sizes() == torch::IntArrayRef({2, 4, 3}));
+  CHECK(down->half_grid(3) == 2);
+  torch::NoGradGuard no_grad;
+  const auto mean = x.mean(-1, true), var = (x - mean).pow(2).mean(-1, true);
+  const auto normed = (x - mean) / (var + 1e-6).sqrt() * down->norm->weight + down->norm->bias;
+  const auto w = down->conv->weight;  // [3, 2, 3, 3]
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t oi = 0; oi < 2; ++oi)
+      for (std::int64_t oj = 0; oj < 2; ++oj) {
+        torch::Tensor conv = down->conv->bias.clone(), pooled = torch::zeros({2}, torch::kFloat64);
+        double covered = 0;
+        for (std::int64_t di = 0; di < 3; ++di)  // stride 2, padding 1
+          for (std::int64_t dj = 0; dj < 3; ++dj) {
+            const std::int64_t i = 2 * oi + di - 1, j = 2 * oj + dj - 1;
+            if (i >= 0 && i < 3 && j >= 0 && j < 3) conv += w.select(3, dj).select(2, di).matmul(normed[b][3 * i + j]);
+          }
+        for (std::int64_t i = 2 * oi; i < std::min<std::int64_t>(2 * oi + 2, 3); ++i)  // the window's part on the grid
+          for (std::int64_t j = 2 * oj; j < std::min<std::int64_t>(2 * oj + 2, 3); ++j)
+            pooled += x[b][3 * i + j], ++covered;
+        const auto expected =
+            conv + down->pos_embed[0][2 * oi + oj] + torch::cat({pooled / covered, torch::zeros({1}, torch::kFloat64)});
+        CHECK((got[b][2 * oi + oj] - expected).abs().max().item<double>() < 1e-12);
+      }
+  // In a model: any grid (7x7 -> 4x4 -> 2x2), positions without weight decay; widths must not shrink.
+  const Model m = build(
+      "{type: model/composed, dim: 8, pool: mean, stem: {type: stem/patch, patch: 4, class_token: "
+      "false}, stack: {type: stack/stages, depths: [1, 1, 1], dims: [8, 8, 12], downsample: residual}, "
+      "mixer: {type: attention/softmax, heads: 2}}");
+  CHECK(m->stack().out_tokens() == 4);
+  CHECK(m->forward(torch::randn({2, 1, 28, 28})).sizes() == torch::IntArrayRef({2, 10}));
+  CHECK(no_weight_decay_names(*m).count("stack.downsample.1.pos_embed") == 1);
+  const std::string e = testing::error_text([&] {
+    build(
+        "{type: model/composed, dim: 8, pool: mean, stem: {type: stem/patch, patch: 4, class_token: false}, "
+        "stack: {type: stack/stages, dims: [8, 4], downsample: residual}}");
+  });
+  CHECK(e.find("residual spatial reduction pads the width, it cannot narrow it (stage 1: 8 -> 4)") !=
+        std::string::npos);
+}
+
 TEST_CASE("a model keeps the initialisation of blocks that bring their own; timm's init covers the rest", "[model]") {
   // Mamba's step sizes and Titans' forgetting gate as their papers' code sets them, not zeroed by
   // the model's timm init (softplus(0) = 0.69 would forget within a few tokens); softmax layers

@@ -5,7 +5,8 @@
 // largest, smallest and random subnets; catalog 003/004 C35 "max equals the full network",
 // catalog 002 B-23 (2)); its parameter count is the extracted model's; a subnet's gradient reaches
 // only its slices; switching one layer's attention type swaps only the kernel, on the same
-// Q/K/V/O weights (B-23 (3)); a mixer with weights but no elastic form is refused.
+// Q/K/V/O weights (B-23 (3)); ViT-ResNAS's residual spatial reductions extract exactly too, to
+// stack/stages (B-19); a mixer with weights but no elastic form is refused.
 #include <catch2/catch.hpp>
 
 #include <random>
@@ -142,6 +143,47 @@ TEST_CASE("nas supernet: every extracted subnet computes exactly the supernet's 
   CHECK(supernet->subnet_parameters(largest_subnet(supernet->space())) == parameter_count(*supernet));
 }
 
+TEST_CASE("nas supernet: ViT-ResNAS's residual spatial reductions extract exactly to stack/stages", "[nas]") {
+  const auto x = torch::randn({2, 1, 28, 28}, torch::kFloat64);
+  torch::NoGradGuard no_grad;
+  // patch 7: 4x4 -> 2x2 -> 1x1 before layers 1 and 2; patch 4: 7x7 -> 4x4 (odd) before layer 1.
+  for (const std::string& change :
+       {std::string("head_dim: 8, reductions: [1, 2]"), std::string("head_dim: 8, reductions: [1], patch: 4")}) {
+    std::string yaml = kSpaceYaml;
+    yaml.replace(yaml.find("head_dim: 8"), std::string("head_dim: 8").size(), change);
+    if (change.find("patch: 4") != std::string::npos) yaml.replace(yaml.find("patch: 7, "), 10, "");
+    INFO(yaml);
+    const Supernet supernet = make_supernet(yaml);
+    for (const Subnet& subnet : sample_subnets(supernet->space(), 10, 9)) {
+      INFO(subnet_key(subnet));
+      supernet->set_subnet(subnet);
+      const auto expected = supernet->forward(x);
+      const Network model = extract(*supernet, subnet);
+      CHECK((model->forward(x) - expected).abs().max().item<double>() < 1e-10);
+      CHECK(supernet->subnet_parameters(subnet) == parameter_count(*model));
+      const ConfigNode stack = supernet->subnet_config(subnet).at("stack");
+      CHECK(stack.at("type").text() == (subnet.depth() > 1 ? "stack/stages" : "stack/plain"));
+    }
+    CHECK(supernet->subnet_parameters(largest_subnet(supernet->space())) == parameter_count(*supernet));
+  }
+  // A reduction shrinks the later layers' token count: fewer multiply-adds than without it, and a
+  // subnet shallower than the reduction is the plain supernet's.
+  std::string yaml = kSpaceYaml;
+  yaml.replace(yaml.find("head_dim: 8"), std::string("head_dim: 8").size(), "head_dim: 8, reductions: [2]");
+  const Supernet reduced = make_supernet(yaml), plain = make_supernet();
+  const Subnet big = largest_subnet(plain->space());
+  Subnet shallow = big;
+  shallow.layers.resize(2);
+  CHECK(reduced->subnet_macs(big) < plain->subnet_macs(big));
+  CHECK(reduced->subnet_macs(shallow) == plain->subnet_macs(shallow));
+  for (const char* bad : {"reductions: [3]", "reductions: [2, 1]", "reductions: [0]"}) {
+    std::string wrong = kSpaceYaml;
+    wrong.replace(wrong.find("head_dim: 8"), std::string("head_dim: 8").size(), std::string("head_dim: 8, ") + bad);
+    INFO(bad);
+    CHECK_THROWS_AS(make_supernet(wrong), ConfigError);
+  }
+}
+
 TEST_CASE("nas supernet: a subnet's gradient reaches only its slices", "[nas]") {
   const Supernet supernet = make_supernet();
   const Subnet subnet = subnet_from_node(
@@ -152,9 +194,19 @@ TEST_CASE("nas supernet: a subnet's gradient reaches only its slices", "[nas]") 
   supernet->set_subnet(subnet);
   supernet->forward(torch::randn({2, 1, 28, 28}, torch::kFloat64)).pow(2).sum().backward();
   const auto nonzero = [](const torch::Tensor& g) { return g.defined() ? g.ne(0).sum().item<std::int64_t>() : 0; };
-  std::int64_t touched = 0;
-  for (const auto& p : supernet->parameters()) touched += nonzero(p.grad());
-  CHECK(touched == supernet->subnet_parameters(subnet));
+  // Reached: more than rounding. Outside the slices the gradient is exactly 0; inside, all of it but
+  // the pooling layer's norm1 bias: PoolFormer's pool(h) - h ignores a constant shift of h, so that
+  // bias's true gradient is 0 (rounding leaves about 1e-17).
+  const auto reached = [](const torch::Tensor& g) {
+    return g.defined() ? g.abs().gt(1e-10).sum().item<std::int64_t>() : 0;
+  };
+  std::int64_t touched = 0, any = 0;
+  for (const auto& p : supernet->parameters()) touched += reached(p.grad()), any += nonzero(p.grad());
+  const auto& pooling = *supernet->layer_list->ptr<SupernetLayerImpl>(1);
+  CHECK(touched == supernet->subnet_parameters(subnet) - 16);
+  CHECK(any <= supernet->subnet_parameters(subnet));
+  CHECK(pooling.norm1->bias.grad().narrow(0, 0, 16).abs().max().item<double>() < 1e-10);
+  CHECK(pooling.norm1->bias.grad().narrow(0, 16, 8).abs().sum().item<double>() == 0.0);
   auto& first = *supernet->layer_list->ptr<SupernetLayerImpl>(0);
   CHECK(nonzero(first.qkv->weight.grad()) == 3 * 16 * 16);  // 2 heads of 8, 16 input columns, q k v
   CHECK(first.qkv->weight.grad().narrow(1, 16, 8).abs().sum().item<double>() == 0.0);        // columns >= C

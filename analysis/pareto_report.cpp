@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "analysis/plot.h"
@@ -99,10 +101,13 @@ std::vector<RetrainedSubnet> load_retrained(const std::string& search_dir) {
   return out;
 }
 
+// A subnet the search chose twice (on the front and in the tau sample) gets the runs of both; a run
+// retrained by two sweeps (the same config and seed: the same run id) counts once.
 std::int64_t assign_runs(std::vector<RetrainedSubnet>& subnets, const std::vector<RunRecord>& runs,
                          const std::string& metric) {
-  std::map<std::string, RetrainedSubnet*> by_config;
-  for (auto& s : subnets) by_config[canonical_model(s.config)] = &s;
+  std::map<std::string, std::vector<RetrainedSubnet*>> by_config;
+  for (auto& s : subnets) by_config[canonical_model(s.config)].push_back(&s);
+  std::map<RetrainedSubnet*, std::set<std::string>> counted;  // run ids per subnet
   std::int64_t unmatched = 0;
   for (const RunRecord& r : runs) {
     const ConfigNode* model = r.config.find("model");
@@ -112,7 +117,10 @@ std::int64_t assign_runs(std::vector<RetrainedSubnet>& subnets, const std::vecto
       continue;
     }
     const auto m = r.metrics.find(metric);
-    if (r.status == "finished" && m != r.metrics.end()) it->second->scratch.push_back(m->second);
+    if (r.status != "finished" || m == r.metrics.end()) continue;
+    const std::string run_id = std::filesystem::path(r.run_dir).filename().string();
+    for (RetrainedSubnet* s : it->second)
+      if (run_id.empty() || counted[s].insert(run_id).second) s->scratch.push_back(m->second);
   }
   return unmatched;
 }
@@ -162,10 +170,10 @@ std::string pareto_markdown(const std::vector<RetrainedSubnet>& subnets, const s
     }
   }
   std::vector<double> inherited, scratch, inherited_all, scratch_all;
+  std::set<std::string> distinct;  // a subnet chosen twice (front and tau) counts once over all
   for (const auto& s : subnets) {
     if (s.scratch.empty() || !std::isfinite(s.inherited)) continue;
-    inherited_all.push_back(s.inherited);
-    scratch_all.push_back(s.mean());
+    if (distinct.insert(s.key).second) inherited_all.push_back(s.inherited), scratch_all.push_back(s.mean());
     if (s.role == "tau") inherited.push_back(s.inherited), scratch.push_back(s.mean());
   }
   md += "\nKendall tau (inherited vs from-scratch accuracy): " + pareto_number(kendall_tau(inherited, scratch), 3) +

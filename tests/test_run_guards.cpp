@@ -120,7 +120,8 @@ TEST_CASE("two identical runs started at the same instant: one trains, the other
 TEST_CASE("--resume, --force or a plain run on a live run are refused, and it finishes untouched", "[runs]") {
   TempDir tmp;
   const std::string out = (tmp.path / "out").string();
-  const std::vector<std::string> long_run = {"trainer.epochs=60", "trainer.checkpoint_every=2"};
+  // Long enough that the four refusals, each a process start, end before it does on a loaded machine.
+  const std::vector<std::string> long_run = {"trainer.epochs=200", "trainer.checkpoint_every=2"};
   const pid_t live = start_until_checkpoint(tiny(out, long_run), tmp.path / "live.log", out);
   std::string messages;
   for (const std::string flag : {"--resume", "--force", "--continue", ""}) {

@@ -84,6 +84,20 @@ TEST_CASE("nas report: runs join their subnet; the report and the plots", "[nas]
   CHECK_THAT(md, Catch::Contains("- front_0: dominates in accuracy and latency, dominates in accuracy and parameters"));
   CHECK_THAT(md, Catch::Contains("Kendall tau (inherited vs from-scratch accuracy): 1.000 over the 2 subnets"));
   render_pareto_plots(subnets, "test/acc", (tmp.path / "plots" / "nas").string());
+
+  // A subnet chosen twice (on the front and in the tau sample) gets the runs of both; the same run
+  // (config and seed: its id) retrained by two sweeps counts once.
+  write_retrained(tmp.path, "tau_2", "tau", 100, 1.0, 0.80, "type: model/composed\ndim: 32\nratio: 2.0\n");
+  auto twice = load_retrained(tmp.path.string());
+  auto in_sweep = [](RunRecord r, const std::string& dir) { return r.run_dir = dir, r; };
+  const std::vector<RunRecord> sweeps{
+      in_sweep(run_of("{type: model/composed, dim: 32, ratio: 2}", 0.86), "/a/runs/vit_fmnist/1111"),
+      in_sweep(run_of("{type: model/composed, dim: 32, ratio: 2}", 0.86), "/b/runs/vit_fmnist/1111"),
+      in_sweep(run_of("{type: model/composed, dim: 32, ratio: 2}", 0.90), "/b/runs/vit_fmnist/2222")};
+  CHECK(assign_runs(twice, sweeps, "test/acc") == 0);
+  CHECK(twice[0].scratch.size() == 2);  // front_0
+  CHECK(twice[4].scratch.size() == 2);  // tau_2, the same subnet
+  CHECK(twice[4].mean() == Approx(0.88));
   for (const char* f : {"nas_latency.png", "nas_latency.svg", "nas_parameters.png"})
     CHECK(fs::file_size(tmp.path / "plots" / f) > 1000);
 }

@@ -219,28 +219,34 @@ class SupernetHooks : public ClassificationHooks {
     return total;
   }
 
-  // Mean relation-distillation loss of the active subnet on a split.
-  double split_relation_kd(const std::string& split) const {
-    double sum = 0;
+  // Mean relation-distillation loss of the largest and of the smallest subnet on a split; the
+  // teacher's relations are computed once a batch for both.
+  std::pair<double, double> split_relation_kd(const std::string& split) const {
+    const Subnet largest = largest_subnet(supernet_->space()), smallest = smallest_subnet(supernet_->space());
+    double sum_largest = 0, sum_smallest = 0;
     std::int64_t n = 0;
     for_each_batch(split, [&](const Batch& b) {
       AttentionRelations taught, learnt;
       teacher_->forward_relations(b.inputs, taught);
+      const auto rows = static_cast<double>(b.inputs.size(0));
+      supernet_->set_subnet(largest);
       supernet_->forward_relations(b.inputs, learnt);
-      sum += relation_kd_loss(taught, learnt, relation_heads_).item<double>() * static_cast<double>(b.inputs.size(0));
+      sum_largest += relation_kd_loss(taught, learnt, relation_heads_).item<double>() * rows;
+      supernet_->set_subnet(smallest);
+      supernet_->forward_relations(b.inputs, learnt);
+      sum_smallest += relation_kd_loss(taught, learnt, relation_heads_).item<double>() * rows;
       n += b.inputs.size(0);
     });
-    return sum / static_cast<double>(std::max<std::int64_t>(n, 1));
+    supernet_->set_subnet(largest);
+    const auto count = static_cast<double>(std::max<std::int64_t>(n, 1));
+    return {sum_largest / count, sum_smallest / count};
   }
 
   void add_relation_kd(JsonObject& line, const PhaseNote& note_phase, Evaluation& result) {
     for (const std::string split : {"val", "test"}) {
       if (split == "val" && !has_val()) continue;
       note_phase("relation distillation loss on " + split);
-      const double largest = split_relation_kd(split);
-      supernet_->set_subnet(smallest_subnet(supernet_->space()));
-      const double smallest = split_relation_kd(split);
-      supernet_->set_subnet(largest_subnet(supernet_->space()));
+      const auto [largest, smallest] = split_relation_kd(split);
       line.set(split + "/relation_kd", largest);
       line.set(split + "/smallest_relation_kd", smallest);
       result.text += ", " + split + " relation kd " + format_double(largest);

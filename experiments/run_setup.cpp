@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "experiments/state_dict.h"
 #include "registry/config_error.h"
 #include "registry/yaml_io.h"
 
@@ -32,27 +33,41 @@ void install_stop_handlers() {
 int stop_signal() { return g_stop_signal.load(); }
 
 void RunFiles::say(const std::string& line) {
+  if (!writer) return;
   if (!quiet) std::cerr << line << std::endl;
   log.append_line(line);
 }
 
 void RunFiles::warn(const std::string& line) {
+  if (!writer) return;
   std::cerr << line << std::endl;
   log.append_line(line);
 }
 
-void RunFiles::log_line(const std::string& line) { log.append_line(line); }
+void RunFiles::log_line(const std::string& line) {
+  if (writer) log.append_line(line);
+}
 
-void RunFiles::finish(const JsonObject& summary) { write_file_atomic(dir + "/summary.json", summary.str() + "\n"); }
+void RunFiles::metric(const JsonObject& line) {
+  if (writer) metrics.append_line(line.str());
+}
+
+void RunFiles::finish(const JsonObject& summary) {
+  if (writer) write_file_atomic(dir + "/summary.json", summary.str() + "\n");
+}
 
 RunSetup configure_runtime(const RunRequest& request) {
   const ConfigNode& cfg = request.config;
   RunSetup s;
   const ConfigNode* seed = cfg.find("seed");
   s.seed = seed && seed->is_int() ? static_cast<std::uint64_t>(seed->as_int()) : 0;
+  const ConfigNode* out = cfg.find("output_dir");
+  s.world = world_from_environment(out && out->is_scalar() ? out->text() : "results/runs");
   const ConfigNode* threads = cfg.find("threads");
-  s.threads = threads && threads->is_int() && threads->as_int() > 0 ? static_cast<int>(threads->as_int())
-                                                                     : kDefaultThreads;
+  const int cores = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  s.threads = threads && threads->is_int() && threads->as_int() > 0
+                  ? static_cast<int>(threads->as_int())
+                  : (s.world ? std::max(1, cores / s.world->local_size) : kDefaultThreads);
   at::set_num_threads(s.threads);
   try {
     at::set_num_interop_threads(1);
@@ -68,11 +83,19 @@ RunSetup configure_runtime(const RunRequest& request) {
                                                                                  : torch::Device(torch::kCPU);
   if (s.device.is_cpu()) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
   torch::manual_seed(s.seed);
-  s.files.quiet = request.quiet;
+  s.files.quiet = request.quiet || (s.world && s.world->rank > 0);
+  s.files.writer = !s.world || s.world->rank == 0;
   return s;
 }
 
-static std::string env_json(const RunSetup& s, const CodeVersion& code) {
+// The weights a run starts from, by path and content.
+static std::string init_fingerprint(const std::string& init_from) {
+  const std::string file = init_weights_file(init_from);
+  const std::string bytes = read_file(file);
+  return fs::absolute(file).lexically_normal().string() + " " + hex64(fnv1a64(bytes.data(), bytes.size()));
+}
+
+static std::string env_json(const RunSetup& s, const CodeVersion& code, const std::string& init_from) {
   char host[256] = {0};
   ::gethostname(host, sizeof host - 1);
   return JsonObject()
@@ -85,6 +108,8 @@ static std::string env_json(const RunSetup& s, const CodeVersion& code) {
              .set("threads", s.threads)
              .set("seed", static_cast<std::int64_t>(s.seed))
              .set("host", std::string(host))
+             .set("world_size", s.world ? s.world->size : 1)
+             .set("init_from", init_from)
              .str() +
          "\n";
 }
@@ -150,7 +175,9 @@ void open_run_directory(const RunRequest& request, const std::string& data_finge
   ConfigNode identity = cfg;
   identity.erase("output_dir");
   const std::string key = dump_yaml(identity) + "\ncode: " + code.text() + "\ndata: " + data_fingerprint +
-                          "\nthreads: " + std::to_string(setup.threads) + "\ndevice: " + setup.device.str() + "\n";
+                          "\nthreads: " + std::to_string(setup.threads) + "\ndevice: " + setup.device.str() + "\n" +
+                          (setup.world ? "world: " + std::to_string(setup.world->size) + "\n" : "") +
+                          (request.init_from.empty() ? "" : "init: " + init_fingerprint(request.init_from) + "\n");
   RunFiles& f = setup.files;
   f.id = hex64(fnv1a64(key.data(), key.size())).substr(0, 12);
   const ConfigNode* out = cfg.find("output_dir");
@@ -187,7 +214,8 @@ void open_run_directory(const RunRequest& request, const std::string& data_finge
     ConfigNode overrides = ConfigNode::sequence();
     for (const auto& o : request.overrides) overrides.push_back(ConfigNode::string(o.text));
     write_file_atomic(f.dir + "/overrides.yaml", dump_yaml(overrides));
-    write_file_atomic(f.dir + "/env.json", env_json(setup, code));
+    write_file_atomic(f.dir + "/env.json",
+                      env_json(setup, code, request.init_from.empty() ? "" : init_fingerprint(request.init_from)));
   }
   f.metrics = AppendFile(f.dir + "/metrics.jsonl");
   f.log = AppendFile(f.dir + "/log.txt");

@@ -4,8 +4,10 @@
 
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
 
+#include "experiments/distributed.h"
 #include "experiments/run_files.h"
 #include "experiments/task.h"
 
@@ -23,14 +25,19 @@ class RunFiles {
   AppendFile log;      // log.txt
   FileLock lock;       // run.lock, held while this process writes the directory
   bool quiet = false;
+  bool writer = true;  // false on data-parallel ranks other than 0: they write nothing
 
   std::string checkpoint(const std::string& which) const { return dir + "/checkpoints/" + which + ".ckpt"; }
+  // weights/{final,best}.pt: the state dict Python's torch.load reads (state_dict.h).
+  std::string weights(const std::string& which) const { return dir + "/weights/" + which + ".pt"; }
   // A line for the terminal (unless quiet) and log.txt.
   void say(const std::string& line);
   // A line for the terminal even when quiet (failures), and log.txt.
   void warn(const std::string& line);
   // A line for log.txt only.
   void log_line(const std::string& line);
+  // A line for metrics.jsonl.
+  void metric(const JsonObject& line);
   // Writes summary.json (atomically).
   void finish(const JsonObject& summary);
 };
@@ -40,10 +47,12 @@ struct RunSetup {
   int threads = 1;
   torch::Device device = torch::kCPU;
   bool resuming = false;
+  std::optional<WorldSpec> world;  // a data-parallel rank's world (distributed.h); none: one process
   RunFiles files;
 };
 
-// Threads, device, determinism and the global seed, from the config's common keys.
+// Threads, device, determinism and the global seed, from the config's common keys; the world
+// from the environment (threads: 0 gives each of a machine's ranks its share of the cores).
 RunSetup configure_runtime(const RunRequest& request);
 
 // SIGTERM, SIGUSR1 (Slurm's warning before the time limit) and SIGINT ask a run to stop: the
@@ -63,9 +72,9 @@ struct RunAlreadyDone {
   std::string message() const;
 };
 
-// Opens (or resumes) the run directory; the id hashes the resolved config, the code version
-// and the data fingerprint. Takes the directory's lock first: a run another live process is
-// writing is refused (ConfigError naming its pid and host), whatever the flags. Throws
+// Opens (or resumes) the run directory; the id hashes the resolved config, the code version,
+// the data fingerprint, threads, device and the world size (when above 1). Takes the directory's lock first: a run
+// another live process is writing is refused (ConfigError naming its pid and host), whatever the flags. Throws
 // RunAlreadyDone, or ConfigError for an unfinished run without --resume, or --resume with
 // nothing to resume.
 void open_run_directory(const RunRequest& request, const std::string& data_fingerprint, RunSetup& setup);

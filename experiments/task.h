@@ -28,6 +28,7 @@ struct RunRequest {
   bool resume_if_any = false;   // resume when there is a checkpoint, else start (sweep jobs)
   std::string record_dir_file;  // write the run directory's path here once it is open
   bool quiet = false;           // no progress line (sweeps)
+  std::string init_from;        // start from these weights (state_dict.h: a .pt file or a run)
 };
 
 class Task {

@@ -13,6 +13,7 @@ APT_PACKAGES=(
   cmake ninja-build g++ pkg-config python3 python3-venv python3-pip
   libyaml-cpp-dev libboost-program-options-dev catch2 zlib1g-dev
   libcairo2-dev fonts-dejavu-core slurm-wlm munge
+  libgloo-dev nlohmann-json3-dev  # Gloo headers for LibTorch's c10d (the wheel ships none); JSON
   dataset-fashion-mnist python3-vega-datasets
   bible-kjv bible-kjv-text  # text/kjv: the `bible` program and the text it decodes
 )

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "experiments/experiment.h"
+#include "experiments/launch.h"
 #include "experiments/task.h"
 #include "registry/cli_options.h"
 #include "registry/command.h"
@@ -9,21 +10,51 @@
 namespace blocklab {
 namespace {
 
+// `args` without `option` and its value (both "--nproc 2" and "--nproc=2").
+std::vector<std::string> without_option(const std::vector<std::string>& args, const std::string& option) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == option) {
+      ++i;
+      continue;
+    }
+    if (args[i].rfind(option + "=", 0) != 0) out.push_back(args[i]);
+  }
+  return out;
+}
+
+// --nproc N: checked once here, before any rank starts (each rank checks again).
+void check_nproc(int nproc, const ConfigNode& config) {
+  if (nproc < 1 || nproc > 256)
+    throw UsageError("blocklab run: --nproc " + std::to_string(nproc) + " is not in [1, 256]");
+  const ConfigNode* trainer = config.find("trainer");
+  const ConfigNode* batch = trainer && trainer->is_map() ? trainer->find("batch_size") : nullptr;
+  if (batch && batch->is_int() && batch->as_int() % nproc != 0)
+    throw ConfigError("trainer.batch_size " + batch->text() + " does not split into " + std::to_string(nproc) +
+                          " equal shards, one per data-parallel rank",
+                      batch->source(), "trainer.batch_size",
+                      {"use a multiple of " + std::to_string(nproc) + ", or another --nproc"});
+}
+
 int run_command(const std::vector<std::string>& args) {
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help")("force", "run again even if an identical run exists")(
       "resume", "continue the run from its last checkpoint")(
       "continue", "resume if an unfinished run with this config has a checkpoint, else start it (sweeps)")(
       "record-dir", po::value<std::string>(), "write the run directory's path to this file (sweeps)")(
-      "quiet,q", "no progress line")("config-dir", po::value<std::string>(),
-                                     "experiment configs (default: experiments/conf or $BLOCKLAB_CONF)");
+      "quiet,q", "no progress line")("nproc", po::value<int>(),
+                                     "data-parallel ranks on this machine (Gloo on CPU, NCCL on CUDA; default 1)")(
+      "init-from", po::value<std::string>(), "start from these weights: a run directory or a .pt state dict")(
+      "config-dir", po::value<std::string>(), "experiment configs (default: experiments/conf or $BLOCKLAB_CONF)");
   const auto cl = parse_command_line("run", args, opts);
   if (cl.vars.count("help")) {
     std::cout << command_help(
         "run", "<experiment> [overrides...]",
         "Runs an experiment by config name: composes and validates the config, then runs the "
         "task it names.",
-        opts, "Examples:\n  blocklab run vit_fmnist\n  blocklab run vit_fmnist trainer.epochs=3 seed=1\n");
+        opts,
+        "Examples:\n  blocklab run vit_fmnist\n  blocklab run vit_fmnist trainer.epochs=3 seed=1\n"
+        "  blocklab run vit_fmnist --nproc 2\n  blocklab run vit_fmnist --init-from results/runs/vit_fmnist/<id>\n");
     return 0;
   }
   if (cl.positional.empty()) throw UsageError("blocklab run: name an experiment\n  see: blocklab list experiment");
@@ -40,8 +71,13 @@ int run_command(const std::vector<std::string>& args) {
   request.quiet = cl.vars.count("quiet") > 0;
   request.resume_if_any = cl.vars.count("continue") > 0;
   if (cl.vars.count("record-dir")) request.record_dir_file = cl.vars["record-dir"].as<std::string>();
+  if (cl.vars.count("init-from")) request.init_from = cl.vars["init-from"].as<std::string>();
   if (request.force && (request.resume || request.resume_if_any))
     throw UsageError("blocklab run: --force starts over, --resume/--continue go on: give one of them");
+  if (const int nproc = cl.vars.count("nproc") ? cl.vars["nproc"].as<int>() : 1; nproc != 1) {
+    check_nproc(nproc, e.config);
+    return launch_ranks(nproc, without_option(args, "--nproc"));
+  }
   auto task = task_registry().create(e.config.at("task"), request);
   return task->run();
 }

@@ -161,6 +161,11 @@ class SupernetHooks : public ClassificationHooks {
   }
 
   std::string task_state() const override { return memory_ ? memory_->text() : ""; }
+  std::string data_parallel_problem() const override {
+    return memory_ ? "trainer.sampler performance_aware scores subnets on each rank's own rows, so data-parallel "
+                     "ranks would remember different subnets and sample apart"
+                   : "";
+  }
   void restore_task_state(const std::string& state) override {
     if (memory_)
       memory_ = SubnetMemory::from_text(state, supernet_->space(),

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -11,10 +12,12 @@
 #include "blocks/common/weight_decay.h"
 #include "datasets/dataset.h"
 #include "experiments/checkpoint.h"
+#include "experiments/distributed.h"
 #include "experiments/failure.h"
 #include "experiments/optim/optimizer.h"
 #include "experiments/progress.h"
 #include "experiments/run_setup.h"
+#include "experiments/state_dict.h"
 
 namespace blocklab {
 
@@ -91,8 +94,9 @@ struct Timing {
 
 class TrainingLoop {
  public:
-  TrainingLoop(const RunRequest& request, RunSetup& setup, TaskHooks& hooks, const LoopSettings& settings)
-      : request_(request), setup_(setup), files_(setup.files), hooks_(hooks), s_(settings) {}
+  TrainingLoop(const RunRequest& request, RunSetup& setup, TaskHooks& hooks, const LoopSettings& settings,
+               DataParallel* parallel)
+      : request_(request), setup_(setup), files_(setup.files), hooks_(hooks), s_(settings), parallel_(parallel) {}
 
   // Trains to the end (0), or to a divergence (3) or a stop signal (kExitRequeue).
   int run();
@@ -103,6 +107,9 @@ class TrainingLoop {
   void build();
   void resume_or_announce();
   double train_step();
+  Batch shard(Batch batch) const;
+  double agree_on_step(double loss);
+  int stop_requested() const { return parallel_ ? agreed_stop_ : stop_signal(); }
   void log_training(double lr, Clock::time_point now);
   void checkpoint(const std::string& which);
   void checkpoint_if_due();
@@ -117,6 +124,8 @@ class TrainingLoop {
   RunFiles& files_;
   TaskHooks& hooks_;
   const LoopSettings& s_;
+  DataParallel* parallel_;  // null in a one-process run
+  int agreed_stop_ = 0;     // data-parallel: a stop signal some rank received during this step
   TrainPosition pos_;
   std::string phase_;      // what the run is doing, for failure messages
   JsonObject last_eval_;   // the latest evaluation line (the summary's "final")
@@ -132,7 +141,12 @@ void TrainingLoop::build() {
   phase_ = "building the model";
   torch::manual_seed(static_cast<std::uint64_t>(derive_seed(setup_.seed, 0x1417)));  // model initialisation
   model_ = hooks_.build_model();
+  if (!request_.init_from.empty()) {  // before the device: the file's tensors are on the CPU
+    const std::string file = init_weights_file(request_.init_from);
+    files_.say("initialised from " + file + ": " + init_from_state_dict(*model_, read_state_dict(file), file).text());
+  }
   model_->to(setup_.device);
+  if (parallel_) parallel_->broadcast(*model_);
   OptimizerArgs oargs;
   oargs.lr = s_.lr;
   const std::set<std::string> no_decay = no_weight_decay_names(*model_);  // what the blocks declare
@@ -152,20 +166,23 @@ void TrainingLoop::resume_or_announce() {
     phase_ = "resuming from " + files_.checkpoint("last");
     pos_ = load_checkpoint(files_.checkpoint("last"), *model_, *optimizer_);
     hooks_.restore_task_state(pos_.task_state);
-    files_.metrics.truncate(static_cast<std::uint64_t>(pos_.metrics_bytes));
-    files_.log.truncate(static_cast<std::uint64_t>(pos_.log_bytes));
+    if (files_.writer) {
+      files_.metrics.truncate(static_cast<std::uint64_t>(pos_.metrics_bytes));
+      files_.log.truncate(static_cast<std::uint64_t>(pos_.log_bytes));
+    }
     files_.say("resumed at step " + std::to_string(pos_.step) + " (epoch " + std::to_string(pos_.epoch + 1) + ")");
   } else {
     files_.say("run " + files_.dir + ": " + std::to_string(parameters_) + " parameters, " +
                std::to_string(total_steps_) + " steps, " + std::to_string(setup_.threads) + " threads, " +
-               setup_.device.str());
+               setup_.device.str() +
+               (parallel_ ? ", " + std::to_string(parallel_->size()) + " data-parallel ranks" : ""));
   }
 }
 
 int TrainingLoop::run() {
   build();
   resume_or_announce();
-  progress_ = std::make_unique<Progress>("step", total_steps_, request_.quiet);
+  progress_ = std::make_unique<Progress>("step", total_steps_, request_.quiet || !files_.writer);
   install_stop_handlers();
   timing_ = Timing{};
   while (pos_.step < total_steps_ && pos_.epoch < s_.epochs) {
@@ -173,7 +190,7 @@ int TrainingLoop::run() {
     for (; pos_.batch < steps_per_epoch_ && pos_.step < total_steps_; ++pos_.batch) {
       const double loss = train_step();
       if (!std::isfinite(loss)) return diverged(loss);
-      if (const int sig = stop_signal()) return stop_for_signal(sig);
+      if (const int sig = stop_requested()) return stop_for_signal(sig);
       checkpoint_if_due();
     }
     if (!end_epoch()) break;
@@ -187,23 +204,26 @@ int TrainingLoop::run() {
 double TrainingLoop::train_step() {
   phase_ = "training step " + std::to_string(pos_.step + 1);
   const auto t0 = Clock::now();
-  Batch batch = hooks_.train_batch(pos_.epoch, pos_.batch);
+  Batch batch = shard(hooks_.train_batch(pos_.epoch, pos_.batch));
   batch.inputs = batch.inputs.to(setup_.device);
   batch.targets = batch.targets.to(setup_.device);
   if (batch.lengths.defined()) batch.lengths = batch.lengths.to(setup_.device);
   const auto t1 = Clock::now();
   // Dropout and stochastic depth draw from a generator seeded by (seed, step).
-  torch::manual_seed(derive_seed(setup_.seed, 0xd7, static_cast<std::uint64_t>(pos_.step)));
+  // Data-parallel ranks draw their own masks for their own rows.
+  const auto step_seed = derive_seed(setup_.seed, 0xd7, static_cast<std::uint64_t>(pos_.step));
+  torch::manual_seed(parallel_ ? derive_seed(step_seed, static_cast<std::uint64_t>(parallel_->rank())) : step_seed);
   const double lr = schedule_->lr_at(pos_.step);
   set_learning_rate(*optimizer_, lr);
   optimizer_->zero_grad();
   torch::Tensor loss = hooks_.loss(batch);
   // Blocks' auxiliary terms (e.g. attention distillation) join the task's loss.
   if (const auto auxiliary = take_auxiliary_losses(*model_); auxiliary.defined()) loss = loss + auxiliary;
-  const double loss_value = loss.item<double>();
+  const double loss_value = agree_on_step(loss.item<double>());
   if (!std::isfinite(loss_value)) return loss_value;
   phase_ = "the backward pass of training step " + std::to_string(pos_.step + 1);
   loss.backward();
+  if (parallel_) parallel_->average_gradients(model_->parameters());
   if (s_.clip_grad > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), s_.clip_grad);
   optimizer_->step();
   const auto t2 = Clock::now();
@@ -212,9 +232,29 @@ double TrainingLoop::train_step() {
   ++pos_.step;
   pos_.loss_sum += loss_value;
   ++pos_.loss_count;
-  timing_.window_examples += batch.inputs.size(0) * hooks_.examples_per_row();
+  timing_.window_examples += batch.inputs.size(0) * hooks_.examples_per_row() * (parallel_ ? parallel_->size() : 1);
   if (pos_.step % s_.log_every == 0 || pos_.step == total_steps_) log_training(lr, t2);
   return loss_value;
+}
+
+// This rank's rows of the global batch (all of it in a one-process run).
+Batch TrainingLoop::shard(Batch batch) const {
+  if (!parallel_) return batch;
+  const auto [begin, end] = shard_rows(batch.inputs.size(0), parallel_->rank(), parallel_->size());
+  batch.inputs = batch.inputs.slice(0, begin, end);
+  batch.targets = batch.targets.slice(0, begin, end);
+  if (batch.lengths.defined()) batch.lengths = batch.lengths.slice(0, begin, end);
+  return batch;
+}
+
+// Data-parallel ranks agree on the step's loss (the mean of the ranks' means: the global
+// batch's mean) and on stopping, before anything changes: a loss that is not finite on any
+// rank, or a stop signal any rank got, ends the step on every rank alike.
+double TrainingLoop::agree_on_step(double loss) {
+  if (!parallel_) return loss;
+  const std::vector<double> total = parallel_->sum({loss, static_cast<double>(stop_signal() != 0)});
+  agreed_stop_ = total[1] > 0 ? (stop_signal() ? stop_signal() : SIGTERM) : 0;
+  return total[0] / parallel_->size();
 }
 
 // A metrics line (mean loss since the last one, lr, rate), the progress line and a log line.
@@ -222,13 +262,12 @@ void TrainingLoop::log_training(double lr, Clock::time_point now) {
   const double seconds = seconds_between(timing_.window_start, now);
   const double rate = seconds > 0 ? static_cast<double>(timing_.window_examples) / seconds : 0;
   const double mean_loss = pos_.loss_sum / static_cast<double>(std::max<std::int64_t>(1, pos_.loss_count));
-  files_.metrics.append_line(JsonObject()
-                                 .set("step", pos_.step)
-                                 .set("epoch", pos_.epoch + 1)
-                                 .set("loss", mean_loss)
-                                 .set("lr", lr)
-                                 .set(hooks_.examples_name() + "_per_s", rate)
-                                 .str());
+  files_.metric(JsonObject()
+                    .set("step", pos_.step)
+                    .set("epoch", pos_.epoch + 1)
+                    .set("loss", mean_loss)
+                    .set("lr", lr)
+                    .set(hooks_.examples_name() + "_per_s", rate));
   char status[128];
   std::snprintf(status, sizeof status, "epoch %lld/%lld loss %.4f lr %.2e", static_cast<long long>(pos_.epoch + 1),
                 static_cast<long long>(s_.epochs), mean_loss, lr);
@@ -240,11 +279,13 @@ void TrainingLoop::log_training(double lr, Clock::time_point now) {
 }
 
 void TrainingLoop::checkpoint(const std::string& which) {
+  if (!files_.writer) return;  // every rank holds the same state: rank 0 keeps it
   phase_ = "writing the " + which + " checkpoint";
   pos_.metrics_bytes = static_cast<std::int64_t>(files_.metrics.size());
   pos_.log_bytes = static_cast<std::int64_t>(files_.log.size());
   pos_.task_state = hooks_.task_state();
   save_checkpoint(files_.checkpoint(which), *model_, *optimizer_, pos_);
+  if (which == "best") save_state_dict(files_.weights("best"), *model_);
 }
 
 // Every trainer.checkpoint_every steps inside an epoch (the epoch end checkpoints anyway).
@@ -282,7 +323,7 @@ bool TrainingLoop::evaluate_now() {
     model_->train();
   }
   line.set("eval_time_s", seconds_between(start, Clock::now()));
-  files_.metrics.append_line(line.str());
+  files_.metric(line);
   last_eval_ = line;
   files_.say("epoch " + std::to_string(pos_.epoch + 1) + "/" + std::to_string(s_.epochs) + ": " + result.text);
   const Selection selection = hooks_.selection();
@@ -304,7 +345,7 @@ int TrainingLoop::stop_for_signal(int sig) {
 
 int TrainingLoop::diverged(double loss) {
   const std::string status = "diverged at step " + std::to_string(pos_.step + 1);
-  files_.metrics.append_line(JsonObject().set("step", pos_.step + 1).set("loss", loss).set("diverged", true).str());
+  files_.metric(JsonObject().set("step", pos_.step + 1).set("loss", loss).set("diverged", true));
   files_.finish(JsonObject().set("status", status).set("run_id", files_.id));
   files_.warn(status + " (loss " + format_double(loss) + "); " +
               (file_exists(files_.checkpoint("last")) ? "the last good checkpoint is kept in " + files_.dir
@@ -353,11 +394,42 @@ void TrainingLoop::write_summary() {
       .set("train_" + hooks_.examples_name() + "_per_s", step_seconds > 0 ? examples / step_seconds : 0.0)
       .set("data_time_fraction", step_seconds > 0 ? timing_.data_seconds / step_seconds : 0.0)
       .set("weights_fnv1a64", weights_fingerprint(*model_));
+  if (parallel_) summary.set("world_size", parallel_->size());
+  if (files_.writer) save_state_dict(files_.weights("final"), *model_);
   files_.finish(summary);
   files_.say("finished in " + Progress::format_duration(wall) + ": " + files_.dir);
 }
 
-// A task on the loop: runtime, hooks, run directory, then the loop.
+// Data-parallel ranks other than 0 write nothing: rank 0 opens the run directory and tells
+// them what it found (run, resume, or an exit status when the run is already done or cannot
+// start). Returns the exit status when there is nothing to train.
+std::optional<int> open_run(const RunRequest& request, const TaskHooks& hooks, RunSetup& setup,
+                            DataParallel* parallel) {
+  if (parallel && parallel->rank() > 0) {
+    const std::string decision = parallel->share("run", "");
+    if (decision.rfind("exit ", 0) == 0) return std::stoi(decision.substr(5));
+    setup.resuming = decision[0] == 'r';
+    setup.files.dir = decision.substr(2);
+    return std::nullopt;
+  }
+  const auto tell = [&](const std::string& decision) {
+    if (parallel) parallel->share("run", decision);
+  };
+  try {
+    open_run_directory(request, hooks.data_fingerprint(), setup);
+  } catch (const RunAlreadyDone& done) {
+    if (!request.quiet || done.diverged()) std::cerr << done.message() << "\n";
+    tell("exit " + std::to_string(done.exit_status()));
+    return done.exit_status();
+  } catch (...) {
+    tell("exit 2");
+    throw;
+  }
+  tell(std::string(setup.resuming ? "r " : "s ") + setup.files.dir);
+  return std::nullopt;
+}
+
+// A task on the loop: runtime, world, hooks, run directory, then the loop.
 class LoopTask : public Task {
  public:
   LoopTask(const RunRequest& request, const Schema& schema, HooksFactory make_hooks)
@@ -365,23 +437,34 @@ class LoopTask : public Task {
 
   int run() override {
     const LoopSettings settings = read_loop_settings(request_.config, schema_);
-    RunSetup setup = configure_runtime(request_);  // threads, device, determinism, seed
+    RunSetup setup = configure_runtime(request_);  // threads, device, determinism, seed, world
+    std::unique_ptr<DataParallel> parallel;
+    if (setup.world) parallel = std::make_unique<DataParallel>(*setup.world, setup.device);
     const std::unique_ptr<TaskHooks> hooks = make_hooks_(TaskContext{request_.config, settings, setup.seed, setup.device});
-    try {
-      open_run_directory(request_, hooks->data_fingerprint(), setup);
-    } catch (const RunAlreadyDone& done) {
-      if (!request_.quiet || done.diverged()) std::cerr << done.message() << "\n";
-      return done.exit_status();
-    }
-    TrainingLoop loop(request_, setup, *hooks, settings);
+    if (parallel) check_data_parallel(*hooks, settings, *parallel);
+    if (const auto done = open_run(request_, *hooks, setup, parallel.get())) return *done;
+    TrainingLoop loop(request_, setup, *hooks, settings, parallel.get());
     try {
       return loop.run();
     } catch (const std::exception& e) {
+      if (!setup.files.writer) throw;  // rank 0 records the failure
       return fail_run(setup.files, e, loop.phase(), loop.step());
     }
   }
 
  private:
+  // What data-parallel training needs: equal shards of the global batch, and a task whose
+  // training does not depend on each rank's own rows beyond its gradients.
+  static void check_data_parallel(const TaskHooks& hooks, const LoopSettings& settings, const DataParallel& parallel) {
+    if (settings.batch_size % parallel.size() != 0)
+      throw ConfigError("trainer.batch_size " + std::to_string(settings.batch_size) + " does not split into " +
+                            std::to_string(parallel.size()) + " equal shards, one per data-parallel rank",
+                        Source{}, "trainer.batch_size",
+                        {"use a multiple of " + std::to_string(parallel.size()) + ", or another --nproc"});
+    if (const std::string problem = hooks.data_parallel_problem(); !problem.empty())
+      throw ConfigError(problem, Source{}, "", {"run it in one process (without --nproc)"});
+  }
+
   RunRequest request_;
   const Schema& schema_;
   HooksFactory make_hooks_;

@@ -91,6 +91,10 @@ class TaskHooks {
   // back what task_state gave when the checkpoint was written.
   virtual std::string task_state() const { return {}; }
   virtual void restore_task_state(const std::string& /*state*/) {}
+  // Why the task cannot train data-parallel (distributed.h), or "" when it can: each rank
+  // trains on its rows of the global batch, so what the task keeps besides the gradients must
+  // not depend on those rows.
+  virtual std::string data_parallel_problem() const { return {}; }
 };
 
 using HooksFactory = std::function<std::unique_ptr<TaskHooks>(const TaskContext& context)>;

@@ -49,9 +49,10 @@ NamedTensors read_state_dict(const std::string& path) {
   try {
     value = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
   } catch (const c10::Error& e) {
+    const std::string why = e.what_without_backtrace();  // its first sentence: the rest is advice for Python
     throw CheckpointError(
         "weights file " + path +
-        " is not a torch.save'd dict of tensors (truncated or another format): " + e.what_without_backtrace());
+        " is not a torch.save'd dict of tensors (truncated or another format): " + why.substr(0, why.find(". ")));
   }
   if (!value.isGenericDict())
     throw CheckpointError("weights file " + path + " holds a " + value.tagKind() +

@@ -1,8 +1,10 @@
 // blocklab run <experiment> [overrides...]: validates the config and runs its task.
 #include <iostream>
 
+#include "experiments/checkpoint.h"
 #include "experiments/experiment.h"
 #include "experiments/launch.h"
+#include "experiments/state_dict.h"
 #include "experiments/task.h"
 #include "registry/cli_options.h"
 #include "registry/command.h"
@@ -21,6 +23,16 @@ std::vector<std::string> without_option(const std::vector<std::string>& args, co
     if (args[i].rfind(option + "=", 0) != 0) out.push_back(args[i]);
   }
   return out;
+}
+
+// --init-from: a readable dict of tensors before anything starts (a bad file is bad input).
+std::string checked_init_from(const std::string& run_or_file) {
+  try {
+    read_state_dict(init_weights_file(run_or_file));
+  } catch (const CheckpointError& e) {
+    throw UsageError(std::string("blocklab run: ") + e.what());
+  }
+  return run_or_file;
 }
 
 // --nproc N: checked once here, before any rank starts (each rank checks again).
@@ -71,7 +83,7 @@ int run_command(const std::vector<std::string>& args) {
   request.quiet = cl.vars.count("quiet") > 0;
   request.resume_if_any = cl.vars.count("continue") > 0;
   if (cl.vars.count("record-dir")) request.record_dir_file = cl.vars["record-dir"].as<std::string>();
-  if (cl.vars.count("init-from")) request.init_from = cl.vars["init-from"].as<std::string>();
+  if (cl.vars.count("init-from")) request.init_from = checked_init_from(cl.vars["init-from"].as<std::string>());
   if (request.force && (request.resume || request.resume_if_any))
     throw UsageError("blocklab run: --force starts over, --resume/--continue go on: give one of them");
   if (const int nproc = cl.vars.count("nproc") ? cl.vars["nproc"].as<int>() : 1; nproc != 1) {

@@ -195,7 +195,8 @@ RunExport export_run(const CurveRun& run, const std::string& dir) {
   if (scalars.without_step)
     r.notes.push_back(std::to_string(scalars.without_step) + " value(s) of " + run.curves.path +
                       " were left out: their lines have no whole \"step\"");
-  r.replaced = fs::is_directory(dir) ? remove_event_files(dir) : 0;
+  std::error_code ec;
+  r.replaced = fs::is_directory(dir, ec) ? remove_event_files(dir) : 0;
   EventWriter w(dir);
   w.add_text("config", 0, markdown_code(config, "yaml"), clock.start());
   write_scalars(w, scalars, clock, r);

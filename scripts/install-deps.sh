@@ -85,6 +85,22 @@ else
   say "pip install timm, flash-linear-attention, torchscale, mambapy and scipy (test-only references for tests/diff/)"
   "$VPY" -m pip install -q --disable-pip-version-check --no-deps "${REFERENCE_WHEELS[@]}"
 fi
+# TensorBoard (test-only): tests/interop/tensorboard_roundtrip.py reads the event files of `blocklab
+# export --tensorboard` back with TensorBoard's own reader. Pinned with its requirements (numpy,
+# pillow and setuptools are there already); --no-deps keeps torch as pinned.
+TENSORBOARD_WHEELS=(tensorboard==2.21.0 tensorboard-data-server==0.7.2 absl-py==2.5.1 grpcio==1.85.4 markdown==3.11.3
+                    protobuf==7.36.2 werkzeug==3.1.9 markupsafe==3.0.4 packaging==26.4)
+if "$VPY" - "${TENSORBOARD_WHEELS[@]}" <<'PYEOF' 2>/dev/null; then
+import sys, importlib.metadata as md
+for pin in sys.argv[1:]:
+    name, version = pin.split("==")
+    assert md.version(name) == version
+PYEOF
+  say "venv: tensorboard (test-only) present"
+else
+  say "pip install tensorboard (test-only, for tests/interop/tensorboard_roundtrip.py)"
+  "$VPY" -m pip install -q --disable-pip-version-check --no-deps "${TENSORBOARD_WHEELS[@]}"
+fi
 # The official mamba-ssm as its source archive, not built (its CUDA kernels need a GPU):
 # tests/diff/mamba_ref.py reads Mamba-2's pure-PyTorch ssd_minimal.py from it (~5 s).
 MAMBA_SDIST=.venv/share/blocklab-references/mamba_ssm-2.3.2.post1.tar.gz

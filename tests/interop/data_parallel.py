@@ -71,7 +71,9 @@ def main(binary):
     _, err = p.communicate(timeout=120)
     check(p.returncode != 0 and "rank 1 was killed by Killed" in err and "--resume" in err,
           "kill -9 of rank 1 stops the run (exit %d): %s" % (p.returncode, err.strip().splitlines()[0]))
-    check(not os.path.exists(os.path.join(run_dir(killed), "summary.json")), "the killed run has no summary")
+    # Rank 0 may notice the broken group before the launcher kills it: it then records the failure.
+    status = summary(killed)["status"] if os.path.exists(os.path.join(run_dir(killed), "summary.json")) else "none"
+    check(status in ("none", "failed"), "the killed run is not finished (summary: %s)" % status)
     for rank, pid in pids.items():
         check(not os.path.exists("/proc/%d" % pid) or "zombie" in open("/proc/%d/status" % pid).read().lower()
               or open("/proc/%d/stat" % pid).read().split()[2] == "Z", "rank %d is gone" % rank)

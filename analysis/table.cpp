@@ -767,9 +767,9 @@ TablePlot table_plot(const Table& t, const std::string& baseline) {
   if (numeric_cols || numeric_rows || lines_over_rows(t)) {
     if (!baseline.empty()) {
       const std::string key = numeric_cols ? t.spec.cols : t.spec.rows[0];
-      throw ConfigError("--baseline marks a row of a dot chart, but '" + key +
-                            "' is numeric, so the plot is a line chart over it",
-                        Source{}, "", {"leave out --baseline"});
+      throw ConfigError(
+          "--baseline marks a row of a dot chart, but '" + key + "' is numeric, so the plot is a line chart over it",
+          Source{}, "", {"leave out --baseline"});
     }
     plot.line = lines_over_rows(t) ? rows_line_chart(t) : table_chart(t);
     return plot;

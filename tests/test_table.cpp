@@ -539,9 +539,9 @@ TEST_CASE("over a categorical key the plot is a dot chart: best first, mean ± s
   CHECK(dot_chart_order(d) == std::vector<size_t>{1, 0, 2, 3});
 
   // A loss (or --best min) sorts ascending.
-  TableSpec min = spec("test/acc", {"m"}, "");
-  min.best = Direction::Min;
-  const TablePlot lowest = table_plot(build_table(mixer_records(), min));
+  TableSpec by_min = spec("test/acc", {"m"}, "");
+  by_min.best = Direction::Min;
+  const TablePlot lowest = table_plot(build_table(mixer_records(), by_min));
   CHECK(lowest.dot.lower_is_better);
   CHECK(dot_chart_order(lowest.dot) == std::vector<size_t>{2, 0, 1, 3});
 

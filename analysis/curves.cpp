@@ -432,7 +432,8 @@ std::string with_mark(const std::string& label, const std::string& mark) {
 struct Group {
   std::vector<std::size_t> members;
   ConfigNode config;  // without the repetition keys
-  std::string label;
+  std::string label;  // name and mark: "trainer.lr=0.001 (n=3, 1 diverged)"
+  std::string name, mark;
 };
 
 // Runs whose configs differ only in repetition keys, in order of first appearance.
@@ -446,7 +447,7 @@ std::vector<Group> seed_groups(const CurveSet& set) {
     const auto it = std::find(keys.begin(), keys.end(), key);
     if (it == keys.end()) {
       keys.push_back(key);
-      groups.push_back({{i}, std::move(config), ""});
+      groups.push_back({{i}, std::move(config), "", "", ""});
     } else {
       groups[static_cast<std::size_t>(it - keys.begin())].members.push_back(i);
     }
@@ -464,7 +465,9 @@ std::vector<Group> seed_groups(const CurveSet& set) {
     std::string counts = "n=" + std::to_string(groups[g].members.size());
     if (diverged) counts += ", " + std::to_string(diverged) + " diverged";
     if (failed) counts += ", " + std::to_string(failed) + " failed";
-    groups[g].label = with_mark(labels[g], "(" + counts + ")");
+    groups[g].name = labels[g];
+    groups[g].mark = "(" + counts + ")";
+    groups[g].label = with_mark(groups[g].name, groups[g].mark);
   }
   return groups;
 }
@@ -551,6 +554,209 @@ void finish_chart(LineChart& chart, const std::string& metric) {
   for (PlotSeries& s : chart.series) decimate(s, chart.width);
   chart.log_y = is_loss(metric) && lo > 0 && hi / lo >= 20;
   chart.integer_x = true;  // steps and epochs are whole numbers (an epoch axis is ticked at whole epochs)
+}
+
+// What one chart draws of a metric: its x axis, the trailing mean, and `kind`: "" for a
+// chart of this metric alone, else what the curve is on a chart of several metrics ("train",
+// "val/loss"), said in its legend entry.
+struct SeriesSpec {
+  std::string metric;
+  bool epoch_axis = false;
+  int smooth = 0;
+  std::string kind;
+};
+
+// The series of one metric: a line per run, or per group of seeds when `groups` is not
+// empty. Alone on its chart, a smoothed curve has its raw curve faintly underneath.
+std::vector<PlotSeries> metric_series(const CurveSet& set, const std::vector<Group>& groups, const SeriesSpec& spec,
+                                      std::vector<std::string>* notes) {
+  const std::string& metric = spec.metric;
+  const int smooth = spec.smooth;
+  const bool single = set.runs.size() == 1;
+  std::vector<PlotSeries> out;
+  // Each run's points on this chart (smoothed when asked), or nothing.
+  std::vector<XY> raw(set.runs.size()), drawn(set.runs.size());
+  std::vector<bool> has(set.runs.size(), false);
+  for (std::size_t i = 0; i < set.runs.size(); ++i) {
+    const MetricSeries* s = set.runs[i].curves.find(metric);
+    if (!s || s->value.empty()) continue;
+    std::string why;
+    if (!points(set.runs[i], *s, spec.epoch_axis, raw[i], why)) {
+      if (notes) notes->push_back(metric + ": leaving out " + why);
+      continue;
+    }
+    if (raw[i].x.empty()) continue;
+    has[i] = true;
+    drawn[i] = raw[i];
+    drawn[i].y = trailing_mean(raw[i].y, smooth);
+  }
+  // "<kind>: <label>" on a chart of several metrics.
+  auto named = [&](const std::string& label) {
+    return spec.kind.empty() ? label : label.empty() ? spec.kind : spec.kind + ": " + label;
+  };
+
+  if (!groups.empty()) {
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+      std::vector<XY> members;
+      for (std::size_t m : groups[g].members)
+        if (has[m]) members.push_back(drawn[m]);
+      if (members.empty()) continue;
+      PlotSeries s = group_series(members);
+      if (s.x.empty()) continue;
+      s.label = with_mark(named(groups[g].name), groups[g].mark);
+      s.style = static_cast<int>(g);
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+  std::vector<PlotSeries> faint, lines;
+  for (std::size_t i = 0; i < set.runs.size(); ++i) {
+    if (!has[i]) continue;
+    const CurveRun& run = set.runs[i];
+    PlotSeries s;
+    s.style = static_cast<int>(i);
+    s.x = drawn[i].x;
+    s.y = drawn[i].y;
+    if (single) {
+      std::string mark;
+      if (run_diverged(run))
+        mark = std::isnan(run.curves.diverged_at) ? "(diverged)"
+                                                  : "(diverged at step " + step_text(run.curves.diverged_at) + ")";
+      else
+        mark = status_mark(run);
+      s.label = with_mark(spec.kind.empty() && smooth ? "trailing mean of " + std::to_string(smooth) : spec.kind, mark);
+    } else {
+      s.label = with_mark(named(run.label), status_mark(run));
+    }
+    if (smooth && spec.kind.empty()) {
+      PlotSeries r;
+      r.style = s.style;
+      r.x = raw[i].x;
+      r.y = raw[i].y;
+      r.markers = false;
+      r.opacity = kRawOpacity;
+      r.line_scale = 0.75;
+      if (single) r.label = "raw";
+      faint.push_back(std::move(r));
+    }
+    lines.push_back(std::move(s));
+  }
+  for (auto& s : faint) out.push_back(std::move(s));  // underneath
+  for (auto& s : lines) out.push_back(std::move(s));
+  return out;
+}
+
+// "<what> — <run>" for one run, else "<what> (mean ± std over seeds, trailing mean of K)". A
+// smoothed single run's legend says what is smoothed unless `legend_says_smooth` is false.
+std::string curve_title(const CurveSet& set, bool grouped, const std::string& what, int smooth,
+                        bool legend_says_smooth) {
+  const bool single = set.runs.size() == 1;
+  std::vector<std::string> how;
+  if (grouped) how.push_back("mean \xC2\xB1 std over seeds");
+  if (smooth && !(single && legend_says_smooth)) how.push_back("trailing mean of " + std::to_string(smooth));
+  std::string title = what;
+  if (single) title += " \xE2\x80\x94 " + set.runs[0].name;  // em dash
+  if (!how.empty()) title += " (" + join(how, ", ") + ")";
+  return title;
+}
+
+bool logged_in_training(const CurveSet& set, const std::string& name) {
+  for (const CurveRun& r : set.runs)
+    if (const MetricSeries* s = r.curves.find(name); s && !s->per_eval) return true;
+  return false;
+}
+
+std::vector<std::string> training_metrics(const CurveSet& set) {
+  std::set<std::string> names;
+  for (const CurveRun& r : set.runs)
+    for (const MetricSeries& s : r.curves.metrics)
+      if (!s.per_eval) names.insert(s.name);
+  return {names.begin(), names.end()};
+}
+
+// The evaluations of training metric `name`: "<split>/<name>" from evaluation lines, val
+// first, then test, then other splits, each in order of first appearance.
+std::vector<std::string> evaluations_of(const CurveSet& set, const std::string& name) {
+  std::vector<std::string> found;
+  for (const CurveRun& r : set.runs)
+    for (const MetricSeries& s : r.curves.metrics) {
+      const std::size_t slash = s.name.rfind('/');
+      if (s.per_eval && slash != std::string::npos && s.name.compare(slash + 1, std::string::npos, name) == 0 &&
+          std::find(found.begin(), found.end(), s.name) == found.end())
+        found.push_back(s.name);
+    }
+  auto rank = [](const std::string& m) { return m.rfind("val/", 0) == 0 ? 0 : m.rfind("test/", 0) == 0 ? 1 : 2; };
+  std::stable_sort(found.begin(), found.end(), [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
+  return found;
+}
+
+std::string together_stem(const std::string& name) { return curve_file_stem(name) + "_train_val"; }
+
+// Training metric `name` and its evaluations on one chart against step (or epoch with --x
+// epoch): the training curve a plain line, each evaluation markers joined by a dashed
+// (then dotted) line; one colour per curve for a single line of each, else one per run or
+// group. Empty series when nothing has points on this x axis.
+CurveChart together_chart(const CurveSet& set, const std::vector<Group>& groups, const CurveOptions& options,
+                          const std::string& name, std::vector<std::string>* notes) {
+  std::vector<std::string> metrics = {name};
+  for (const std::string& e : evaluations_of(set, name)) metrics.push_back(e);
+  const bool epoch_axis = options.x == CurveX::Epoch;
+  const int smooth = is_loss(name) && options.smooth > 1 ? options.smooth : 0;
+  CurveChart cc;
+  cc.metric = together_stem(name).substr(std::string("curves_").size());
+  cc.file_stem = together_stem(name);
+  LineChart& chart = cc.chart;
+  chart.x_label = epoch_axis ? "epoch" : "step";
+  chart.y_label = name;
+  const std::vector<std::string> evals(metrics.begin() + 1, metrics.end());
+  chart.title = curve_title(set, !groups.empty(), name + ": train and " + join(evals, ", "), smooth, false);
+
+  std::vector<std::pair<std::size_t, PlotSeries>> all;  // (curve: 0 training, k evaluation k, series)
+  bool train = false, eval = false;
+  for (std::size_t k = 0; k < metrics.size(); ++k) {
+    const SeriesSpec spec{metrics[k], epoch_axis, k == 0 ? smooth : 0, k == 0 ? "train " + name : metrics[k]};
+    for (PlotSeries& s : metric_series(set, groups, spec, notes)) {
+      (k == 0 ? train : eval) = true;
+      all.push_back({k, std::move(s)});
+    }
+  }
+  if (!train || !eval) return cc;
+  // A run's (or group's) curves next to each other in the legend.
+  std::stable_sort(all.begin(), all.end(),
+                   [](const auto& a, const auto& b) { return a.second.style < b.second.style; });
+  const bool one_line_each =
+      std::all_of(all.begin(), all.end(), [&](const auto& p) { return p.second.style == all[0].second.style; });
+  for (auto& [k, s] : all) {
+    s.dash = k == 0 ? 0 : 1 + static_cast<int>((k - 1) % 2);
+    if (one_line_each) s.style = static_cast<int>(k);
+    chart.series.push_back(std::move(s));
+  }
+  finish_chart(chart, name);
+  for (std::size_t i = 0; i < all.size(); ++i) chart.series[i].markers = all[i].first > 0;
+  return cc;
+}
+
+// The --together names, checked: each a training metric some run logged with an evaluation.
+// Without the option: "loss" when --metrics is not given and it can be drawn, else none.
+std::vector<std::string> together_names(const CurveSet& set, const CurveOptions& options) {
+  if (!options.together) {
+    const bool drawable = logged_in_training(set, "loss") && !evaluations_of(set, "loss").empty();
+    return options.metrics.empty() && drawable ? std::vector<std::string>{"loss"} : std::vector<std::string>{};
+  }
+  for (const std::string& name : *options.together) {
+    if (!logged_in_training(set, name)) {
+      const std::vector<std::string> names = training_metrics(set);
+      std::vector<std::string> hints;
+      const std::string dym = did_you_mean(name, names);
+      if (!dym.empty()) hints.push_back(dym);
+      hints.push_back("training metrics: " + join_names(names));
+      throw ConfigError("no run logged the training metric '" + name + "' (--together)", Source{}, "", hints);
+    }
+    if (evaluations_of(set, name).empty())
+      throw ConfigError("no run logged an evaluation of '" + name + "' (--together)", Source{}, "",
+                        {"evaluation lines log it as <split>/" + name + " (val/" + name + ", test/" + name + ")"});
+  }
+  return *options.together;
 }
 
 }  // namespace
@@ -759,6 +965,7 @@ std::vector<CurveChart> curve_charts(const CurveSet& set, const CurveOptions& op
       hints.push_back("metrics: " + join_names(available));
       throw ConfigError("no run logged the metric '" + m + "' (--metrics)", Source{}, "", hints);
     }
+  const std::vector<std::string> together = together_names(set, options);
 
   const bool single = set.runs.size() == 1;
   const bool grouped = options.mean_over_seeds && !single;
@@ -775,87 +982,29 @@ std::vector<CurveChart> curve_charts(const CurveSet& set, const CurveOptions& op
     LineChart& chart = cc.chart;
     chart.x_label = epoch_axis ? "epoch" : "step";
     chart.y_label = metric;
-    chart.title = metric;
-    if (single) {
-      chart.title += " \xE2\x80\x94 " + set.runs[0].name;  // em dash; the legend says what is smoothed
-    } else {
-      std::vector<std::string> how;
-      if (grouped) how.push_back("mean \xC2\xB1 std over seeds");
-      if (smooth) how.push_back("trailing mean of " + std::to_string(smooth));
-      if (!how.empty()) chart.title += " (" + join(how, ", ") + ")";
-    }
+    chart.title = curve_title(set, grouped, metric, smooth, true);
 
-    // Each run's points on this chart (smoothed when asked), or nothing.
-    std::vector<XY> raw(set.runs.size()), drawn(set.runs.size());
-    std::vector<bool> has(set.runs.size(), false);
-    for (std::size_t i = 0; i < set.runs.size(); ++i) {
-      const MetricSeries* s = set.runs[i].curves.find(metric);
-      if (!s || s->value.empty()) continue;
-      std::string why;
-      if (!points(set.runs[i], *s, epoch_axis, raw[i], why)) {
-        if (notes) notes->push_back(metric + ": leaving out " + why);
-        continue;
-      }
-      if (raw[i].x.empty()) continue;
-      has[i] = true;
-      drawn[i] = raw[i];
-      drawn[i].y = trailing_mean(raw[i].y, smooth);
-    }
-
-    if (grouped) {
-      for (std::size_t g = 0; g < groups.size(); ++g) {
-        std::vector<XY> members;
-        for (std::size_t m : groups[g].members)
-          if (has[m]) members.push_back(drawn[m]);
-        if (members.empty()) continue;
-        PlotSeries s = group_series(members);
-        if (s.x.empty()) continue;
-        s.label = groups[g].label;
-        s.style = static_cast<int>(g);
-        chart.series.push_back(std::move(s));
-      }
-    } else {
-      std::vector<PlotSeries> faint, lines;
-      for (std::size_t i = 0; i < set.runs.size(); ++i) {
-        if (!has[i]) continue;
-        const CurveRun& run = set.runs[i];
-        PlotSeries s;
-        s.style = static_cast<int>(i);
-        s.x = drawn[i].x;
-        s.y = drawn[i].y;
-        if (single) {
-          std::string mark;
-          if (run_diverged(run))
-            mark = std::isnan(run.curves.diverged_at) ? "(diverged)"
-                                                      : "(diverged at step " + step_text(run.curves.diverged_at) + ")";
-          else
-            mark = status_mark(run);
-          s.label = with_mark(smooth ? "trailing mean of " + std::to_string(smooth) : "", mark);
-        } else {
-          s.label = with_mark(run.label, status_mark(run));
-        }
-        if (smooth) {
-          PlotSeries r;
-          r.style = s.style;
-          r.x = raw[i].x;
-          r.y = raw[i].y;
-          r.markers = false;
-          r.opacity = kRawOpacity;
-          r.line_scale = 0.75;
-          if (single) r.label = "raw";
-          faint.push_back(std::move(r));
-        }
-        lines.push_back(std::move(s));
-      }
-      for (auto& s : faint) chart.series.push_back(std::move(s));  // underneath
-      for (auto& s : lines) chart.series.push_back(std::move(s));
-    }
+    chart.series = metric_series(set, groups, {metric, epoch_axis, smooth, ""}, notes);
     if (chart.series.empty()) {
       if (notes) notes->push_back("no chart for " + metric + ": no run has values for it on this x axis");
       continue;
     }
     finish_chart(chart, metric);
     charts.push_back(std::move(cc));
+  }
+  for (const std::string& name : together) {
+    CurveChart cc = together_chart(set, groups, options, name, notes);
+    if (cc.chart.series.empty()) {
+      if (notes) notes->push_back("no chart for " + name + " with its evaluations: no run has both on this x axis");
+      continue;
+    }
+    charts.push_back(std::move(cc));
+  }
+  if (notes) {  // a run left out of two charts for the same reason is said once
+    std::vector<std::string> once;
+    for (std::string& n : *notes)
+      if (std::find(once.begin(), once.end(), n) == once.end()) once.push_back(std::move(n));
+    *notes = std::move(once);
   }
   return charts;
 }

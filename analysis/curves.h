@@ -39,10 +39,17 @@
 //   - Smoothing (--smooth K) is a trailing mean over the last K logged values of training
 //     metrics whose name contains "loss"; the raw curve stays underneath, faint.
 //   - Loss charts switch to a log y axis when the values span a factor of 20 or more.
+//   - Train and evaluation on one chart (curves_loss_train_val): the training `loss` against
+//     step as a plain line, `val/loss`, `test/loss` (any "<split>/loss" of the evaluation
+//     lines) against their step as markers joined by a dashed (dotted) line; against epoch
+//     with --x epoch. Drawn by default when no --metrics are given and a run logged both;
+//     --together NAMES asks for it for other training metrics. One line of each kind gets a
+//     colour per kind; several runs keep a colour per run and the styles tell the kinds apart.
 #pragma once
 
 #include <cstddef>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -93,6 +100,10 @@ enum class CurveX { Auto, Step, Epoch };
 
 struct CurveOptions {
   std::vector<std::string> metrics;  // empty: default_curve_metrics
+  // Training metrics drawn with their evaluations on one chart ("loss": loss, val/loss and
+  // test/loss in curves_loss_train_val). nullopt: {"loss"} when `metrics` is empty and some
+  // run logged loss and an evaluation of it, else none.
+  std::optional<std::vector<std::string>> together;
   CurveX x = CurveX::Auto;
   int smooth = 0;  // trailing-mean window over loss curves; <= 1: none
   bool mean_over_seeds = false;
@@ -135,8 +146,10 @@ struct CurveChart {
   LineChart chart;
 };
 
-// One chart per metric (the selected ones; see CurveOptions). A metric no run logged is a
-// ConfigError listing the available ones; a metric only some runs logged draws those runs.
+// One chart per metric (the selected ones; see CurveOptions), then one per `together` name. A
+// metric no run logged is a ConfigError listing the available ones, as is a `together` name
+// that no run logged in training or with an evaluation; a metric only some runs logged draws
+// those runs.
 // One run: a chart of that run (its id in the title); several: one line per run (or per
 // group of seeds), labelled.
 // Charts that cannot be drawn, and runs left out of a chart, are said in `notes`.

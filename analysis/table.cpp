@@ -650,11 +650,87 @@ void add_point(PlotSeries& s, double x, const Cell& cell) {
   s.hi.push_back(cell.mean() + cell.stddev());
 }
 
+std::string chart_title(const Table& t) { return t.spec.metric + " (mean ± std over seeds)"; }
+
+// A series' legend entry for column c: "trainer.lr=0.001"; "" without --cols.
+std::string column_label(const Table& t, std::size_t c) {
+  return t.col_axis ? t.spec.cols + "=" + t.col_axis->labels[c] : "";
+}
+
+// The single rows key is numeric and the columns are not: the metric against the rows key, a
+// line per column.
+bool lines_over_rows(const Table& t) {
+  return t.col_axis && t.col_axis->numbers.empty() && t.row_axes.size() == 1 && !t.row_axes[0].numbers.empty();
+}
+
+LineChart rows_line_chart(const Table& t) {
+  LineChart chart;
+  chart.title = chart_title(t);
+  chart.y_label = t.spec.metric;
+  const std::vector<double> xs = set_x_axis(chart, t.row_axes[0]);
+  for (std::size_t c = 0; c < t.columns(); ++c) {
+    PlotSeries s;
+    s.label = column_label(t, c);
+    for (std::size_t r = 0; r < t.cells.size(); ++r)  // row groups are in ascending order
+      add_point(s, xs[static_cast<std::size_t>(t.row_groups[r][0])], t.cells[r][c]);
+    chart.series.push_back(s);
+  }
+  return chart;
+}
+
+// A row group's category in the dot chart: its value, or its values joined with ", " (the
+// keys are the axis title).
+std::string category_text(const Table& t, std::size_t r) {
+  std::vector<std::string> values;
+  for (std::size_t k = 0; k < t.row_axes.size(); ++k)
+    values.push_back(t.row_axes[k].labels[static_cast<std::size_t>(t.row_groups[r][k])]);
+  return join(values, ", ");
+}
+
+// The baseline's row: the first without `baseline`, else the row whose category or full row
+// label ("k=v, k2=v2") is `baseline`.
+int baseline_row(const Table& t, const std::string& baseline) {
+  if (t.cells.empty()) return -1;
+  if (baseline.empty()) return 0;
+  std::vector<std::string> rows;
+  for (std::size_t r = 0; r < t.cells.size(); ++r) {
+    if (category_text(t, r) == baseline || t.row_label(r) == baseline) return static_cast<int>(r);
+    rows.push_back(category_text(t, r));
+  }
+  std::vector<std::string> hints;
+  const std::string dym = did_you_mean(baseline, rows);
+  if (!dym.empty()) hints.push_back(dym);
+  hints.push_back("rows: " + join(rows, "; "));
+  throw ConfigError("no row of the table is '" + baseline + "' (--baseline)", Source{}, "", hints);
+}
+
+DotChart dot_chart(const Table& t, const std::string& baseline) {
+  DotChart d;
+  d.title = chart_title(t);
+  d.value_label = t.spec.metric;
+  d.category_label = join(t.spec.rows, ", ");
+  d.lower_is_better = t.direction == Direction::Min;
+  for (std::size_t r = 0; r < t.cells.size(); ++r) d.categories.push_back(category_text(t, r));
+  for (std::size_t c = 0; c < t.columns(); ++c) {
+    DotSeries s;
+    s.label = column_label(t, c);
+    for (std::size_t r = 0; r < t.cells.size(); ++r) {
+      const Cell& cell = t.cells[r][c];
+      s.value.push_back(cell.mean());
+      s.lo.push_back(cell.mean() - cell.stddev());
+      s.hi.push_back(cell.mean() + cell.stddev());
+    }
+    d.series.push_back(s);
+  }
+  d.baseline = baseline_row(t, baseline);
+  return d;
+}
+
 }  // namespace
 
 LineChart table_chart(const Table& t) {
   LineChart chart;
-  chart.title = t.spec.metric + " (mean ± std over seeds)";
+  chart.title = chart_title(t);
   chart.y_label = t.spec.metric;
   if (t.col_axis) {  // x = the columns, a line per row group
     const std::vector<double> xs = set_x_axis(chart, *t.col_axis);
@@ -682,6 +758,32 @@ LineChart table_chart(const Table& t) {
   }
   chart.series.push_back(s);
   return chart;
+}
+
+TablePlot table_plot(const Table& t, const std::string& baseline) {
+  TablePlot plot;
+  const bool numeric_cols = t.col_axis && !t.col_axis->numbers.empty();
+  const bool numeric_rows = !t.col_axis && t.row_axes.size() == 1 && !t.row_axes[0].numbers.empty();
+  if (numeric_cols || numeric_rows || lines_over_rows(t)) {
+    if (!baseline.empty()) {
+      const std::string key = numeric_cols ? t.spec.cols : t.spec.rows[0];
+      throw ConfigError(
+          "--baseline marks a row of a dot chart, but '" + key + "' is numeric, so the plot is a line chart over it",
+          Source{}, "", {"leave out --baseline"});
+    }
+    plot.line = lines_over_rows(t) ? rows_line_chart(t) : table_chart(t);
+    return plot;
+  }
+  plot.dots = true;
+  plot.dot = dot_chart(t, baseline);
+  return plot;
+}
+
+void render_table_plot(const TablePlot& plot, const std::string& png_path, const std::string& svg_path) {
+  if (plot.dots)
+    render_dot_chart(plot.dot, png_path, svg_path);
+  else
+    render_line_chart(plot.line, png_path, svg_path);
 }
 
 const std::vector<std::string>& repetition_keys() { return kExecutionKeys; }

@@ -95,6 +95,25 @@ std::string table_file_stem(const TableSpec& spec);
 // The metric against the column values, one line per row group with a ± std band.
 LineChart table_chart(const Table& table);
 
+// The plot `blocklab table` writes. Over a numeric key, a line chart: against the columns
+// when they are numbers (table_chart), else against the single rows key when it is numeric
+// (a line per column). Otherwise the key is categorical (mixers, masks; or several rows
+// keys) and the plot is a dot chart: a row per row group sorted best first in the table's
+// direction, mean ± std error bars, one marker series per column (with a legend), and the
+// baseline marked: the row labelled `baseline`, or the table's first row when "" (for a
+// sweep, the first value of the sweep).
+struct TablePlot {
+  bool dots = false;  // which of the two is drawn
+  LineChart line;
+  DotChart dot;
+};
+
+// Throws ConfigError when `baseline` names no row (listing them), or is given for a line chart.
+TablePlot table_plot(const Table& table, const std::string& baseline = "");
+
+// The plot to PNG and SVG (either path may be ""), as render_line_chart / render_dot_chart.
+void render_table_plot(const TablePlot& plot, const std::string& png_path, const std::string& svg_path);
+
 // ---- Config comparisons (shared with the training-curve overlays of `blocklab plot`) ----
 
 // Top-level keys that say how a run was executed, not what it computed (seed, output_dir,

@@ -247,7 +247,8 @@ TEST_CASE("charts: defaults, x axes, diverged and failed marks", "[curves]") {
         std::vector<std::string>{"eval_time_s", "images_per_s", "loss", "lr", "test/acc", "test/loss"});
 
   const std::vector<CurveChart> charts = curve_charts(set, {});
-  REQUIRE(charts.size() == 4);
+  REQUIRE(charts.size() == 5);  // and loss with test/loss on one chart
+  CHECK(charts.back().file_stem == "curves_loss_train_val");
   const CurveChart& loss = chart_for(charts, "loss");
   CHECK(loss.file_stem == "curves_loss");
   CHECK(loss.chart.x_label == "step");
@@ -389,7 +390,8 @@ TEST_CASE("blocklab plot draws one run's curves into its directory", "[curves]")
   const auto r = plot(run.string() + " --svg");
   INFO(r.err);
   REQUIRE(r.status == 0);
-  for (const char* stem : {"curves_loss", "curves_lr", "curves_test_acc", "curves_test_loss"}) {
+  for (const char* stem :
+       {"curves_loss", "curves_lr", "curves_test_acc", "curves_test_loss", "curves_loss_train_val"}) {
     const fs::path png = run / "plots" / (std::string(stem) + ".png");
     REQUIRE(fs::is_regular_file(png));
     CHECK(fs::is_regular_file(run / "plots" / (std::string(stem) + ".svg")));
@@ -410,7 +412,7 @@ TEST_CASE("blocklab plot overlays several runs into --out", "[curves]") {
       plot("fixtures/curves/runs/lr_small_s0 fixtures/curves/runs/lr_big_s0 --out " + out + " --metrics loss,test/acc");
   INFO(r.err);
   REQUIRE(r.status == 0);
-  CHECK(r.err == "wrote " + out + "/curves_loss.png\nwrote " + out + "/curves_test_acc.png\n");
+  CHECK(r.err == "wrote " + out + "/curves_loss.png\nwrote " + out + "/curves_test_acc.png\n");  // no train+val chart
   for (const char* name : {"curves_loss.png", "curves_test_acc.png"}) {
     const Png image(out + "/" + name);
     CHECK(image.width == 800);
@@ -511,6 +513,103 @@ TEST_CASE("failed runs are marked in overlay legends and in mean-over-seeds grou
   CHECK(std::count_if(labels.begin(), labels.end(), [](const std::string& l) { return l.find("(failed)") != std::string::npos; }) == 1);
   loss.mean_over_seeds = true;
   CHECK_THAT(labels_of(curve_charts(set, loss).at(0).chart).at(0), Contains("n=2, 1 failed"));
+}
+
+TEST_CASE("train and evaluation loss on one chart: a line against step and markers at the evaluations", "[curves]") {
+  const CurveSet one = load_curves(load_run_records({kFixtures + "/runs/lr_small_s0"}));
+  const std::vector<CurveChart> charts = curve_charts(one, {});
+  const CurveChart& both = chart_for(charts, "loss_train_val");
+  CHECK(both.file_stem == "curves_loss_train_val");
+  const LineChart& c = both.chart;
+  CHECK(c.title == "loss: train and test/loss \xE2\x80\x94 runs/lr_small_s0");
+  CHECK(c.x_label == "step");
+  CHECK(c.y_label == "loss");
+  REQUIRE(c.series.size() == 2);
+  const PlotSeries& train = c.series[0];
+  const PlotSeries& test = c.series[1];
+  CHECK(labels_of(c) == std::vector<std::string>{"train loss", "test/loss"});
+  CHECK(train.x == std::vector<double>{2, 4, 6, 8});  // training lines
+  CHECK(train.y == std::vector<double>{2.30, 2.00, 1.70, 1.50});
+  CHECK(test.x == std::vector<double>{4, 8});  // evaluation lines, at their step
+  CHECK(test.y == std::vector<double>{1.95, 1.60});
+  // Distinct styles: the training curve a plain line, the evaluation markers on a dashed line,
+  // and (one line of each) distinct colours.
+  CHECK_FALSE(train.markers);
+  CHECK(train.dash == 0);
+  CHECK(test.markers);
+  CHECK(test.line);
+  CHECK(test.dash == 1);
+  CHECK(train.style != test.style);
+
+  // --x epoch: both against epoch.
+  CurveOptions by_epoch;
+  by_epoch.x = CurveX::Epoch;
+  const LineChart e = chart_for(curve_charts(one, by_epoch), "loss_train_val").chart;
+  CHECK(e.x_label == "epoch");
+  CHECK(e.series[0].x == std::vector<double>{0.5, 1, 1.5, 2});
+  CHECK(e.series[1].x == std::vector<double>{1, 2});
+
+  // Several runs: a colour per run, its training and evaluation curves next to each other.
+  const CurveSet two = load_curves(load_run_records({kFixtures + "/runs/lr_small_s0", kFixtures + "/runs/lr_big_s0"}));
+  const LineChart& overlay = chart_for(curve_charts(two, {}), "loss_train_val").chart;
+  CHECK(labels_of(overlay) == std::vector<std::string>{"train loss: trainer.lr=0.001", "test/loss: trainer.lr=0.001",
+                                                       "train loss: trainer.lr=0.01", "test/loss: trainer.lr=0.01"});
+  CHECK(overlay.series[0].style == overlay.series[1].style);
+  CHECK(overlay.series[2].style == overlay.series[3].style);
+  CHECK(overlay.series[0].style != overlay.series[2].style);
+  CHECK(overlay.series[3].y == std::vector<double>{1.1, 0.8});
+  CHECK(overlay.series[3].dash == 1);
+
+  // Mean over seeds: one train and one test/loss line per group.
+  CurveOptions mean;
+  mean.mean_over_seeds = true;
+  const LineChart& grouped =
+      chart_for(curve_charts(load_curves(load_run_records({kFixtures + "/runs"})), mean), "loss_train_val").chart;
+  CHECK(labels_of(grouped) ==
+        std::vector<std::string>{"train loss: trainer.lr=0.001 (n=3)", "test/loss: trainer.lr=0.001 (n=3)",
+                                 "train loss: trainer.lr=0.01 (n=1)", "test/loss: trainer.lr=0.01 (n=1)"});
+}
+
+TEST_CASE("the train+val chart: by default without --metrics, --together asks for it or leaves it out", "[curves]") {
+  const CurveSet set = load_curves(load_run_records({kFixtures + "/runs/lr_small_s0"}));
+  auto stems = [&](const CurveOptions& o) {
+    std::vector<std::string> out;
+    for (const CurveChart& c : curve_charts(set, o)) out.push_back(c.file_stem);
+    return out;
+  };
+  CurveOptions chosen;
+  chosen.metrics = {"test/acc"};
+  CHECK(stems(chosen) == std::vector<std::string>{"curves_test_acc"});
+  chosen.together = std::vector<std::string>{"loss"};
+  CHECK(stems(chosen) == std::vector<std::string>{"curves_test_acc", "curves_loss_train_val"});
+  CurveOptions off;
+  off.together = std::vector<std::string>{};
+  CHECK(stems(off) == std::vector<std::string>{"curves_loss", "curves_lr", "curves_test_acc", "curves_test_loss"});
+
+  CurveOptions bad;
+  bad.together = std::vector<std::string>{"los"};
+  CHECK_THROWS_WITH(curve_charts(set, bad), Contains("no run logged the training metric 'los' (--together)") &&
+                                                Contains("did you mean 'loss'"));
+  bad.together = std::vector<std::string>{"lr"};
+  CHECK_THROWS_WITH(curve_charts(set, bad), Contains("no run logged an evaluation of 'lr' (--together)"));
+  // A run without evaluations: nothing to pair, so no chart by default.
+  const CurveSet diverged = load_curves(load_run_records({kFixtures + "/diverged"}));
+  for (const CurveChart& c : curve_charts(diverged, {})) CHECK(c.file_stem != "curves_loss_train_val");
+
+  // Through the CLI.
+  testing::TempDir dir;
+  const std::string out = (dir.path / "o").string();
+  const auto none = plot("fixtures/curves/runs/lr_small_s0 --together none --out " + out);
+  CHECK(none.status == 0);
+  CHECK_FALSE(fs::exists(out + "/curves_loss_train_val.png"));
+  const auto asked = plot("fixtures/curves/runs/lr_small_s0 --metrics lr --together loss --out " + out);
+  INFO(asked.err);
+  CHECK(asked.status == 0);
+  CHECK(asked.err == "wrote " + out + "/curves_lr.png\nwrote " + out + "/curves_loss_train_val.png\n");
+  const Png image(out + "/curves_loss_train_val.png");
+  CHECK(image.blue > 50);    // the training line
+  CHECK(image.orange > 50);  // the evaluation markers
+  CHECK(plot("fixtures/curves/runs/lr_small_s0 --together lr --out " + out).status == 2);
 }
 
 }  // namespace BLOCKLAB_TEST_FILE

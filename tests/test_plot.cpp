@@ -1,9 +1,11 @@
 // Tests of the cairo line charts: files written (atomically, with parent directories), the
 // PNG read back and checked for the palette colours, the translucent bands, NaN gaps, the
 // flat-data range, categorical and log axes, input errors, unwritable paths, determinism.
+// Dot charts: their row order (best first), height, horizontal error bars and input errors.
 //
 // With BLOCKLAB_PLOT_EXAMPLE_DIR set, the "example" test also leaves a few charts there to
-// look at (example_sweep.png/.svg, example_categorical.png, example_log.png).
+// look at (example_sweep.png/.svg, example_categorical.png, example_log.png,
+// example_dots.png/.svg).
 #include <catch2/catch.hpp>
 
 #include <cairo.h>
@@ -136,6 +138,41 @@ LineChart sweep_chart(double missing = kNaN) {
   for (double y : a.y) a.lo.push_back(y - 0.05), a.hi.push_back(y + 0.05);
   for (double y : b.y) b.lo.push_back(y - 0.03), b.hi.push_back(y + 0.03);
   c.series = {a, b};
+  return c;
+}
+
+// The bounding box of the pixels where blue dominates: the first palette colour, also where
+// antialiasing or translucency blends it with white (greys and the other colours do not count).
+struct BlueBox {
+  int x0 = -1, y0 = -1, x1 = -1, y1 = -1;
+};
+BlueBox dots_blue_box(const Image& img) {
+  BlueBox b;
+  for (int y = 0; y < img.height; ++y)
+    for (int x = 0; x < img.width; ++x) {
+      const Rgb p = img.at(x, y);
+      if (p.b - p.r <= 60 || p.b - p.g <= 20) continue;
+      if (b.x0 < 0 || x < b.x0) b.x0 = x;
+      if (b.y0 < 0) b.y0 = y;
+      b.x1 = std::max(b.x1, x);
+      b.y1 = y;
+    }
+  return b;
+}
+
+// Six mixers, one series of mean ± std, the first one the baseline; one without a value.
+DotChart mixer_dots() {
+  DotChart c;
+  c.title = "test/acc (mean ± std over seeds)";
+  c.value_label = "test/acc";
+  c.category_label = "model.mixer.type";
+  c.categories = {"attention/softmax", "attention/gmm", "attention/linear-elu",
+                  "mixers/pool",       "ssm/s4d",       "mixers/metamixer-fft"};
+  DotSeries s;
+  s.value = {0.884, 0.891, 0.862, 0.871, kNaN, 0.879};
+  for (double v : s.value) s.lo.push_back(v - 0.005), s.hi.push_back(v + 0.005);
+  c.series = {s};
+  c.baseline = 0;
   return c;
 }
 
@@ -399,6 +436,102 @@ TEST_CASE("example charts for a person to look at", "[plot]") {
     lr.series.push_back(s);
   }
   render_line_chart(lr, (dir / "example_log.png").string(), (dir / "example_log.svg").string());
+}
+
+TEST_CASE("dot charts order their rows best first; categories without a value go last", "[plot]") {
+  DotChart c;
+  c.categories = {"a", "b", "c", "d", "e"};
+  c.series = {{"", {0.8, 0.9, kNaN, 0.85, 0.9}, {}, {}}};
+  // Higher is better (also when the direction is unknown): descending; b and e tie and keep
+  // their order; c has no value.
+  CHECK(dot_chart_order(c) == std::vector<std::size_t>{1, 4, 3, 0, 2});
+  c.lower_is_better = true;
+  CHECK(dot_chart_order(c) == std::vector<std::size_t>{0, 3, 1, 4, 2});
+
+  // Several series: by the mean of each category's finite values.
+  DotChart two;
+  two.categories = {"x", "y", "z"};
+  two.series = {{"d=1", {0.80, 0.90, kNaN}, {}, {}}, {"d=2", {0.95, kNaN, kNaN}, {}, {}}};
+  CHECK(dot_chart_order(two) == std::vector<std::size_t>{1, 0, 2});  // y 0.90, x 0.875, z none
+
+  CHECK(dot_chart_order(DotChart{}).empty());
+  CHECK(dot_chart_order(mixer_dots()) == std::vector<std::size_t>{1, 0, 5, 3, 2, 4});
+}
+
+TEST_CASE("a dot chart is written as PNG and SVG, its height from the number of rows", "[plot]") {
+  TempDir dir;
+  const DotChart c = mixer_dots();
+  const int height = dot_chart_height(c);
+  CHECK(height >= 300);
+  CHECK(height < 800);
+  DotChart many = c;
+  for (int i = 0; i < 40; ++i) many.categories.push_back("mixer " + std::to_string(i));
+  for (DotSeries& s : many.series) {
+    s.value.resize(many.categories.size(), 0.5);
+    s.lo.resize(many.categories.size(), 0.45);
+    s.hi.resize(many.categories.size(), 0.55);
+  }
+  CHECK(dot_chart_height(many) > height + 40 * 15);  // every row keeps room for its label
+  DotChart fixed = c;
+  fixed.height = 640;
+  CHECK(dot_chart_height(fixed) == 640);
+
+  const std::string png = dir.file("dots/chart.png"), svg = dir.file("dots/chart.svg");
+  render_dot_chart(c, png, svg);
+  Image img(png);
+  CHECK(img.width == 800);
+  CHECK(img.height == height);
+  CHECK(img.non_white() > 800 * height / 100);
+  CHECK(img.count(kBlue) > 50);  // markers and bars
+  CHECK(fs::file_size(svg) > 1000);
+  render_dot_chart(many, dir.file("many.png"), "");
+  CHECK(Image(dir.file("many.png")).height == dot_chart_height(many));
+}
+
+TEST_CASE("dot chart error bars are horizontal and span lo..hi; series sit side by side", "[plot]") {
+  TempDir dir;
+  DotChart c;
+  c.categories = {"attention/softmax"};
+  c.series = {{"", {0.5}, {0.1}, {0.9}}};  // no baseline, no legend: only the bar is blue
+  render_dot_chart(c, dir.file("bar.png"), "");
+  Image img(dir.file("bar.png"));
+  const BlueBox box = dots_blue_box(img);
+  REQUIRE(box.x0 >= 0);
+  // lo..hi is (0.9 − 0.1) / (0.9 − 0.1 + 2 · 5% margins) of the axes' width, most of the image.
+  CHECK(box.x1 - box.x0 > img.width * 0.6);
+  CHECK(box.y1 - box.y0 < 20);  // a marker's height and the caps, not a vertical bar
+
+  DotChart two = c;
+  two.series.push_back({"", {0.5}, {0.4}, {0.6}});
+  render_dot_chart(two, dir.file("two.png"), "");
+  Image both(dir.file("two.png"));
+  CHECK(both.rows_of(kOrange).first > both.rows_of(kBlue).first + 3);  // the second series below the first
+}
+
+TEST_CASE("inconsistent dot charts are rejected before anything is written", "[plot]") {
+  TempDir dir;
+  DotChart c = mixer_dots();
+  SECTION("a value missing") { c.series[0].value.pop_back(); }
+  SECTION("bars of the wrong length") { c.series[0].hi.pop_back(); }
+  SECTION("baseline out of range") { c.baseline = 6; }
+  SECTION("baseline below -1") { c.baseline = -2; }
+  SECTION("zero width") { c.width = 0; }
+  CHECK_THROWS_AS(render_dot_chart(c, dir.file("bad.png"), dir.file("bad.svg")), std::invalid_argument);
+  CHECK_FALSE(fs::exists(dir.file("bad.png")));
+  CHECK_FALSE(fs::exists(dir.file("bad.svg")));
+}
+
+TEST_CASE("example dot charts for a person to look at", "[plot]") {
+  const char* out = std::getenv("BLOCKLAB_PLOT_EXAMPLE_DIR");
+  if (!out) return;
+  const fs::path dir(out);
+  render_dot_chart(mixer_dots(), (dir / "example_dots.png").string(), (dir / "example_dots.svg").string());
+  DotChart cols = mixer_dots();
+  cols.series[0].label = "dataset=fashion_mnist";
+  DotSeries other{"dataset=cifar10", {0.61, 0.64, 0.55, 0.58, 0.6, kNaN}, {}, {}};
+  for (double v : other.value) other.lo.push_back(v - 0.01), other.hi.push_back(v + 0.01);
+  cols.series.push_back(other);
+  render_dot_chart(cols, (dir / "example_dots_columns.png").string(), "");
 }
 
 }  // namespace BLOCKLAB_TEST_FILE

@@ -499,4 +499,139 @@ TEST_CASE("blocklab table --also adds per-row summary columns (never bold, count
   CHECK(with_cols.err.find("--also adds columns per row") != std::string::npos);
 }
 
+namespace {
+
+// Four mixers: softmax 0.80, 0.84; gmm 0.90, 0.86; pool 0.70 (n=1); linear only failed.
+std::vector<RunRecord> mixer_records() {
+  return {record("m: softmax\nseed: 0\n", 0.80), record("m: softmax\nseed: 1\n", 0.84),
+          record("m: gmm\nseed: 0\n", 0.90),     record("m: gmm\nseed: 1\n", 0.86),
+          record("m: pool\nseed: 0\n", 0.70),    record("m: linear\nseed: 0\n", 0, "failed")};
+}
+
+}  // namespace
+
+TEST_CASE("over a categorical key the plot is a dot chart: best first, mean ± std bars, the first row marked",
+          "[table]") {
+  const Table t = build_table(mixer_records(), spec("test/acc", {"m"}, ""));
+  const TablePlot p = table_plot(t);
+  REQUIRE(p.dots);
+  const DotChart& d = p.dot;
+  CHECK(d.categories == std::vector<std::string>{"softmax", "gmm", "pool", "linear"});  // table order
+  CHECK(d.category_label == "m");
+  CHECK(d.value_label == "test/acc");
+  CHECK_FALSE(d.lower_is_better);
+  CHECK(d.baseline == 0);  // the first row: for a sweep, its first value
+  REQUIRE(d.series.size() == 1);
+  CHECK(d.series[0].label.empty());  // one column: no legend entry
+  // Error bars: mean ± sample std of each cell.
+  const DotSeries& s = d.series[0];
+  CHECK(s.value[0] == Approx(0.82));
+  CHECK(s.lo[0] == Approx(0.82 - std::sqrt(0.0008)));
+  CHECK(s.hi[0] == Approx(0.82 + std::sqrt(0.0008)));
+  for (std::size_t r = 0; r < 3; ++r) {
+    CHECK(s.lo[r] == Approx(t.cells[r][0].mean() - t.cells[r][0].stddev()));
+    CHECK(s.hi[r] == Approx(t.cells[r][0].mean() + t.cells[r][0].stddev()));
+  }
+  CHECK(s.lo[2] == Approx(0.70));  // n=1: no spread
+  CHECK(s.hi[2] == Approx(0.70));
+  CHECK(std::isnan(s.value[3]));  // nothing finished: no marker, sorted last
+  // Drawn best first: gmm 0.88, softmax 0.82, pool 0.70, then linear.
+  CHECK(dot_chart_order(d) == std::vector<size_t>{1, 0, 2, 3});
+
+  // A loss (or --best min) sorts ascending.
+  TableSpec by_min = spec("test/acc", {"m"}, "");
+  by_min.best = Direction::Min;
+  const TablePlot lowest = table_plot(build_table(mixer_records(), by_min));
+  CHECK(lowest.dot.lower_is_better);
+  CHECK(dot_chart_order(lowest.dot) == std::vector<size_t>{2, 0, 1, 3});
+
+  // --baseline names a row by its value or its full label; anything else is an error.
+  CHECK(table_plot(t, "gmm").dot.baseline == 1);
+  CHECK(table_plot(t, "m=pool").dot.baseline == 2);
+  const std::string e = testing::error_text([&] { table_plot(t, "gmn"); });
+  CHECK(e.find("no row of the table is 'gmn' (--baseline)") == 0);
+  CHECK(e.find("did you mean 'gmm'?") != std::string::npos);
+  CHECK(e.find("rows: softmax; gmm; pool; linear") != std::string::npos);
+
+  TempDir tmp;
+  const std::string png = (tmp.path / "p/dots.png").string(), svg = (tmp.path / "p/dots.svg").string();
+  render_table_plot(p, png, svg);
+  CHECK(fs::file_size(png) > 1000);
+  CHECK(fs::file_size(svg) > 1000);
+}
+
+TEST_CASE("a dot chart has one marker series per column; several rows keys are categories too", "[table]") {
+  std::vector<RunRecord> runs;
+  for (const char* m : {"a", "b"})
+    for (const char* d : {"mnist", "cifar"})
+      runs.push_back(record(std::string("m: ") + m + "\nd: " + d + "\n", m[0] == 'a' ? 0.9 : 0.8));
+  const TablePlot cols = table_plot(build_table(runs, spec("test/acc", {"m"}, "d")));
+  REQUIRE(cols.dots);
+  CHECK(cols.dot.categories == std::vector<std::string>{"a", "b"});
+  REQUIRE(cols.dot.series.size() == 2);
+  CHECK(cols.dot.series[0].label == "d=mnist");
+  CHECK(cols.dot.series[1].label == "d=cifar");
+  CHECK(cols.dot.series[1].value == std::vector<double>{0.9, 0.8});
+
+  const TablePlot rows = table_plot(build_table(runs, spec("test/acc", {"m", "d"}, "")));
+  REQUIRE(rows.dots);
+  CHECK(rows.dot.categories == std::vector<std::string>{"a, mnist", "a, cifar", "b, mnist", "b, cifar"});
+  CHECK(rows.dot.category_label == "m, d");
+  CHECK(table_plot(build_table(runs, spec("test/acc", {"m", "d"}, "")), "b, cifar").dot.baseline == 3);
+  CHECK(table_plot(build_table(runs, spec("test/acc", {"m", "d"}, "")), "m=b, d=mnist").dot.baseline == 2);
+}
+
+TEST_CASE("a numeric key keeps the line chart", "[table]") {
+  std::vector<RunRecord> runs;
+  for (const char* m : {"a", "b"})
+    for (const char* lr : {"0.001", "0.01"})
+      runs.push_back(record(std::string("m: ") + m + "\nlr: " + lr + "\n", m[0] == 'a' ? 0.9 : 0.8));
+  // Numeric columns: a line per row over them (as table_chart).
+  const TablePlot over_cols = table_plot(build_table(runs, spec("test/acc", {"m"}, "lr")));
+  CHECK_FALSE(over_cols.dots);
+  CHECK(over_cols.line.x_categories.empty());
+  REQUIRE(over_cols.line.series.size() == 2);
+  CHECK(over_cols.line.series[0].label == "m=a");
+  CHECK(over_cols.line.series[0].x == std::vector<double>{0.001, 0.01});
+  // A numeric rows key with categorical columns: a line per column over the rows key.
+  const TablePlot over_rows = table_plot(build_table(runs, spec("test/acc", {"lr"}, "m")));
+  CHECK_FALSE(over_rows.dots);
+  CHECK(over_rows.line.x_label == "lr");
+  REQUIRE(over_rows.line.series.size() == 2);
+  CHECK(over_rows.line.series[1].label == "m=b");
+  CHECK(over_rows.line.series[1].x == std::vector<double>{0.001, 0.01});
+  CHECK(over_rows.line.series[1].y == std::vector<double>{0.8, 0.8});
+  // One numeric rows key.
+  std::vector<RunRecord> lrs = {record("lr: 0.001\n", 0.7), record("lr: 0.01\n", 0.8)};
+  const Table one = build_table(lrs, spec("test/acc", {"lr"}, ""));
+  const TablePlot line = table_plot(one);
+  CHECK_FALSE(line.dots);
+  CHECK(line.line.series.at(0).x == std::vector<double>{0.001, 0.01});
+  // A baseline belongs to a dot chart.
+  const std::string e = testing::error_text([&] { table_plot(one, "0.001"); });
+  CHECK(e.find("--baseline marks a row of a dot chart, but 'lr' is numeric") == 0);
+}
+
+TEST_CASE("blocklab table draws a dot chart over categories; --baseline is checked before any output", "[table]") {
+  TempDir tmp;
+  const std::string base =
+      "table fixtures/table_runs/runs/toy --rows model.mixer.type,trainer.epochs --metric test/acc "
+      "--out '" +
+      tmp.path.string() + "/o'";
+  const Result r = run_blocklab(base + " --baseline 'attention/softmax, 4'");
+  INFO(r.err);
+  CHECK(r.status == 0);
+  const fs::path png = tmp.path / "o/plots/test_acc_by_model.mixer.type-trainer.epochs.png";
+  CHECK(fs::file_size(png) > 1000);
+  const Result bad = run_blocklab(base + " --baseline attention/softmax");
+  CHECK(bad.status == 2);
+  CHECK(bad.out.empty());
+  CHECK(bad.err.find("no row of the table is 'attention/softmax' (--baseline)") != std::string::npos);
+  const Result line = run_blocklab(
+      "table fixtures/table_runs/sweep --rows model.mixer.type --cols trainer.lr "
+      "--metric test/acc --baseline mixer/pool");
+  CHECK(line.status == 2);
+  CHECK(line.err.find("--baseline marks a row of a dot chart") != std::string::npos);
+}
+
 }  // namespace BLOCKLAB_TEST_FILE

@@ -19,6 +19,11 @@ const char* kPlotDetails =
     "  are drawn against step, evaluation metrics against epoch; --x step or --x epoch puts both on one\n"
     "  axis (training steps on an epoch axis: step / steps per epoch). Loss charts use a log y axis when\n"
     "  the values span a factor of 20 or more.\n"
+    "Train and evaluation:\n"
+    "  curves_loss_train_val.png draws the training loss (a line, against step) with val/loss and test/loss\n"
+    "  (markers on a dashed or dotted line, against the step of their evaluation; --x epoch: against\n"
+    "  epoch). Drawn when --metrics is not given and a run logged both; --together loss,NAME asks for it\n"
+    "  (curves_<NAME>_train_val.png pairs NAME with <split>/NAME), --together none leaves it out.\n"
     "Runs:\n"
     "  One run: its curves, into <run dir>/plots/. Several runs: one line per run, labelled by the config\n"
     "  values that differ between them (\"trainer.lr=0.001, seed=1\"; the run id when configs are equal;\n"
@@ -44,6 +49,10 @@ CurveOptions options_from(const CommandLine& cl) {
   if (x == "epoch") o.x = CurveX::Epoch;
   o.smooth = static_cast<int>(integer_option(cl, "plot", "smooth", 0, 100000, 0));
   o.mean_over_seeds = cl.vars["mean-over-seeds"].as<bool>();
+  if (cl.vars.count("together")) {
+    const std::string names = string_option(cl, "together");
+    o.together = names == "none" ? std::vector<std::string>{} : name_list("plot", "--together", names);
+  }
   return o;
 }
 
@@ -57,12 +66,14 @@ int plot_command(const std::vector<std::string>& args) {
                                          "directory for the charts (required for several runs unless one sweep)")(
       "svg", po::bool_switch(), "also write SVG")("smooth", po::value<std::string>(),
                                                   "trailing mean of the loss over K logged values, 0 to 100000 (default 0: off)")(
-      "mean-over-seeds", po::bool_switch(), "one line per config: the mean over seeds with a ± std band");
+      "mean-over-seeds", po::bool_switch(), "one line per config: the mean over seeds with a ± std band")(
+      "together", po::value<std::string>(),
+      "training metrics drawn with their evaluations on one chart (default: loss unless --metrics; none: off)");
   const auto cl = parse_command_line("plot", args, opts);
   if (cl.vars.count("help")) {
     std::cout << command_help("plot",
                               "<run-dir | sweep-dir | dir of runs>... [--metrics NAMES] [--x step|epoch] "
-                              "[--out DIR] [--svg] [--smooth K] [--mean-over-seeds]",
+                              "[--out DIR] [--svg] [--smooth K] [--mean-over-seeds] [--together NAMES]",
                               "Draws training curves from metrics.jsonl: one run's, or several runs overlaid.", opts,
                               kPlotDetails);
     return 0;

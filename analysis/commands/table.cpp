@@ -29,6 +29,12 @@ const char* kTableDetails =
     "  Bold per column. max for names with acc, auc, f1, precision, recall, iou, r2, bleu; min for\n"
     "  loss, mse, mae, rmse, error, err, ppl, perplexity, bpc, bpb, nll, time; otherwise say --best.\n"
     "  Cells equal as printed are all bold.\n"
+    "Plot:\n"
+    "  Over a numeric key, the metric against it: against the columns, one line per row (± std band);\n"
+    "  with non-numeric columns and one numeric rows key, against the rows, one line per column. Over\n"
+    "  categories (mixers, masks, several rows keys) a dot chart: a row per table row sorted best first,\n"
+    "  markers with ± std error bars, one marker series per column. Its baseline (bold label, dashed line\n"
+    "  through its value) is the table's first row, for a sweep its first value, or --baseline VALUE.\n"
     "Files:\n"
     "  For a sweep directory (or with --out DIR) all three formats go to <dir>/tables/<name>.{md,tex,csv}\n"
     "  and the plot to <dir>/plots/<name>.{png,svg}, <name> = <metric>_by_<rows>_x_<cols>.\n"
@@ -67,7 +73,7 @@ std::string format_table(const Table& table, const std::string& format) {
 
 // Tables in three formats and the plot under `dir`; says on stderr where they went. Each file
 // must stay inside `dir` (a symlinked tables/ or plots/ pointing elsewhere is refused).
-void write_outputs(const Table& table, const std::string& dir, const std::string& name) {
+void write_outputs(const Table& table, const TablePlot& plot, const std::string& dir, const std::string& name) {
   const std::string stem = name.empty() ? table_file_stem(table.spec) : name;
   for (const char* ext : {".md", ".tex", ".csv"}) {
     const std::string path = output_path_inside("table", dir, "tables/" + stem + ext);
@@ -76,7 +82,7 @@ void write_outputs(const Table& table, const std::string& dir, const std::string
   std::cerr << "wrote " << dir << "/tables/" << stem << ".{md,tex,csv}\n";
   const std::string png = output_path_inside("table", dir, "plots/" + stem + ".png");
   const std::string svg = output_path_inside("table", dir, "plots/" + stem + ".svg");
-  render_line_chart(table_chart(table), png, svg);
+  render_table_plot(plot, png, svg);
   std::cerr << "wrote " << dir << "/plots/" << stem << ".{png,svg}\n";
 }
 
@@ -99,7 +105,8 @@ int table_command(const std::vector<std::string>& args) {
       "precision", po::value<std::string>(), "decimals of mean and std, 0 to 12 (default: 4)")(
       "also", po::value<std::string>(), "more summary numbers per row, e.g. parameters,train_images_per_s (no --cols)")(
       "out", po::value<std::string>(), "also write tables/ and plots/ here (default: the sweep directory)")(
-      "name", po::value<std::string>(), "file name (without extension) of the written table and plot");
+      "name", po::value<std::string>(), "file name (without extension) of the written table and plot")(
+      "baseline", po::value<std::string>(), "the row marked in a dot chart (default: the first row)");
   const auto cl = parse_command_line("table", args, opts);
   if (cl.vars.count("help")) {
     std::cout << command_help("table", "<sweep-dir | run-dirs...> --rows KEY[,KEY] [--cols KEY] --metric NAME",
@@ -117,10 +124,11 @@ int table_command(const std::vector<std::string>& args) {
   const std::vector<RunRecord> records = load_run_records(cl.positional);
   warn_metrics_order(records);
   const Table table = build_table(records, spec);
+  const TablePlot plot = table_plot(table, string_option(cl, "baseline"));  // checks --baseline before any output
   std::cout << format_table(table, format) << std::flush;
   std::string out = string_option(cl, "out");
   if (out.empty() && cl.positional.size() == 1) out = resolve_sweep_directory(cl.positional[0]);
-  if (!out.empty()) write_outputs(table, out, name);
+  if (!out.empty()) write_outputs(table, plot, out, name);
   return 0;
 }
 

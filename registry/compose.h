@@ -10,6 +10,9 @@
 //   - optional group: opt    skip silently when the option file does not exist
 //   - override group: opt    change the option an earlier entry chose
 //   - group: null            choose nothing
+//   - group: [a, b]          several options (Hydra 1.1+): each merged at the group's package
+//                            in the listed order, so later ones win; group=[a,b] and
+//                            +group=[a,b] on the command line
 //   - name, name@pkg         include <name>.yaml from the same directory (or sub/path)
 //   - _self_                 this config's own body (implicitly last when absent)
 // A file may start with "# @package <pkg>" (_global_, _group_, or an absolute dotted path);

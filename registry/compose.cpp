@@ -202,6 +202,30 @@ class Composer {
     return ComposeResult{std::move(root), std::move(all.choices)};
   }
 
+  // For override_composed_config: the overrides applied to `root`, a config composed before.
+  ConfigNode override_composed(ConfigNode root, const std::string& group_hint) {
+    for (const auto& o : req_.overrides) {
+      refuse_sweep(o);
+      const bool deletes_key = o.op == Override::Op::Delete && !o.has_value;  // ~group: its package goes
+      if ((chooses_group_option(o) && !deletes_key) || !o.package.empty() || o.key.find('/') != std::string::npos)
+        sink_.add(Diagnostic{o.source(),
+                             "",
+                             "'" + o.text +
+                                 "' chooses a config group option, but a composed config has no defaults "
+                                 "list left to choose from",
+                             {group_hint}});
+      else if (o.text.find("${") != std::string::npos)
+        sink_.add(Diagnostic{
+            o.source(), o.key, "interpolations are not resolved in a composed config", {"give the value itself"}});
+      else
+        value_overrides_.push_back(o);
+    }
+    sink_.throw_if_any();
+    apply_value_overrides(root);
+    sink_.throw_if_any();
+    return root;
+  }
+
  private:
   std::string display(const std::string& rel) const { return (fs::path(display_dir_) / rel).string(); }
 
@@ -219,17 +243,23 @@ class Composer {
     return e;
   }
 
+  static void refuse_sweep(const Override& o) {
+    if (o.is_sweep() || o.is_zip())
+      throw ConfigError("'" + o.text + "' is a sweep: a single run takes one value per key", o.source(), "",
+                        {"run every value with: blocklab sweep <experiment> " + o.text});
+  }
+
+  // A mapping given to a group's key merges into the group's values (as in Hydra):
+  // trainer={epochs: 1} is a value override, trainer=fast chooses an option.
+  bool chooses_group_option(const Override& o) const {
+    const bool merges_mapping = o.has_value && o.value.is_map() && o.package.empty();
+    return is_config_group(req_.config_dir, o.key) && !merges_mapping;
+  }
+
   void classify_overrides() {
     for (const auto& o : req_.overrides) {
-      if (o.is_sweep() || o.is_zip()) {
-        throw ConfigError("'" + o.text + "' is a sweep: a single run takes one value per key", o.source(), "",
-                          {"run every value with: blocklab sweep <experiment> " + o.text});
-      }
-      // A mapping given to a group's key merges into the group's values (as in Hydra):
-      // trainer={epochs: 1} is a value override, trainer=fast chooses an option.
-      const bool merges_mapping = o.has_value && o.value.is_map() && o.package.empty();
-      const bool group = is_config_group(req_.config_dir, o.key) && !merges_mapping;
-      if (group) {
+      refuse_sweep(o);
+      if (chooses_group_option(o)) {
         // group=[a,b] selects several options (Hydra 1.1+); ~group takes one name at most.
         const bool several = o.has_value && o.value.is_sequence() && o.op != Override::Op::Delete;
         const std::string problem = several ? option_list_problem(o.value) : "";
@@ -822,6 +852,14 @@ class Composer {
 }  // namespace
 
 ComposeResult compose(const ComposeRequest& request) { return Composer(request).run(); }
+
+ConfigNode override_composed_config(ConfigNode config, const std::vector<Override>& overrides,
+                                    const std::string& config_dir, const std::string& group_hint) {
+  ComposeRequest request;
+  request.config_dir = config_dir;
+  request.overrides = overrides;
+  return Composer(request).override_composed(std::move(config), group_hint);
+}
 
 std::vector<std::string> list_primary_configs(const std::string& config_dir) {
   std::vector<std::string> out;

@@ -47,6 +47,13 @@ struct ComposeResult {
 // Throws ConfigError (with every problem it can find in one report where possible).
 ComposeResult compose(const ComposeRequest& request);
 
+// Applies value overrides (key=value, +key=value, ++key=value, ~key) to a config composed
+// before, such as a past run's config.yaml, with compose's rules and messages. Such a config has
+// no defaults list and its interpolations are resolved: an override that chooses an option of
+// one of `config_dir`'s groups is refused with `group_hint`, and so is a value with ${...}.
+ConfigNode override_composed_config(ConfigNode config, const std::vector<Override>& overrides,
+                                    const std::string& config_dir, const std::string& group_hint);
+
 // Named experiments: the primary configs (*.yaml directly in the config directory).
 std::vector<std::string> list_primary_configs(const std::string& config_dir);
 // Options of a config group ("model", "model/mixer").

@@ -165,6 +165,7 @@ CASES = [
     Case("exp_nested", ["model/mixer@encoder_mixer=mlp"], fails=True,
          why="nested entries are named by their absolute package"),
     Case("exp_multi", ["experiment=[lr_low,nope]"], fails=True, why="an unknown option in the list"),
+    Case("exp_multi_bad", fails=True, why="an unknown option and a number in defaults-list lists"),
     Case("exp_basic", ["+experiment=[lr_low,nope]"], fails=True),
     Case("exp_basic", ["experiment=[lr_low]"], fails=True, why="no entry to change (needs +)"),
     Case("exp_basic", ["trainer=[1,2]"], fails=True, why="options are names"),

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "registry/config_error.h"
 #include "registry/interpolate.h"
@@ -90,6 +91,19 @@ bool is_schema_option(const ConfigNode& map, const std::string& name) {
   return std::find(keys.begin(), keys.end(), name) != keys.end();
 }
 
+// Why a list given to a config group is not a list of option names ("" when it is): Hydra
+// takes strings only (a number or null in the list is a TypeError there).
+std::string option_list_problem(const ConfigNode& options) {
+  for (std::size_t i = 0; i < options.items().size(); ++i) {
+    const ConfigNode& item = options.items()[i];
+    if (item.is_scalar() && item.is_string()) continue;
+    const std::string kind = item.kind_name();
+    return "item " + std::to_string(i) + (item.is_scalar() ? " ('" + item.text() + "')" : "") + " is " +
+           (kind == "int" ? "an " : "a ") + kind + ", not an option name";
+  }
+  return "";
+}
+
 struct ConfigFile {
   std::string display;                 // display path
   std::optional<std::string> header;   // "# @package ..." value
@@ -105,7 +119,7 @@ struct DefaultsEntry {
   bool optional = false;
   bool is_override = false;
   bool from_cli = false;    // appended with +group=option
-  ConfigNode option;        // scalar (option name) or null
+  ConfigNode option;        // scalar (option name), list of names (several options), or null
   Source where;
 };
 
@@ -188,6 +202,30 @@ class Composer {
     return ComposeResult{std::move(root), std::move(all.choices)};
   }
 
+  // For override_composed_config: the overrides applied to `root`, a config composed before.
+  ConfigNode override_composed(ConfigNode root, const std::string& group_hint) {
+    for (const auto& o : req_.overrides) {
+      refuse_sweep(o);
+      const bool deletes_key = o.op == Override::Op::Delete && !o.has_value;  // ~group: its package goes
+      if ((chooses_group_option(o) && !deletes_key) || !o.package.empty() || o.key.find('/') != std::string::npos)
+        sink_.add(Diagnostic{o.source(),
+                             "",
+                             "'" + o.text +
+                                 "' chooses a config group option, but a composed config has no defaults "
+                                 "list left to choose from",
+                             {group_hint}});
+      else if (o.text.find("${") != std::string::npos)
+        sink_.add(Diagnostic{
+            o.source(), o.key, "interpolations are not resolved in a composed config", {"give the value itself"}});
+      else
+        value_overrides_.push_back(o);
+    }
+    sink_.throw_if_any();
+    apply_value_overrides(root);
+    sink_.throw_if_any();
+    return root;
+  }
+
  private:
   std::string display(const std::string& rel) const { return (fs::path(display_dir_) / rel).string(); }
 
@@ -205,21 +243,34 @@ class Composer {
     return e;
   }
 
+  static void refuse_sweep(const Override& o) {
+    if (o.is_sweep() || o.is_zip())
+      throw ConfigError("'" + o.text + "' is a sweep: a single run takes one value per key", o.source(), "",
+                        {"run every value with: blocklab sweep <experiment> " + o.text});
+  }
+
+  // A mapping given to a group's key merges into the group's values (as in Hydra):
+  // trainer={epochs: 1} is a value override, trainer=fast chooses an option.
+  bool chooses_group_option(const Override& o) const {
+    const bool merges_mapping = o.has_value && o.value.is_map() && o.package.empty();
+    return is_config_group(req_.config_dir, o.key) && !merges_mapping;
+  }
+
   void classify_overrides() {
     for (const auto& o : req_.overrides) {
-      if (o.is_sweep() || o.is_zip()) {
-        throw ConfigError("'" + o.text + "' is a sweep: a single run takes one value per key", o.source(), "",
-                          {"run every value with: blocklab sweep <experiment> " + o.text});
-      }
-      // A mapping given to a group's key merges into the group's values (as in Hydra):
-      // trainer={epochs: 1} is a value override, trainer=fast chooses an option.
-      const bool merges_mapping = o.has_value && o.value.is_map() && o.package.empty();
-      const bool group = is_config_group(req_.config_dir, o.key) && !merges_mapping;
-      if (group) {
-        if (o.has_value && !o.value.is_null() && !o.value.is_scalar()) {
-          sink_.add(Diagnostic{o.source(), "", "config group '" + o.key + "' takes an option name, not a " +
-                                                   std::string(o.value.kind_name()),
-                               {"options: " + join_names(list_group_options(req_.config_dir, o.key))}});
+      refuse_sweep(o);
+      if (chooses_group_option(o)) {
+        // group=[a,b] selects several options (Hydra 1.1+); ~group takes one name at most.
+        const bool several = o.has_value && o.value.is_sequence() && o.op != Override::Op::Delete;
+        const std::string problem = several ? option_list_problem(o.value) : "";
+        if ((o.has_value && !o.value.is_null() && !o.value.is_scalar() && !several) || !problem.empty()) {
+          sink_.add(Diagnostic{
+              o.source(),
+              "",
+              problem.empty()
+                  ? "config group '" + o.key + "' takes an option name, not a " + std::string(o.value.kind_name())
+                  : "the options given to config group '" + o.key + "' must be names: " + problem,
+              {"options: " + join_names(list_group_options(req_.config_dir, o.key))}});
           continue;
         }
         group_overrides_.push_back(o);
@@ -353,9 +404,12 @@ class Composer {
         key = key.substr(0, at);
       }
       e.group = key;
-      if (!value.is_null() && !value.is_scalar()) {
-        sink_.add(Diagnostic{value.source(), "defaults", "the option of group '" + key + "' must be a name or null",
-                             {"got a " + std::string(value.kind_name())}});
+      const std::string problem = value.is_sequence() ? option_list_problem(value) : "";
+      if ((!value.is_null() && !value.is_scalar() && !value.is_sequence()) || !problem.empty()) {
+        sink_.add(Diagnostic{value.source(),
+                             "defaults",
+                             "the option of group '" + key + "' must be a name, a list of names, or null",
+                             {problem.empty() ? "got a " + std::string(value.kind_name()) : problem}});
         continue;
       }
       e.option = value;
@@ -485,7 +539,7 @@ class Composer {
   Expansion expand_group(const DefaultsEntry& e, const std::string& group_dir, const std::string& parent_package,
                          std::vector<std::string>& stack) {
     const std::string group = absolute_group(e.group, group_dir);
-    std::string package = entry_package(e.package, e.group, parent_package);
+    const std::string package = entry_package(e.package, e.group, parent_package);
     const std::string key = override_key(group, package);
     ConfigNode option = e.option;
     Source where = e.where;
@@ -494,6 +548,7 @@ class Composer {
       where = it->second.where;
       it->second.used = true;
     }
+    if (option.is_sequence()) return expand_options(e, group, package, key, option, stack);
     if (auto it = deletions_.find(key); it != deletions_.end()) {
       const Override& d = it->second.override;
       if (!d.has_value || (option.is_scalar() && d.value.is_scalar() && d.value.text() == option.text())) {
@@ -503,37 +558,65 @@ class Composer {
     }
     if (!note_choice(key, option, where, e.from_cli)) return {};
     if (option.is_null()) return {};
-    const std::string name = option.text();
+    return expand_option(e, group, package, option.text(), where, key, stack);
+  }
+
+  // Several options of one group (`group: [a, b]`, group=[a,b]): as in Hydra 1.1+, each is
+  // included like a config named by its path, in the listed order, at the entry's package, so
+  // later options win. The entry chooses no single option: like Hydra, `~group` does not delete
+  // it and it does not count as the group's choice (another entry may choose the group).
+  Expansion expand_options(const DefaultsEntry& e, const std::string& group, const std::string& package,
+                           const std::string& key, const ConfigNode& options, std::vector<std::string>& stack) {
+    multi_selected_.insert(key);
+    std::vector<Expansion> parts;  // expanded last to first, as a defaults list: a later option's
+                                   // `override` entries win
+    std::vector<std::string> names;
+    for (auto it = options.items().rbegin(); it != options.items().rend(); ++it)
+      parts.push_back(expand_option(e, group, package, it->text(), it->source(), "", stack));
+    for (const auto& item : options.items()) names.push_back(item.text());
+    Expansion out;
+    out.choices.emplace_back(key, "[" + join_names(names) + "]");
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it) out.append(std::move(*it));
+    return out;
+  }
+
+  // The option `name` of `group` placed at `package` (its own header decides when the entry sets
+  // no package); recorded as the choice of `choice_key` unless that is empty.
+  Expansion expand_option(const DefaultsEntry& e, const std::string& group, std::string package,
+                          const std::string& name, const Source& where, const std::string& choice_key,
+                          std::vector<std::string>& stack) {
     const std::string rel = group + "/" + name + ".yaml";
     if (!fs::is_regular_file(fs::path(req_.config_dir) / rel)) {
-      if (e.optional) return {};
-      const auto options = list_group_options(req_.config_dir, group);
-      std::vector<std::string> hints;
-      const std::string dym = did_you_mean(name, options);
-      if (!dym.empty()) hints.push_back(dym);
-      hints.push_back(options.empty() ? "the group has no options in " + display(group)
-                                      : "options: " + join_names(options));
-      if (!is_config_group(req_.config_dir, group)) {
-        hints = {};
-        const std::string dg = did_you_mean(group, all_groups());
-        if (!dg.empty()) hints.push_back(dg);
-        hints.push_back("config groups: " + join_names(all_groups()));
-        sink_.add(Diagnostic{where, "defaults", "unknown config group '" + group + "'", hints});
-        return {};
-      }
-      sink_.add(Diagnostic{where, "", "unknown option '" + name + "' for config group '" + group + "'", hints});
+      if (!e.optional) report_missing_option(group, name, where);
       return {};
     }
     const auto child = load_child(rel, where, stack);
     if (!child) return {};
-    // The child's own header decides its package unless the entry set one.
     if (child->header && e.package.empty()) package = header_package(*child->header, group);
     Expansion out;
-    out.choices.emplace_back(key, name);
+    if (!choice_key.empty()) out.choices.emplace_back(choice_key, name);
     stack.push_back(child->display);
     out.append(expand(*child, group, package, false, stack));
     stack.pop_back();
     return out;
+  }
+
+  void report_missing_option(const std::string& group, const std::string& name, const Source& where) {
+    if (!is_config_group(req_.config_dir, group)) {
+      std::vector<std::string> hints;
+      const std::string dg = did_you_mean(group, all_groups());
+      if (!dg.empty()) hints.push_back(dg);
+      hints.push_back("config groups: " + join_names(all_groups()));
+      sink_.add(Diagnostic{where, "defaults", "unknown config group '" + group + "'", hints});
+      return;
+    }
+    const auto options = list_group_options(req_.config_dir, group);
+    std::vector<std::string> hints;
+    const std::string dym = did_you_mean(name, options);
+    if (!dym.empty()) hints.push_back(dym);
+    hints.push_back(options.empty() ? "the group has no options in " + display(group)
+                                    : "options: " + join_names(options));
+    sink_.add(Diagnostic{where, "", "unknown option '" + name + "' for config group '" + group + "'", hints});
   }
 
   // Records the option chosen for a group entry; false (with a diagnostic) when another entry
@@ -561,6 +644,14 @@ class Composer {
       if (g.op == Override::Op::Add || g.op == Override::Op::ForceAdd) continue;
       if (g.op == Override::Op::Delete) {
         if (deletions_.at(key).used) continue;
+        if (multi_selected_.count(key) && !known_choices_.count(key)) {
+          sink_.add(Diagnostic{
+              g.source(),
+              "",
+              "cannot delete config group '" + key + "': its entry selects several options, and ~ deletes one choice",
+              {"select none with " + key + "=[]"}});
+          continue;
+        }
         if (known_choices_.count(key) && g.has_value)
           sink_.add(Diagnostic{g.source(), "", "cannot delete config group '" + key + "': its option is not '" +
                                                    g.value.text() + "'",
@@ -755,11 +846,20 @@ class Composer {
   std::map<std::string, ChoiceOverride> choice_overrides_;  // by override key
   std::map<std::string, GroupDeletion> deletions_;          // by override key
   std::map<std::string, KnownChoice> known_choices_;        // by override key
+  std::set<std::string> multi_selected_;                    // override keys of group: [a, b] entries
 };
 
 }  // namespace
 
 ComposeResult compose(const ComposeRequest& request) { return Composer(request).run(); }
+
+ConfigNode override_composed_config(ConfigNode config, const std::vector<Override>& overrides,
+                                    const std::string& config_dir, const std::string& group_hint) {
+  ComposeRequest request;
+  request.config_dir = config_dir;
+  request.overrides = overrides;
+  return Composer(request).override_composed(std::move(config), group_hint);
+}
 
 std::vector<std::string> list_primary_configs(const std::string& config_dir) {
   std::vector<std::string> out;

@@ -10,6 +10,9 @@
 //   - optional group: opt    skip silently when the option file does not exist
 //   - override group: opt    change the option an earlier entry chose
 //   - group: null            choose nothing
+//   - group: [a, b]          several options (Hydra 1.1+): each merged at the group's package
+//                            in the listed order, so later ones win; group=[a,b] and
+//                            +group=[a,b] on the command line
 //   - name, name@pkg         include <name>.yaml from the same directory (or sub/path)
 //   - _self_                 this config's own body (implicitly last when absent)
 // A file may start with "# @package <pkg>" (_global_, _group_, or an absolute dotted path);
@@ -43,6 +46,13 @@ struct ComposeResult {
 
 // Throws ConfigError (with every problem it can find in one report where possible).
 ComposeResult compose(const ComposeRequest& request);
+
+// Applies value overrides (key=value, +key=value, ++key=value, ~key) to a config composed
+// before, such as a past run's config.yaml, with compose's rules and messages. Such a config has
+// no defaults list and its interpolations are resolved: an override that chooses an option of
+// one of `config_dir`'s groups is refused with `group_hint`, and so is a value with ${...}.
+ConfigNode override_composed_config(ConfigNode config, const std::vector<Override>& overrides,
+                                    const std::string& config_dir, const std::string& group_hint);
 
 // Named experiments: the primary configs (*.yaml directly in the config directory).
 std::vector<std::string> list_primary_configs(const std::string& config_dir);

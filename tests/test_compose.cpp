@@ -255,4 +255,106 @@ TEST_CASE("interpolated containers cannot nest the config deeper than the limit"
   CHECK_THROWS_WITH(resolved(yaml), Catch::Contains("the interpolation makes the config nest deeper than 256 levels"));
 }
 
+namespace {
+
+// The fixtures of the Hydra differential test (tests/hydra_diff), composed in process.
+const std::string kHydraConf = std::string(BLOCKLAB_TEST_DIR) + "/fixtures/hydra_conf";
+
+ComposeResult compose_hydra_fixture(const std::string& name, const std::vector<std::string>& overrides) {
+  ComposeRequest req;
+  req.config_dir = kHydraConf;
+  req.display_dir = "hydra_conf";
+  req.config_name = name;
+  req.overrides = parse_overrides(overrides);
+  return compose(req);
+}
+
+std::vector<std::int64_t> multi_ints(const ConfigNode& list) {
+  std::vector<std::int64_t> out;
+  for (const auto& item : list.items()) out.push_back(item.as_int());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("several options of one group merge in the listed order at the group's package", "[compose]") {
+  // exp_multi: - experiment: [lr_low, lr_high], then _self_.
+  const ComposeResult r = compose_hydra_fixture("exp_multi", {});
+  const ConfigNode& c = r.config;
+  CHECK(c.find_path("experiment.lr")->as_double() == Approx(0.1));  // the later option wins
+  CHECK(c.find_path("experiment.lr")->source().text() == "hydra_conf/experiment/lr_high.yaml:1");
+  CHECK(c.find_path("experiment.tag")->as_string() == "low");  // set by the first option only
+  CHECK(c.find_path("experiment.tag")->source().text() == "hydra_conf/experiment/lr_low.yaml:3");
+  CHECK(multi_ints(*c.find_path("experiment.steps")) == std::vector<std::int64_t>{3});  // lists are replaced
+  CHECK(c.find_path("experiment.nested.a")->as_int() == 1);
+  CHECK(c.find_path("experiment.nested.b")->as_int() == 20);  // mappings merge
+  CHECK(c.find_path("experiment.extra")->as_string() == "high_0.1");
+  CHECK(c.find_path("summary.lr")->as_double() == Approx(0.1));
+  const auto choice = std::find(r.choices.begin(), r.choices.end(),
+                                std::pair<std::string, std::string>{"experiment", "[lr_low, lr_high]"});
+  CHECK(choice != r.choices.end());
+
+  const ConfigNode swapped = compose_hydra_fixture("exp_multi", {"experiment=[lr_high,lr_low]"}).config;
+  CHECK(swapped.find_path("experiment.lr")->as_double() == Approx(0.001));
+  CHECK(swapped.find_path("experiment.nested.b")->as_int() == 2);
+  CHECK(swapped.find_path("experiment.extra")->as_string() == "high_0.001");
+  // One option replaces the list; an empty list selects nothing.
+  CHECK_FALSE(compose_hydra_fixture("exp_multi", {"experiment=lr_high"}).config.find_path("experiment.tag"));
+  CHECK_FALSE(compose_hydra_fixture("exp_multi_self_first", {"experiment@picked=[]"}).config.has("picked"));
+}
+
+TEST_CASE("+group=[a,b] appends options after _self_; their defaults lists apply", "[compose]") {
+  // experiment/fast overrides the primary's trainer choice; experiment/seeded comes last.
+  const ConfigNode c = compose_hydra_fixture("exp_basic", {"+experiment=[fast,seeded]"}).config;
+  CHECK(c.find_path("trainer.lr")->as_double() == Approx(0.01));  // trainer/fast
+  CHECK(c.find_path("trainer.epochs")->as_int() == 6);            // seeded after fast after _self_
+  CHECK(c.find_path("run.seed")->as_int() == 42);
+  CHECK_FALSE(c.has("experiment"));  // both options are _global_
+  // The command line beats an option's `override`.
+  const ConfigNode d = compose_hydra_fixture("exp_basic", {"+experiment=[fast,seeded]", "trainer=default"}).config;
+  CHECK(d.find_path("trainer.lr")->as_double() == Approx(1e-3));
+  // At another package, and an option with its own defaults list.
+  const ConfigNode e = compose_hydra_fixture("exp_basic", {"+experiment@exp=[lr_low,with_data]"}).config;
+  CHECK(e.find_path("exp.lr")->as_double() == Approx(0.5));
+  CHECK(e.find_path("exp.data.name")->as_string() == "cifar");
+  // A list entry is no choice of the group, so the group can still be added (as in Hydra).
+  CHECK(compose_hydra_fixture("exp_multi", {"+experiment=[seeded]"}).config.find_path("run.seed")->as_int() == 42);
+}
+
+TEST_CASE("[a,b] for a key that is no config group stays a list value; a comma list stays a sweep", "[compose]") {
+  const ConfigNode c = compose_hydra_fixture("exp_basic", {"trainer.schedule=[7,8]"}).config;
+  CHECK(multi_ints(*c.find_path("trainer.schedule")) == std::vector<std::int64_t>{7, 8});
+  CHECK_THROWS_WITH(compose_hydra_fixture("exp_basic", {"+experiment=lr_low,lr_high"}),
+                    Catch::Contains("is a sweep: a single run takes one value per key"));
+}
+
+TEST_CASE("golden: multi-select errors name the option and the candidates", "[golden]") {
+  check_golden("multi_select_unknown_option",
+               testing::error_text([] { compose_hydra_fixture("exp_multi", {"experiment=[lr_low,lr_hgh]"}); }));
+  check_golden("multi_select_not_names",
+               testing::error_text([] { compose_hydra_fixture("exp_basic", {"trainer=[1,2]"}); }));
+  check_golden("multi_select_in_defaults", testing::error_text([] { compose_hydra_fixture("exp_multi_bad", {}); }));
+  check_golden("multi_select_delete", testing::error_text([] { compose_hydra_fixture("exp_multi", {"~experiment"}); }));
+}
+
+TEST_CASE("value overrides on a composed config follow compose's rules; group choices are refused", "[compose]") {
+  const ConfigNode base = compose_hydra_fixture("exp_basic", {}).config;
+  const auto apply = [&](const std::vector<std::string>& overrides) {
+    return override_composed_config(base, parse_overrides(overrides), kHydraConf, "compose it again");
+  };
+  const ConfigNode c = apply({"trainer.lr=0.5", "+run.extra=1", "~aug", "trainer={epochs: 1}"});
+  CHECK(c.find_path("trainer.lr")->as_double() == Approx(0.5));
+  CHECK(c.find_path("trainer.lr")->source().text() == "command line 'trainer.lr=0.5'");
+  CHECK(c.find_path("run.extra")->as_int() == 1);
+  CHECK(c.find_path("trainer.epochs")->as_int() == 1);  // a mapping given to a group's key merges
+  CHECK_FALSE(c.has("aug"));
+  CHECK(c.find_path("summary.lr")->as_double() == Approx(1e-3));  // resolved before: stays
+  CHECK_THROWS_WITH(apply({"trainer=fast"}),
+                    Catch::Contains("chooses a config group option") && Catch::Contains("compose it again"));
+  CHECK_THROWS_WITH(apply({"+experiment=[lr_low]"}), Catch::Contains("chooses a config group option"));
+  CHECK_THROWS_WITH(apply({"run.name=${trainer.lr}"}), Catch::Contains("interpolations are not resolved"));
+  CHECK_THROWS_WITH(apply({"trainer.nope=1"}), Catch::Contains("no such key in the config"));
+  CHECK_THROWS_WITH(apply({"seed=1,2"}), Catch::Contains("is a sweep"));
+}
+
 }  // namespace BLOCKLAB_TEST_FILE

@@ -5,6 +5,7 @@
 #include "experiments/experiment.h"
 #include "experiments/launch.h"
 #include "experiments/state_dict.h"
+#include "experiments/run_target.h"
 #include "experiments/task.h"
 #include "registry/cli_options.h"
 #include "registry/command.h"
@@ -49,6 +50,7 @@ void check_nproc(int nproc, const ConfigNode& config) {
 }
 
 int run_command(const std::vector<std::string>& args) {
+  if (const auto status = run_multirun_alias(args)) return *status;  // run -m ... is sweep ...
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help")("force", "run again even if an identical run exists")(
       "resume", "continue the run from its last checkpoint")(
@@ -61,7 +63,7 @@ int run_command(const std::vector<std::string>& args) {
   const auto cl = parse_command_line("run", args, opts);
   if (cl.vars.count("help")) {
     std::cout << command_help(
-        "run", "<experiment> [overrides...]",
+        "run", "<experiment | run directory> [overrides...]   (-m/--multirun <arguments>: blocklab sweep)",
         "Runs an experiment by config name: composes and validates the config, then runs the "
         "task it names.",
         opts,
@@ -72,8 +74,7 @@ int run_command(const std::vector<std::string>& args) {
   if (cl.positional.empty()) throw UsageError("blocklab run: name an experiment\n  see: blocklab list experiment");
   const std::string dir = directory_option(cl, "run", "config-dir", default_config_dir());
   const std::vector<std::string> overrides(cl.positional.begin() + 1, cl.positional.end());
-  Experiment e =
-      load_experiment(dir, checked_file_name("run", "the experiment name", cl.positional[0]), overrides, true);
+  Experiment e = load_run_target(dir, cl.positional[0], overrides);  // an experiment, or a past run's directory
   RunRequest request;
   request.experiment = e.name;
   request.config = e.config;

@@ -16,9 +16,6 @@ namespace blocklab {
 namespace {
 
 const std::size_t kSuffixLength = std::strlen(kNonFiniteSuffix);
-// Marks a bare NaN / Infinity / -Infinity of an old file (a string starting with a NUL byte:
-// never written by blocklab), for restore_nonfinite() to turn back into the number.
-const std::string kLegacyMark(1, '\0');
 
 const char* nonfinite_name(double v) { return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf"); }
 
@@ -70,7 +67,8 @@ void emit(const Json& v, std::string& out, int depth) {
   }
 }
 
-// Puts non-finite numbers back under `v`: a null with its "_nonfinite" flag, a legacy mark.
+// Puts non-finite numbers back under `v`: a null with its "_nonfinite" flag, a string marked by
+// mark_legacy_nonfinite().
 // False when `v` nests deeper than kMaxConfigDepth (the walk is recursive).
 bool restore_nonfinite(Json& v, int depth) {
   if (depth > kMaxConfigDepth) return false;
@@ -104,7 +102,8 @@ bool restore_nonfinite(Json& v, int depth) {
   return true;
 }
 
-// Old files' bare NaN / Infinity / -Infinity (outside strings) as marked strings.
+// Old files' bare NaN / Infinity / -Infinity (outside strings) as marked strings: a NUL byte
+// (\u0000, never written by blocklab) and the word, for restore_nonfinite().
 std::string mark_legacy_nonfinite(const std::string& text) {
   std::string out;
   bool in_string = false;

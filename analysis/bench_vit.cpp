@@ -16,6 +16,7 @@
 #include "analysis/bench_scan.h"
 #include "analysis/bench_timing.h"
 #include "blocks/interfaces.h"
+#include "experiments/json_io.h"
 #include "experiments/optim/optimizer.h"
 #include "registry/cli_options.h"
 #include "registry/command.h"
@@ -96,12 +97,17 @@ std::pair<double, std::int64_t> python_images_per_second(const BenchShape& s) {
   std::array<char, 4096> buf{};
   while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
   if (pclose(pipe) != 0) throw std::runtime_error("the Python peer failed:\n" + out);
-  auto number_after = [&](const std::string& key) {
-    const auto at = out.find("\"" + key + "\": ");
-    if (at == std::string::npos) throw std::runtime_error("unexpected output of the Python peer:\n" + out);
-    return std::stod(out.substr(at + key.size() + 4));
-  };
-  return {number_after("images_per_s"), static_cast<std::int64_t>(number_after("parameters"))};
+  // Its result is the one line holding a JSON object (warnings may come before it).
+  std::istringstream lines(out);
+  Json result;
+  for (std::string line; std::getline(lines, line);) {
+    Json value;
+    if (try_parse_json(line, value) && value.is_object()) result = std::move(value);
+  }
+  if (!result.contains("images_per_s") || !result["images_per_s"].is_number() || !result.contains("parameters") ||
+      !result["parameters"].is_number())
+    throw std::runtime_error("unexpected output of the Python peer:\n" + out);
+  return {result["images_per_s"].get<double>(), result["parameters"].get<std::int64_t>()};
 }
 
 // The default ViT with plain fused softmax attention and with each additive mask, side by side.

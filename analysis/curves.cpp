@@ -14,6 +14,7 @@
 
 #include "analysis/table.h"
 #include "analysis/text_util.h"
+#include "experiments/json_io.h"
 #include "registry/config_error.h"
 #include "registry/suggest.h"
 
@@ -34,171 +35,26 @@ struct JsonField {
   double number = 0;
 };
 
-// A strict reader for one line holding one JSON object. Numbers (and the NaN / Infinity /
-// -Infinity that JsonObject writes for non-finite values) and `true` are kept; strings,
-// false, null and nested values are checked and skipped.
-class JsonLine {
- public:
-  explicit JsonLine(const std::string& text) : p_(text.data()), end_(text.data() + text.size()) {}
-
-  bool object(std::vector<JsonField>& fields) {
-    fields.clear();
-    ws();
-    if (!eat('{')) return false;
-    ws();
-    if (!eat('}')) {
-      for (;;) {
-        JsonField f;
-        ws();
-        if (!string(&f.key)) return false;
-        ws();
-        if (!eat(':')) return false;
-        ws();
-        if (!value(f, 0)) return false;
-        fields.push_back(std::move(f));
-        ws();
-        if (eat(',')) continue;
-        if (eat('}')) break;
-        return false;
-      }
+// The fields of one line holding one JSON object (false when it is not one): numbers (NaN or
+// +-inf for a non-finite one, experiments/json_io.h) and `true` are kept; strings, false, null
+// and nested values are skipped.
+bool read_fields(const std::string& line, std::vector<JsonField>& fields) {
+  fields.clear();
+  Json object;
+  if (!try_parse_json(line, object) || !object.is_object()) return false;
+  for (auto it = object.begin(); it != object.end(); ++it) {
+    JsonField f;
+    f.key = it.key();
+    if (it.value().is_number()) {
+      f.kind = JsonField::Number;
+      f.number = it.value().get<double>();
+    } else if (it.value().is_boolean() && it.value().get<bool>()) {
+      f.kind = JsonField::True;
     }
-    ws();
-    return p_ == end_;
+    fields.push_back(std::move(f));
   }
-
- private:
-  void ws() {
-    while (p_ < end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\r' || *p_ == '\n')) ++p_;
-  }
-  bool eat(char c) {
-    if (p_ < end_ && *p_ == c) return ++p_, true;
-    return false;
-  }
-  bool word(const char* w) {
-    const std::size_t n = std::strlen(w);
-    if (static_cast<std::size_t>(end_ - p_) < n || std::memcmp(p_, w, n) != 0) return false;
-    p_ += n;
-    return true;
-  }
-  static int hex(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  }
-  bool string(std::string* out) {
-    if (!eat('"')) return false;
-    while (p_ < end_) {
-      const char c = *p_++;
-      if (c == '"') return true;
-      if (static_cast<unsigned char>(c) < 0x20) return false;
-      if (c != '\\') {
-        if (out) *out += c;
-        continue;
-      }
-      if (p_ >= end_) return false;
-      const char e = *p_++;
-      const char* simple = "\"\\/bfnrt";
-      const char* hit = std::strchr(simple, e);
-      if (hit && e) {
-        if (out) *out += "\"\\/\b\f\n\r\t"[hit - simple];
-        continue;
-      }
-      if (e != 'u' || end_ - p_ < 4) return false;
-      unsigned cp = 0;
-      for (int i = 0; i < 4; ++i) {
-        const int h = hex(*p_++);
-        if (h < 0) return false;
-        cp = cp * 16 + static_cast<unsigned>(h);
-      }
-      if (!out) continue;
-      if (cp < 0x80) {
-        *out += static_cast<char>(cp);
-      } else if (cp < 0x800) {
-        *out += static_cast<char>(0xC0 | (cp >> 6));
-        *out += static_cast<char>(0x80 | (cp & 0x3F));
-      } else {
-        *out += static_cast<char>(0xE0 | (cp >> 12));
-        *out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        *out += static_cast<char>(0x80 | (cp & 0x3F));
-      }
-    }
-    return false;
-  }
-  static bool digit(char c) { return c >= '0' && c <= '9'; }
-  // JSON's number grammar, converted with strtod.
-  bool number(double& v) {
-    const char* start = p_;
-    const char* q = p_;
-    if (q < end_ && *q == '-') ++q;
-    if (q >= end_ || !digit(*q)) return false;
-    if (*q == '0')
-      ++q;
-    else
-      while (q < end_ && digit(*q)) ++q;
-    if (q < end_ && *q == '.') {
-      ++q;
-      if (q >= end_ || !digit(*q)) return false;
-      while (q < end_ && digit(*q)) ++q;
-    }
-    if (q < end_ && (*q == 'e' || *q == 'E')) {
-      ++q;
-      if (q < end_ && (*q == '+' || *q == '-')) ++q;
-      if (q >= end_ || !digit(*q)) return false;
-      while (q < end_ && digit(*q)) ++q;
-    }
-    // The number ends at a delimiter; strtod reads a copy so it cannot run past the line.
-    char buf[64];
-    const std::size_t n = static_cast<std::size_t>(q - start);
-    if (n >= sizeof buf) {
-      v = std::strtod(std::string(start, q).c_str(), nullptr);
-    } else {
-      std::memcpy(buf, start, n);
-      buf[n] = 0;
-      v = std::strtod(buf, nullptr);
-    }
-    p_ = q;
-    return true;
-  }
-  bool value(JsonField& f, int depth) {
-    if (p_ >= end_ || depth > 64) return false;
-    const char c = *p_;
-    f.kind = JsonField::Other;
-    if (c == '"') return string(nullptr);
-    if (c == '{' || c == '[') return nested(depth + 1);
-    if (word("true")) return f.kind = JsonField::True, true;
-    if (word("false") || word("null")) return true;
-    f.kind = JsonField::Number;
-    if (word("NaN")) return f.number = kNaN, true;
-    if (word("Infinity")) return f.number = HUGE_VAL, true;
-    if (word("-Infinity")) return f.number = -HUGE_VAL, true;
-    return number(f.number);
-  }
-  bool nested(int depth) {
-    const char close = *p_ == '{' ? '}' : ']';
-    const bool is_object = close == '}';
-    ++p_;
-    ws();
-    if (eat(close)) return true;
-    for (;;) {
-      ws();
-      if (is_object) {
-        if (!string(nullptr)) return false;
-        ws();
-        if (!eat(':')) return false;
-        ws();
-      }
-      JsonField ignored;
-      if (!value(ignored, depth)) return false;
-      ws();
-      if (eat(',')) continue;
-      return eat(close);
-    }
-  }
-
-  const char* p_;
-  const char* end_;
-};
+  return true;
+}
 
 bool blank(const std::string& line) {
   return std::all_of(line.begin(), line.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
@@ -794,7 +650,7 @@ RunCurves read_metrics_file(const std::string& path) {
     ++number;
     const bool complete = !in.eof();  // ended by a newline
     if (blank(line)) continue;
-    if (!JsonLine(line).object(fields)) {
+    if (!read_fields(line, fields)) {
       if (!complete) {  // a write cut off by a kill: ignored
         curves.truncated_tail = true;
         break;
@@ -840,7 +696,7 @@ std::string metrics_order_problem(const std::string& path) {
   std::string line;
   StepOrder order;
   for (std::size_t number = 1; std::getline(in, line); ++number) {
-    if (blank(line) || !JsonLine(line).object(fields)) continue;  // corrupt lines are the readers' business
+    if (blank(line) || !read_fields(line, fields)) continue;  // corrupt lines are the readers' business
     const LineKind kind = line_kind(fields);
     if (!kind.diverged) order.see(kind.eval, kind.step, number);
   }

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "analysis/plot.h"
+#include "experiments/json_io.h"
 #include "registry/config_error.h"
 #include "registry/yaml_io.h"
 
@@ -80,9 +81,11 @@ std::vector<RetrainedSubnet> load_retrained(const std::string& search_dir) {
   const std::string listing = search_dir + "/retrain.jsonl";
   std::istringstream lines(read_text_file(listing, listing));
   std::vector<RetrainedSubnet> out;
+  int number = 0;
   for (std::string line; std::getline(lines, line);) {
+    ++number;
     if (line.empty()) continue;
-    const ConfigNode entry = parse_yaml(line, listing);
+    const ConfigNode entry = parse_json_object(line, listing, number);
     const ConfigNode& c = entry.at("candidate");
     RetrainedSubnet s;
     s.model = entry.at("model").text();

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <limits>
 #include <sstream>
 
+#include "experiments/json_io.h"
 #include "registry/config_error.h"
 #include "registry/suggest.h"
 #include "registry/yaml_io.h"
@@ -111,31 +111,26 @@ ConfigError corrupt_file(const std::string& path, const std::string& what, const
   return ConfigError("corrupt file " + path + ": " + what, Source{}, "", {hint});
 }
 
-// A JSON object (JSON is YAML flow style, so the YAML reader parses it).
+// A JSON object as a ConfigNode; a file that is not one is corrupt.
 ConfigNode load_json_object(const std::string& path, const std::string& hint) {
-  const std::string text = read_text_file(path, path);
-  ConfigNode node;
+  Json value;
   try {
-    node = parse_yaml(text, path);
+    value = read_json_file(path);
   } catch (const ConfigError& e) {
-    const int line = e.diagnostics().empty() ? 0 : e.diagnostics().front().where.line;
-    throw corrupt_file(path, "not valid JSON" + (line > 0 ? " (line " + std::to_string(line) + ")" : ""), hint);
+    // "not valid JSON at line 1, column 18: ..." (a missing file keeps its own message)
+    const std::string what = e.diagnostics().empty() ? e.what() : e.diagnostics().front().message;
+    if (what.rfind("not valid JSON", 0) != 0) throw;
+    throw corrupt_file(path, what, hint);
   }
-  if (!node.is_map()) throw corrupt_file(path, "expected a JSON object {...}", hint);
-  return node;
+  if (!value.is_object()) throw corrupt_file(path, "expected a JSON object {...}", hint);
+  return json_to_config(value, Source::in_file(path, 0));
 }
 
-// JSON numbers; JsonObject writes non-finite values as NaN / Infinity / -Infinity.
+// JSON numbers; a non-finite one (null + flag in the file, see experiments/json_io.h) is read
+// as ".nan" / ".inf", which is a number too.
 bool json_number(const ConfigNode& n, double& out) {
-  if (!n.is_scalar() || n.quoted()) return false;
-  if (n.is_number()) {
-    out = n.as_double();
-    return true;
-  }
-  if (n.text() == "NaN") out = std::numeric_limits<double>::quiet_NaN();
-  else if (n.text() == "Infinity") out = std::numeric_limits<double>::infinity();
-  else if (n.text() == "-Infinity") out = -std::numeric_limits<double>::infinity();
-  else return false;
+  if (!n.is_scalar() || n.quoted() || !n.is_number()) return false;
+  out = n.as_double();
   return true;
 }
 
@@ -230,13 +225,10 @@ std::vector<RunRecord> load_sweep(const std::string& dir) {
     if (trim(lines[i]).empty()) continue;
     const std::string where = manifest + ":" + std::to_string(i + 1);
     const char* hint = "manifest.jsonl is written by `blocklab sweep`: recreate the sweep";
-    ConfigNode entry;
-    try {
-      entry = parse_yaml(lines[i], manifest);
-    } catch (const ConfigError&) {
-      throw corrupt_file(where, "not valid JSON", hint);
-    }
-    const std::string job = entry.is_map() ? json_string(entry, "job") : "";
+    Json entry;
+    if (!try_parse_json(lines[i], entry)) throw corrupt_file(where, "not valid JSON", hint);
+    const auto job_value = entry.is_object() ? entry.find("job") : entry.end();
+    const std::string job = job_value != entry.end() && job_value->is_string() ? job_value->get<std::string>() : "";
     if (job.empty() || job.find('/') != std::string::npos) throw corrupt_file(where, "no \"job\" id", hint);
     records.push_back(load_sweep_job(dir, job));
   }

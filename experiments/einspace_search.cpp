@@ -7,8 +7,8 @@
 #include <random>
 #include <set>
 
+#include "experiments/json_io.h"
 #include "experiments/search.h"  // open_ledger, one_line_json, tournament_winner
-#include "registry/yaml_io.h"
 
 namespace blocklab {
 
@@ -26,7 +26,7 @@ std::string ein_candidate_json(const EinCandidate& c) {
 }
 
 EinCandidate ein_candidate_from_json(const std::string& line) {
-  const ConfigNode node = parse_yaml(line, "ledger line");
+  const ConfigNode node = parse_json_object(line, "ledger line");
   EinCandidate c;
   c.tree = ein_from_node(node.at("tree"), "tree");
   c.key = ein_key(c.tree);

@@ -15,8 +15,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "registry/config_node.h"
-#include "registry/yaml_io.h"
+#include "experiments/json_io.h"
 
 namespace fs = std::filesystem;
 
@@ -103,26 +102,54 @@ bool file_exists(const std::string& path) {
   return fs::is_regular_file(path, ec);
 }
 
-JsonObject& JsonObject::set(const std::string& key, double v) {
-  if (!std::isfinite(v)) return set_raw(key, std::isnan(v) ? "NaN" : (v > 0 ? "Infinity" : "-Infinity"));
-  return set_raw(key, format_double(v));
+JsonObject::JsonObject() : value_(std::make_unique<Json>(Json::object())) {}
+JsonObject::~JsonObject() = default;
+JsonObject::JsonObject(const JsonObject& other) : value_(std::make_unique<Json>(*other.value_)) {}
+JsonObject& JsonObject::operator=(const JsonObject& other) {
+  if (this != &other) *value_ = *other.value_;
+  return *this;
 }
-JsonObject& JsonObject::set(const std::string& key, std::int64_t v) { return set_raw(key, std::to_string(v)); }
-JsonObject& JsonObject::set(const std::string& key, bool v) { return set_raw(key, v ? "true" : "false"); }
-JsonObject& JsonObject::set(const std::string& key, const std::string& v) { return set_raw(key, json_quote(v)); }
-JsonObject& JsonObject::set_raw(const std::string& key, const std::string& json) {
-  for (auto& f : fields_)
-    if (f.first == key) return f.second = json, *this;
-  fields_.emplace_back(key, json);
+JsonObject::JsonObject(JsonObject&& other) noexcept : JsonObject() { value_.swap(other.value_); }
+JsonObject& JsonObject::operator=(JsonObject&& other) noexcept {
+  value_.swap(other.value_);
   return *this;
 }
 
-std::string JsonObject::str() const {
-  std::string out = "{";
-  for (std::size_t i = 0; i < fields_.size(); ++i)
-    out += (i ? ", " : "") + json_quote(fields_[i].first) + ": " + fields_[i].second;
-  return out + "}";
+// The value is stored as is (NaN too); json_text() writes a non-finite one as null + flag.
+JsonObject& JsonObject::set(const std::string& key, double v) {
+  (*value_)[key] = v;
+  return *this;
 }
+JsonObject& JsonObject::set(const std::string& key, std::int64_t v) {
+  (*value_)[key] = v;
+  return *this;
+}
+JsonObject& JsonObject::set(const std::string& key, bool v) {
+  (*value_)[key] = v;
+  return *this;
+}
+JsonObject& JsonObject::set(const std::string& key, const std::string& v) {
+  (*value_)[key] = v;
+  return *this;
+}
+JsonObject& JsonObject::set(const std::string& key, const std::vector<std::string>& list) {
+  (*value_)[key] = list;
+  return *this;
+}
+JsonObject& JsonObject::set(const std::string& key, const JsonObject& nested) {
+  (*value_)[key] = *nested.value_;
+  return *this;
+}
+JsonObject& JsonObject::set_null(const std::string& key) {
+  (*value_)[key] = nullptr;
+  return *this;
+}
+JsonObject& JsonObject::set_raw(const std::string& key, const std::string& json) {
+  (*value_)[key] = parse_json(json, "the JSON value of '" + key + "'");
+  return *this;
+}
+
+std::string JsonObject::str() const { return json_text(*value_); }
 
 AppendFile::AppendFile(const std::string& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -197,7 +224,8 @@ std::optional<FileLock> FileLock::try_acquire(const std::string& path, const std
     }
     // The file may have been unlinked (a released claim) between open and flock: then the lock
     // is on an orphan inode, and the path must be opened again.
-    struct stat held {}, now {};
+    struct stat held {
+    }, now{};
     if (::fstat(fd, &held) != 0 || ::stat(path.c_str(), &now) != 0 || held.st_ino != now.st_ino ||
         held.st_dev != now.st_dev) {
       ::close(fd);

@@ -10,11 +10,14 @@
 #include <cstdint>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <variant>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 namespace blocklab {
 
@@ -51,20 +54,34 @@ void write_file_atomic(const std::string& path, const std::string& contents);
 std::string read_file(const std::string& path);
 bool file_exists(const std::string& path);
 
-// A flat JSON object builder for metrics lines and summaries (numbers keep full precision).
+// A JSON object for metrics lines, summaries and ledgers, on nlohmann::ordered_json (see
+// experiments/json_io.h for the layout): keys in insertion order, numbers exact, a non-finite
+// double written as null plus a "<key>_nonfinite" flag ("nan", "inf", "-inf").
 class JsonObject {
  public:
+  JsonObject();
+  ~JsonObject();
+  JsonObject(const JsonObject& other);
+  JsonObject& operator=(const JsonObject& other);
+  JsonObject(JsonObject&& other) noexcept;
+  JsonObject& operator=(JsonObject&& other) noexcept;
+
   JsonObject& set(const std::string& key, double v);
   JsonObject& set(const std::string& key, std::int64_t v);
   JsonObject& set(const std::string& key, int v) { return set(key, static_cast<std::int64_t>(v)); }
   JsonObject& set(const std::string& key, bool v);
   JsonObject& set(const std::string& key, const std::string& v);
   JsonObject& set(const std::string& key, const char* v) { return set(key, std::string(v)); }
-  JsonObject& set_raw(const std::string& key, const std::string& json);  // nested object/array
+  JsonObject& set(const std::string& key, const std::vector<std::string>& list);  // an array of strings
+  JsonObject& set(const std::string& key, const JsonObject& nested);
+  JsonObject& set_null(const std::string& key);
+  // A nested value given as JSON text (parsed; invalid text throws ConfigError).
+  JsonObject& set_raw(const std::string& key, const std::string& json);
   std::string str() const;  // one line, keys in insertion order
+  const nlohmann::ordered_json& json() const { return *value_; }
 
  private:
-  std::vector<std::pair<std::string, std::string>> fields_;
+  std::unique_ptr<nlohmann::ordered_json> value_;  // always an object (moved-from: a fresh empty one)
 };
 
 // Appends lines to a file and can cut it back to an earlier length (resume). A line is

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "experiments/json_io.h"
 #include "experiments/state_dict.h"
 #include "registry/config_error.h"
 #include "registry/yaml_io.h"
@@ -129,9 +130,9 @@ constexpr const char* kLockFile = "run.lock";
 // The "status" of a summary.json ("" when it has none or cannot be read).
 std::string summary_status(const std::string& path) {
   try {
-    const ConfigNode s = parse_yaml(read_file(path), path);
-    const ConfigNode* status = s.is_map() ? s.find("status") : nullptr;
-    return status && status->is_scalar() ? status->text() : "";
+    const Json s = read_json_file(path);
+    const auto status = s.is_object() ? s.find("status") : s.end();
+    return status != s.end() && status->is_string() ? status->get<std::string>() : "";
   } catch (const std::exception&) {
     return "";
   }

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "experiments/json_io.h"
 #include "registry/config_error.h"
 #include "registry/yaml_io.h"
 
@@ -120,7 +121,7 @@ std::string candidate_json(const Candidate& c) {
 }
 
 Candidate candidate_from_json(const std::string& line, const SearchSpace& space) {
-  const ConfigNode node = parse_yaml(line, "ledger line");
+  const ConfigNode node = parse_json_object(line, "ledger line");
   Candidate c;
   c.subnet = subnet_from_node(node.at("subnet"), space);
   c.parameters = node.at("parameters").as_int();

@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "experiments/experiment.h"
+#include "experiments/json_io.h"
 #include "experiments/run_files.h"
 #include "experiments/task.h"
 #include "registry/override.h"
@@ -146,17 +147,6 @@ std::string job_id_of(const ConfigNode& config) {
   identity.erase("threads");     // decided by the launcher, not part of what a job computes
   const std::string text = dump_yaml(identity);
   return hex64(fnv1a64(text.data(), text.size())).substr(0, 12);
-}
-
-std::string json_string_array(const std::vector<std::string>& v) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + json_quote(v[i]);
-  return out + "]";
-}
-
-std::string one_line(std::string s) {
-  while (!s.empty() && s.back() == '\n') s.pop_back();
-  return s;
 }
 
 std::vector<std::string> string_list(const ConfigNode* n) {
@@ -392,8 +382,8 @@ std::string manifest_line(const SweepJob& job) {
   return JsonObject()
              .set("index", job.index)
              .set("job", job.id)
-             .set_raw("params", one_line(dump_json(params)))
-             .set_raw("overrides", json_string_array(job.overrides))
+             .set_raw("params", dump_json(params))
+             .set("overrides", job.overrides)
              .str() +
          "\n";
 }
@@ -405,8 +395,8 @@ std::string sweep_json(const std::string& id, const std::string& experiment, con
              .set("sweep_id", id)
              .set("experiment", experiment)
              .set("config_dir", fs::absolute(config_dir).string())
-             .set_raw("overrides", json_string_array(override_texts))
-             .set_raw("axes", json_string_array(axes))
+             .set("overrides", override_texts)
+             .set("axes", axes)
              .set("jobs", static_cast<std::int64_t>(jobs))
              .str() +
          "\n";
@@ -523,12 +513,6 @@ auto read_ledger(const std::string& path, const std::string& fix, F&& read) -> d
   }
 }
 
-ConfigNode ledger_object(const std::string& text, const std::string& name) {
-  ConfigNode n = parse_yaml(text, name);
-  if (!n.is_map()) throw ConfigError("not a JSON object");
-  return n;
-}
-
 std::string required_text(const ConfigNode& n, const char* key) {
   const ConfigNode* v = n.find(key);
   if (!v || !v->is_scalar() || v->is_null()) throw ConfigError(std::string("no \"") + key + "\" string");
@@ -548,7 +532,7 @@ SweepDirectory read_sweep_directory(const std::string& path) {
   s.dir = fs::absolute(dir).lexically_normal().string();
   const std::string info_path = dir + "/sweep.json";
   const std::int64_t expected = read_ledger(info_path, kRebuildSweep, [&] {
-    const ConfigNode info = ledger_object(read_file(info_path), info_path);
+    const ConfigNode info = parse_json_object(read_file(info_path), info_path);
     s.id = required_text(info, "sweep_id");
     s.experiment = required_text(info, "experiment");
     s.config_dir = required_text(info, "config_dir");
@@ -566,7 +550,7 @@ SweepDirectory read_sweep_directory(const std::string& path) {
     if (line.empty()) continue;
     const std::string where = manifest + ":" + std::to_string(n);
     s.jobs.push_back(read_ledger(where, kRebuildSweep, [&] {
-      const ConfigNode entry = ledger_object(line, where);
+      const ConfigNode entry = parse_json_object(line, manifest, n);
       SweepJob job;
       const ConfigNode* index = entry.find("index");
       if (!index || !index->is_int() || index->as_int() != static_cast<std::int64_t>(s.jobs.size()))
@@ -594,7 +578,7 @@ JobState read_job_state(const SweepDirectory& sweep, const SweepJob& job) {
   const std::string fix = "delete it to mark the job pending: rm " + path +
                           " (the next `blocklab sweep` or `blocklab job` runs the job, from its checkpoint if any)";
   return read_ledger(path, fix, [&] {
-    const ConfigNode n = ledger_object(read_file(path), path);
+    const ConfigNode n = parse_json_object(read_file(path), path);
     auto text = [&](const char* k) { const ConfigNode* v = n.find(k); return v && v->is_scalar() ? v->text() : std::string(); };
     auto number = [&](const char* k) { const ConfigNode* v = n.find(k); return v && v->is_int() ? v->as_int() : 0; };
     st.state = required_text(n, "state");

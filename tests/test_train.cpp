@@ -164,6 +164,10 @@ TEST_CASE("a NaN loss stops the run as diverged, keeping the last good checkpoin
   CHECK(st.find("diverged at step") != std::string::npos);
   CHECK(fs::exists(dir / "checkpoints" / "last.ckpt"));
   CHECK(slurp(dir / "metrics.jsonl").find("\"diverged\": true") != std::string::npos);
+  // Strict JSON: the non-finite loss is null with a flag (experiments/json_io.h), never NaN.
+  CHECK(slurp(dir / "metrics.jsonl").find("\"loss\": null, \"loss_nonfinite\": \"") != std::string::npos);
+  CHECK(slurp(dir / "metrics.jsonl").find("NaN") == std::string::npos);
+  CHECK(slurp(dir / "metrics.jsonl").find("Infinity") == std::string::npos);
   CHECK(slurp(tmp.path / "nan.log").find("the last good checkpoint is kept") != std::string::npos);
 }
 

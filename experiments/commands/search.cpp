@@ -40,6 +40,7 @@
 
 #include "experiments/einspace_search.h"
 #include "experiments/experiment.h"
+#include "experiments/json_io.h"
 #include "experiments/model_builder.h"
 #include "experiments/progress.h"
 #include "experiments/run_setup.h"
@@ -294,7 +295,7 @@ EinEvaluation einsearch_train(const Experiment& e, const EinNode& tree) {
     throw std::runtime_error("the run failed before opening its directory (exit " + std::to_string(run.status) + ")");
   const std::string path = run.dir + "/summary.json";
   if (!file_exists(path)) return {0, run.dir, "the run left no summary.json (exit " + std::to_string(run.status) + ")"};
-  const ConfigNode summary = parse_yaml(read_file(path), path);
+  const ConfigNode summary = parse_json_object(read_file(path), path);
   const ConfigNode* status = summary.find("status");
   const std::string state = status && status->is_scalar() ? status->text() : "";
   if (run.status != 0 || state != "finished") {

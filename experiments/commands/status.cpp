@@ -5,11 +5,11 @@
 #include <map>
 #include <sstream>
 
+#include "experiments/json_io.h"
 #include "experiments/run_files.h"
 #include "experiments/sweep.h"
 #include "registry/cli_options.h"
 #include "registry/command.h"
-#include "registry/yaml_io.h"
 
 namespace blocklab {
 namespace {
@@ -21,16 +21,12 @@ std::string running_position(const SweepDirectory& sweep, const SweepJob& job) {
   std::string run_dir = read_file(record);
   while (!run_dir.empty() && run_dir.back() == '\n') run_dir.pop_back();
   std::ifstream in(run_dir + "/metrics.jsonl");
-  std::string line, last_step;
-  while (std::getline(in, line))
-    if (line.find("\"loss\"") != std::string::npos) last_step = line;
-  if (last_step.empty()) return "started";
-  try {
-    const ConfigNode n = parse_yaml(last_step, "metrics.jsonl");
-    return "step " + n.at("step").text() + ", epoch " + n.at("epoch").text();
-  } catch (const std::exception&) {
-    return "";
-  }
+  std::string position;
+  Json n;
+  for (std::string line; std::getline(in, line);)  // training lines carry "loss", "step" and "epoch"
+    if (try_parse_json(line, n) && n.is_object() && n.contains("loss") && n.contains("step") && n.contains("epoch"))
+      position = "step " + json_text(n["step"]) + ", epoch " + json_text(n["epoch"]);
+  return position.empty() ? "started" : position;
 }
 
 int status_command(const std::vector<std::string>& args) {

@@ -16,13 +16,13 @@
 #include <thread>
 
 #include "experiments/experiment.h"
+#include "experiments/json_io.h"
 #include "experiments/progress.h"
 #include "experiments/run_files.h"
 #include "experiments/sweep.h"
 #include "registry/cli_options.h"
 #include "registry/command.h"
 #include "registry/suggest.h"
-#include "registry/yaml_io.h"
 
 namespace fs = std::filesystem;
 
@@ -49,7 +49,7 @@ std::string final_metrics(const SweepDirectory& sweep, const JobState& st) {
   const std::string path = sweep.dir + "/" + st.run_dir + "/summary.json";
   if (!file_exists(path)) return "";
   try {
-    const ConfigNode summary = load_yaml_file(path, path);
+    const ConfigNode summary = parse_json_object(read_file(path), path);
     const ConfigNode* final = summary.find("final");
     std::string out;
     if (final && final->is_map())

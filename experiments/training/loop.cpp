@@ -14,6 +14,7 @@
 #include "experiments/checkpoint.h"
 #include "experiments/distributed.h"
 #include "experiments/failure.h"
+#include "experiments/json_io.h"
 #include "experiments/optim/optimizer.h"
 #include "experiments/progress.h"
 #include "experiments/run_setup.h"
@@ -353,15 +354,19 @@ int TrainingLoop::diverged(double loss) {
   return 3;
 }
 
-// The evaluation line of `epoch` in metrics.jsonl, or "" when there is none. Evaluation lines
-// start {"epoch": E, "step": S and carry eval_time_s (evaluate_now); after a resume the file
-// holds exactly what the run computed, so this also finds a best epoch from before the resume.
+// The evaluation line of `epoch` in metrics.jsonl, or "" when there is none: the object with
+// that "epoch" and an "eval_time_s" (evaluate_now; training lines have no eval_time_s). After a
+// resume the file holds exactly what the run computed, so this also finds a best epoch from
+// before the resume.
 std::string evaluation_line(const std::string& metrics_path, std::int64_t epoch) {
   std::ifstream in(metrics_path);
-  const std::string prefix = "{\"epoch\": " + std::to_string(epoch) + ", \"step\": ";
   std::string found;
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind(prefix, 0) == 0 && line.find("\"eval_time_s\"") != std::string::npos) found = line;
+  Json line_value;
+  for (std::string line; std::getline(in, line);) {
+    if (!try_parse_json(line, line_value) || !line_value.is_object() || !line_value.contains("eval_time_s")) continue;
+    const auto e = line_value.find("epoch");
+    if (e != line_value.end() && e->is_number_integer() && e->get<std::int64_t>() == epoch) found = line;
+  }
   return found;
 }
 
@@ -376,18 +381,21 @@ void TrainingLoop::write_summary() {
       .set("steps", pos_.step)
       .set("epochs", pos_.epoch)
       .set("parameters", parameters_)
-      .set_raw("final", last_eval_.str())
+      .set("final", last_eval_)
       .set("best_epoch", pos_.best_epoch);
   // A best value exists only when something was evaluated: null, never a sentinel.
   const std::string best_key = "best/" + hooks_.selection().name;
   if (pos_.best_epoch >= 0)
     summary.set(best_key, pos_.best_metric);
   else
-    summary.set_raw(best_key, "null");
+    summary.set_null(best_key);
   // Every number of the best epoch's evaluation (the test at the best val: "best/test/mse").
   const std::string best_line =
       pos_.best_epoch >= 0 ? evaluation_line(files_.dir + "/metrics.jsonl", pos_.best_epoch) : "";
-  summary.set_raw("best", best_line.empty() ? "null" : best_line);
+  if (best_line.empty())
+    summary.set_null("best");
+  else
+    summary.set_raw("best", best_line);
   const double examples =
       static_cast<double>(s_.batch_size * hooks_.examples_per_row()) * static_cast<double>(pos_.step);
   summary.set("wall_time_s", wall)

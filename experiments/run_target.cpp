@@ -26,8 +26,9 @@ std::optional<int> run_multirun_alias(const std::vector<std::string>& args) {
 }
 
 bool names_run_directory(const std::string& config_dir, const std::string& target) {
-  if (target.find('/') != std::string::npos) return true;
   std::error_code ec;
+  // A path that is no directory stays an experiment name, whose check explains what names are.
+  if (target.find('/') != std::string::npos) return fs::is_directory(target, ec);
   return fs::is_directory(target, ec) && !fs::is_regular_file(fs::path(config_dir) / (target + ".yaml"), ec);
 }
 

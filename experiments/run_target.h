@@ -15,7 +15,7 @@ namespace blocklab {
 std::optional<int> run_multirun_alias(const std::vector<std::string>& args);
 
 // Whether the first argument of `blocklab run` names a run directory rather than an experiment:
-// a path with a '/', or an existing directory that is no experiment's name ("." in a run dir).
+// an existing directory that is no experiment's name (by a path with a '/', or "." in a run dir).
 bool names_run_directory(const std::string& config_dir, const std::string& target);
 
 // The experiment of `blocklab run <target> [overrides...]`, validated. An experiment name is

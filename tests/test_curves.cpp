@@ -551,7 +551,8 @@ TEST_CASE("train and evaluation loss on one chart: a line against step and marke
 
   // Several runs: a colour per run, its training and evaluation curves next to each other.
   const CurveSet two = load_curves(load_run_records({kFixtures + "/runs/lr_small_s0", kFixtures + "/runs/lr_big_s0"}));
-  const LineChart& overlay = chart_for(curve_charts(two, {}), "loss_train_val").chart;
+  const std::vector<CurveChart> overlay_charts = curve_charts(two, {});
+  const LineChart& overlay = chart_for(overlay_charts, "loss_train_val").chart;
   CHECK(labels_of(overlay) == std::vector<std::string>{"train loss: trainer.lr=0.001", "test/loss: trainer.lr=0.001",
                                                        "train loss: trainer.lr=0.01", "test/loss: trainer.lr=0.01"});
   CHECK(overlay.series[0].style == overlay.series[1].style);
@@ -563,8 +564,9 @@ TEST_CASE("train and evaluation loss on one chart: a line against step and marke
   // Mean over seeds: one train and one test/loss line per group.
   CurveOptions mean;
   mean.mean_over_seeds = true;
-  const LineChart& grouped =
-      chart_for(curve_charts(load_curves(load_run_records({kFixtures + "/runs"})), mean), "loss_train_val").chart;
+  const std::vector<CurveChart> grouped_charts =
+      curve_charts(load_curves(load_run_records({kFixtures + "/runs"})), mean);
+  const LineChart& grouped = chart_for(grouped_charts, "loss_train_val").chart;
   CHECK(labels_of(grouped) ==
         std::vector<std::string>{"train loss: trainer.lr=0.001 (n=3)", "test/loss: trainer.lr=0.001 (n=3)",
                                  "train loss: trainer.lr=0.01 (n=1)", "test/loss: trainer.lr=0.01 (n=1)"});

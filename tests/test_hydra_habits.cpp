@@ -76,16 +76,15 @@ TEST_CASE("blocklab run <run dir> runs the recorded config again: the same run, 
   const std::string metrics = slurp(dir / "metrics.jsonl");
 
   // No new overrides: the same config and code give the same run id, so the finished run is
-  // reported, not trained again; from any directory, by any path to it.
-  CHECK(run_blocklab({"run", dir.string(), "-q"}, tmp.path / "again.log") == 0);
+  // reported (without -q), not trained again; from any directory, by any path to it.
+  CHECK(run_blocklab({"run", dir.string()}, tmp.path / "again.log") == 0);
   const std::string again = slurp(tmp.path / "again.log");
   INFO(again);
   CHECK(again.find("an identical run has already finished: ") != std::string::npos);
   CHECK(again.find(dir.filename().string()) != std::string::npos);
-  CHECK(run_blocklab({"run", "vit_fmnist/" + dir.filename().string() + "/", "-q"}, tmp.path / "relative.log", out) ==
-        0);
+  CHECK(run_blocklab({"run", "vit_fmnist/" + dir.filename().string() + "/"}, tmp.path / "relative.log", out) == 0);
   CHECK(slurp(tmp.path / "relative.log").find("already finished") != std::string::npos);
-  CHECK(run_blocklab({"run", ".", "-q"}, tmp.path / "dot.log", dir) == 0);
+  CHECK(run_blocklab({"run", "."}, tmp.path / "dot.log", dir) == 0);
   CHECK(slurp(tmp.path / "dot.log").find("already finished") != std::string::npos);
   CHECK(slurp(dir / "metrics.jsonl") == metrics);
   CHECK(habits_other_runs(out, dir).empty());

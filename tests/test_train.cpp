@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -49,6 +50,30 @@ TEST_CASE("same config, seed and threads: bit-identical metrics and weights", "[
   const std::string before = slurp(a / "summary.json");
   CHECK(run(tiny((tmp.path / "a").string()), tmp.path / "a2.log") == 0);
   CHECK(slurp(a / "summary.json") == before);
+}
+
+TEST_CASE("trainer.val_every and trainer.keep_checkpoints, as mmengine's hooks do", "[train]") {
+  TempDir tmp;
+  // 5 epochs, evaluated every 2nd and at the last; the checkpoints of the last 2 epochs kept.
+  REQUIRE(
+      run(tiny((tmp.path / "a").string(), {"trainer.epochs=5", "trainer.val_every=2", "trainer.keep_checkpoints=2"}),
+          tmp.path / "a.log") == 0);
+  const fs::path a = run_dir(tmp.path / "a");
+  std::vector<std::string> evaluated;
+  std::istringstream metrics(slurp(a / "metrics.jsonl"));
+  for (std::string line; std::getline(metrics, line);)
+    if (line.find("\"eval_time_s\"") != std::string::npos) evaluated.push_back(line.substr(0, line.find(", \"step\"")));
+  CHECK(evaluated == std::vector<std::string>{"{\"epoch\": 2", "{\"epoch\": 4", "{\"epoch\": 5"});
+  std::vector<std::string> kept;
+  for (const auto& e : fs::directory_iterator(a / "checkpoints")) kept.push_back(e.path().filename().string());
+  std::sort(kept.begin(), kept.end());
+  CHECK(kept == std::vector<std::string>{"best.ckpt", "epoch_4.ckpt", "epoch_5.ckpt", "last.ckpt"});
+  // The default evaluates every epoch and keeps last and best only; val_every changes no weight.
+  REQUIRE(run(tiny((tmp.path / "b").string(), {"trainer.epochs=5"}), tmp.path / "b.log") == 0);
+  const fs::path b = run_dir(tmp.path / "b");
+  CHECK(summary_field(a, "weights_fnv1a64") == summary_field(b, "weights_fnv1a64"));
+  CHECK(!fs::exists(b / "checkpoints" / "epoch_5.ckpt"));
+  CHECK(summary_field(a, "best_epoch") != "1");
 }
 
 TEST_CASE("SIGKILL at a random step, then --resume: equal to an uninterrupted run", "[runs]") {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <set>
@@ -33,6 +34,11 @@ Schema loop_trainer_schema(const std::string& examples, const std::function<void
   trainer.add_float("clip_grad", 0.0, "max global gradient norm (0: no clipping)").min = 0.0;
   trainer.add_int("log_every", 50, "optimizer steps between metrics lines").min = 1;
   trainer.add_int("checkpoint_every", 0, "optimizer steps between checkpoints (0: at each epoch end only)").min = 0;
+  trainer
+      .add_int("keep_checkpoints", 0,
+               "also keep the checkpoints of the last K epochs as checkpoints/epoch_<E>.ckpt (0: last and best only)")
+      .min = 0;
+  trainer.add_int("val_every", 1, "epochs between evaluations (the last epoch is always evaluated)").min = 1;
   trainer.add_int("eval_batch_size", 1000, examples + " per evaluation batch").min = 1;
   trainer.add_int("max_steps", 0, "stop after this many steps (0: run all epochs)").min = 0;
   return trainer;
@@ -55,6 +61,8 @@ LoopSettings read_loop_settings(const ConfigNode& config, const Schema& task_sch
   s.clip_grad = trainer.get_float("clip_grad");
   s.log_every = trainer.get_int("log_every");
   s.checkpoint_every = trainer.get_int("checkpoint_every");
+  s.keep_checkpoints = trainer.get_int("keep_checkpoints");
+  s.val_every = trainer.get_int("val_every");
   s.eval_batch_size = trainer.get_int("eval_batch_size");
   s.max_steps = trainer.get_int("max_steps");
   s.optimizer = root.get_node("optimizer");
@@ -114,6 +122,7 @@ class TrainingLoop {
   void log_training(double lr, Clock::time_point now);
   void checkpoint(const std::string& which);
   void checkpoint_if_due();
+  void keep_epoch_checkpoint();
   bool end_epoch();
   bool evaluate_now();
   int stop_for_signal(int sig);
@@ -297,18 +306,29 @@ void TrainingLoop::checkpoint_if_due() {
   --pos_.batch;
 }
 
-// End of an epoch, or trainer.max_steps reached inside one: evaluate, keep the best,
-// checkpoint. A run stopped by max_steps is evaluated too, so its summary has results.
-// Returns whether training goes on.
+// End of an epoch, or trainer.max_steps reached inside one: evaluate (every val_every epochs
+// and at the end), keep the best, checkpoint. A run stopped by max_steps is evaluated too, so
+// its summary has results. Returns whether training goes on.
 bool TrainingLoop::end_epoch() {
   progress_->finish();
   const bool epoch_done = pos_.batch >= steps_per_epoch_;
-  const bool improved = evaluate_now();
+  const bool last = !epoch_done || pos_.epoch + 1 >= s_.epochs || pos_.step >= total_steps_;
+  const bool improved = (last || (pos_.epoch + 1) % s_.val_every == 0) && evaluate_now();
   if (epoch_done) ++pos_.epoch, pos_.batch = 0;
   timing_.restart_window();  // the rate excludes evaluation time
   checkpoint("last");
   if (improved) checkpoint("best");
+  if (epoch_done) keep_epoch_checkpoint();
   return epoch_done;
+}
+
+// trainer.keep_checkpoints K: the checkpoint of the epoch just ended as epoch_<E>.ckpt, and
+// only the newest K of those.
+void TrainingLoop::keep_epoch_checkpoint() {
+  if (s_.keep_checkpoints <= 0 || !files_.writer) return;
+  checkpoint("epoch_" + std::to_string(pos_.epoch));
+  const std::int64_t stale = pos_.epoch - s_.keep_checkpoints;
+  if (stale >= 1) std::filesystem::remove(files_.checkpoint("epoch_" + std::to_string(stale)));
 }
 
 // The task's evaluation as a metrics line and a log line; returns whether it is the best.

@@ -6,11 +6,14 @@
 //   - optimizer (no weight decay where the model's blocks declare it) and learning-rate
 //     schedule from the `optimizer`, `scheduler` and `trainer` sections;
 //   - checkpoints: last (each epoch end, every trainer.checkpoint_every steps, on a stop
-//     signal) and best (by the task's Selection); exact resume with --resume;
+//     signal), best (by the task's Selection) and, with trainer.keep_checkpoints K, those of
+//     the last K epochs (mmengine's max_keep_ckpts); exact resume with --resume;
+//   - weights/final.pt and weights/best.pt, the state dicts Python's torch.load reads;
 //   - SIGTERM/SIGUSR1/SIGINT: checkpoint and exit kExitRequeue (75);
 //   - a loss that is not finite: the run ends as diverged (exit 3), the last good checkpoint
 //     is kept;
-//   - evaluation at each epoch end and when trainer.max_steps stops a run inside an epoch;
+//   - evaluation every trainer.val_every epochs, after the last epoch, and when
+//     trainer.max_steps stops a run inside an epoch;
 //   - progress (steps, rate, ETA) and failures recorded in one line (failure.h).
 #pragma once
 

@@ -48,6 +48,8 @@ struct LoopSettings {
   double clip_grad = 0;
   std::int64_t log_every = 1;
   std::int64_t checkpoint_every = 0;
+  std::int64_t keep_checkpoints = 0;  // epoch checkpoints kept besides last and best
+  std::int64_t val_every = 1;         // epochs between evaluations (the last epoch always)
   std::int64_t eval_batch_size = 1;
   std::int64_t max_steps = 0;
   ConfigNode optimizer, scheduler;  // the components, for their registries

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,7 +24,11 @@ std::atomic<int> g_forward_signal{0};
 extern "C" void on_launcher_signal(int sig) { g_forward_signal.store(sig); }
 
 // The rank's process: this binary again, with the rank's environment.
-[[noreturn]] void exec_rank(int rank, int nproc, const std::string& rendezvous, const std::vector<std::string>& args) {
+[[noreturn]] void exec_rank(int rank, int nproc, const std::string& rendezvous, const std::vector<std::string>& args,
+                            pid_t launcher) {
+  // A rank does not outlive its launcher (also after a kill -9 of the launcher).
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != launcher) ::_exit(1);
   ::setenv(kRankVariable, std::to_string(rank).c_str(), 1);
   ::setenv(kWorldSizeVariable, std::to_string(nproc).c_str(), 1);
   ::setenv(kRendezvousVariable, rendezvous.c_str(), 1);
@@ -48,9 +53,10 @@ class RankGroup {
 
   void start(const std::string& rendezvous, const std::vector<std::string>& args) {
     for (std::size_t r = 0; r < pids_.size(); ++r) {
+      const pid_t launcher = ::getpid();
       const pid_t pid = ::fork();
       if (pid < 0) throw std::runtime_error(std::string("blocklab run --nproc: fork failed: ") + std::strerror(errno));
-      if (pid == 0) exec_rank(static_cast<int>(r), static_cast<int>(pids_.size()), rendezvous, args);
+      if (pid == 0) exec_rank(static_cast<int>(r), static_cast<int>(pids_.size()), rendezvous, args, launcher);
       pids_[r] = pid;
     }
   }

@@ -2,7 +2,7 @@
 // with BLOCKLAB_RANK, BLOCKLAB_WORLD_SIZE and a file-store rendezvous, see distributed.h) and
 // supervises them like torchrun does: stop signals are passed on to every rank, and when a
 // rank dies (kill -9, a crash) the others are stopped at once, so the run ends as a whole and
-// continues with --resume from its last checkpoint.
+// continues with --resume from its last checkpoint. The ranks die with the launcher.
 #pragma once
 
 #include <string>

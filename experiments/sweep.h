@@ -70,7 +70,7 @@ struct SweepRequest {
   bool allow_large = false;
   // More rules for every point's resolved config (how the jobs will run: --tasks-per-job);
   // a ConfigError it throws is reported like any invalid point.
-  std::function<void(const ConfigNode& config)> check;
+  std::function<void(const ConfigNode& config)> check{};
 };
 
 // A sweep's points, one at a time. The constructor parses the overrides and expands the axes
@@ -135,10 +135,10 @@ std::string job_dir(const SweepDirectory& sweep, const SweepJob& job);
 
 // ---- Running jobs ------------------------------------------------------------------------
 struct JobRunOptions {
-  std::string binary;              // the blocklab executable (default: this process's)
-  int threads = 0;                 // 0: leave the config's threads
-  bool retry_failed = false;       // run failed jobs again
-  std::function<void()> on_start;  // called after the claim, right before the run starts
+  std::string binary;                // the blocklab executable (default: this process's)
+  int threads = 0;                   // 0: leave the config's threads
+  bool retry_failed = false;         // run failed jobs again
+  std::function<void()> on_start{};  // called after the claim, right before the run starts
 };
 
 struct JobOutcome {

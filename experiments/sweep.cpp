@@ -652,7 +652,7 @@ std::string slurm_script(const SlurmOptions& o) {
   if (!o.partition.empty()) s << "#SBATCH --partition=" << o.partition << "\n";
   for (const auto& e : o.extra) s << "#SBATCH " << e << "\n";
   s << "set -u\n";
-  // srun gets the CPUs per task explicitly: Slurm 22.05 stopped passing sbatch's on to srun.
+  // srun gets the CPUs per task explicitly: from Slurm 22.05 on, it does not always inherit sbatch's.
   if (ranks)
     s << "# " << tasks << " tasks per job: srun starts the job runner on each, as the ranks of one data-parallel\n"
       << "# run; rank 0 claims the job and keeps the ledger, the others join its run.\n"

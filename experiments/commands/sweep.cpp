@@ -342,6 +342,32 @@ int job_exit_status(const SweepJob& job, const JobOutcome& out) {
   return s == "done" ? 0 : s == "pending" ? kExitRequeue : s == "diverged" ? 3 : 1;
 }
 
+// A job under `srun --ntasks N`: every task is a rank of one data-parallel run of the job. Rank 0
+// runs it as one task does and tells the others whether it starts the run (sweep.h, follow_job).
+int run_job_on_ranks(const SweepDirectory& sweep, const SweepJob& job, JobRunOptions options, const WorldSpec& world) {
+  const std::string word_file = sweep.dir + "/slurm/steps/" + slurm_step_name();
+  if (world.rank > 0) {
+    const int status = follow_job(sweep, job, options, word_file);
+    std::cerr << "job " << job.index << " (" << job.id << "), rank " << world.rank << " of " << world.size
+              << ": exit status " << status << "\n";
+    return status;
+  }
+  bool told = false;
+  options.on_start = [&] {
+    tell_step_ranks(word_file, "run");
+    told = true;
+  };
+  int status = 2;  // what the other ranks hear when this fails before the run starts
+  try {
+    status = job_exit_status(job, run_job(sweep, job, options));
+  } catch (...) {
+    if (!told) tell_step_ranks(word_file, "exit " + std::to_string(status));
+    throw;
+  }
+  if (!told) tell_step_ranks(word_file, "exit " + std::to_string(status));
+  return status;
+}
+
 int job_command(const std::vector<std::string>& args) {
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help")("index", po::value<std::string>(),
@@ -374,31 +400,8 @@ int job_command(const std::vector<std::string>& args) {
   options.threads = threads;
   options.retry_failed = cl.vars.count("retry-failed") > 0;
   const SweepJob& job = sweep.jobs[static_cast<std::size_t>(index)];
-  // Under `srun --ntasks N` every task is a rank of one data-parallel run of the job: rank 0
-  // keeps the ledger and tells the others whether it runs (sweep.h, follow_job).
   const std::optional<WorldSpec> world = world_from_environment(sweep.dir + "/runs");
-  if (!world) return job_exit_status(job, run_job(sweep, job, options));
-  const std::string word_file = sweep.dir + "/slurm/steps/" + slurm_step_name();
-  if (world->rank > 0) {
-    const int status = follow_job(sweep, job, options, word_file);
-    std::cerr << "job " << index << " (" << job.id << "), rank " << world->rank << " of " << world->size
-              << ": exit status " << status << "\n";
-    return status;
-  }
-  bool told = false;
-  options.on_start = [&] {
-    tell_step_ranks(word_file, "run");
-    told = true;
-  };
-  int status = 2;  // what the other ranks hear when this fails before the run starts
-  try {
-    status = job_exit_status(job, run_job(sweep, job, options));
-  } catch (...) {
-    if (!told) tell_step_ranks(word_file, "exit " + std::to_string(status));
-    throw;
-  }
-  if (!told) tell_step_ranks(word_file, "exit " + std::to_string(status));
-  return status;
+  return world ? run_job_on_ranks(sweep, job, options, *world) : job_exit_status(job, run_job(sweep, job, options));
 }
 
 const bool BLOCKLAB_UNIQUE(registered_) =

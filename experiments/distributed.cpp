@@ -68,14 +68,33 @@ std::optional<WorldSpec> world_from_slurm(const std::string& output_root) {
     w.rendezvous = std::string("tcp:") + env("MASTER_ADDR") + ":" + env("MASTER_PORT");
   } else {
     // A file store on the output directory, which a multi-node job must share anyway.
-    const std::string job = env("SLURM_JOB_ID") ? env("SLURM_JOB_ID") : "job";
-    const std::string step = env("SLURM_STEP_ID") ? env("SLURM_STEP_ID") : "0";
-    w.rendezvous = "file:" + output_root + "/.rendezvous/slurm-" + job + "." + step;
+    w.rendezvous = "file:" + output_root + "/.rendezvous/slurm-" + slurm_step_name();
   }
   return w;
 }
 
 }  // namespace
+
+std::string slurm_step_name() {
+  const std::string job = env("SLURM_JOB_ID") ? env("SLURM_JOB_ID") : "job";
+  const std::string step = env("SLURM_STEP_ID") ? env("SLURM_STEP_ID") : "0";
+  const char* restart = env("SLURM_RESTART_COUNT");
+  return job + "." + step + (restart && std::string(restart) != "0" ? std::string(".r") + restart : "");
+}
+
+void check_batch_splits(std::int64_t batch_size, const Source& where, int ranks, const std::string& other_count) {
+  if (ranks > 0 && batch_size % ranks != 0)
+    throw ConfigError("trainer.batch_size " + std::to_string(batch_size) + " does not split into " +
+                          std::to_string(ranks) + " equal shards, one per data-parallel rank",
+                      where, "trainer.batch_size",
+                      {"use a multiple of " + std::to_string(ranks) + ", or " + other_count});
+}
+
+void check_batch_splits(const ConfigNode& config, int ranks, const std::string& other_count) {
+  const ConfigNode* trainer = config.find("trainer");
+  const ConfigNode* batch = trainer && trainer->is_map() ? trainer->find("batch_size") : nullptr;
+  if (batch && batch->is_int()) check_batch_splits(batch->as_int(), batch->source(), ranks, other_count);
+}
 
 std::optional<WorldSpec> world_from_environment(const std::string& output_root) {
   if (auto w = world_from_launcher()) return w;

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "registry/config_node.h"
+
 namespace blocklab {
 
 struct WorldSpec {
@@ -33,6 +35,17 @@ struct WorldSpec {
 // The world this process belongs to, or nullopt for a one-process run. Throws ConfigError
 // (naming the variable) when the environment is inconsistent.
 std::optional<WorldSpec> world_from_environment(const std::string& output_root);
+
+// The Slurm step this process runs in, as a file name: "<job>.<step>", plus ".r<k>" after the
+// k-th requeue (Slurm reuses the job id and may reuse step ids). Names what the step's ranks
+// share on the file system (the file-store rendezvous, `blocklab job`'s word to its ranks).
+std::string slurm_step_name();
+
+// Refuses a global batch that does not split into `ranks` equal shards (ConfigError naming
+// trainer.batch_size; the hint offers a multiple, or `other_count`, e.g. "another --nproc").
+void check_batch_splits(std::int64_t batch_size, const Source& where, int ranks, const std::string& other_count);
+// The same for a resolved config's trainer.batch_size (nothing to check when it has none).
+void check_batch_splits(const ConfigNode& config, int ranks, const std::string& other_count);
 
 // Environment variables the --nproc launcher sets for each rank.
 constexpr const char* kRankVariable = "BLOCKLAB_RANK";

@@ -328,6 +328,7 @@ std::string SweepPlanner::for_each_job(const std::function<void(const SweepJob&)
     SweepJob job = p.job_at(point, example);
     try {
       job.config = load_experiment(p.request.config_dir, p.request.experiment, job.overrides, /*validate=*/true).config;
+      if (p.request.check) p.request.check(job.config);
       job.id = job_id_of(job.config);
       const auto [it, fresh] = seen_ids.emplace(job.id, job.index);
       if (!fresh)
@@ -633,14 +634,16 @@ std::string array_spec(const std::vector<int>& indices) {
 }
 
 std::string slurm_script(const SlurmOptions& o) {
+  const bool ranks = o.tasks_per_job > 1;
+  const std::string tasks = std::to_string(o.tasks_per_job);
   std::ostringstream s;
   s << "#!/bin/bash\n"
     << "# Written by `blocklab sweep --launcher slurm`: one array task per sweep job. Each task runs\n"
     << "# the idempotent job runner (a done job is skipped, a claimed one is left to its owner).\n"
     << "#SBATCH --job-name=" << o.job_name << "\n"
-    << "#SBATCH --array=" << array_spec(o.indices) << (o.parallel > 0 ? "%" + std::to_string(o.parallel) : "")
-    << "\n"
-    << "#SBATCH --cpus-per-task=" << o.cpus_per_task << "\n"
+    << "#SBATCH --array=" << array_spec(o.indices) << (o.parallel > 0 ? "%" + std::to_string(o.parallel) : "") << "\n";
+  if (ranks) s << "#SBATCH --ntasks=" << tasks << "\n";
+  s << "#SBATCH --cpus-per-task=" << o.cpus_per_task << "\n"
     << "#SBATCH --output=" << o.sweep_dir << "/slurm/%A_%a.out\n"
     << "#SBATCH --open-mode=append\n"
     << "#SBATCH --requeue\n"
@@ -648,8 +651,14 @@ std::string slurm_script(const SlurmOptions& o) {
   if (!o.time.empty()) s << "#SBATCH --time=" << o.time << "\n";
   if (!o.partition.empty()) s << "#SBATCH --partition=" << o.partition << "\n";
   for (const auto& e : o.extra) s << "#SBATCH " << e << "\n";
-  s << "set -u\n"
-    << "'" << o.binary << "' job '" << o.sweep_dir << "' --index \"$SLURM_ARRAY_TASK_ID\" --threads \"${SLURM_CPUS_PER_TASK:-1}\" &\n"
+  s << "set -u\n";
+  // srun gets the CPUs per task explicitly: from Slurm 22.05 on, it does not always inherit sbatch's.
+  if (ranks)
+    s << "# " << tasks << " tasks per job: srun starts the job runner on each, as the ranks of one data-parallel\n"
+      << "# run; rank 0 claims the job and keeps the ledger, the others join its run.\n"
+      << "srun --ntasks=" << tasks << " --cpus-per-task=\"${SLURM_CPUS_PER_TASK:-1}\" ";
+  s << "'" << o.binary << "' job '" << o.sweep_dir
+    << "' --index \"$SLURM_ARRAY_TASK_ID\" --threads \"${SLURM_CPUS_PER_TASK:-1}\" &\n"
     << "child=$!\n"
     << "# Near the time limit (USR1) or on scancel (TERM) the run checkpoints and exits with " << kExitRequeue << ".\n"
     << "trap 'kill -USR1 \"$child\" 2>/dev/null' USR1\n"
@@ -657,8 +666,11 @@ std::string slurm_script(const SlurmOptions& o) {
     << "while :; do\n"
     << "  wait \"$child\"; status=$?\n"
     << "  kill -0 \"$child\" 2>/dev/null || break  # wait was only interrupted by a signal\n"
-    << "done\n"
-    << "if [ \"$status\" -eq " << kExitRequeue << " ]; then\n"
+    << "done\n";
+  if (ranks)  // what the ranks met through; a killed step leaves them behind
+    s << "rm -f '" << o.sweep_dir << "/slurm/steps/'\"$SLURM_JOB_ID\".* '" << o.sweep_dir
+      << "/runs/.rendezvous/slurm-'\"$SLURM_JOB_ID\".*\n";
+  s << "if [ \"$status\" -eq " << kExitRequeue << " ]; then\n"
     << "  scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"\n"
     << "fi\n"
     << "exit \"$status\"\n";

@@ -17,6 +17,8 @@
 //   jobs/<job>/log.txt      the job process's stdout and stderr
 //   runs/<experiment>/<id>/ the run directories (the jobs' output_dir is <sweep dir>/runs)
 //   tables/, plots/         written by `blocklab table`
+//   slurm/                  the array script, submissions, task output; steps/<step>: what
+//                            rank 0 of a multi-task step told its other ranks (follow_job)
 // The job id hashes the resolved config without output_dir and threads (how a job is run,
 // not what it computes), so it is stable across launchers and machines.
 // While a sweep is planned, its files are written into <root>/.planning-<pid>-<n>/ (manifest
@@ -66,6 +68,9 @@ struct SweepRequest {
   std::string config_dir, experiment;
   std::vector<std::string> override_texts;  // as typed, with sweep syntax
   bool allow_large = false;
+  // More rules for every point's resolved config (how the jobs will run: --tasks-per-job);
+  // a ConfigError it throws is reported like any invalid point.
+  std::function<void(const ConfigNode& config)> check{};
 };
 
 // A sweep's points, one at a time. The constructor parses the overrides and expands the axes
@@ -130,9 +135,10 @@ std::string job_dir(const SweepDirectory& sweep, const SweepJob& job);
 
 // ---- Running jobs ------------------------------------------------------------------------
 struct JobRunOptions {
-  std::string binary;         // the blocklab executable (default: this process's)
-  int threads = 0;            // 0: leave the config's threads
-  bool retry_failed = false;  // run failed jobs again
+  std::string binary;                // the blocklab executable (default: this process's)
+  int threads = 0;                   // 0: leave the config's threads
+  bool retry_failed = false;         // run failed jobs again
+  std::function<void()> on_start{};  // called after the claim, right before the run starts
 };
 
 struct JobOutcome {
@@ -148,6 +154,19 @@ struct JobOutcome {
 // skipped; a job another live worker holds is Busy.
 JobOutcome run_job(const SweepDirectory& sweep, const SweepJob& job, const JobRunOptions& options);
 
+// ---- A job on several ranks of one Slurm step (srun --ntasks N blocklab job ...) ----------
+// Every task of the step is a rank of one data-parallel run of the job. Rank 0 runs the job
+// with run_job (claim, ledger, the run's files) and tells the other ranks, through `word_file`
+// on the shared file system, "run" from JobRunOptions::on_start, or "exit <status>" when it
+// runs nothing (done, busy, failed to start). The others claim nothing and write no ledger:
+// follow_job waits for the word (up to kStepWordTimeoutSeconds) and on "run" starts the same `blocklab
+// run`, which joins rank 0's through the rendezvous, with its output on this process's stdout
+// and stderr. Returns the task's exit status (the run's, or the one rank 0 said).
+constexpr int kStepWordTimeoutSeconds = 300;
+void tell_step_ranks(const std::string& word_file, const std::string& word);
+int follow_job(const SweepDirectory& sweep, const SweepJob& job, const JobRunOptions& options,
+               const std::string& word_file);
+
 // Whether a worker holds the job: "live" (its lock is held), "stale" (a claim file whose
 // worker died: the job runs again on the next call) or "none".
 std::string claim_state(const SweepDirectory& sweep, const SweepJob& job);
@@ -160,13 +179,15 @@ void signal_running_jobs(int signal);
 int available_cores();
 
 // The Slurm job-array script for a sweep (golden-tested): each array task runs
-// `blocklab job <sweep dir> --index $SLURM_ARRAY_TASK_ID`, forwards SIGUSR1/SIGTERM to it and
-// requeues itself when the job checkpointed (exit kExitRequeue).
+// `blocklab job <sweep dir> --index $SLURM_ARRAY_TASK_ID` (under `srun` as tasks_per_job ranks
+// when that is above 1), forwards SIGUSR1/SIGTERM to it and requeues itself when the job
+// checkpointed (exit kExitRequeue).
 struct SlurmOptions {
   std::string binary, sweep_dir, job_name;
   std::vector<int> indices;  // array indices to run
   int parallel = 0;          // %P (0: no limit)
-  int cpus_per_task = 1;
+  int cpus_per_task = 1;     // per task: each rank's CPUs when tasks_per_job > 1
+  int tasks_per_job = 1;     // > 1: --ntasks, and `srun` starts the job runner as that many ranks
   std::string time, partition;
   std::vector<std::string> extra;  // more #SBATCH lines ("--mem=4G")
 };

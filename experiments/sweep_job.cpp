@@ -1,4 +1,5 @@
-// Running one sweep job: claim it, run it as a child process, record the outcome.
+// Running one sweep job: claim it, run it as a child process, record the outcome; on the other
+// ranks of a multi-task Slurm step, follow rank 0's word and join its run.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -16,6 +17,7 @@
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "experiments/run_files.h"
 #include "experiments/sweep.h"
@@ -112,14 +114,15 @@ std::string self_executable() {
   return ec ? std::string("blocklab") : p.string();
 }
 
-// Runs argv with stdout/stderr appended to `log`; returns the waitpid status. The child gets
-// SIGKILL when the thread that started it dies, so a killed driver leaves no orphan runs.
+// Runs argv with stdout/stderr appended to `log` (kept as this process's when `log` is empty);
+// returns the waitpid status. The child gets SIGKILL when the thread that started it dies, so
+// a killed driver leaves no orphan runs.
 int spawn_and_wait(const std::vector<std::string>& argv, const std::string& log) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (out < 0) throw std::runtime_error("cannot open " + log + ": " + std::strerror(errno));
+  const int out = log.empty() ? -1 : ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (!log.empty() && out < 0) throw std::runtime_error("cannot open " + log + ": " + std::strerror(errno));
   const int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
@@ -128,13 +131,15 @@ int spawn_and_wait(const std::vector<std::string>& argv, const std::string& log)
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
     ::dup2(devnull, 0);
-    ::dup2(out, 1);
-    ::dup2(out, 2);
+    if (out >= 0) {
+      ::dup2(out, 1);
+      ::dup2(out, 2);
+    }
     ::execv(args[0], args.data());
     ::_exit(127);
   }
   remember_child(pid);
-  ::close(out);
+  if (out >= 0) ::close(out);
   ::close(devnull);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
@@ -143,7 +148,60 @@ int spawn_and_wait(const std::vector<std::string>& argv, const std::string& log)
   return status;
 }
 
+// The `blocklab run` command line of a job: what run_job starts, and every other rank too.
+std::vector<std::string> run_argv(const SweepDirectory& sweep, const SweepJob& job, const JobRunOptions& options) {
+  const std::string dir = job_dir(sweep, job);
+  std::vector<std::string> argv = {options.binary.empty() ? self_executable() : options.binary,
+                                   "run", sweep.experiment, "--config-dir", sweep.config_dir, "--quiet", "--continue",
+                                   "--record-dir", dir + "/run_dir.txt", "--"};
+  bool user_threads = false;
+  for (const auto& o : job.overrides) {
+    argv.push_back(o);
+    user_threads = user_threads || o.rfind("threads=", 0) == 0;
+  }
+  argv.push_back(override_text("output_dir", ConfigNode::string(sweep.dir + "/runs")));
+  if (options.threads > 0 && !user_threads) argv.push_back("threads=" + std::to_string(options.threads));
+  return argv;
+}
+
+int exit_status_of(int wait_status) {
+  return WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 128 + WTERMSIG(wait_status);
+}
+
+// Rank 0's word on the job: "run" or "exit <status>", waited for on the shared file system.
+std::string wait_for_word(const std::string& word_file, const SweepJob& job) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kStepWordTimeoutSeconds);
+  while (!file_exists(word_file)) {
+    if (std::chrono::steady_clock::now() >= deadline)
+      throw ConfigError("rank 0 of this Slurm step did not say within " + std::to_string(kStepWordTimeoutSeconds) +
+                            " s whether it runs job " + std::to_string(job.index) + " (" + job.id + "): no " +
+                            word_file,
+                        Source{}, "",
+                        {"rank 0's output (the step's Slurm output file) says what stopped it",
+                         "every task of the step must see the same sweep directory (a shared file system)"});
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::string word = read_file(word_file);
+  while (!word.empty() && word.back() == '\n') word.pop_back();
+  return word;
+}
+
 }  // namespace
+
+void tell_step_ranks(const std::string& word_file, const std::string& word) {
+  fs::create_directories(fs::path(word_file).parent_path());
+  write_file_atomic(word_file, word + "\n");
+}
+
+int follow_job(const SweepDirectory& sweep, const SweepJob& job, const JobRunOptions& options,
+               const std::string& word_file) {
+  const std::string word = wait_for_word(word_file, job);
+  if (word.rfind("exit ", 0) == 0) return std::atoi(word.c_str() + 5);
+  if (word != "run")
+    throw ConfigError("unexpected word '" + word + "' from rank 0 in " + word_file, Source{}, "",
+                      {"it is written by `blocklab job` (rank 0 of the step): \"run\" or \"exit <status>\""});
+  return exit_status_of(spawn_and_wait(run_argv(sweep, job, options), ""));
+}
 
 std::string claim_state(const SweepDirectory& sweep, const SweepJob& job) {
   const std::string path = job_dir(sweep, job) + "/claim";
@@ -180,20 +238,11 @@ JobOutcome run_job(const SweepDirectory& sweep, const SweepJob& job, const JobRu
   st.exit_code = 0;
   write_job_state(sweep, job, st);
 
-  std::vector<std::string> argv = {options.binary.empty() ? self_executable() : options.binary,
-                                   "run", sweep.experiment, "--config-dir", sweep.config_dir, "--quiet", "--continue",
-                                   "--record-dir", dir + "/run_dir.txt", "--"};
-  bool user_threads = false;
-  for (const auto& o : job.overrides) {
-    argv.push_back(o);
-    user_threads = user_threads || o.rfind("threads=", 0) == 0;
-  }
-  argv.push_back(override_text("output_dir", ConfigNode::string(sweep.dir + "/runs")));
-  if (options.threads > 0 && !user_threads) argv.push_back("threads=" + std::to_string(options.threads));
-
+  const std::vector<std::string> argv = run_argv(sweep, job, options);
   const std::string log = dir + "/log.txt";
   const std::uint64_t log_start = fs::exists(log) ? fs::file_size(log) : 0;
   const auto t0 = std::chrono::steady_clock::now();
+  if (options.on_start) options.on_start();
   const int status = spawn_and_wait(argv, log);
   outcome.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 

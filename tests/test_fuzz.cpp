@@ -175,7 +175,7 @@ const std::vector<std::string> kOptions = {
     "--retry-failed", "--index", "--threads", "--all", "-a", "--config-dir", "--provenance", "-p",
     "--no-validate", "--choices", "--force", "--resume", "--continue", "--record-dir", "--quiet", "-q",
     "--dim", "--depth", "--patch", "--batch", "--steps", "--warmup", "--rounds", "--mlp-ratio",
-    "--breakdown", "--sample", "--", "-", "--=", "---x", "-zz"};
+    "--breakdown", "--sample", "--tasks-per-job", "--", "-", "--=", "---x", "-zz"};
 const std::vector<std::string> kValues = {
     "", "0", "1", "3", "-1", "5-2", "0-3", "2-2", "0,,1", ",", "0-", "-0", "1-2-3", "0x10", "1e3", "3.5", "+4",
     "99999999999999999999", "9223372036854775807", "-9223372036854775808", "abc", "nan", "inf", "md", "tex",

@@ -506,4 +506,102 @@ TEST_CASE("status on a corrupt ledger names the file and the fix, exit 2", "[swe
   CHECK(status().first == 0);
 }
 
+TEST_CASE("Slurm array script with tasks per job: --ntasks, srun starts every rank, valid bash", "[sweep]") {
+  SlurmOptions o;
+  o.binary = "/opt/blocklab/build/blocklab";
+  o.sweep_dir = "/home/me/results/sweeps/0123456789ab";
+  o.job_name = "blocklab-vit_fmnist-0123456789ab";
+  o.indices = {0, 1};
+  o.cpus_per_task = 2;
+  o.tasks_per_job = 4;
+  const std::string script = slurm_script(o);
+  INFO(script);
+  CHECK_THAT(script,
+             Catch::Contains("\n#SBATCH --ntasks=4\n#SBATCH --cpus-per-task=2\n") &&
+                 Catch::Contains("\nsrun --ntasks=4 --cpus-per-task=\"${SLURM_CPUS_PER_TASK:-1}\" "
+                                 "'/opt/blocklab/build/blocklab' job '/home/me/results/sweeps/0123456789ab' "
+                                 "--index \"$SLURM_ARRAY_TASK_ID\" --threads \"${SLURM_CPUS_PER_TASK:-1}\" &\n") &&
+                 Catch::Contains("rm -f '/home/me/results/sweeps/0123456789ab/slurm/steps/'\"$SLURM_JOB_ID\".* "
+                                 "'/home/me/results/sweeps/0123456789ab/runs/.rendezvous/slurm-'"
+                                 "\"$SLURM_JOB_ID\".*\n"));
+  TempDir tmp;
+  std::ofstream(tmp.path / "ranks.sbatch") << script;
+  CHECK(std::system(("bash -n " + (tmp.path / "ranks.sbatch").string()).c_str()) == 0);
+  o.tasks_per_job = 1;  // one task per job: the batch shell runs the job itself
+  const std::string one = slurm_script(o);
+  CHECK(one.find("srun") == std::string::npos);
+  CHECK(one.find("--ntasks") == std::string::npos);
+}
+
+TEST_CASE("--tasks-per-job: with Slurm only, and every point's batch splits into the ranks", "[sweep]") {
+  TempDir tmp;
+  const std::vector<std::string> slurm = {"--launcher", "slurm", "--tasks-per-job", "4", "--dry-run"};
+  CHECK(run_blocklab(sweep_args(tmp.path / "odd", {"trainer.batch_size=30,32"}, slurm), tmp.path / "odd.log") == 2);
+  CHECK_THAT(slurp(tmp.path / "odd.log"),
+             Catch::Contains("trainer.batch_size 30 does not split into 4 equal shards, one per data-parallel rank") &&
+                 Catch::Contains("another --tasks-per-job") && Catch::Contains("in 1 of 2 sweep points"));
+  CHECK_FALSE(fs::exists(tmp.path / "odd"));  // refused while planning: nothing written
+
+  REQUIRE(run_blocklab(sweep_args(tmp.path / "even", {"trainer.batch_size=32,64"}, slurm), tmp.path / "even.log") == 0);
+  const std::string script = slurp(only_sweep(tmp.path / "even") / "slurm" / "sweep.sbatch");
+  CHECK_THAT(script, Catch::Contains("#SBATCH --ntasks=4\n") && Catch::Contains("\nsrun --ntasks=4 "));
+
+  CHECK(run_blocklab(sweep_args(tmp.path / "local", {"seed=0,1"}, {"--tasks-per-job", "2", "--dry-run"}),
+                     tmp.path / "local.log") == 2);
+  CHECK_THAT(slurp(tmp.path / "local.log"), Catch::Contains("--tasks-per-job is for --launcher slurm"));
+  CHECK(run_blocklab(sweep_args(tmp.path / "zero", {"seed=0,1"}, {"--launcher", "slurm", "--tasks-per-job", "0"}),
+                     tmp.path / "zero.log") == 2);
+  CHECK_FALSE(fs::exists(tmp.path / "local"));
+}
+
+TEST_CASE("blocklab job as two ranks of a Slurm step: rank 0 keeps the ledger, rank 1 joins its run", "[sweep]") {
+  TempDir tmp;
+  REQUIRE(run_blocklab(sweep_args(tmp.path / "sweeps", with_tiny({"seed=0,1"}), {"--dry-run"}),
+                       tmp.path / "plan.log") == 0);
+  const fs::path dir = only_sweep(tmp.path / "sweeps");
+  // The environment srun gives each task (no Slurm needed): the ranks meet in a file store in
+  // the sweep's runs directory, Gloo over loopback.
+  auto rank = [&](int r, const std::string& step, const std::string& log) {
+    std::vector<std::string> args = {"-u",
+                                     "MASTER_ADDR",
+                                     "-u",
+                                     "MASTER_PORT",
+                                     "-u",
+                                     "SLURM_RESTART_COUNT",
+                                     "-u",
+                                     "BLOCKLAB_WORLD_SIZE",
+                                     "SLURM_STEP_NUM_TASKS=2",
+                                     "SLURM_JOB_ID=4242",
+                                     "SLURM_STEP_TASKS_PER_NODE=2",
+                                     "GLOO_SOCKET_IFNAME=lo"};
+    args.push_back("SLURM_PROCID=" + std::to_string(r));
+    args.push_back("SLURM_STEP_ID=" + step);
+    for (const char* a : {BLOCKLAB_BINARY, "job", dir.c_str(), "--index", "0", "--threads", "1"}) args.push_back(a);
+    return spawn_program("/usr/bin/env", args, tmp.path / log);
+  };
+  const pid_t follower = rank(1, "0", "rank1.log");  // first: it waits for rank 0's word
+  const pid_t leader = rank(0, "0", "rank0.log");
+  const int follower_status = wait_status(follower), leader_status = wait_status(leader);
+  INFO(slurp(tmp.path / "rank0.log") << slurp(tmp.path / "rank1.log"));
+  CHECK(leader_status == 0);
+  CHECK(follower_status == 0);
+  const SweepDirectory s = read_sweep_directory(dir.string());
+  const JobState st = read_job_state(s, s.jobs[0]);
+  CHECK(st.state == "done");
+  CHECK(st.attempts == 1);  // claimed and recorded once, by rank 0
+  CHECK(read_job_state(s, s.jobs[1]).state == "pending");
+  CHECK(slurp(dir / "slurm" / "steps" / "4242.0") == "run\n");
+  CHECK_THAT(slurp(dir / st.run_dir / "summary.json"), Catch::Contains("\"world_size\": 2"));
+  CHECK_THAT(slurp(tmp.path / "rank1.log"), Catch::Contains("rank 1 of 2: exit status 0"));
+
+  // The next step finds the job done: rank 0 says so, rank 1 runs nothing.
+  const pid_t follower2 = rank(1, "1", "again1.log");
+  const pid_t leader2 = rank(0, "1", "again0.log");
+  CHECK(wait_status(follower2) == 0);
+  CHECK(wait_status(leader2) == 0);
+  CHECK(slurp(dir / "slurm" / "steps" / "4242.1") == "exit 0\n");
+  CHECK_THAT(slurp(tmp.path / "again0.log"), Catch::Contains("done already"));
+  CHECK(read_job_state(s, s.jobs[0]).attempts == 1);
+}
+
 }  // namespace BLOCKLAB_TEST_FILE

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "experiments/checkpoint.h"
+#include "experiments/distributed.h"
 #include "experiments/experiment.h"
 #include "experiments/launch.h"
 #include "experiments/state_dict.h"
@@ -40,13 +41,7 @@ std::string checked_init_from(const std::string& run_or_file) {
 void check_nproc(int nproc, const ConfigNode& config) {
   if (nproc < 1 || nproc > 256)
     throw UsageError("blocklab run: --nproc " + std::to_string(nproc) + " is not in [1, 256]");
-  const ConfigNode* trainer = config.find("trainer");
-  const ConfigNode* batch = trainer && trainer->is_map() ? trainer->find("batch_size") : nullptr;
-  if (batch && batch->is_int() && batch->as_int() % nproc != 0)
-    throw ConfigError("trainer.batch_size " + batch->text() + " does not split into " + std::to_string(nproc) +
-                          " equal shards, one per data-parallel rank",
-                      batch->source(), "trainer.batch_size",
-                      {"use a multiple of " + std::to_string(nproc) + ", or another --nproc"});
+  check_batch_splits(config, nproc, "another --nproc");
 }
 
 int run_command(const std::vector<std::string>& args) {

@@ -1,6 +1,7 @@
 // blocklab sweep <experiment> [overrides with sweep syntax]: every point validated first, then
 // run as independent, resumable jobs by a local pool or a Slurm job array.
-// blocklab job <sweep dir> --index I: runs one job (what each Slurm array task calls).
+// blocklab job <sweep dir> --index I: runs one job (what each Slurm array task calls; under srun
+// with several tasks, each task is a rank of the job's data-parallel run).
 #include <signal.h>
 
 #include <algorithm>
@@ -13,8 +14,10 @@
 #include <filesystem>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <thread>
 
+#include "experiments/distributed.h"
 #include "experiments/experiment.h"
 #include "experiments/json_io.h"
 #include "experiments/progress.h"
@@ -195,6 +198,7 @@ SlurmOptions slurm_options(const CommandLine& cl) {
   SlurmOptions o;
   o.parallel = static_cast<int>(integer_option(cl, "sweep", "parallel", 0, 1000000, 0));
   o.cpus_per_task = static_cast<int>(integer_option(cl, "sweep", "cpus-per-task", 1, 1024, 1));
+  o.tasks_per_job = static_cast<int>(integer_option(cl, "sweep", "tasks-per-job", 1, 4096, 1));
   if (cl.vars.count("time")) o.time = sbatch_value("--time", string_option(cl, "time"), ":-", "1:00:00 or 2-12:00:00");
   if (cl.vars.count("partition"))
     o.partition = sbatch_value("--partition", string_option(cl, "partition"), "_.,-", "gpu or cpu,long");
@@ -263,7 +267,9 @@ int sweep_command(const std::vector<std::string>& args) {
       "allow-large", "allow more than 10,000 points (up to 1,000,000)")(
       "parallel", po::value<std::string>(), "slurm: at most this many array tasks at once (%P; default 0: no limit)")(
       "cpus-per-task", po::value<std::string>(), "slurm: CPUs (and LibTorch threads) per task, 1 to 1024 (default 1)")(
-      "time", po::value<std::string>(), "slurm: time limit per task (e.g. 1:00:00)")(
+      "tasks-per-job", po::value<std::string>(),
+      "slurm: tasks per job, 1 to 4096 (default 1); above 1 each job trains data-parallel, one rank per task "
+      "(srun)")("time", po::value<std::string>(), "slurm: time limit per task (e.g. 1:00:00)")(
       "partition", po::value<std::string>(), "slurm: partition")(
       "sbatch", po::value<std::vector<std::string>>(),
       "slurm: another #SBATCH line (repeatable), e.g. --sbatch=--mem=4G")(
@@ -284,6 +290,7 @@ int sweep_command(const std::vector<std::string>& args) {
         "Examples:\n"
         "  blocklab sweep vit_fmnist model.mixer.heads=2,4 trainer.lr=1e-3,2e-3 seed=0,1,2 --jobs 2\n"
         "  blocklab sweep vit_fmnist seed=range(0,5) --launcher slurm --parallel 4 --time 2:00:00\n"
+        "  blocklab sweep vit_fmnist seed=0,1 --launcher slurm --tasks-per-job 4 --sbatch=--nodes=2\n"
         "Then: blocklab status <sweep dir>, blocklab table <sweep dir> --rows ... --cols ... --metric test/acc\n");
     return 0;
   }
@@ -291,12 +298,18 @@ int sweep_command(const std::vector<std::string>& args) {
   const std::string launcher = choice_option(cl, "sweep", "launcher", {"local", "slurm"}, "local");
   const int jobs = static_cast<int>(integer_option(cl, "sweep", "jobs", 1, 1024, 1));
   const SlurmOptions slurm = slurm_options(cl);  // checked before planning, used for --launcher slurm
+  if (slurm.tasks_per_job > 1 && launcher != "slurm")
+    throw UsageError(
+        "blocklab sweep: --tasks-per-job is for --launcher slurm (each job as the srun tasks of one "
+        "data-parallel run); on one machine, run a job data-parallel with blocklab run --nproc");
   const std::string dir = directory_option(cl, "sweep", "config-dir", default_config_dir());
   const std::vector<std::string> overrides(cl.positional.begin() + 1, cl.positional.end());
 
   // Every point composed and validated, streamed into the sweep directory.
   SweepRequest request{dir, checked_file_name("sweep", "the experiment name", cl.positional[0]), overrides,
                        cl.vars.count("allow-large") > 0};
+  if (const int tasks = slurm.tasks_per_job; tasks > 1)  // each point's global batch splits into the ranks
+    request.check = [tasks](const ConfigNode& config) { check_batch_splits(config, tasks, "another --tasks-per-job"); };
   std::size_t planned = 0;
   const std::string sweep_dir = plan_sweep_directory(request, cl.vars["root"].as<std::string>(), &planned);
   const SweepDirectory sweep = read_sweep_directory(sweep_dir);
@@ -316,6 +329,45 @@ int sweep_command(const std::vector<std::string>& args) {
 
 extern "C" void forward_to_run(int sig) { signal_running_jobs(sig); }
 
+// Says how the job went; returns `blocklab job`'s exit status for it (kExitRequeue: run it again).
+int job_exit_status(const SweepJob& job, const JobOutcome& out) {
+  if (out.kind == JobOutcome::Kind::Busy) {
+    std::cerr << "job " << job.index << " (" << job.id << ") is held by another live worker\n";
+    return 0;
+  }
+  std::cerr << "job " << job.index << " (" << job.id << "): " << out.state.state
+            << (out.kind == JobOutcome::Kind::Skipped ? " already" : "")
+            << (out.state.reason.empty() ? "" : ": " + out.state.reason) << "\n";
+  const std::string& s = out.state.state;
+  return s == "done" ? 0 : s == "pending" ? kExitRequeue : s == "diverged" ? 3 : 1;
+}
+
+// A job under `srun --ntasks N`: every task is a rank of one data-parallel run of the job. Rank 0
+// runs it as one task does and tells the others whether it starts the run (sweep.h, follow_job).
+int run_job_on_ranks(const SweepDirectory& sweep, const SweepJob& job, JobRunOptions options, const WorldSpec& world) {
+  const std::string word_file = sweep.dir + "/slurm/steps/" + slurm_step_name();
+  if (world.rank > 0) {
+    const int status = follow_job(sweep, job, options, word_file);
+    std::cerr << "job " << job.index << " (" << job.id << "), rank " << world.rank << " of " << world.size
+              << ": exit status " << status << "\n";
+    return status;
+  }
+  bool told = false;
+  options.on_start = [&] {
+    tell_step_ranks(word_file, "run");
+    told = true;
+  };
+  int status = 2;  // what the other ranks hear when this fails before the run starts
+  try {
+    status = job_exit_status(job, run_job(sweep, job, options));
+  } catch (...) {
+    if (!told) tell_step_ranks(word_file, "exit " + std::to_string(status));
+    throw;
+  }
+  if (!told) tell_step_ranks(word_file, "exit " + std::to_string(status));
+  return status;
+}
+
 int job_command(const std::vector<std::string>& args) {
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help")("index", po::value<std::string>(),
@@ -326,7 +378,9 @@ int job_command(const std::vector<std::string>& args) {
   if (cl.vars.count("help")) {
     std::cout << command_help("job", "<sweep dir> [--index I]",
                               "Runs one job of a sweep (what a Slurm array task calls). Idempotent: a finished job is "
-                              "skipped, a job another live worker holds is left alone.",
+                              "skipped, a job another live worker holds is left alone. Under srun with several tasks, "
+                              "each task is a rank of the job's data-parallel run: rank 0 claims the job and keeps "
+                              "the ledger, the others join its run.",
                               opts);
     return 0;
   }
@@ -346,16 +400,8 @@ int job_command(const std::vector<std::string>& args) {
   options.threads = threads;
   options.retry_failed = cl.vars.count("retry-failed") > 0;
   const SweepJob& job = sweep.jobs[static_cast<std::size_t>(index)];
-  const JobOutcome out = run_job(sweep, job, options);
-  if (out.kind == JobOutcome::Kind::Busy) {
-    std::cerr << "job " << index << " (" << job.id << ") is held by another live worker\n";
-    return 0;
-  }
-  std::cerr << "job " << index << " (" << job.id << "): " << out.state.state
-            << (out.kind == JobOutcome::Kind::Skipped ? " already" : "")
-            << (out.state.reason.empty() ? "" : ": " + out.state.reason) << "\n";
-  const std::string& s = out.state.state;
-  return s == "done" ? 0 : s == "pending" ? kExitRequeue : s == "diverged" ? 3 : 1;
+  const std::optional<WorldSpec> world = world_from_environment(sweep.dir + "/runs");
+  return world ? run_job_on_ranks(sweep, job, options, *world) : job_exit_status(job, run_job(sweep, job, options));
 }
 
 const bool BLOCKLAB_UNIQUE(registered_) =

@@ -484,11 +484,7 @@ class LoopTask : public Task {
   // What data-parallel training needs: equal shards of the global batch, and a task whose
   // training does not depend on each rank's own rows beyond its gradients.
   static void check_data_parallel(const TaskHooks& hooks, const LoopSettings& settings, const DataParallel& parallel) {
-    if (settings.batch_size % parallel.size() != 0)
-      throw ConfigError("trainer.batch_size " + std::to_string(settings.batch_size) + " does not split into " +
-                            std::to_string(parallel.size()) + " equal shards, one per data-parallel rank",
-                        Source{}, "trainer.batch_size",
-                        {"use a multiple of " + std::to_string(parallel.size()) + ", or another --nproc"});
+    check_batch_splits(settings.batch_size, Source{}, parallel.size(), "another --nproc (or srun task count)");
     if (const std::string problem = hooks.data_parallel_problem(); !problem.empty())
       throw ConfigError(problem, Source{}, "", {"run it in one process (without --nproc)"});
   }

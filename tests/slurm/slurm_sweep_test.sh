@@ -1,89 +1,17 @@
 #!/usr/bin/env bash
-# End-to-end test of `blocklab sweep --launcher slurm` on a real one-node Slurm cluster:
-# munge + slurmctld + slurmd started here in the foreground (their own session), loopback only,
-# configured through $SLURM_CONF in a temp dir (no system file is touched). A 4-task job array
-# runs a tiny sweep; every task must finish, the ledger must say done, and the table must have
-# its cells. Recipe: ../shared/notes/slurm-one-node.md. Exit 77 (CTest: skipped) when this is
-# not root or Slurm/munge are not installed (scripts/install-deps.sh installs them).
+# End-to-end test of `blocklab sweep --launcher slurm` on a real one-node Slurm cluster
+# (one_node_slurm.sh). A 4-task job array runs a tiny sweep; every task must finish, the ledger
+# must say done, and the table must have its cells; then a task stopped by USR1 requeues itself
+# and resumes. Exit 77 (CTest: skipped) when this is not root or Slurm/munge are not installed
+# (scripts/install-deps.sh installs them).
 #   usage: tests/slurm/slurm_sweep_test.sh <blocklab binary>
 set -euo pipefail
 BLOCKLAB=$(readlink -f "${1:?usage: $0 <blocklab binary>}")
 say() { printf '[slurm-test] %s\n' "$*"; }
-for tool in slurmctld slurmd sbatch squeue sinfo munged munge unmunge; do
-  command -v "$tool" >/dev/null || { say "skipped: $tool is not installed"; exit 77; }
-done
-[ "$(id -u)" -eq 0 ] || { say "skipped: needs root to run the Slurm daemons"; exit 77; }
+. "$(dirname "$0")/one_node_slurm.sh"
+start_one_node_slurm
 
-WORK=$(mktemp -d /tmp/blocklab-slurm.XXXXXX)
-HOST=$(hostname -s)
-STARTED_MUNGE=""
-cleanup() {
-  local status=$?
-  for pidfile in "$WORK/slurmd.pid" "$WORK/slurmctld.pid"; do
-    [ -s "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
-  done
-  [ -n "$STARTED_MUNGE" ] && kill "$STARTED_MUNGE" 2>/dev/null || true
-  sleep 1
-  if [ $status -ne 0 ]; then
-    say "FAILED; daemon logs:"
-    tail -n 20 "$WORK"/*.log 2>/dev/null || true
-    find "$WORK/sweeps" -name '*.out' -exec tail -n 20 {} + 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-  exit $status
-}
-trap cleanup EXIT
-
-# 1. munge (reuse a running one)
-if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
-  mkdir -p /etc/munge /run/munge /var/lib/munge /var/log/munge
-  [ -s /etc/munge/munge.key ] || mungekey -c >/dev/null
-  chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge
-  chmod 400 /etc/munge/munge.key
-  setsid runuser -u munge -- munged --foreground --force >"$WORK/munged.log" 2>&1 &
-  STARTED_MUNGE=$!
-  for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
-fi
-munge -n | unmunge | grep -q "STATUS: *Success" || { say "munge does not work"; exit 1; }
-
-# 2. slurm.conf in the temp dir
-mkdir -p "$WORK/state" "$WORK/spool"
-export SLURM_CONF="$WORK/slurm.conf"
-cat >"$SLURM_CONF" <<CONF
-ClusterName=blocklabtest
-SlurmctldHost=$HOST
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-StateSaveLocation=$WORK/state
-SlurmdSpoolDir=$WORK/spool
-SlurmctldPidFile=$WORK/slurmctld.pid
-SlurmdPidFile=$WORK/slurmd.pid
-SlurmctldPort=16817
-SlurmdPort=16818
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-ReturnToService=2
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$(nproc) State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-CONF
-
-# 3. daemons in the foreground, their own sessions
-setsid slurmctld -D -i >"$WORK/slurmctld.log" 2>&1 &
-sleep 2
-setsid slurmd -D >"$WORK/slurmd.log" 2>&1 &
-for i in $(seq 60); do
-  sinfo -h -o %T 2>/dev/null | grep -q idle && break
-  [ "$i" -eq 60 ] && { say "the node never became idle"; exit 1; }
-  sleep 0.5
-done
-say "slurm is up on $HOST"
-
-# 4. the sweep: 2 channel mixers x 2 seeds = a 4-task array, at most 2 at a time
+# 1. the sweep: 2 channel mixers x 2 seeds = a 4-task array, at most 2 at a time
 cd "$WORK"
 TINY=(model.dim=16 model.depth=1 model.patch=7 dataset.limit_train=256 dataset.limit_test=100
       dataset.val_size=0 trainer.batch_size=32 trainer.epochs=1 trainer.eval_batch_size=100)
@@ -94,13 +22,9 @@ JOB=$(tail -n 1 "$WORK/submit.out")
 SWEEP=$(ls -d "$WORK"/sweeps/*)
 grep -q "^#SBATCH --array=0-3%2$" "$SWEEP/slurm/sweep.sbatch"
 say "submitted array job $JOB"
-for i in $(seq 240); do
-  [ -z "$(squeue -h -j "$JOB" 2>/dev/null)" ] && break
-  [ "$i" -eq 240 ] && { say "the array did not finish within 120 s"; squeue; exit 1; }
-  sleep 0.5
-done
+wait_for_job "$JOB" 120
 
-# 5. every task ran its job; the ledger and the table agree
+# 2. every task ran its job; the ledger and the table agree
 "$BLOCKLAB" status "$SWEEP" | tee "$WORK/status.txt"
 grep -q "4 jobs: 4 done" "$WORK/status.txt"
 [ "$(ls "$SWEEP"/slurm/*.out | wc -l)" -eq 4 ]
@@ -111,7 +35,7 @@ cat "$WORK/table.csv"
 ls "$SWEEP"/tables/*.md "$SWEEP"/plots/*.png >/dev/null
 say "4 array tasks done, table with 2 cells of n=2"
 
-# 6. Requeue: SIGUSR1 to the batch shell (what --signal=B:USR1@120 sends before the time limit)
+# 3. Requeue: SIGUSR1 to the batch shell (what --signal=B:USR1@120 sends before the time limit)
 # reaches the run, which checkpoints and exits 75; the task requeues itself and the job
 # finishes on its second attempt, resumed from the checkpoint.
 "$BLOCKLAB" sweep vit_fmnist "${TINY[@]}" dataset.limit_train=8192 trainer.log_every=4 seed=7 \

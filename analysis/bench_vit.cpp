@@ -6,7 +6,6 @@
 // Rounds alternate between the runs so that machine noise hits them alike; the median of the
 // rounds is reported with the ratio.
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -14,6 +13,7 @@
 
 #include "analysis/bench_device.h"
 #include "analysis/bench_mixers.h"
+#include "analysis/bench_peer.h"
 #include "analysis/bench_scan.h"
 #include "analysis/bench_timing.h"
 #include "blocks/interfaces.h"
@@ -95,27 +95,14 @@ std::pair<double, std::int64_t> blocklab_images_per_second(const BenchShape& s) 
 }
 
 std::pair<double, std::int64_t> python_images_per_second(const BenchShape& s) {
-  std::ostringstream cmd;
-  cmd << "'" << BLOCKLAB_PYTHON << "' '" << BLOCKLAB_SOURCE_DIR << "/analysis/bench/vit_peer.py'"
-      << " --dim " << s.dim << " --depth " << s.depth << " --patch " << s.patch << " --heads " << s.heads << " --batch "
-      << s.batch << " --steps " << s.steps << " --warmup " << s.warmup << " --threads " << s.threads << " --mlp-ratio "
-      << s.mlp_ratio << " --device " << s.device.str() << " --precision " << precision_name(s.precision) << " 2>&1";
-  std::string out;
-  FILE* pipe = popen(cmd.str().c_str(), "r");
-  if (!pipe) throw std::runtime_error("cannot start the Python peer");
-  std::array<char, 4096> buf{};
-  while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  if (pclose(pipe) != 0) throw std::runtime_error("the Python peer failed:\n" + out);
-  // Its result is the one line holding a JSON object (warnings may come before it).
-  std::istringstream lines(out);
-  Json result;
-  for (std::string line; std::getline(lines, line);) {
-    Json value;
-    if (try_parse_json(line, value) && value.is_object()) result = std::move(value);
-  }
+  std::ostringstream args;
+  args << "--dim " << s.dim << " --depth " << s.depth << " --patch " << s.patch << " --heads " << s.heads << " --batch "
+       << s.batch << " --steps " << s.steps << " --warmup " << s.warmup << " --threads " << s.threads << " --mlp-ratio "
+       << s.mlp_ratio << " --device " << s.device.str() << " --precision " << precision_name(s.precision);
+  const Json result = run_python_peer("vit_peer.py", args.str());
   if (!result.contains("images_per_s") || !result["images_per_s"].is_number() || !result.contains("parameters") ||
       !result["parameters"].is_number())
-    throw std::runtime_error("unexpected output of the Python peer:\n" + out);
+    throw std::runtime_error("unexpected output of the Python peer vit_peer.py: " + result.dump());
   return {result["images_per_s"].get<double>(), result["parameters"].get<std::int64_t>()};
 }
 

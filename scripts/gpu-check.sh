@@ -126,7 +126,12 @@ TORCH_PREFIX=$($PY -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 cuda_args=(-DCMAKE_CUDA_ARCHITECTURES=90 -DTORCH_CUDA_ARCH_LIST=9.0)
-[ -n "$NVCC" ] && cuda_args+=(-DCMAKE_CUDA_COMPILER="$NVCC" -DCUDAToolkit_ROOT="$(dirname "$(dirname "$NVCC")")")
+if [ -n "$NVCC" ]; then
+  # LibTorch's CMake config asks the legacy FindCUDA (nvcc on PATH) and FindCUDAToolkit: one toolkit for both.
+  CUDA_ROOT=$(dirname "$(dirname "$NVCC")")
+  export PATH="$CUDA_ROOT/bin:$PATH" CUDACXX="$NVCC" CUDA_HOME="$CUDA_ROOT"
+  cuda_args+=(-DCMAKE_CUDA_COMPILER="$NVCC" -DCUDAToolkit_ROOT="$CUDA_ROOT" -DCUDA_TOOLKIT_ROOT_DIR="$CUDA_ROOT")
+fi
 step configure 180 240 cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DBLOCKLAB_PYTHON="$PY" -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr" -DPKG_CONFIG_EXECUTABLE="$PKG_CONFIG" \
   -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$DEPS/usr/lib/x86_64-linux-gnu" "${cuda_args[@]}"

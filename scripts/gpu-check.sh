@@ -133,7 +133,7 @@ if [ -n "$NVCC" ]; then
   cuda_args+=(-DCMAKE_CUDA_COMPILER="$NVCC" -DCUDAToolkit_ROOT="$CUDA_ROOT" -DCUDA_TOOLKIT_ROOT_DIR="$CUDA_ROOT")
 fi
 step configure 180 240 cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-  -DBLOCKLAB_PYTHON="$PY" -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr" -DPKG_CONFIG_EXECUTABLE="$PKG_CONFIG" \
+  -DCMAKE_POLICY_VERSION_MINIMUM=3.5 -DBLOCKLAB_PYTHON="$PY" -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr" -DPKG_CONFIG_EXECUTABLE="$PKG_CONFIG" \
   -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$DEPS/usr/lib/x86_64-linux-gnu" "${cuda_args[@]}"
 
 section "4. build blocklab and blocklab_tests (-j$JOBS)"

@@ -9,8 +9,14 @@
 // discipline of analysis/bench_timing.h).
 //
 // Memory: the bytes held by the allocator after the forward (what autograd keeps for the
-// backward: activations and saved tensors), measured with glibc's mallinfo2 around the
-// forward; the inputs and parameters are allocated before and not counted.
+// backward: activations and saved tensors), measured with glibc's mallinfo2 (on CUDA: the
+// caching allocator's allocated bytes) around the forward; the inputs and parameters are
+// allocated before and not counted.
+//
+// --device cuda runs the mixers on the GPU (each call ends with a synchronisation); --peer adds
+// attention in PyTorch Python on the same device and torch (analysis/bench/attention_peer.py):
+// scaled_dot_product_attention plain and with ALiBi as a float mask, and FlexAttention with
+// ALiBi as a score_mod (CUDA), timed the same way, as rows next to blocklab's mixers.
 #include <malloc.h>
 
 #include <algorithm>
@@ -21,7 +27,9 @@
 #include <limits>
 #include <sstream>
 
+#include "analysis/bench_device.h"
 #include "analysis/bench_mixers.h"
+#include "analysis/bench_peer.h"
 #include "analysis/bench_timing.h"
 #include "analysis/block_options.h"
 #include "analysis/plot.h"
@@ -30,6 +38,9 @@
 #include "registry/command.h"
 #include "registry/config_error.h"
 #include "registry/yaml_io.h"
+#ifdef BLOCKLAB_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 namespace blocklab {
 namespace {
@@ -40,8 +51,11 @@ struct MixerBench {
   std::int64_t dim = 64, heads = 4, batch = 1, threads = 2, rounds = 3;
   double min_time = 0.2;  // seconds of calls per measurement
   bool causal = true;
-  bool grid = false;              // every mixer on a square image grid (N a square), not causal
-  bool softmax = true;            // attention/softmax first, the reference of the ratios (--without-softmax: not run)
+  bool grid = false;    // every mixer on a square image grid (N a square), not causal
+  bool softmax = true;  // attention/softmax first, the reference of the ratios (--without-softmax: not run)
+  bool peer = false;    // --peer: PyTorch Python's attention rows too
+  torch::Device device = torch::kCPU;
+  Precision precision = Precision::fp32;
   std::vector<std::string> sets;  // --set KEY=VALUE, for every mixer that has the option
   std::string out = "results/bench";
 };
@@ -52,7 +66,14 @@ struct Measure {
   std::vector<double> rounds;  // forward + backward of each round, in order
 };
 
-std::size_t allocated_bytes() {
+std::size_t allocated_bytes(const torch::Device& device) {
+#ifdef BLOCKLAB_WITH_CUDA
+  if (device.is_cuda())  // [0]: the aggregate over the allocator's pools
+    return static_cast<std::size_t>(
+        c10::cuda::CUDACachingAllocator::getDeviceStats(device.has_index() ? device.index() : 0)
+            .allocated_bytes[0]
+            .current);
+#endif
   const struct mallinfo2 m = mallinfo2();
   return m.uordblks + m.hblkhd;
 }
@@ -90,16 +111,25 @@ TokenMixer build_mixer(const std::string& entry, const MixerBench& b, std::int64
   for (const auto& text : b.sets)
     if (has_option(key, text)) apply_option_set(node, text, kCommand, kTypeHint);
   for (const auto& text : entry_options(entry)) apply_option_set(node, text, kCommand, kTypeHint);
-  return mixer_registry().create(node, MixerArgs{b.dim, n});
+  TokenMixer mixer = mixer_registry().create(node, MixerArgs{b.dim, n});
+  mixer->to(b.device);
+  return mixer;
 }
 
 // One forward + backward of `mixer` on x [B, N, C]: seconds, and bytes kept after the forward.
-std::pair<double, double> run_once(TokenMixer& mixer, const torch::Tensor& x, const MixerContext& ctx) {
-  const auto before = allocated_bytes();
+std::pair<double, double> run_once(TokenMixer& mixer, const torch::Tensor& x, const MixerContext& ctx,
+                                   const MixerBench& b) {
+  bench_sync(b.device);
+  const auto before = allocated_bytes(b.device);
   const auto t0 = std::chrono::steady_clock::now();
-  const auto y = mixer->forward(x, ctx);
-  const double kept = static_cast<double>(allocated_bytes()) - static_cast<double>(before);
-  y.pow(2).mean().backward();
+  torch::Tensor y;
+  {
+    AutocastScope autocast(b.device, b.precision);
+    y = mixer->forward(x, ctx);
+  }
+  const double kept = static_cast<double>(allocated_bytes(b.device)) - static_cast<double>(before);
+  y.to(torch::kFloat).pow(2).mean().backward();
+  bench_sync(b.device);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   mixer->zero_grad();
   return {s, kept};
@@ -130,7 +160,7 @@ std::vector<std::vector<Measure>> measure_all(const MixerBench& b) {
   for (std::size_t l = 0; l < lengths; ++l) {
     for (std::size_t i = 0; i < mixers; ++i) built[l].push_back(build_mixer(b.mixers[i], b, b.lengths[l]));
     torch::manual_seed(0);
-    inputs.push_back(torch::randn({b.batch, b.lengths[l], b.dim}).requires_grad_(true));
+    inputs.push_back(torch::randn({b.batch, b.lengths[l], b.dim}).to(b.device).requires_grad_(true));
   }
   for (std::size_t i = 0; i < mixers; ++i)
     for (std::size_t l = 0; l < lengths; ++l)
@@ -140,7 +170,7 @@ std::vector<std::vector<Measure>> measure_all(const MixerBench& b) {
       cases.size(), b.rounds, b.min_time,
       [&](std::size_t c, bool timed) {
         const auto [i, l] = cases[c];
-        const auto [seconds, bytes] = run_once(built[l][i], inputs[l], contexts[l][i]);
+        const auto [seconds, bytes] = run_once(built[l][i], inputs[l], contexts[l][i], b);
         if (timed) kept[c].push_back(bytes);
         return seconds;
       },
@@ -151,15 +181,46 @@ std::vector<std::vector<Measure>> measure_all(const MixerBench& b) {
   return result;
 }
 
+// --peer: the rows of analysis/bench/attention_peer.py (PyTorch Python on the same device and
+// torch), appended after blocklab's mixers; a peer that fails leaves a note, not an error.
+void add_peer_rows(MixerBench& b, std::vector<std::vector<Measure>>& m) {
+  std::ostringstream args;
+  args << "--lengths ";
+  for (std::size_t l = 0; l < b.lengths.size(); ++l) args << (l ? "," : "") << b.lengths[l];
+  args << " --dim " << b.dim << " --heads " << b.heads << " --batch " << b.batch << " --rounds " << b.rounds
+       << " --min-time " << b.min_time << " --threads " << b.threads << " --device " << b.device.str()
+       << " --precision " << precision_name(b.precision) << (b.causal ? "" : " --not-causal");
+  Json result;
+  try {
+    result = run_python_peer("attention_peer.py", args.str());
+  } catch (const std::exception& e) {
+    std::printf("--peer: no PyTorch rows: %s\n", e.what());
+    return;
+  }
+  for (const auto& note : result.value("notes", Json::array())) std::printf("--peer: %s\n", note.dump().c_str());
+  for (const auto& row : result.value("rows", Json::array())) {
+    const auto length = std::find(b.lengths.begin(), b.lengths.end(), row.at("n").get<std::int64_t>());
+    if (length == b.lengths.end()) continue;
+    const std::string label = row.at("label").get<std::string>();
+    auto index = static_cast<std::size_t>(std::find(b.mixers.begin(), b.mixers.end(), label) - b.mixers.begin());
+    if (index == b.mixers.size()) b.mixers.push_back(label), m.emplace_back(b.lengths.size());
+    Measure& x = m[index][static_cast<std::size_t>(length - b.lengths.begin())];
+    x.rounds = row.at("rounds").get<std::vector<double>>();
+    if (!x.rounds.empty()) x.seconds = median(x.rounds);
+  }
+}
+
 void print_table(const MixerBench& b, const std::vector<std::vector<Measure>>& m) {
   std::printf(
       "mixers at dim %lld, heads %lld, batch %lld, %s, %lld threads, forward + backward, median of %lld "
-      "rounds of >= %.2g s of calls each (torch %s)\n",
+      "rounds of >= %.2g s of calls each (torch %s)%s%s\n",
       static_cast<long long>(b.dim), static_cast<long long>(b.heads), static_cast<long long>(b.batch),
       b.grid     ? "square image grids"
       : b.causal ? "causal"
                  : "not causal",
-      static_cast<long long>(b.threads), static_cast<long long>(b.rounds), b.min_time, BLOCKLAB_TORCH_VERSION);
+      static_cast<long long>(b.threads), static_cast<long long>(b.rounds), b.min_time, BLOCKLAB_TORCH_VERSION,
+      b.device.is_cuda() ? (", on cuda (" + cuda_device_name() + ")").c_str() : "",
+      b.precision == Precision::bf16 ? ", bf16 autocast" : "");
   for (const auto& text : b.sets) std::printf("--set %s (the mixers that have the option)\n", text.c_str());
   std::printf(
       "(mixers that are not causal run bidirectionally, those that need a grid on a square grid; '-': N is "
@@ -173,8 +234,12 @@ void print_table(const MixerBench& b, const std::vector<std::vector<Measure>>& m
         continue;
       }
       const double tokens = static_cast<double>(b.batch * b.lengths[l]) / x.seconds;
-      std::printf("%-28s %7lld %11.2f %13.0f %10.1f", b.mixers[i].c_str(), static_cast<long long>(b.lengths[l]),
-                  1e3 * x.seconds, tokens, x.saved_mb);
+      std::printf("%-28s %7lld %11.2f %13.0f", b.mixers[i].c_str(), static_cast<long long>(b.lengths[l]),
+                  1e3 * x.seconds, tokens);
+      if (std::isnan(x.saved_mb))  // the peers' rows: not measured
+        std::printf(" %10s", "-");
+      else
+        std::printf(" %10.1f", x.saved_mb);
       if (b.softmax)
         std::printf(" %11.2fx\n", m[0][l].seconds / x.seconds);
       else
@@ -271,6 +336,10 @@ int bench_mixers_command(const std::vector<std::string>& args) {
       "every mixer on a square grid of image tokens (N a square: 196,784,...), not causal: the local and "
       "sparse image mixers next to dense attention")(
       "without-softmax", "do not run attention/softmax (no ratios to it): to profile the mixers alone")(
+      "peer",
+      "also time attention in PyTorch Python on the same device (analysis/bench/attention_peer.py): "
+      "scaled_dot_product_attention, SDPA with ALiBi as a float mask, FlexAttention with ALiBi (CUDA)")(
+      "device", po::value<std::string>(), kBenchDeviceHelp)("precision", po::value<std::string>(), kBenchPrecisionHelp)(
       "out", po::value<std::string>(), "directory of the plot (default results/bench)");
   const auto cl = parse_command_line("bench", args, opts);
   if (cl.vars.count("help")) {
@@ -283,7 +352,8 @@ int bench_mixers_command(const std::vector<std::string>& args) {
         "Examples:\n  blocklab bench mixers\n  blocklab bench mixers --mixers linear/elu "
         "--lengths 1024,4096,16384 --threads 1\n  blocklab bench mixers --mixers linear/elu,linear/lightning "
         "--set chunk=32\n  blocklab bench mixers --mixers ssm/mamba,ssm/mamba:scan=reference --lengths 1024,4096\n  "
-        "blocklab bench mixers --grid --mixers local/window,local/neighborhood --lengths 196,784,3136,12544\n");
+        "blocklab bench mixers --grid --mixers local/window,local/neighborhood --lengths 196,784,3136,12544\n  "
+        "blocklab bench mixers --device cuda --peer --mixers attention/softmax:mask.type=mask/alibi,linear/elu\n");
     return 0;
   }
   if (!cl.positional.empty()) throw UsageError("blocklab bench mixers: unexpected argument '" + cl.positional[0] + "'");
@@ -307,6 +377,9 @@ int bench_mixers_command(const std::vector<std::string>& args) {
   b.rounds = integer_option(cl, "bench", "rounds", 1, 100, b.rounds);
   b.min_time = real_option(cl, "bench", "min-time", 0.0, 60.0, b.min_time);
   b.grid = cl.vars.count("grid") > 0;
+  b.peer = cl.vars.count("peer") > 0;
+  b.device = bench_device(cl, "bench");
+  b.precision = bench_precision(cl, "bench");
   b.causal = cl.vars.count("not-causal") == 0 && !b.grid;
   if (cl.vars.count("set")) b.sets = cl.vars["set"].as<std::vector<std::string>>();
   for (const auto& text : b.sets)
@@ -318,7 +391,8 @@ int bench_mixers_command(const std::vector<std::string>& args) {
     throw UsageError("blocklab bench mixers: --heads " + std::to_string(b.heads) + " does not divide --dim " +
                      std::to_string(b.dim));
   for (const auto& entry : b.mixers) build_mixer(entry, b, 16);  // bad options: the schema's message, before timing
-  const auto measures = measure_all(b);
+  auto measures = measure_all(b);
+  if (b.peer) add_peer_rows(b, measures);
   print_table(b, measures);
   print_scaling(b, measures);
   print_variants(b, measures);

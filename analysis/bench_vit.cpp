@@ -6,13 +6,14 @@
 // Rounds alternate between the runs so that machine noise hits them alike; the median of the
 // rounds is reported with the ratio.
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
 
+#include "analysis/bench_device.h"
 #include "analysis/bench_mixers.h"
+#include "analysis/bench_peer.h"
 #include "analysis/bench_scan.h"
 #include "analysis/bench_timing.h"
 #include "blocks/interfaces.h"
@@ -32,6 +33,8 @@ struct BenchShape {
   bool breakdown = false;
   std::string pool = "cls";
   std::string mixer_extra;  // more options of the attention/softmax mixer, e.g. ", mask: {type: mask/alibi}"
+  torch::Device device = torch::kCPU;
+  Precision precision = Precision::fp32;
 };
 
 class BenchModel : public torch::nn::Module {
@@ -52,21 +55,27 @@ std::pair<double, std::int64_t> blocklab_images_per_second(const BenchShape& s) 
   auto backbone = backbone_registry().create(parse_yaml(cfg.str(), "bench"), BackboneArgs{1, 28, 28});
   auto head = head_registry().create(parse_yaml("{type: linear}", "bench"), HeadArgs{backbone->feature_dim(), 10});
   auto model = std::make_shared<BenchModel>(backbone, head);
+  model->to(s.device);
   std::int64_t params = 0;
   OptimizerArgs args;
   args.lr = 1e-3;
   for (const auto& p : model->parameters()) args.decay.push_back(p), params += p.numel();
   auto opt = optimizer_registry().create(parse_yaml("{type: adamw, weight_decay: 0.05}", "bench"), args);
-  const torch::Tensor images = torch::randn({s.batch, 1, 28, 28});
-  const torch::Tensor labels = torch::randint(0, 10, {s.batch}, torch::kLong);
+  const torch::Tensor images = torch::randn({s.batch, 1, 28, 28}).to(s.device);
+  const torch::Tensor labels = torch::randint(0, 10, {s.batch}, torch::kLong).to(s.device);
   double forward_s = 0, backward_s = 0, optimizer_s = 0;
-  auto since = [](std::chrono::steady_clock::time_point t) {
+  auto since = [&](std::chrono::steady_clock::time_point t) {
+    if (s.breakdown) bench_sync(s.device);  // CUDA: the phase's kernels finished
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   };
   auto step = [&] {
     auto t = std::chrono::steady_clock::now();
     opt->zero_grad();
-    auto loss = torch::nn::functional::cross_entropy(model->forward(images), labels);
+    torch::Tensor loss;
+    {
+      AutocastScope autocast(s.device, s.precision);
+      loss = torch::nn::functional::cross_entropy(model->forward(images), labels);
+    }
     forward_s += since(t), t = std::chrono::steady_clock::now();
     loss.backward();
     backward_s += since(t), t = std::chrono::steady_clock::now();
@@ -86,28 +95,23 @@ std::pair<double, std::int64_t> blocklab_images_per_second(const BenchShape& s) 
 }
 
 std::pair<double, std::int64_t> python_images_per_second(const BenchShape& s) {
-  std::ostringstream cmd;
-  cmd << "'" << BLOCKLAB_PYTHON << "' '" << BLOCKLAB_SOURCE_DIR << "/analysis/bench/vit_peer.py'"
-      << " --dim " << s.dim << " --depth " << s.depth << " --patch " << s.patch << " --heads " << s.heads << " --batch "
-      << s.batch << " --steps " << s.steps << " --warmup " << s.warmup << " --threads " << s.threads << " --mlp-ratio "
-      << s.mlp_ratio << " 2>&1";
-  std::string out;
-  FILE* pipe = popen(cmd.str().c_str(), "r");
-  if (!pipe) throw std::runtime_error("cannot start the Python peer");
-  std::array<char, 4096> buf{};
-  while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  if (pclose(pipe) != 0) throw std::runtime_error("the Python peer failed:\n" + out);
-  // Its result is the one line holding a JSON object (warnings may come before it).
-  std::istringstream lines(out);
-  Json result;
-  for (std::string line; std::getline(lines, line);) {
-    Json value;
-    if (try_parse_json(line, value) && value.is_object()) result = std::move(value);
-  }
+  std::ostringstream args;
+  args << "--dim " << s.dim << " --depth " << s.depth << " --patch " << s.patch << " --heads " << s.heads << " --batch "
+       << s.batch << " --steps " << s.steps << " --warmup " << s.warmup << " --threads " << s.threads << " --mlp-ratio "
+       << s.mlp_ratio << " --device " << s.device.str() << " --precision " << precision_name(s.precision);
+  const Json result = run_python_peer("vit_peer.py", args.str());
   if (!result.contains("images_per_s") || !result["images_per_s"].is_number() || !result.contains("parameters") ||
       !result["parameters"].is_number())
-    throw std::runtime_error("unexpected output of the Python peer:\n" + out);
+    throw std::runtime_error("unexpected output of the Python peer vit_peer.py: " + result.dump());
   return {result["images_per_s"].get<double>(), result["parameters"].get<std::int64_t>()};
+}
+
+// ", on cuda (NVIDIA H100 ...), bf16 autocast" for the header lines; "" on CPU in fp32.
+std::string device_note(const BenchShape& s) {
+  std::string note;
+  if (s.device.is_cuda()) note += ", on cuda (" + cuda_device_name() + ")";
+  if (s.precision == Precision::bf16) note += ", bf16 autocast";
+  return note;
 }
 
 // The default ViT with plain fused softmax attention and with each additive mask, side by side.
@@ -126,8 +130,9 @@ int bench_masks(BenchShape s, int rounds) {
       s.mixer_extra = variants[i].second;
       rates[i].push_back(blocklab_images_per_second(s).first);
     }
-  std::printf("vit dim %d depth %d patch %d heads %d mlp %.2g pool mean batch %d threads %d (torch %s)\n", s.dim,
-              s.depth, s.patch, s.heads, s.mlp_ratio, s.batch, s.threads, BLOCKLAB_TORCH_VERSION);
+  std::printf("vit dim %d depth %d patch %d heads %d mlp %.2g pool mean batch %d threads %d (torch %s)%s\n", s.dim,
+              s.depth, s.patch, s.heads, s.mlp_ratio, s.batch, s.threads, BLOCKLAB_TORCH_VERSION,
+              device_note(s).c_str());
   const double base = median(rates[0]);
   std::printf("%-26s %12s %8s   (training images/s, median of %d rounds)\n", "attention", "images/s", "ratio", rounds);
   for (std::size_t i = 0; i < variants.size(); ++i)
@@ -165,7 +170,8 @@ int bench_command(const std::vector<std::string>& args) {
                         " (default " + std::to_string(*o.value) + ")")
                            .c_str());
   opts.add_options()("mlp-ratio", po::value(&s.mlp_ratio)->default_value(2.0), "MLP hidden ratio, above 0 up to 16")(
-      "breakdown", po::bool_switch(&s.breakdown), "also time forward, backward and optimizer separately");
+      "breakdown", po::bool_switch(&s.breakdown), "also time forward, backward and optimizer separately")(
+      "device", po::value<std::string>(), kBenchDeviceHelp)("precision", po::value<std::string>(), kBenchPrecisionHelp);
   const auto cl = parse_command_line("bench", args, opts);
   if (cl.vars.count("help") || cl.positional.empty()) {
     std::cout << command_help("bench", "vit [options]",
@@ -178,6 +184,7 @@ int bench_command(const std::vector<std::string>& args) {
                               "reference loop (blocklab bench scan --help).",
                               opts,
                               "Examples:\n  blocklab bench vit\n  blocklab bench vit --dim 32 --depth 2 --batch 32\n"
+                              "  blocklab bench vit --device cuda --precision bf16\n"
                               "  blocklab bench masks --rounds 5\n  blocklab bench mixers\n  blocklab bench scan\n");
     return cl.vars.count("help") ? 0 : 2;
   }
@@ -195,6 +202,8 @@ int bench_command(const std::vector<std::string>& args) {
   if (s.dim % s.heads != 0)
     throw UsageError("blocklab bench: --heads " + std::to_string(s.heads) + " does not divide --dim " +
                      std::to_string(s.dim));
+  s.device = bench_device(cl, "bench");
+  s.precision = bench_precision(cl, "bench");
   if (cl.positional[0] == "masks") return bench_masks(s, rounds);
   std::vector<double> ours, peer;
   std::int64_t our_params = 0, peer_params = 0;
@@ -206,8 +215,8 @@ int bench_command(const std::vector<std::string>& args) {
     std::printf("round %d: blocklab %.1f images/s, pytorch-python %.1f images/s\n", r + 1, a, b);
   }
   const double a = median(ours), b = median(peer);
-  std::printf("vit dim %d depth %d patch %d heads %d mlp %.2g batch %d threads %d (torch %s)\n", s.dim, s.depth,
-              s.patch, s.heads, s.mlp_ratio, s.batch, s.threads, BLOCKLAB_TORCH_VERSION);
+  std::printf("vit dim %d depth %d patch %d heads %d mlp %.2g batch %d threads %d (torch %s)%s\n", s.dim, s.depth,
+              s.patch, s.heads, s.mlp_ratio, s.batch, s.threads, BLOCKLAB_TORCH_VERSION, device_note(s).c_str());
   std::printf("parameters: blocklab %lld, pytorch-python %lld%s\n", static_cast<long long>(our_params),
               static_cast<long long>(peer_params), our_params == peer_params ? "" : "  (MISMATCH: not the same model)");
   std::printf("images/s (median of %d): blocklab %.1f, pytorch-python %.1f, ratio %.2fx\n", rounds, a, b, a / b);

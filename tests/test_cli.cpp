@@ -197,6 +197,8 @@ TEST_CASE("every command checks its arguments: exit 2, the option named, the val
       "bench mixers --mixers ssm/mamba:sacn=reference",
       "bench scan --primitives selective,ssm",
       "bench scan --lengths 0",
+      "bench vit --device tpu",
+      "bench mixers --precision fp16",
   };
   std::string text;
   for (const std::string& args : cases) {

@@ -4,6 +4,9 @@ Plain PyTorch on the same torch release as blocklab's LibTorch, configured ident
 patch embedding (Conv2d), class token, learned positions, pre-norm blocks (LayerNorm,
 multi-head attention through F.scaled_dot_product_attention with one qkv Linear, MLP with
 GELU), final LayerNorm, linear head; AdamW; cross-entropy. Prints one JSON line.
+--device cuda runs it on the GPU (the step ends with loss.item(), a synchronisation, on both
+sides); --precision bf16 runs the forward and the loss under torch.autocast(bfloat16), as
+blocklab's trainer.precision=bf16 does.
 """
 import argparse
 import json
@@ -69,18 +72,21 @@ def main():
                           ("steps", 30), ("warmup", 5), ("threads", 1), ("image", 28)]:
         p.add_argument("--" + name, type=int, default=default)
     p.add_argument("--mlp-ratio", type=float, default=2.0)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = ViT(a.image, 1, a.patch, a.dim, a.depth, a.heads, a.mlp_ratio, 10)
+    model = ViT(a.image, 1, a.patch, a.dim, a.depth, a.heads, a.mlp_ratio, 10).to(a.device)
     params = sum(t.numel() for t in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
-    images = torch.randn(a.batch, 1, a.image, a.image)
-    labels = torch.randint(0, 10, (a.batch,))
+    images = torch.randn(a.batch, 1, a.image, a.image).to(a.device)
+    labels = torch.randint(0, 10, (a.batch,)).to(a.device)
 
     def step():
         opt.zero_grad()
-        loss = F.cross_entropy(model(images), labels)
+        with torch.autocast(a.device, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            loss = F.cross_entropy(model(images), labels)
         loss.backward()
         opt.step()
         return loss.item()
@@ -92,7 +98,8 @@ def main():
         step()
     seconds = time.perf_counter() - start
     print(json.dumps({"images_per_s": a.batch * a.steps / seconds, "parameters": params,
-                      "torch": torch.__version__, "threads": torch.get_num_threads()}))
+                      "torch": torch.__version__, "threads": torch.get_num_threads(),
+                      "device": a.device, "precision": a.precision}))
 
 
 if __name__ == "__main__":

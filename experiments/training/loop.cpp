@@ -41,6 +41,7 @@ Schema loop_trainer_schema(const std::string& examples, const std::function<void
   trainer.add_int("val_every", 1, "epochs between evaluations (the last epoch is always evaluated)").min = 1;
   trainer.add_int("eval_batch_size", 1000, examples + " per evaluation batch").min = 1;
   trainer.add_int("max_steps", 0, "stop after this many steps (0: run all epochs)").min = 0;
+  add_precision_key(trainer);
   return trainer;
 }
 
@@ -65,6 +66,7 @@ LoopSettings read_loop_settings(const ConfigNode& config, const Schema& task_sch
   s.val_every = trainer.get_int("val_every");
   s.eval_batch_size = trainer.get_int("eval_batch_size");
   s.max_steps = trainer.get_int("max_steps");
+  s.precision = read_precision(trainer);
   s.optimizer = root.get_node("optimizer");
   s.scheduler = root.get_node("scheduler");
   return s;
@@ -226,9 +228,13 @@ double TrainingLoop::train_step() {
   const double lr = schedule_->lr_at(pos_.step);
   set_learning_rate(*optimizer_, lr);
   optimizer_->zero_grad();
-  torch::Tensor loss = hooks_.loss(batch);
-  // Blocks' auxiliary terms (e.g. attention distillation) join the task's loss.
-  if (const auto auxiliary = take_auxiliary_losses(*model_); auxiliary.defined()) loss = loss + auxiliary;
+  torch::Tensor loss;
+  {
+    const AutocastScope autocast(setup_.device, s_.precision);  // the backward runs outside it
+    loss = hooks_.loss(batch);
+    // Blocks' auxiliary terms (e.g. attention distillation) join the task's loss.
+    if (const auto auxiliary = take_auxiliary_losses(*model_); auxiliary.defined()) loss = loss + auxiliary;
+  }
   const double loss_value = agree_on_step(loss.item<double>());
   if (!std::isfinite(loss_value)) return loss_value;
   phase_ = "the backward pass of training step " + std::to_string(pos_.step + 1);
@@ -339,6 +345,7 @@ bool TrainingLoop::evaluate_now() {
   Evaluation result;
   {
     torch::NoGradGuard no_grad;
+    const AutocastScope autocast(setup_.device, s_.precision);
     model_->eval();
     result = hooks_.evaluate(line, [this](const std::string& phase) { phase_ = phase; });
     model_->train();

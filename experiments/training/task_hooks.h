@@ -14,6 +14,7 @@
 #include <string>
 
 #include "experiments/run_files.h"
+#include "experiments/training/precision.h"
 #include "registry/config_node.h"
 
 namespace blocklab {
@@ -50,6 +51,7 @@ struct LoopSettings {
   std::int64_t checkpoint_every = 0;
   std::int64_t keep_checkpoints = 0;  // epoch checkpoints kept besides last and best
   std::int64_t val_every = 1;         // epochs between evaluations (the last epoch always)
+  Precision precision = Precision::fp32;  // bf16: forward passes under autocast (precision.h)
   std::int64_t eval_batch_size = 1;
   std::int64_t max_steps = 0;
   ConfigNode optimizer, scheduler;  // the components, for their registries

@@ -115,7 +115,8 @@ struct DataParallel::Engine {
 
 namespace {
 
-constexpr std::chrono::minutes kCollectiveTimeout{30};
+// Long enough for rank 0's evaluation, during which the other ranks wait in their next collective.
+constexpr std::chrono::minutes kCollectiveTimeout{120};
 
 c10::intrusive_ptr<c10d::Store> open_store(const WorldSpec& w) {
   if (w.rendezvous.rfind("file:", 0) == 0) {

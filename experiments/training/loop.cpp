@@ -91,6 +91,22 @@ std::string weights_fingerprint(const torch::nn::Module& model) {
   return hex64(h);
 }
 
+// LibTorch's intra-op threads set to n while alive.
+class ThreadCount {
+ public:
+  explicit ThreadCount(int n) : previous_(at::get_num_threads()) {
+    if (n != previous_) at::set_num_threads(n);
+  }
+  ~ThreadCount() {
+    if (at::get_num_threads() != previous_) at::set_num_threads(previous_);
+  }
+  ThreadCount(const ThreadCount&) = delete;
+  ThreadCount& operator=(const ThreadCount&) = delete;
+
+ private:
+  int previous_;
+};
+
 // Wall-clock accounting: the rate window of the metrics lines, and the run's data and step
 // seconds for the summary.
 struct Timing {
@@ -338,7 +354,11 @@ void TrainingLoop::keep_epoch_checkpoint() {
 }
 
 // The task's evaluation as a metrics line and a log line; returns whether it is the best.
+// Data-parallel: every rank would compute the same numbers, so rank 0 evaluates alone, with the
+// threads of all the ranks on its machine, while the others wait at the next step.
 bool TrainingLoop::evaluate_now() {
+  if (!files_.writer) return false;
+  const ThreadCount threads(parallel_ ? setup_.threads * parallel_->world().local_size : setup_.threads);
   const auto start = Clock::now();
   JsonObject line;
   line.set("epoch", pos_.epoch + 1).set("step", pos_.step);

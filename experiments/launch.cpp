@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -77,16 +78,21 @@ class RankGroup {
       const std::size_t rank = rank_of(pid);
       if (rank >= pids_.size()) continue;
       status_[rank] = status, pids_[rank] = -1, --running;
-      const bool failed = WIFSIGNALED(status) || (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != kExitRequeue);
-      if (failed && running > 0 && first_failure_ < 0) {
+      // 0: finished, 2: refused (bad input, a run in progress: rank 0 has said why and the others
+      // follow it), 3: diverged (all ranks agree), 75: stopped by a signal after a checkpoint.
+      const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      const bool crashed = WIFSIGNALED(status) || (code != 0 && code != 2 && code != 3 && code != kExitRequeue);
+      if (crashed && running > 0 && first_failure_ < 0) {
         first_failure_ = static_cast<int>(rank);
         std::cerr << "blocklab run --nproc: rank " << rank << " " << describe_end(status)
                   << "; stopping the other ranks\n";
-        // A killed rank cannot answer any more: stop the rest now. A rank that failed with an
-        // error has said why; the others notice the broken group themselves, or are killed.
-        stop_others_at = WIFSIGNALED(status) ? std::chrono::steady_clock::now()
-                                             : std::chrono::steady_clock::now() + std::chrono::seconds(10);
       }
+      // A killed rank cannot answer any more: stop the rest now. Otherwise the others end on
+      // their own (they follow rank 0, or notice the broken group), or are killed after 10 s.
+      if (code != 0 && code != kExitRequeue && running > 0)
+        stop_others_at =
+            std::min(stop_others_at, std::chrono::steady_clock::now() +
+                                         (WIFSIGNALED(status) ? std::chrono::seconds(0) : std::chrono::seconds(10)));
     }
     return exit_status();
   }

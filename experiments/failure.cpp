@@ -25,6 +25,11 @@ std::string describe_failure(const std::exception& e, const std::string& phase) 
     return "out of memory" + where + ": " + short_error_text(e) +
            "; try a smaller trainer.batch_size or a smaller model (model.dim, model.depth)";
   const bool from_torch = layer || dynamic_cast<const c10::Error*>(&e);
+  // A data-parallel rank whose peer is gone (killed, crashed): Gloo's transport reports it.
+  const std::string text = e.what();
+  if (text.find("gloo/transport") != std::string::npos || (from_torch && text.find("NCCL") != std::string::npos))
+    return "the data-parallel group broke" + where + ": another rank stopped (" + short_error_text(e) +
+           "); the last checkpoint is kept: continue with --resume";
   if (!from_torch) return where.empty() ? e.what() : std::string(e.what()) + " (" + where.substr(1) + ")";
   return "LibTorch error" + where + ": " + short_error_text(e) +
          "; check the block's options (blocklab describe <block>), or run with BLOCKLAB_TRACE=1 for the full trace";

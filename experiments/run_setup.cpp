@@ -161,10 +161,9 @@ FileLock lock_run_directory(const std::string& dir) {
     }
   }
   while (!owner.empty() && owner.back() == '\n') owner.pop_back();
-  throw ConfigError("run " + dir + " is in progress (" + (owner.empty() ? "another process" : owner) +
-                        "); wait for it or stop it",
-                    Source{}, "",
-                    {"a SIGTERM makes it checkpoint and exit; continue it afterwards with --resume"});
+  throw ConfigError(
+      "run " + dir + " is in progress (" + (owner.empty() ? "another process" : owner) + "); wait for it or stop it",
+      Source{}, "", {"a SIGTERM makes it checkpoint and exit; continue it afterwards with --resume"});
 }
 
 }  // namespace
@@ -175,10 +174,11 @@ void open_run_directory(const RunRequest& request, const std::string& data_finge
   // The output location does not change results, so it is not part of the identity.
   ConfigNode identity = cfg;
   identity.erase("output_dir");
+  const std::string init = request.init_from.empty() ? "" : init_fingerprint(request.init_from);
   const std::string key = dump_yaml(identity) + "\ncode: " + code.text() + "\ndata: " + data_fingerprint +
                           "\nthreads: " + std::to_string(setup.threads) + "\ndevice: " + setup.device.str() + "\n" +
                           (setup.world ? "world: " + std::to_string(setup.world->size) + "\n" : "") +
-                          (request.init_from.empty() ? "" : "init: " + init_fingerprint(request.init_from) + "\n");
+                          (init.empty() ? "" : "init: " + init + "\n");
   RunFiles& f = setup.files;
   f.id = hex64(fnv1a64(key.data(), key.size())).substr(0, 12);
   const ConfigNode* out = cfg.find("output_dir");
@@ -215,8 +215,7 @@ void open_run_directory(const RunRequest& request, const std::string& data_finge
     ConfigNode overrides = ConfigNode::sequence();
     for (const auto& o : request.overrides) overrides.push_back(ConfigNode::string(o.text));
     write_file_atomic(f.dir + "/overrides.yaml", dump_yaml(overrides));
-    write_file_atomic(f.dir + "/env.json",
-                      env_json(setup, code, request.init_from.empty() ? "" : init_fingerprint(request.init_from)));
+    write_file_atomic(f.dir + "/env.json", env_json(setup, code, init));
   }
   f.metrics = AppendFile(f.dir + "/metrics.jsonl");
   f.log = AppendFile(f.dir + "/log.txt");
